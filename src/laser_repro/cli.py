@@ -1,0 +1,59 @@
+"""The ``laser-repro`` command: one entry point, one module per sub-command.
+
+Each sub-command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; it is
+imported only when its command is used, so ``laser-repro data ...`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("laser_repro.data.cli", "download, prepare and describe data sets (Table 1)"),
+    "train-idrec": ("laser_repro.idrec.cli", "train an ID-based recommender (SASRec, BERT4Rec, GRU4Rec, FDSA)"),
+    "train-laser": ("laser_repro.laser.cli", "train Laser (Bi-Tuning + M-Former, two phases)"),
+    "artifact": ("laser_repro.artifacts.cli", "build a paper table, figure or the reported-vs-reproduced comparison"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="laser-repro",
+        description="Reproduce the Laser paper's tables and figures (see README.md).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except (FileNotFoundError, ValueError) as err:
+        logging.getLogger("laser_repro").error("%s", err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Run configs: YAML files mapped onto dataclasses, with errors that name the key and file.
+
+The trainer CLIs read one resolved run config (written by a Snakemake rule or by hand);
+each dataclass field's default is written once, on the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A run config key is unknown, missing or of the wrong type."""
+
+
+def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data`` recursively; unknown keys are errors."""
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where or cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(fields)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        typ = hints[name]
+        key = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(typ) and isinstance(typ, type):
+            kwargs[name] = from_dict(typ, value, key)
+        else:
+            kwargs[name] = _check_type(value, typ, key)
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is Any:
+        return value
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        for arm in typing.get_args(typ):
+            try:
+                return _check_type(value, arm, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not match {typ}")
+    if typ is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected null, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(typ)
+        inner = args[0] if args else Any
+        items = [_check_type(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is typing.Literal:
+        if value not in typing.get_args(typ):
+            raise ConfigError(f"{key}: expected one of {list(typing.get_args(typ))}, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, str, bool) and not (isinstance(value, typ) and not (typ is int and isinstance(value, bool))):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def to_dict(obj: Any) -> dict:
+    """Dataclass -> plain dict (the resolved config recorded in metrics.json)."""
+    return dataclasses.asdict(obj)
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Load a YAML run config file into ``cls``; errors name the file and key."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: run config not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    try:
+        return from_dict(cls, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -1,0 +1,191 @@
+"""The one processed format every later step reads.
+
+A prepared data set is a folder::
+
+    items.json         [{"id": original id, "title": str, "brand": str, "category": str}, ...]
+                       list position = dense item index 0..n_items-1
+    users.json         [original user id, ...]; list position = dense user index
+    interactions.npz   offsets  int64 [n_users + 1]  user u's sequence is items[offsets[u]:offsets[u+1]]
+                       items    int32 [n_interactions] dense item indices, each user's in time order
+                       train_len int32 [n_users]     length of the training prefix
+    stats.json         Table 1's columns plus the source and format version
+
+Leave-one-out split: validation item = sequence[train_len], test item =
+sequence[train_len + 1]; a user whose sequence is shorter than 3 has
+train_len = len(sequence) and no evaluation items (training only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from laser_repro.io import atomic_dir, read_json, write_json
+
+FORMAT_VERSION = 1
+ITEM_FIELDS = ("id", "title", "brand", "category")
+MIN_EVAL_LEN = 3  # users with fewer items stay in training only
+
+
+@dataclass(frozen=True)
+class SeqDataset:
+    """A prepared sequential-recommendation data set (see the module docstring)."""
+
+    name: str
+    items: list[dict]
+    user_ids: list[str]
+    offsets: np.ndarray
+    flat: np.ndarray
+    train_len: np.ndarray
+    source: str = ""
+
+    # ---- sizes -------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_interactions(self) -> int:
+        return int(self.flat.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    # ---- per-user access -----------------------------------------------------------
+    def sequence(self, u: int) -> np.ndarray:
+        """User ``u``'s whole item sequence in time order."""
+        return self.flat[self.offsets[u] : self.offsets[u + 1]]
+
+    def train_sequence(self, u: int) -> np.ndarray:
+        """The training part of user ``u``'s sequence."""
+        return self.flat[self.offsets[u] : self.offsets[u] + self.train_len[u]]
+
+    def history_and_target(self, u: int, split: str) -> tuple[np.ndarray, int]:
+        """(input history, target item) for ``split`` in {"valid", "test"}.
+
+        The validation input is the training part; the test input adds the validation item.
+        """
+        start, n = int(self.offsets[u]), int(self.train_len[u])
+        if split == "valid":
+            return self.flat[start : start + n], int(self.flat[start + n])
+        if split == "test":
+            return self.flat[start : start + n + 1], int(self.flat[start + n + 1])
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+
+    def eval_users(self, split: str = "test") -> np.ndarray:
+        """Dense indices of users that have a ``split`` target."""
+        need = {"valid": 1, "test": 2}[split]
+        return np.flatnonzero(self.lengths - self.train_len >= need)
+
+    def targets(self, split: str, users: np.ndarray | None = None) -> np.ndarray:
+        """Target item of each user in ``users`` (default: all eval users) for ``split``."""
+        users = self.eval_users(split) if users is None else np.asarray(users)
+        shift = {"valid": 0, "test": 1}[split]
+        return self.flat[self.offsets[users] + self.train_len[users] + shift].astype(np.int64)
+
+    def train_item_counts(self) -> np.ndarray:
+        """Number of training interactions of each item."""
+        idx = np.repeat(np.arange(self.n_users), self.train_len)
+        starts = self.offsets[:-1][idx]
+        within = np.arange(idx.shape[0]) - np.repeat(np.cumsum(self.train_len) - self.train_len, self.train_len)
+        return np.bincount(self.flat[starts + within], minlength=self.n_items)
+
+    def item_text(self, i: int) -> dict:
+        return self.items[i]
+
+    # ---- Table 1 -----------------------------------------------------------------
+    def stats(self) -> dict:
+        """Table 1's columns: #users, #items, #interactions, avg n, density."""
+        n_u, n_i, n_x = self.n_users, self.n_items, self.n_interactions
+        return {
+            "name": self.name,
+            "source": self.source,
+            "format_version": FORMAT_VERSION,
+            "users": n_u,
+            "items": n_i,
+            "interactions": n_x,
+            "avg_n": n_x / n_u if n_u else 0.0,
+            "density": n_x / (n_u * n_i) if n_u and n_i else 0.0,
+            "eval_users": int(self.eval_users("test").shape[0]),
+        }
+
+
+def from_sequences(
+    name: str,
+    source: str,
+    items: list[dict],
+    user_ids: Sequence[str],
+    sequences: Sequence[Sequence[int]],
+    train_lens: Sequence[int] | None = None,
+) -> SeqDataset:
+    """Build a data set from per-user item sequences (dense indices, time order).
+
+    ``train_lens`` defaults to leave-one-out: len - 2 for users with at least 3 items,
+    otherwise the whole sequence.
+    """
+    if len(user_ids) != len(sequences):
+        raise ValueError(f"{name}: {len(user_ids)} user ids but {len(sequences)} sequences")
+    if not sequences or not items:
+        raise ValueError(f"{name}: empty data set ({len(sequences)} users, {len(items)} items)")
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter((i for s in sequences for i in s), dtype=np.int32, count=int(offsets[-1]))
+    if train_lens is None:
+        train_len = np.where(lengths >= MIN_EVAL_LEN, lengths - 2, lengths).astype(np.int32)
+    else:
+        train_len = np.asarray(train_lens, dtype=np.int32)
+    if flat.size and (flat.min() < 0 or flat.max() >= len(items)):
+        raise ValueError(f"{name}: item index out of range 0..{len(items) - 1}")
+    for field in ITEM_FIELDS:
+        missing = [k for k, it in enumerate(items) if field not in it]
+        if missing:
+            raise ValueError(f"{name}: item {missing[0]} has no {field!r} field")
+    return SeqDataset(name, list(items), [str(u) for u in user_ids], offsets, flat, train_len, source)
+
+
+def save_dataset(ds: SeqDataset, out_dir: str | Path) -> Path:
+    """Write ``ds`` to ``out_dir`` atomically (the folder appears only when complete)."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "items.json", [{k: it[k] for k in ITEM_FIELDS} for it in ds.items], indent=None)
+        write_json(tmp / "users.json", ds.user_ids, indent=None)
+        np.savez(tmp / "interactions.npz", offsets=ds.offsets, items=ds.flat, train_len=ds.train_len)
+        write_json(tmp / "stats.json", ds.stats())
+    return out_dir
+
+
+def load_dataset(path: str | Path) -> SeqDataset:
+    """Load a prepared data set folder (see the module docstring)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path}: no prepared data set here (expected a folder made by `laser-repro data prepare`)"
+        )
+    for f in ("items.json", "users.json", "interactions.npz", "stats.json"):
+        if not (path / f).exists():
+            raise FileNotFoundError(f"{path / f}: missing; re-run `laser-repro data prepare`")
+    stats = read_json(path / "stats.json")
+    if stats.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path / 'stats.json'}: format_version {stats.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    with np.load(path / "interactions.npz") as z:
+        offsets, flat, train_len = z["offsets"], z["items"], z["train_len"]
+    return SeqDataset(
+        name=stats["name"],
+        items=read_json(path / "items.json"),
+        user_ids=read_json(path / "users.json"),
+        offsets=offsets,
+        flat=flat,
+        train_len=train_len,
+        source=stats.get("source", ""),
+    )

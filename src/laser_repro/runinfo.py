@@ -1,0 +1,85 @@
+"""Provenance and the ``metrics.json`` every trainer writes.
+
+``metrics.json`` (one per run folder)::
+
+    {"method": str, "dataset": str, "seed": int,
+     "valid": {"recall@10", "ndcg@10", "mrr@10", "mrr", "n"},   # unrounded
+     "test":  {...same keys...},
+     "best_epoch": int, "ties": str,
+     "config": {...resolved run config...}, "config_hash": str,
+     "git_commit": str, "versions": {...}, "device": str, "wall_time_s": float,
+     ...method-specific extras}
+
+next to ``ranks.npz`` (per-user ranks, see :func:`laser_repro.eval.evaluator.save_ranks`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from laser_repro.io import write_json
+
+TRACKED_PACKAGES = ("laser-repro", "torch", "transformers", "peft", "numpy", "scipy", "pandas")
+
+
+def config_hash(config: dict) -> str:
+    """Stable short hash of a resolved config (sorted-key JSON, sha256, 16 hex)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """The current git commit of the checkout containing ``path`` ('unknown' outside git)."""
+    cwd = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the packages that affect numbers."""
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_description(device: Any) -> str:
+    """Human-readable device, e.g. 'cpu (x86_64, 2 threads)' or the CUDA device name."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{dev.index or 0} ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(config: dict, device: Any) -> dict:
+    """Everything that makes a number traceable, except the metrics themselves."""
+    return {
+        "config": config,
+        "config_hash": config_hash(config),
+        "git_commit": git_commit(),
+        "versions": library_versions(),
+        "device": device_description(device),
+    }
+
+
+def write_metrics(out_dir: str | Path, record: dict) -> Path:
+    """Write ``record`` (see module docstring) to ``out_dir/metrics.json`` atomically."""
+    path = Path(out_dir) / "metrics.json"
+    write_json(path, record)
+    return path
