@@ -1,0 +1,80 @@
+"""``laser-repro data``: download, prepare and describe data sets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger("laser_repro.data")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("prepare", help="turn a raw source into the processed format",
+                       description="Turn a raw source into the processed format (a folder; see laser_repro.data.dataset).")
+    p.add_argument("--source", required=True, choices=["amazon2018", "recformer", "movielens", "synthetic"],
+                   help="amazon2018: folder with {Category}_5.json(.gz) + meta_{Category}.json(.gz); "
+                        "recformer: RecFormer's train/val/test/umap/smap.json + meta; "
+                        "movielens: RecBole atomic files; synthetic: generate raw files into --input")
+    p.add_argument("--input", required=True, type=Path, help="input folder (synthetic: where raw files are written)")
+    p.add_argument("--name", required=True, help="data set name recorded in stats.json (e.g. scientific)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
+    p.add_argument("--category", help="amazon2018: which {Category} when the folder holds several")
+    p.add_argument("--keep-html", action="store_true", help="keep HTML entities in item text (default: decode them)")
+    g = p.add_argument_group("synthetic")
+    g.add_argument("--seed", type=int, help="generator seed (default 0)")
+    g.add_argument("--users", type=int, help="number of users (default 300)")
+    g.add_argument("--items", type=int, help="number of items (default 120)")
+    g.add_argument("--categories", type=int, help="number of latent categories (default 6)")
+
+    d = sub.add_parser("download", help="download the raw Amazon 2018 files of a category (resumable)")
+    d.add_argument("--category", required=True, help="scientific|arts|pet|games or an Amazon category name")
+    d.add_argument("--out", required=True, type=Path, help="folder for the raw files and downloads.json")
+    d.add_argument("--base-url", help="mirror to use instead of the UCSD data repository")
+
+    s = sub.add_parser("stats", help="Table 1's statistics of a prepared data set")
+    s.add_argument("dir", type=Path, help="prepared data set folder")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_command == "prepare":
+        from laser_repro.data.dataset import save_dataset
+        from laser_repro.data.sources import SOURCES
+
+        start = time.perf_counter()
+        options = {"category": args.category, "seed": args.seed, "users": args.users,
+                   "items": args.items, "categories": args.categories}
+        ds = SOURCES[args.source](args.input, args.name, unescape_html=not args.keep_html, **options)
+        save_dataset(ds, args.out)
+        s = ds.stats()
+        log.info("%s: %d users, %d items, %d interactions -> %s (%.1fs)", args.name, s["users"], s["items"],
+                 s["interactions"], args.out, time.perf_counter() - start)
+        return 0
+    if args.data_command == "download":
+        from laser_repro.data.download import download_category
+
+        download_category(args.category, args.out, base=args.base_url)
+        return 0
+    if args.data_command == "stats":
+        from laser_repro.io import read_json
+
+        path = args.dir / "stats.json"
+        stats = read_json(path)
+        if args.json:
+            print(json.dumps(stats, indent=2))
+        else:
+            print(format_stats(stats))
+        return 0
+    raise ValueError(f"unknown data action {args.data_command!r}")
+
+
+def format_stats(s: dict) -> str:
+    """One data set's Table 1 row as text."""
+    return (f"{'Dataset':<12} {'#Users':>9} {'#Items':>8} {'#Inters.':>10} {'Avg. n':>7} {'Density':>8}\n"
+            f"{s['name']:<12} {s['users']:>9,} {s['items']:>8,} {s['interactions']:>10,} "
+            f"{s['avg_n']:>7.2f} {s['density']:>8.1e}")

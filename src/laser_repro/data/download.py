@@ -1,0 +1,113 @@
+"""Download the paper's raw Amazon 2018 files (for users with a network).
+
+Each file is fetched to ``{name}.part`` with HTTP range requests, so an interrupted
+download resumes where it stopped; when complete it is renamed into place and its size
+and sha256 are recorded in ``downloads.json`` in the output folder. A user who already
+has the files points ``laser-repro data prepare --input`` at them instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from laser_repro.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+BASE = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
+REVIEWS_URL = BASE + "/categoryFilesSmall/{category}_5.json.gz"
+META_URL = BASE + "/metaFiles2/meta_{category}.json.gz"
+# the paper's four data sets -> Amazon 2018 category file names
+CATEGORIES = {
+    "scientific": "Industrial_and_Scientific",
+    "arts": "Arts_Crafts_and_Sewing",
+    "pet": "Pet_Supplies",
+    "games": "Video_Games",
+}
+CHUNK = 1 << 20
+
+
+def category_name(name: str) -> str:
+    """Accept a paper data set name (``pet``) or an Amazon category (``Pet_Supplies``)."""
+    if name in CATEGORIES:
+        return CATEGORIES[name]
+    if name in CATEGORIES.values():
+        return name
+    raise ValueError(f"unknown category {name!r}; expected one of {sorted(CATEGORIES)} or {sorted(CATEGORIES.values())}")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest``, resuming from ``dest.part`` when it exists."""
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and done:  # the part file is already complete
+            os.replace(part, dest)
+            return dest
+        raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise OSError(
+            f"{url}: download failed ({err}); without a network, download the file elsewhere and "
+            f"point `laser-repro data prepare --input` at the folder holding it"
+        ) from None
+    with response:
+        resumed = done and response.status == 206
+        if not resumed:
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        with open(part, "ab" if resumed else "wb") as fh, tqdm(
+            total=total, initial=done, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+        ) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                fh.write(block)
+                bar.update(len(block))
+    if total is not None and part.stat().st_size != total:
+        raise OSError(f"{url}: incomplete download ({part.stat().st_size} of {total} bytes); run again to resume")
+    os.replace(part, dest)
+    return dest
+
+
+def download_category(category: str, out_dir: str | Path, base: str | None = None, progress: bool = True) -> dict:
+    """Fetch the reviews and meta files of ``category`` into ``out_dir``; return the record.
+
+    Files already recorded in ``downloads.json`` with a matching size are not fetched again.
+    """
+    category = category_name(category)
+    out = Path(out_dir)
+    record_path = out / "downloads.json"
+    record = read_json(record_path) if record_path.exists() else {}
+    urls = [REVIEWS_URL, META_URL]
+    if base is not None:
+        urls = [u.replace(BASE, base.rstrip("/")) for u in urls]
+    for template in urls:
+        url = template.format(category=category)
+        dest = out / url.rsplit("/", 1)[1]
+        known = record.get(dest.name)
+        if dest.exists() and known and known["size"] == dest.stat().st_size:
+            log.info("%s: already downloaded (sha256 %s)", dest, known["sha256"][:12])
+            continue
+        fetch(url, dest, progress=progress)
+        record[dest.name] = {"url": url, "size": dest.stat().st_size, "sha256": sha256_of(dest)}
+        write_json(record_path, record)
+        log.info("%s: %d bytes, sha256 %s", dest, record[dest.name]["size"], record[dest.name]["sha256"])
+    return record

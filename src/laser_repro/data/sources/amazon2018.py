@@ -1,0 +1,115 @@
+"""Amazon Review 2018 raw files: ``{Category}_5.json(.gz)`` + ``meta_{Category}.json(.gz)``.
+
+Rules (spec, Data): keep interactions whose item has metadata with a non-empty title; sort
+each user's interactions stably by ``unixReviewTime`` (file order breaks ties); keep repeat
+interactions; no user subsampling and no filter beyond the 5-core of the file. Users and
+items get dense indices in sorted order of their original ids.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+from laser_repro.data.dataset import SeqDataset, from_sequences
+from laser_repro.data.sources.text import clean_field
+
+
+def open_text(path: Path):
+    """Open a plain or gzip-compressed text file (by magic bytes, not by name)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, record)`` for each non-blank line; a bad line names file and line."""
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{lineno}: malformed JSON line ({err.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
+def find_files(folder: Path, category: str | None = None) -> tuple[Path, Path]:
+    """Locate ``{Category}_5.json[.gz]`` and ``meta_{Category}.json[.gz]`` in ``folder``."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: expected a folder with {{Category}}_5.json(.gz) and meta_{{Category}}.json(.gz)")
+    reviews = sorted(p for p in folder.iterdir() if p.name.endswith(("_5.json", "_5.json.gz")))
+    if category is not None:
+        reviews = [p for p in reviews if p.name.split("_5.json")[0] == category]
+    if len(reviews) != 1:
+        found = [p.name for p in reviews] or "none"
+        raise FileNotFoundError(
+            f"{folder}: expected exactly one {category or '{Category}'}_5.json(.gz) file, found {found}"
+            + ("" if category else " (pass --category to choose)")
+        )
+    cat = reviews[0].name.split("_5.json")[0]
+    for suffix in (".json.gz", ".json"):
+        meta = folder / f"meta_{cat}{suffix}"
+        if meta.exists():
+            return reviews[0], meta
+    raise FileNotFoundError(f"{folder}: missing meta_{cat}.json(.gz) for {reviews[0].name}")
+
+
+def read_meta(path: Path, unescape_html: bool = True) -> dict[str, dict]:
+    """``{asin: {title, brand, category}}`` for items with a non-empty title (first entry wins)."""
+    meta: dict[str, dict] = {}
+    for lineno, rec in iter_json_lines(path):
+        asin = rec.get("asin")
+        if not asin:
+            raise ValueError(f"{path}:{lineno}: metadata record without 'asin'")
+        if asin in meta:
+            continue
+        title = clean_field(rec.get("title"), unescape_html)
+        if not title:
+            continue
+        meta[asin] = {
+            "id": asin,
+            "title": title,
+            "brand": clean_field(rec.get("brand"), unescape_html),
+            "category": clean_field(rec.get("category"), unescape_html),
+        }
+    return meta
+
+
+def read_reviews(path: Path, keep: dict) -> dict[str, list[tuple[int, str]]]:
+    """``{reviewerID: [(unixReviewTime, asin), ...]}`` in file order, for items in ``keep``."""
+    users: dict[str, list[tuple[int, str]]] = {}
+    for lineno, rec in iter_json_lines(path):
+        try:
+            user, asin, time = rec["reviewerID"], rec["asin"], int(rec["unixReviewTime"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}:{lineno}: expected reviewerID, asin and an integer unixReviewTime") from None
+        if asin in keep:
+            users.setdefault(user, []).append((time, asin))
+    return users
+
+
+def prepare(
+    input_path: str | Path, name: str, category: str | None = None, unescape_html: bool = True, **_: object
+) -> SeqDataset:
+    """Parse raw Amazon 2018 files in ``input_path`` into a :class:`SeqDataset`."""
+    reviews_path, meta_path = find_files(Path(input_path), category)
+    meta = read_meta(meta_path, unescape_html)
+    users = read_reviews(reviews_path, meta)
+    if not users:
+        raise ValueError(f"{reviews_path}: no interaction left after dropping items without a title in {meta_path}")
+    used = sorted({asin for events in users.values() for _, asin in events})
+    index = {asin: i for i, asin in enumerate(used)}
+    user_ids = sorted(users)
+    sequences = []
+    for u in user_ids:
+        events = sorted(users[u], key=lambda e: e[0])  # stable: file order breaks ties
+        sequences.append([index[asin] for _, asin in events])
+    return from_sequences(name, "amazon2018", [meta[a] for a in used], user_ids, sequences)

@@ -1,0 +1,41 @@
+"""Experiment splits as data functions: cold items (Figure 2) and training-user fractions
+for the cross-domain zero-shot / low-resource setting (Figure 3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from laser_repro.data.dataset import SeqDataset
+
+COLD_FRACTION = 0.35  # paper §5.3, after Kim et al. (2024): bottom 35% of items by interactions
+
+
+def cold_items(ds: SeqDataset, fraction: float = COLD_FRACTION) -> np.ndarray:
+    """Boolean mask over items: the ``fraction`` of items with the fewest training interactions.
+
+    Items are ordered by training interaction count, ties broken by item index (stable),
+    and the first ``ceil(fraction * n_items)`` are cold.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"cold fraction must be in [0, 1], got {fraction}")
+    counts = ds.train_item_counts()
+    order = np.argsort(counts, kind="stable")
+    mask = np.zeros(ds.n_items, dtype=bool)
+    mask[order[: math.ceil(fraction * ds.n_items)]] = True
+    return mask
+
+
+def sample_train_users(ds: SeqDataset, fraction: float, seed: int) -> np.ndarray:
+    """A seeded random ``fraction`` of the users with training data (sorted user indices).
+
+    Figure 3's low-resource setting: 0 gives no users (zero-shot), 1 gives all of them.
+    Fractions are nested for a fixed seed: the users of 5% are among those of 10%.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"training-user fraction must be in [0, 1], got {fraction}")
+    users = np.flatnonzero(ds.train_len >= 2)  # a training row needs an input and a target
+    order = np.random.default_rng(seed).permutation(users.shape[0])
+    n = int(round(fraction * users.shape[0]))
+    return np.sort(users[order[:n]])
