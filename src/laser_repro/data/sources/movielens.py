@@ -45,10 +45,20 @@ def _id_key(ids):
     return (lambda x: int(x)) if numeric else (lambda x: x)
 
 
+def _find_stem(folder: Path) -> str:
+    """The ``{stem}`` of the single ``{stem}.inter`` file in ``folder``."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: expected a folder with RecBole atomic files {{name}}.inter and {{name}}.item")
+    stems = sorted(p.stem for p in folder.glob("*.inter"))
+    if len(stems) != 1:
+        raise FileNotFoundError(f"{folder}: expected exactly one *.inter file, found {stems or 'none'}")
+    return stems[0]
+
+
 def prepare(input_path: str | Path, name: str, dataset: str | None = None, unescape_html: bool = True, **_: object) -> SeqDataset:
     """Read ``{dataset}.inter`` + ``{dataset}.item`` from folder ``input_path``."""
     folder = Path(input_path)
-    stem = dataset or folder.name
+    stem = dataset or _find_stem(folder)
     inter_path, item_path = folder / f"{stem}.inter", folder / f"{stem}.item"
     names, rows = _read_atomic(inter_path)
     cu, ci, ct = (_column(names, w, inter_path) for w in (("user_id",), ("item_id",), ("timestamp",)))
