@@ -1,0 +1,95 @@
+"""The Laser run config: every switch of Tables 2-5 and Figures 3-5 is one key here.
+
+A run config is a YAML file mapped onto :class:`LaserRunConfig` (``laser_repro.config``);
+each default below is the paper's (App. B) or the spec's, written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+TemplateVariant = Literal["paper", "no-phrase", "no-instruction", "two-instructions"]
+
+
+@dataclass
+class TemplateConfig:
+    variant: TemplateVariant = "paper"  # Table 5: no-phrase / no-instruction / two-instructions
+    category_field: Literal["brand", "category"] = "brand"  # paper's bug: brand in the category slot
+    window: int = 10  # last items of a history, for the text and the collaborative input
+    max_tokens: int = 480  # text tokens (prefix/suffix excluded); oldest items dropped first
+
+
+@dataclass
+class BiTuningConfig:
+    prefix: Literal["mformer", "learnable", "none"] = "mformer"  # Table 3: w/o M-Former, w/o prefix
+    suffix: Literal["learnable", "mean", "eos"] = "learnable"  # Table 3: w/o suffix (mean / [EOS])
+    n_suffix: int = 1  # S (Figure 4): suffix vectors appended; their output states are averaged
+    n_prefix: int = 32  # L for the "learnable" prefix (w/o M-Former); the M-Former uses mformer.n_queries
+
+
+@dataclass
+class MFormerConfig:
+    n_experts: int = 8  # K
+    top_k: int = 3  # experts activated per input
+    n_queries: int = 32  # L query vectors per expert = prefix length
+    d_model: int = 768  # d_m
+    n_layers: int = 12  # Z
+    n_heads: int = 12
+    cross_attention_freq: int = 2  # BLIP-2 Q-Former: cross-attention in blocks 0, 2, 4, ...
+    intermediate: int = 3072  # feed-forward width
+    dropout: float = 0.1  # BERT/Q-Former default (authors' code)
+    aggregation: Literal["raw", "renormalize", "softmax"] = "raw"  # weights of the selected experts
+
+
+@dataclass
+class LossConfig:
+    tau: float = 0.05  # Eq. 6 temperature
+    lb_weight: float = 0.01  # lambda in Eq. 10 (App. B); Figure 4 sweeps it
+
+
+@dataclass
+class PhaseConfig:
+    phase1: bool = True  # False = "w/o phase 1": item embeddings from the untrained model
+    phase2: bool = True  # False = "w/o phase 2"
+    phase1_max_epochs: int = 15
+    phase1_patience: int = 3  # epochs without a better validation NDCG@10 before phase 1 ends
+    phase2_epochs: int = 5
+
+
+@dataclass
+class OptimConfig:
+    optimizer: Literal["adam", "adamw"] = "adam"  # paper: Adam; authors' configs: AdamW
+    lr: float = 1e-4
+    weight_decay: float = 0.0  # authors' configs: 0.05 with adamw
+    batch_size: int = 4
+    grad_accumulation: int = 1  # authors' configs: effective batch 32
+    scheduler: Literal["none", "cosine"] = "none"  # authors' configs: warmup + cosine (per phase)
+    warmup_steps: int = 0
+    max_grad_norm: float = 0.0  # 0 = no clipping
+
+
+@dataclass
+class LaserRunConfig:
+    dataset: str = ""  # prepared data set folder (laser-repro data prepare)
+    idrec_run: str | None = None  # train-idrec output folder feeding the M-Former; null = random encoder
+    idrec_model: str = "bert4rec"  # architecture of the random encoder when idrec_run is null
+    backbone: str = "minilm"  # gpt2-large | chatglm2-6b | llama2-7b | local:PATH | tiny-gpt2 | tiny-llama | minilm
+    backbone_revision: str | None = None  # hub revision; null = the registry's pinned one
+    cache_dir: str | None = None  # tiny-backbone tokenizers; null = $LASER_REPRO_CACHE or ~/.cache/laser-repro
+    template: TemplateConfig = field(default_factory=TemplateConfig)
+    bituning: BiTuningConfig = field(default_factory=BiTuningConfig)
+    mformer: MFormerConfig = field(default_factory=MFormerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    phases: PhaseConfig = field(default_factory=PhaseConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    min_train_history: int = 2  # training row = (prefix of >= this many items, next item)
+    max_train_users: int | None = None  # cap on training users (smoke runs); null = all
+    train_user_fraction: float | None = None  # Figure 3: seeded fraction via data.splits.sample_train_users
+    max_eval_users: int | None = None  # seeded cap on validation/test users (smoke runs only); null = all
+    init_from: str | None = None  # a Laser run folder whose model.pt initialises the trainable weights
+    seed: int = 0
+    ties: Literal["pessimistic", "optimistic"] = "pessimistic"
+    device: str = "auto"  # auto = cuda if available else cpu
+    eval_batch_size: int = 64  # users embedded per forward pass at evaluation
+    item_batch_size: int = 128  # items embedded per forward pass in an item refresh
