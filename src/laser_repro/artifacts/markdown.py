@@ -1,0 +1,48 @@
+"""Small markdown helpers shared by the tables (pipe tables, cell markers, footnotes)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str] | None = None) -> str:
+    """A GitHub pipe table; ``align`` holds 'l', 'r' or 'c' per column (default: first left, rest right)."""
+    align = list(align or ["l"] + ["r"] * (len(header) - 1))
+    rule = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule[a] for a in align) + " |"]
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"row has {len(row)} cells, header {len(header)}: {row}")
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)
+
+
+def mark(text: str, bold: bool = False, underline: bool = False, star: bool = False, dagger: bool = False) -> str:
+    """Apply the paper's markers: **bold**, <u>underline</u>, a significance star, a stand-in dagger."""
+    if text in ("", "—"):
+        return text
+    if underline:
+        text = f"<u>{text}</u>"
+    if bold:
+        text = f"**{text}**"
+    if star:
+        text += "\\*"
+    if dagger:
+        text += "†"
+    return text
+
+
+def bullet_list(items: Sequence[str], empty: str = "none") -> str:
+    return "\n".join(f"- {i}" for i in items) if items else f"- {empty}"
+
+
+def fmt_pct(x: float, decimals: int = 2, signed: bool = True) -> str:
+    if x != x:  # nan
+        return "—"
+    return f"{x:+.{decimals}f}%" if signed else f"{x:.{decimals}f}%"
+
+
+def fmt_p(p: float) -> str:
+    if p != p:
+        return "—"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"

@@ -1,0 +1,173 @@
+"""The one loader of finished run folders shared by every artifact.
+
+A run folder is ``{runs_root}/{dataset}/{method}/{variant}/seed~{seed}/`` holding
+``metrics.json`` (schema: :mod:`laser_repro.runinfo`) and ``ranks.npz``
+(:func:`laser_repro.eval.evaluator.save_ranks`). A :class:`RunGroup` gathers the seeds of one
+(dataset, method, variant) and remembers every requested run that is missing, so tables can
+list it instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from laser_repro.eval.evaluator import EvalResult, load_ranks
+from laser_repro.eval.metrics import per_user_metrics
+from laser_repro.io import read_json
+
+from .significance import SeedSummary, summarize
+
+METRICS = ("recall@10", "ndcg@10", "mrr")
+METRIC_LABELS = {"recall@10": "R@10", "ndcg@10": "N@10", "mrr": "MRR", "mrr@10": "MRR@10"}
+LONG_LABELS = {"recall@10": "Recall@10", "ndcg@10": "NDCG@10", "mrr": "MRR", "mrr@10": "MRR@10"}
+LASER_METHODS = ("laser-g", "laser-c", "laser-l")
+# The backbone each Laser row of Table 2 uses in the paper; anything else is a stand-in.
+PAPER_BACKBONES = {"laser-g": "gpt2-large", "laser-c": "chatglm2-6b", "laser-l": "llama2-7b"}
+
+
+def run_dir(root: str | Path, dataset: str, method: str, variant: str, seed: int) -> Path:
+    """The contract's run folder path."""
+    return Path(root) / dataset / method / variant / f"seed~{seed}"
+
+
+@dataclass
+class Run:
+    """One finished run: its metrics.json record and (if present) its per-user ranks."""
+
+    path: Path
+    seed: int
+    record: dict
+    ranks: dict[str, EvalResult] | None
+
+    def metric(self, split: str, name: str) -> float:
+        """An aggregate metric from metrics.json; errors name the file and key."""
+        try:
+            return float(self.record[split][name])
+        except (KeyError, TypeError):
+            raise ValueError(f"{self.path / 'metrics.json'}: no {split}.{name!r}") from None
+
+    @property
+    def backbone(self) -> str | None:
+        cfg = self.record.get("config") or {}
+        return cfg.get("backbone")
+
+    def split_ranks(self, split: str) -> EvalResult:
+        if self.ranks is None or split not in self.ranks:
+            raise ValueError(f"{self.path / 'ranks.npz'}: no per-user ranks for split {split!r}")
+        return self.ranks[split]
+
+
+def load_run(path: Path, seed: int) -> Run:
+    """Load one run folder (metrics.json required, ranks.npz optional)."""
+    record = read_json(path / "metrics.json")
+    if not isinstance(record, dict):
+        raise ValueError(f"{path / 'metrics.json'}: expected a JSON object")
+    ranks_path = path / "ranks.npz"
+    ranks = load_ranks(ranks_path) if ranks_path.exists() else None
+    return Run(path, seed, record, ranks)
+
+
+@dataclass
+class RunGroup:
+    """The seeds of one (dataset, method, variant): found runs and missing run paths."""
+
+    dataset: str
+    method: str
+    variant: str
+    seeds: tuple[int, ...]
+    runs: list[Run] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.runs)
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.method}/{self.variant}"
+
+    def values(self, split: str, metric: str, subset: Callable[[EvalResult], np.ndarray] | None = None) -> np.ndarray:
+        """Per-seed aggregate values (from metrics.json, or from ranks restricted to ``subset``)."""
+        if subset is None:
+            return np.array([r.metric(split, metric) for r in self.runs])
+        out = []
+        for r in self.runs:
+            res = r.split_ranks(split)
+            out.append(res.subset(subset(res)).metrics[metric])
+        return np.array(out, dtype=np.float64)
+
+    def summary(self, split: str, metric: str, subset: Callable[[EvalResult], np.ndarray] | None = None) -> SeedSummary:
+        return summarize(self.values(split, metric, subset))
+
+    @property
+    def has_ranks(self) -> bool:
+        return self.found and all(r.ranks is not None for r in self.runs)
+
+    def per_user(self, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(users, per-user metric averaged over seeds) on the users every seed evaluated."""
+        results = [r.split_ranks(split) for r in self.runs]
+        users = common_users([res.users for res in results])
+        vals = np.zeros(users.shape[0], dtype=np.float64)
+        for res in results:
+            per = per_user_metrics(res.ranks)[metric]
+            vals += per[_positions(res.users, users)]
+        return users, vals / len(results)
+
+    def stand_in(self) -> str | None:
+        """The backbone actually used when it is not the paper's (Laser rows only), else None."""
+        paper = PAPER_BACKBONES.get(self.method)
+        if paper is None or not self.runs:
+            return None
+        used = sorted({r.backbone or "unknown" for r in self.runs})
+        return None if used == [paper] else ", ".join(used)
+
+
+def common_users(user_arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Sorted users present in every array."""
+    out = np.asarray(user_arrays[0])
+    for u in user_arrays[1:]:
+        out = np.intersect1d(out, u)
+    return np.unique(out)
+
+
+def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    order = np.argsort(users, kind="stable")
+    pos = np.searchsorted(users, wanted, sorter=order)
+    return order[pos]
+
+
+def load_group(root: str | Path, dataset: str, method: str, variant: str, seeds: Sequence[int]) -> RunGroup:
+    """Load every requested seed of one (dataset, method, variant); absent ones go to ``missing``."""
+    group = RunGroup(dataset, method, variant, tuple(int(s) for s in seeds))
+    for seed in group.seeds:
+        path = run_dir(root, dataset, method, variant, seed)
+        if (path / "metrics.json").exists():
+            group.runs.append(load_run(path, seed))
+        else:
+            group.missing.append(path / "metrics.json")
+    return group
+
+
+def paired_values(a: RunGroup, b: RunGroup, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user values of two groups on their common users (seed-averaged), for a paired test."""
+    ua, va = a.per_user(split, metric)
+    ub, vb = b.per_user(split, metric)
+    users = np.intersect1d(ua, ub)
+    return va[_positions(ua, users)], vb[_positions(ub, users)]
+
+
+def fmt_mean_std(s: SeedSummary, scale: float = 1.0, decimals: int = 2, n_expected: int | None = None) -> str:
+    """'13.11 ± 0.21' (std omitted for one seed; '(n=2)' when fewer seeds than requested)."""
+    if s.n == 0 or math.isnan(s.mean):
+        return "—"
+    text = f"{s.mean * scale:.{decimals}f}"
+    if s.n > 1:
+        text += f" ± {s.std * scale:.{decimals}f}"
+    if n_expected is not None and s.n < n_expected:
+        text += f" (n={s.n})"
+    return text

@@ -1,0 +1,1 @@
+"""The paper's reported numbers as data (reported.yaml) and their loader."""
