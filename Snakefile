@@ -1,0 +1,41 @@
+# laser-repro: the Laser paper's experiment grid (README.md, docs/workflow.md).
+#   snakemake --cores 2 --configfile workflow/default.yaml   # embedded default, offline, minutes
+#   snakemake --cores 8                                       # the paper (config.yaml), GPU machine
+#   snakemake --profile slurm                                 # the paper on a SLURM cluster
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/artifacts.smk"
+
+
+localrules:
+    all,
+    write_run_config,
+    make_table1,
+    make_table2,
+    make_variant_table,
+    plot_fig2,
+    plot_fig3,
+    plot_fig4,
+    plot_fig5,
+    compare_to_paper,
+
+
+wildcard_constraints:
+    dataset=regex_any(DATASETS),
+    seed=r"\d+",
+    variant=r"[^/]+",
+
+
+rule all:
+    input:
+        all_artifacts(),
+    default_target: True
