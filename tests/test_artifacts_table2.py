@@ -1,0 +1,68 @@
+"""Table 2 on hand-made runs: stars, bold/underline, Improv.%, stand-ins, missing runs."""
+
+import math
+
+import numpy as np
+import pytest
+
+from laser_repro.artifacts.table2 import compute_table2, make_table2
+from test_artifacts_support import write_run
+
+HIT, MISS = 0, 50  # rank 0 is a hit at 10; rank 50 is a miss
+
+
+def ranks(hits):
+    r = np.full(40, MISS)
+    r[list(hits)] = HIT
+    return r
+
+
+@pytest.fixture()
+def runs(tmp_path):
+    for seed in (0, 1):
+        # pet: Laser-C hits 30 users, BERT4Rec 20, SASRec 10: a clear, significant win
+        write_run(tmp_path, "pet", "laser-c", "main", seed, ranks(range(30)), backbone="chatglm2-6b")
+        write_run(tmp_path, "pet", "bert4rec", "main", seed, ranks(range(20)))
+        write_run(tmp_path, "pet", "sasrec", "main", seed, ranks(range(10)))
+        write_run(tmp_path, "pet", "laser-g", "main", seed, ranks(range(12)), backbone="tiny-gpt2")
+        # syn: Laser-C and BERT4Rec differ on three users only: not significant
+        write_run(tmp_path, "syn", "laser-c", "main", seed, ranks([*range(20), 20, 21]), backbone="chatglm2-6b")
+        write_run(tmp_path, "syn", "bert4rec", "main", seed, ranks([*range(20), 22]))
+    return tmp_path
+
+
+def test_markers_significance_and_improv(runs):
+    res = compute_table2(runs, ["pet", "syn"], [0, 1])
+    col = res.columns[("pet", "recall@10")]
+    assert (col.best_laser, col.best_baseline) == ("laser-c", "bert4rec")
+    assert col.improv == pytest.approx((0.75 - 0.5) / 0.5 * 100)
+    # hand-computed paired t: differences are 1 on 10 of 40 users, 0 elsewhere
+    d = np.r_[np.ones(10), np.zeros(30)]
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(40))
+    assert col.test.n == 40 and col.test.t == pytest.approx(t) and col.test.p < 0.05 and col.star
+    syn = res.columns[("syn", "recall@10")]
+    assert syn.test.p > 0.05 and not syn.star
+    assert syn.improv == pytest.approx((22 / 40 - 21 / 40) / (21 / 40) * 100)
+
+
+def test_rendered_table(runs, tmp_path):
+    out = tmp_path / "t2.md"
+    make_table2(runs, ["pet", "syn"], [0, 1, 2], out)
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| Laser-C |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "**75.00 ± 0.00 (n=2)**\\*"  # pet R@10: bold + star, seed 2 missing
+    assert cells[4] == "**55.00 ± 0.00 (n=2)**"  # syn R@10: bold, no star
+    b4r = next(line for line in text.splitlines() if line.startswith("| BERT4Rec |"))
+    assert "<u>50.00 ± 0.00 (n=2)</u>" in b4r
+    laser_g = next(line for line in text.splitlines() if line.startswith("| Laser-G |"))
+    assert "30.00 ± 0.00 (n=2)†" in laser_g and "tiny-gpt2 instead of gpt2-large" in text
+    fdsa = next(line for line in text.splitlines() if line.startswith("| FDSA |"))
+    assert fdsa.count("—") == 6
+    assert "| RecGURU | — |" in text and "not implemented in this suite" in text.lower()
+    improv = next(line for line in text.splitlines() if line.startswith("| **Improv. (%)** |"))
+    assert improv.split("|")[2].strip() == "50.00"
+    # every missing run is listed by path
+    for path in ("pet/fdsa/main/seed~0/metrics.json", "syn/laser-c/main/seed~2/metrics.json"):
+        assert path in text
+    assert "ttest_rel" in text and "alpha = 0.05" in text and "pet: n = 40" in text
