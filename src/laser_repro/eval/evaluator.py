@@ -4,7 +4,8 @@ Every method is scored over ALL items, history items not masked. The rank of the
 the number of other items scoring strictly higher, plus, under the default
 ``ties="pessimistic"``, the number of other items scoring exactly the same (so a collapsed
 model that scores everything equally gets the worst rank). ``ties="optimistic"`` counts
-only strictly higher items, as RecFormer's evaluation does.
+only strictly higher items, as RecFormer's evaluation does. A NaN score ranks below every
+number (so a model that outputs NaN cannot look good either).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, ties: str = "pessi
     """0-based rank of each row's target among all columns of ``scores`` ([B, I], targets [B])."""
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
-    scores = scores.float()
+    if scores.dim() != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(f"scores must be [B, n_items] and targets [B]; got {tuple(scores.shape)} and {tuple(targets.shape)}")
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= scores.shape[1]):
+        raise ValueError(f"target item index out of range 0..{scores.shape[1] - 1}")
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.float()  # bf16/fp16 -> fp32; fp64 stays fp64 (no spurious ties)
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
     target_scores = scores.gather(1, targets.view(-1, 1).long())
     higher = (scores > target_scores).sum(dim=1)
     if ties == "optimistic":
@@ -48,9 +55,14 @@ class EvalResult:
     metrics: dict[str, float]
 
     def subset(self, mask: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> "EvalResult":
-        """Restrict to the users selected by a boolean ``mask`` (e.g. cold target items)."""
+        """Restrict to the users selected by a boolean ``mask`` over this result's users."""
         ranks = self.ranks[mask]
         return EvalResult(self.users[mask], self.targets[mask], ranks, aggregate(ranks, ks))
+
+    def for_items(self, item_mask: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> "EvalResult":
+        """Users whose target item is selected by the boolean ``item_mask`` over all items
+        (Figure 2: ``data.splits.cold_items(ds)``). Ranks stay ranks among ALL items."""
+        return self.subset(np.asarray(item_mask, dtype=bool)[self.targets], ks)
 
 
 def evaluate(
@@ -75,6 +87,8 @@ def evaluate(
         for start in range(0, users.shape[0], batch_size):
             pos = np.arange(start, min(start + batch_size, users.shape[0]))
             scores = score_fn(pos)
+            if scores.shape[0] != pos.shape[0]:
+                raise ValueError(f"score_fn returned {scores.shape[0]} rows for {pos.shape[0]} users")
             t = torch.as_tensor(targets[pos], device=scores.device)
             ranks[pos] = target_ranks(scores, t, ties).cpu().numpy()
     return EvalResult(users, targets, ranks, aggregate(ranks, ks))
