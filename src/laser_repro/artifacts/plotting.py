@@ -1,0 +1,123 @@
+"""Shared figure style and output: paper-size panels, error bars over seeds, PNG + PDF.
+
+Figures are sized for the paper's two-column layout (6.8 in wide) with 8 pt text so they
+stay readable when printed at that size; both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from laser_repro.io import atomic_path  # noqa: E402
+
+from .significance import SeedSummary  # noqa: E402
+
+log = logging.getLogger("laser_repro.artifacts")
+
+FULL_WIDTH_IN = 6.8  # ACL two-column text width
+PANEL_HEIGHT_IN = 2.1
+COLORS = {"laser-c": "#c0392b", "bert4rec": "#2c6fbb", "sasrec": "#27ae60", "gru4rec": "#8e44ad",
+          "fdsa": "#d68910", "recall@10": "#c0392b", "ndcg@10": "#2c6fbb", "mrr": "#27ae60"}
+STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+         "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def new_figure(n_rows: int, n_cols: int, width: float = FULL_WIDTH_IN):
+    """A figure of ``n_rows`` x ``n_cols`` panels at the paper's width, in the shared style."""
+    plt.rcParams.update(STYLE)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, PANEL_HEIGHT_IN * n_rows + 0.45), squeeze=False)
+    return fig, axes
+
+
+def _ms(s: SeedSummary | None, scale: float) -> tuple[float, float]:
+    if s is None or s.n == 0:
+        return math.nan, 0.0
+    return s.mean * scale, (0.0 if math.isnan(s.std) else s.std * scale)
+
+
+def bar_panel(ax, groups: Sequence[str], series: Sequence[tuple[str, str, Sequence[SeedSummary | None]]],
+              scale: float = 100.0) -> None:
+    """Grouped bars (one group per label in ``groups``), error bars = std over seeds.
+
+    ``series``: (legend label, color, one summary per group); missing values are marked 'n/a'.
+    """
+    with plt.rc_context(STYLE):
+        x = np.arange(len(groups))
+        width = 0.8 / max(len(series), 1)
+        empty = all(s is None or s.n == 0 for _, _, ss in series for s in ss)
+        for k, (label, color, summaries) in enumerate(series):
+            ms = [_ms(s, scale) for s in summaries]
+            pos = x - 0.4 + width * (k + 0.5)
+            means = [0.0 if math.isnan(m) else m for m, _ in ms]
+            ax.bar(pos, means, width, yerr=[e for _, e in ms], color=color, label=label, capsize=2,
+                   error_kw={"elinewidth": 0.8})
+            for p, (m, _) in zip(pos, ms):
+                if math.isnan(m) and not empty:
+                    ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.set_xticks(x, groups)
+        if empty:
+            _no_runs(ax)
+
+
+def line_panel(ax, xlabels: Sequence[str], series: Sequence[tuple[str, str, Sequence[SeedSummary | None]]],
+               scale: float = 100.0) -> None:
+    """Lines over categorical x positions with error bars = std over seeds; gaps where missing."""
+    with plt.rc_context(STYLE):
+        x = np.arange(len(xlabels))
+        for label, color, summaries in series:
+            ms = np.array([_ms(s, scale) for s in summaries])
+            ax.errorbar(x, ms[:, 0], yerr=ms[:, 1], color=color, marker="o", markersize=3, capsize=2,
+                        linewidth=1.2, label=label)
+        ax.set_xticks(x, xlabels)
+        if all(s is None or s.n == 0 for _, _, ss in series for s in ss):
+            _no_runs(ax)
+
+
+def _no_runs(ax) -> None:
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, "no runs found", transform=ax.transAxes, ha="center", va="center", color="#7f7f7f")
+
+
+def note_missing(fig, missing: Sequence[Path], total: int) -> None:
+    """Say on the figure (and in the log) how many requested runs are missing."""
+    if not missing:
+        return
+    for p in missing:
+        log.warning("missing run: %s", p)
+    with plt.rc_context(STYLE):
+        fig.text(0.99, 0.005, f"{len(missing)} of {total} requested runs missing (listed in the log and compare.md)",
+                 ha="right", va="bottom", fontsize=6, color="#7f7f7f")
+
+
+def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None = None) -> tuple[Path, Path]:
+    """Write ``out`` (PNG, 200 dpi) and the same name with .pdf, atomically.
+
+    With ``legend_ax``, its legend is drawn once above all panels.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: --out must be a .png path (the PDF is written next to it)")
+    pdf = out.with_suffix(".pdf")
+    with plt.rc_context(STYLE):
+        top = 1.0
+        if legend_ax is not None:
+            handles, labels = legend_ax.get_legend_handles_labels()
+            fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, title=legend_title,
+                       title_fontsize=7)
+            top = 1.0 - (0.5 if legend_title else 0.3) / fig.get_figheight()
+        fig.tight_layout(rect=(0, 0.02, 1, top))
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=200, format="png")
+        with atomic_path(pdf, suffix=".pdf") as tmp:
+            fig.savefig(tmp, format="pdf")
+    plt.close(fig)
+    return out, pdf

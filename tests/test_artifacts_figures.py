@@ -1,0 +1,98 @@
+"""Figures 2-5 from hand-made runs: the plotted numbers, and PNGs that are real images."""
+
+import argparse
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from laser_repro.artifacts import fig2, fig3, fig4, fig5
+from laser_repro.data.dataset import from_sequences, save_dataset
+from test_artifacts_support import write_run
+
+N_USERS = 20
+
+
+def _dataset(root, name):
+    """10 items; training parts use items 0-5 only, so items 6-9 (40%: ceil(3.5) = 4) are cold."""
+    items = [{"id": str(i), "title": f"item {i}", "brand": "b", "category": "c"} for i in range(10)]
+    seqs, test_targets = [], []
+    for u in range(N_USERS):
+        t = 6 + u % 4 if u < 8 else u % 6
+        seqs.append([u % 6, (u + 1) % 6, (u + 2) % 6, (u + 3) % 6, t])
+        test_targets.append(t)
+    save_dataset(from_sequences(name, "test", items, [f"u{u}" for u in range(N_USERS)], seqs), root / name)
+    return np.array(test_targets)
+
+
+def _assert_image(path):
+    img = mpimg.imread(path)
+    assert img.shape[1] >= 1000 and img.shape[0] >= 300, img.shape  # paper width at 200 dpi
+    rgb = img[..., :3]
+    non_white = (rgb < 0.95).any(axis=-1).mean()
+    assert non_white > 0.01, f"{path} looks blank"
+    assert len(np.unique(rgb.reshape(-1, 3).round(2), axis=0)) > 10
+    assert path.with_suffix(".pdf").stat().st_size > 1000
+
+
+def test_fig2_cold_subset_numbers_and_image(tmp_path):
+    data_dir, runs = tmp_path / "data", tmp_path / "runs"
+    targets = _dataset(data_dir, "pet")
+    cold_users = np.arange(N_USERS) < 8
+    for seed in (0, 1):
+        b4r = np.where(cold_users, 50, 0)  # BERT4Rec misses every cold target
+        laser = np.where(cold_users & (np.arange(N_USERS) % 2 == 0), 0, 50)  # Laser-C hits 4 of 8 cold
+        write_run(runs, "pet", "bert4rec", "main", seed, b4r, targets=targets)
+        write_run(runs, "pet", "laser-c", "main", seed, laser, targets=targets)
+    data = fig2.compute_fig2(runs, data_dir, ["pet", "games"], [0, 1])
+    assert data.n_cold_users["pet"] == 8
+    assert data.summaries[("pet", "bert4rec", "recall@10")].mean == 0.0
+    assert data.summaries[("pet", "laser-c", "recall@10")].mean == pytest.approx(0.5)
+    assert any("games: not prepared" in n for n in data.notes)
+    assert len(data.missing()) == 4  # games: 2 methods x 2 seeds
+    out = tmp_path / "fig" / "fig2.png"
+    fig2.main(argparse.Namespace(runs_root=runs, data_dir=data_dir, datasets=["pet", "games"], seeds=[0, 1],
+                                 cold_fraction=0.35, out=out))
+    _assert_image(out)
+
+
+def test_fig3_fig4_fig5_images_and_variants(tmp_path):
+    runs = tmp_path / "runs"
+    r = lambda k: np.r_[np.zeros(k, int), np.full(20 - k, 50)]  # noqa: E731
+    for seed in (0, 1):
+        for k, f in enumerate(["0", "0.05", "1"]):
+            write_run(runs, "sci", "laser-c", f"xfer~pet-frac~{f}", seed, r(6 + 3 * k))
+            write_run(runs, "sci", "bert4rec", "main" if f == "1" else f"frac~{f}", seed, r(1 + 3 * k))
+        write_run(runs, "sci", "laser-c", "main", seed, r(10), valid_ranks=r(12))
+        write_run(runs, "sci", "laser-c", "K~4", seed, r(10), valid_ranks=r(8))
+        write_run(runs, "sci", "laser-c", "lambda~0.1", seed, r(10), valid_ranks=r(14))
+        for x, k in (("sasrec", 5), ("bert4rec", 7)):
+            write_run(runs, "sci", x, "main", seed, r(k))
+        write_run(runs, "sci", "laser-c", "idrec~sasrec", seed, r(8))
+    d3 = fig3.compute_fig3(runs, "sci", "pet", ["0", "0.05", "1"], [0, 1])
+    assert d3.summary("laser-c", "0.05", "recall@10").mean == pytest.approx(9 / 20)
+    assert d3.summary("bert4rec", "1", "recall@10").mean == pytest.approx(7 / 20)
+    assert d3.missing() == []
+    out3 = tmp_path / "fig3.png"
+    fig3.plot_fig3(d3, out3)
+    _assert_image(out3)
+
+    grid = fig4.parse_grid(["K=4,8", "lambda=0.01,0.1"])
+    main = fig4.parse_main(["K=8", "lambda=0.010"])
+    assert fig4.grid_variant("lambda", "0.01", main) == "main"  # equal as numbers
+    d4 = fig4.compute_fig4(runs, "sci", grid, main, [0, 1])
+    assert d4.summary("K", "4", "recall@10").mean == pytest.approx(8 / 20)  # validation, not test
+    assert d4.best_value("lambda", "recall@10") == "0.1"
+    out4 = tmp_path / "fig4.png"
+    fig4.plot_fig4(d4, out4)
+    _assert_image(out4)
+    with pytest.raises(ValueError, match="KEY=V1,V2"):
+        fig4.parse_grid(["K"])
+
+    d5 = fig5.compute_fig5(runs, ["sci"], ["sasrec", "bert4rec", "gru4rec"], [0, 1])
+    assert d5.groups[("sci", "laser", "bert4rec")].variant == "main"
+    assert d5.summary("sci", "laser", "sasrec", "recall@10").mean == pytest.approx(8 / 20)
+    assert len(d5.missing()) == 4  # gru4rec and Laser-C with gru4rec, 2 seeds each
+    out5 = tmp_path / "fig5.png"
+    fig5.plot_fig5(d5, out5)
+    _assert_image(out5)
