@@ -53,3 +53,9 @@ def test_real_scientific_matches_table1_exactly(tmp_path):
     subprocess.run([sys.executable, "-m", "laser_repro.cli", "artifact", "table1", "--data-dir", str(tmp_path),
                     "--datasets", "scientific", "--out", str(out)], check=True, capture_output=True)
     assert "| ours | 11,041 ✓ | 5,327 ✓ | 76,896 ✓ | 6.96 ✓ | 1.3e-3 ✓ |" in out.read_text()
+    # the same rows in compare.md's Table 1 section
+    from laser_repro.artifacts.compare import section_table1
+    from laser_repro.paper.reported import load_reported
+
+    section = section_table1(tmp_path, ["scientific"], load_reported())
+    assert section.count("exact match") == 5 and "| scientific | Density | 1.3e-3 | 1.3e-3 | exact match |" in section
