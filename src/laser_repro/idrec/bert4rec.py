@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from laser_repro.idrec.base import PAD, SeqRecModel, trim
+from laser_repro.idrec.base import PAD, SeqRecModel, length_buckets, trim
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
@@ -79,9 +79,8 @@ class BERT4Rec(SeqRecModel):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
 
-    def user_states(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _last_states(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append [MASK] after each history (keeping its last ``max_len - 1`` items); its state."""
-        tokens = trim(tokens)
         lengths = (tokens > PAD).sum(dim=1)
         if tokens.shape[1] >= self.config.max_len:  # keep room for the mask: shift long rows left
             keep = self.history_len
@@ -111,12 +110,14 @@ class BERT4Rec(SeqRecModel):
         return tokens, np.asarray(targets, dtype=np.int64)
 
     def batch_loss(self, tokens: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Cloze cross-entropy over all items at the masked positions."""
-        tokens = trim(tokens)
+        """Cloze cross-entropy over all items at the masked positions (mean over masked items)."""
         masked = torch.from_numpy(
             cloze_mask(tokens.cpu().numpy(), self.config.mask_ratio, self.config.ft_ratio, rng)
         ).to(tokens.device)
-        labels = tokens[masked] - 1
-        inputs = tokens.masked_fill(masked, self.mask_token)
-        states = self.sequence_states(inputs)[masked]
-        return F.cross_entropy(states @ self.item_embeddings().T, labels)
+        states, labels = [], []
+        for rows in length_buckets(tokens):  # same per-row result as the padded batch, less padding
+            sub = trim(tokens[rows])
+            m = masked[rows][:, : sub.shape[1]]
+            labels.append(sub[m] - 1)
+            states.append(self.sequence_states(sub.masked_fill(m, self.mask_token))[m])
+        return F.cross_entropy(torch.cat(states) @ self.item_embeddings().T, torch.cat(labels))

@@ -1,0 +1,26 @@
+"""``laser-repro train-idrec --config RUN.yaml --out DIR``: train one ID-based recommender."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Train SASRec, BERT4Rec, GRU4Rec or FDSA (RecBole protocol: CE over all items, early stopping on "
+        "validation NDCG@10) and write metrics.json, ranks.npz, model.pt, checkpoint.pt and train.log to --out. "
+        "Re-running the same command resumes from the last epoch's checkpoint."
+    )
+    parser.add_argument("--config", required=True, type=Path, help="run config YAML (keys of IDRecRunConfig)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. results/runs/scientific/sasrec/main/seed~0")
+
+
+def run(args: argparse.Namespace) -> int:
+    from laser_repro.config import load_config
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+
+    cfg = load_config(IDRecRunConfig, args.config)
+    train_idrec(cfg, args.out)
+    return 0

