@@ -100,3 +100,18 @@ def test_compare_report_end_to_end(tmp_path):
     assert "**holds (partial: 3 of 6 parts run)**" in claim_line
     assert "runs/scientific/bert4rec/frac~0/seed~1/metrics.json" in text
     assert "INCONSISTENT" in text and "Table 4's Laser-C (Pet) row" in text
+
+
+def test_grid_optimum_claim_needs_every_grid_point(tmp_path):
+    from laser_repro.artifacts.fig4 import compute_fig4
+
+    write_run(tmp_path, "sci", "laser-c", "main", 0, hits(10), valid_ranks=hits(30))  # K=8
+    write_run(tmp_path, "sci", "laser-c", "K~4", 0, hits(10), valid_ranks=hits(20))
+    grid, main = {"K": ["4", "8", "16"]}, {"K": "8"}
+    claim = C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"})
+    assert claim.verdict == "not run" and "1 of 3 grid points not run" in claim.ours
+    write_run(tmp_path, "sci", "laser-c", "K~16", 0, hits(10), valid_ranks=hits(25))
+    assert C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"}).verdict == "holds"
+    write_run(tmp_path, "sci", "laser-c", "K~16", 0, hits(10), valid_ranks=hits(35))
+    claim = C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"})
+    assert claim.verdict == "fails" and "K: best 16 (paper 8)" in claim.ours

@@ -58,8 +58,9 @@ def bar_panel(ax, groups: Sequence[str], series: Sequence[tuple[str, str, Sequen
             ms = [_ms(s, scale) for s in summaries]
             pos = x - 0.4 + width * (k + 0.5)
             means = [0.0 if math.isnan(m) else m for m, _ in ms]
-            ax.bar(pos, means, width, yerr=[e for _, e in ms], color=color, label=label, capsize=2,
-                   error_kw={"elinewidth": 0.8})
+            errs = [e for _, e in ms]
+            ax.bar(pos, means, width, yerr=errs if any(e > 0 for e in errs) else None, color=color, label=label,
+                   capsize=2, error_kw={"elinewidth": 0.8})
             for p, (m, _) in zip(pos, ms):
                 if math.isnan(m) and not empty:
                     ax.text(p, 0, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
@@ -75,7 +76,8 @@ def line_panel(ax, xlabels: Sequence[str], series: Sequence[tuple[str, str, Sequ
         x = np.arange(len(xlabels))
         for label, color, summaries in series:
             ms = np.array([_ms(s, scale) for s in summaries])
-            ax.errorbar(x, ms[:, 0], yerr=ms[:, 1], color=color, marker="o", markersize=3, capsize=2,
+            yerr = ms[:, 1] if (ms[:, 1] > 0).any() else None
+            ax.errorbar(x, ms[:, 0], yerr=yerr, color=color, marker="o", markersize=3, capsize=2,
                         linewidth=1.2, label=label)
         ax.set_xticks(x, xlabels)
         if all(s is None or s.n == 0 for _, _, ss in series for s in ss):
@@ -114,7 +116,9 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
             fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, title=legend_title,
                        title_fontsize=7)
             top = 1.0 - (0.5 if legend_title else 0.3) / fig.get_figheight()
-        fig.tight_layout(rect=(0, 0.02, 1, top))
+        fig.text(0.01, 0.005, "error bars: ±1 sample std over seeds", ha="left", va="bottom", fontsize=6,
+                 color="#7f7f7f")
+        fig.tight_layout(rect=(0, 0.03, 1, top))
         with atomic_path(out, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=200, format="png")
         with atomic_path(pdf, suffix=".pdf") as tmp:
