@@ -127,6 +127,7 @@ rule plot_fig5:
         runs=runs_root,
         datasets=" ".join(config["fig5"]["datasets"]),
         idrecs=" ".join(config["fig5"]["idrecs"]),
+        default_idrec=COLLABORATIVE,
         seeds=seeds_arg(),
     log:
         log_file("plot_fig5", "fig5"),
@@ -134,7 +135,7 @@ rule plot_fig5:
         "../envs/laser-repro.yaml"
     shell:
         "laser-repro artifact fig5 --runs-root {params.runs} --datasets {params.datasets} "
-        "--idrecs {params.idrecs} --seeds {params.seeds} --out {output.png} > {log} 2>&1"
+        "--idrecs {params.idrecs} --default-idrec {params.default_idrec} --seeds {params.seeds} --out {output.png} > {log} 2>&1"
 
 
 rule compare_to_paper:

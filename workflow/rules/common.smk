@@ -204,6 +204,7 @@ def laser_run_config(dataset, method, variant, seed) -> dict:
     seed = int(seed)
     flat = {
         "dataset": data_dir(dataset),
+        "method": method,
         "backbone": LASER_METHODS[method],
         "idrec_run": run_dir(dataset, COLLABORATIVE, "main", seed),
         "idrec_model": COLLABORATIVE,
@@ -425,8 +426,16 @@ def variant_table_dataset(wildcards) -> str:
 
 
 def compare_args() -> str:
-    """Every option of `laser-repro artifact compare` (the union of the tables' and figures')."""
+    """Every option of `laser-repro artifact compare`: the union of the tables' and figures'."""
+    t3, t4, t5, f2, f3, f4, f5 = (config[k] for k in ("table3", "table4", "table5", "fig2", "fig3", "fig4", "fig5"))
     datasets = " ".join(dict.fromkeys(config["table1"]["datasets"] + config["table2"]["datasets"]))
-    return (
-        f"--runs-root {PATHS['runs']} --data-dir {PATHS['data']} --datasets {datasets} --seeds {seeds_arg()}"
+    return " ".join(
+        [
+            f"--runs-root {PATHS['runs']} --data-dir {PATHS['data']} --datasets {datasets} --seeds {seeds_arg()}",
+            f"--table3-dataset {t3['dataset']} --table4-dataset {t4['dataset']} --table5-dataset {t5['dataset']}",
+            f"--cold-datasets {' '.join(f2['datasets'])}",
+            f"--xfer-dataset {f3['dataset']} --source {f3['source']} --fractions {fig3_fractions_arg()}",
+            f"--grid-dataset {f4['dataset']} {fig4_args()}",
+            f"--idrec-datasets {' '.join(f5['datasets'])} --idrecs {' '.join(f5['idrecs'])} --default-idrec {COLLABORATIVE}",
+        ]
     )

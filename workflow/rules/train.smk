@@ -1,6 +1,8 @@
 # Training: one resolved run config per run, then the trainer CLI on it. A killed trainer
 # resumes from {run}/checkpoint.pt (not an output, so Snakemake never deletes it); its
-# outputs are written atomically at the end, so they exist only when complete.
+# outputs are written atomically at the end, so they exist only when complete. A checkpoint
+# older than the run's config file belongs to an earlier config (the trainers refuse it):
+# the rule removes it, so a changed config restarts the run instead of failing.
 
 
 rule write_run_config:
@@ -33,8 +35,11 @@ rule train_idrec:
     conda:
         "../envs/laser-repro.yaml"
     shell:
+        "if [ -e {params.out}/checkpoint.pt ] && [ {input.config} -nt {params.out}/checkpoint.pt ]; then "
+        "echo 'removing {params.out}/checkpoint.pt: older than {input.config}' > {log}; "
+        "rm -f {params.out}/checkpoint.pt; fi; "
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "laser-repro train-idrec --config {input.config} --out {params.out} > {log} 2>&1"
+        "laser-repro train-idrec --config {input.config} --out {params.out} >> {log} 2>&1"
 
 
 rule train_laser:
@@ -55,5 +60,8 @@ rule train_laser:
     conda:
         "../envs/laser-repro.yaml"
     shell:
+        "if [ -e {params.out}/checkpoint.pt ] && [ {input.config} -nt {params.out}/checkpoint.pt ]; then "
+        "echo 'removing {params.out}/checkpoint.pt: older than {input.config}' > {log}; "
+        "rm -f {params.out}/checkpoint.pt; fi; "
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "laser-repro train-laser --config {input.config} --out {params.out} > {log} 2>&1"
+        "laser-repro train-laser --config {input.config} --out {params.out} >> {log} 2>&1"
