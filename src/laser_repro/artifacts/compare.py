@@ -184,6 +184,12 @@ def section_missing(missing: dict[str, list[Path]]) -> str:
     return text
 
 
+def template_thresholds(reported: Reported) -> dict[str, float]:
+    """The margins the paper quotes for its template over the variants (30.06 / 18.43 / 15.22 %)."""
+    quote = next(q for q in reported.text_quotes if q["id"] == "templates")
+    return {chk["a"].rsplit("/", 1)[-1]: float(chk["quoted"]) for chk in quote["checks"]}
+
+
 # ---- the report -------------------------------------------------------------------------------
 def build_compare(args, reported: Reported | None = None) -> str:
     reported = reported or load_reported()
@@ -197,9 +203,7 @@ def build_compare(args, reported: Reported | None = None) -> str:
     claims = [C.laser_beats_every_baseline(t2), C.backbone_order(t2, args.table4_dataset), C.llm_baselines_same_backbone(),
               C.ablations_lower_everything(abl["table3"], "scientific", "§5.5, Table 3"),
               C.ablations_lower_everything(abl["table4"], "pet", "App. C, Table 4")]
-    thresholds = {m: float(q["quoted"]) for q in next(x for x in reported.text_quotes if x["id"] == "templates")["checks"]
-                  for m in [q["a"].rsplit("/", 1)[-1]]}
-    claims += C.template_margin(abl["table5"], thresholds)
+    claims += C.template_margin(abl["table5"], template_thresholds(reported))
     missing = {"Table 2": t2.missing(), **{k.capitalize(): v.missing() for k, v in abl.items()}}
     if args.data_dir is not None:
         f2 = compute_fig2(args.runs_root, args.data_dir, args.cold_datasets, args.seeds, args.cold_fraction)

@@ -12,7 +12,6 @@ from typing import Sequence
 
 from laser_repro.paper.reported import METRICS, Cell, Reported, load_reported
 
-from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import fmt_stat
 
 LASER_ROWS = ("laser-g", "laser-c", "laser-l")
@@ -179,7 +178,6 @@ def table1_checks(reported: Reported) -> list[Check]:
         for col, val in (("avg_n", x / u), ("density", x / (u * i))):
             ours = fmt_stat(col, val)
             out.append(Check(f"table1/{d}/{col}", "Table 1", f"{d} {col}", c[col].text, ours, ours == c[col].text))
-    assert set(T1_COLUMNS) >= {"avg_n", "density"}
     return out
 
 
