@@ -66,3 +66,16 @@ def test_rendered_table(runs, tmp_path):
     for path in ("pet/fdsa/main/seed~0/metrics.json", "syn/laser-c/main/seed~2/metrics.json"):
         assert path in text
     assert "ttest_rel" in text and "alpha = 0.05" in text and "pet: n = 40" in text
+
+
+def test_cli_wiring(runs, tmp_path):
+    from laser_repro.cli import main
+
+    out = tmp_path / "cli" / "table2.md"
+    assert main(["artifact", "table2", "--runs-root", str(runs), "--datasets", "pet", "--seeds", "0", "1",
+                 "--out", str(out)]) == 0
+    assert "| Laser-C | **75.00 ± 0.00**\\* |" in out.read_text()
+    # a figure must be asked for as .png (its PDF goes next to it): a clear error, exit code 1
+    assert main(["artifact", "fig3", "--runs-root", str(runs), "--dataset", "pet", "--seeds", "0",
+                 "--out", str(tmp_path / "fig3.svg")]) == 1
+    assert not (tmp_path / "fig3.svg").exists()
