@@ -127,8 +127,11 @@ def render_ablation(res: AblationResult) -> str:
     ]
     if stand_ins:
         paper = PAPER_BACKBONES.get(res.method, "the paper's backbone")
+        by_backbone: dict[str, list[str]] = {}
+        for v, b in stand_ins.items():
+            by_backbone.setdefault(b, []).append(res.labels[v])
         foot.append("† stand-in backbone (not comparable to the paper's numbers): "
-                    + "; ".join(f"{res.labels[v]}: {b} instead of {paper}" for v, b in stand_ins.items()))
+                    + "; ".join(f"{b} instead of {paper} ({', '.join(rows)})" for b, rows in by_backbone.items()))
     text += bullet_list(foot) + "\n\n"
     text += "## Relative change vs the full model (%)\n\n"
     text += md_table(["Variant"] + [LONG_LABELS[m] for m in METRICS], change_rows) + "\n\n"
