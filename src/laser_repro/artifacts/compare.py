@@ -176,6 +176,36 @@ def section_consistency(reported: Reported) -> str:
     return text
 
 
+def _ms(s: SeedSummary) -> str:
+    if not s.n:
+        return "—"
+    return f"{s.mean * 100:.2f}" + (f" ± {s.std * 100:.2f}" if s.n > 1 else "") + f" (n={s.n})"
+
+
+def section_figures(f2, f3, f4, f5) -> str:
+    """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
+    text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
+    if f2 is not None:
+        body = [[d, label, *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get(d, "—"))]
+                for d in f2.datasets for m, label in (("bert4rec", "BERT4Rec"), ("laser-c", "Laser-C"))]
+        text += "\n### Figure 2: cold items (test)\n\n" + md_table(
+            ["Data set", "Method", *[METRIC_LABELS[k] for k in METRICS], "cold test users"], body) + "\n"
+    body = [[f, label, *[_ms(f3.summary(m, f, k)) for k in METRICS]]
+            for f in f3.fractions for m, label in (("laser-c", f"Laser-C (from {f3.source})"), ("bert4rec", "BERT4Rec"))]
+    text += f"\n### Figure 3: transfer to {f3.dataset} (test)\n\n" + md_table(
+        ["Fraction", "Method", *[METRIC_LABELS[k] for k in METRICS]], body) + "\n"
+    body = [[k, v, f4.groups[(k, v)].variant, *[_ms(f4.summary(k, v, m)) for m in ("recall@10", "ndcg@10")]]
+            for k in f4.grid for v in f4.grid[k]]
+    text += f"\n### Figure 4: {f4.dataset} (validation)\n\n" + (md_table(
+        ["Axis", "Value", "Variant", "R@10", "N@10"], body) if body else "No grid requested.") + "\n"
+    body = [[d, x, *[_ms(f5.summary(d, kind, x, m)) for kind in ("id", "laser") for m in METRICS]]
+            for d in f5.datasets for x in f5.idrecs]
+    text += "\n### Figure 5: ID recommenders alone and inside Laser-C (test)\n\n" + md_table(
+        ["Data set", "ID model", *[f"ID {METRIC_LABELS[m]}" for m in METRICS], *[f"Laser-C {METRIC_LABELS[m]}" for m in METRICS]],
+        body) + "\n"
+    return text
+
+
 def section_missing(missing: dict[str, list[Path]]) -> str:
     text = "## Missing runs\n\nEvery requested run that has no `metrics.json`, by artifact.\n"
     for name, paths in missing.items():
@@ -205,6 +235,7 @@ def build_compare(args, reported: Reported | None = None) -> str:
               C.ablations_lower_everything(abl["table4"], "pet", "App. C, Table 4")]
     claims += C.template_margin(abl["table5"], template_thresholds(reported))
     missing = {"Table 2": t2.missing(), **{k.capitalize(): v.missing() for k, v in abl.items()}}
+    f2 = None
     if args.data_dir is not None:
         f2 = compute_fig2(args.runs_root, args.data_dir, args.cold_datasets, args.seeds, args.cold_fraction)
         claims.append(C.cold_start(f2))
@@ -236,7 +267,7 @@ def build_compare(args, reported: Reported | None = None) -> str:
     parts = ["\n".join(head), section_claims(claims), section_table1(args.data_dir, args.datasets, reported),
              section_table2(t2, reported, tol), section_recformer(reported),
              *(section_ablation(abl[t], reported, tol) for t in ("table3", "table4", "table5")),
-             section_consistency(reported), section_missing(missing)]
+             section_figures(f2, f3, f4, f5), section_consistency(reported), section_missing(missing)]
     return "\n".join(parts)
 
 
