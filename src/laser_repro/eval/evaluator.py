@@ -36,13 +36,19 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, ties: str = "pessi
         raise ValueError(f"target item index out of range 0..{scores.shape[1] - 1}")
     if scores.dtype not in (torch.float32, torch.float64):
         scores = scores.float()  # bf16/fp16 -> fp32; fp64 stays fp64 (no spurious ties)
-    scores = torch.nan_to_num(scores, nan=float("-inf"))
     target_scores = scores.gather(1, targets.view(-1, 1).long())
-    higher = (scores > target_scores).sum(dim=1)
+    # One pass over the scores: >= counts the target itself once (NaN compares False).
     if ties == "optimistic":
-        return higher
-    equal = (scores == target_scores).sum(dim=1) - 1  # the target itself is not a tie
-    return higher + equal
+        ranks = (scores > target_scores).sum(dim=1)
+    else:
+        ranks = (scores >= target_scores).sum(dim=1) - 1
+    bad = torch.isnan(target_scores.view(-1))
+    if bool(bad.any()):  # a NaN target ranks as -inf: below every number, tied with other NaN/-inf
+        rows = scores[bad]
+        finite_above = (rows > float("-inf")).sum(dim=1)
+        tied = (torch.isnan(rows) | (rows == float("-inf"))).sum(dim=1) - 1
+        ranks[bad] = finite_above + (tied if ties == "pessimistic" else 0)
+    return ranks
 
 
 @dataclass
