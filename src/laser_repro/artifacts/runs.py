@@ -106,7 +106,8 @@ class RunGroup:
 
     @property
     def has_ranks(self) -> bool:
-        return self.found and all(r.ranks is not None for r in self.runs)
+        """Every found seed has per-user test ranks (paired tests and item subsets need them)."""
+        return self.found and all(r.ranks is not None and "test" in r.ranks for r in self.runs)
 
     def per_user(self, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(users, per-user metric averaged over seeds) on the users every seed evaluated."""
