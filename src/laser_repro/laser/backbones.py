@@ -43,7 +43,7 @@ HUB: dict[str, HubSpec] = {
 OFFLINE = ("tiny-gpt2", "tiny-llama", "minilm")
 TINY_VOCAB = 2000  # BPE vocabulary of the locally trained tiny tokenizers
 TINY_SIZES = {  # frozen random "LLMs" for tests and the CPU default
-    "tiny-gpt2": dict(n_embd=64, n_layer=2, n_head=2, n_positions=1024),
+    "tiny-gpt2": dict(n_embd=64, n_layer=2, n_head=2, n_positions=1024, activation_function="gelu_pytorch_tanh"),
     "tiny-llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, max_position_embeddings=2048),
 }

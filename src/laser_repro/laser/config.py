@@ -88,8 +88,10 @@ class LaserRunConfig:
     train_user_fraction: float | None = None  # Figure 3: seeded fraction via data.splits.sample_train_users
     max_eval_users: int | None = None  # seeded cap on validation/test users (smoke runs only); null = all
     init_from: str | None = None  # a Laser run folder whose model.pt initialises the trainable weights
+    method: str | None = None  # name in metrics.json; null = laser-g/-c/-l by backbone, else "laser"
     seed: int = 0
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
     eval_batch_size: int = 64  # users embedded per forward pass at evaluation
     item_batch_size: int = 128  # items embedded per forward pass in an item refresh
+    progress: bool = True  # tqdm progress bars on stderr

@@ -1,0 +1,416 @@
+"""Two-phase training (paper §4.3.2, App. B) with per-epoch checkpoints and exact resume.
+
+Phase 1: every epoch starts with an item refresh (all item embeddings recomputed, eval mode,
+no grad); the epoch's validation NDCG@10 (against that epoch's item table) selects the best
+epoch (patience 3, at most 15 epochs). Phase 2: the best epoch's weights and item table are
+restored, the table is frozen, and training goes on for 5 epochs; the best validation epoch
+is reported on test. Nothing is ever selected on test.
+
+A kill at any point loses at most the current epoch: running the same command again
+restores the last epoch's checkpoint (weights, optimiser, item tables, RNG states) and ends
+with identical metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from laser_repro.config import to_dict
+from laser_repro.data.dataset import SeqDataset, load_dataset
+from laser_repro.eval.evaluator import EvalResult, evaluate, save_ranks
+from laser_repro.io import atomic_path, read_json
+from laser_repro.laser import template
+from laser_repro.laser.backbones import load_backbone
+from laser_repro.laser.config import LaserRunConfig
+from laser_repro.laser.model import LaserModel
+from laser_repro.runinfo import config_hash, provenance, write_metrics
+
+log = logging.getLogger("laser_repro.laser")
+
+CHECKPOINT, MODEL_FILE, LOG_FILE = "checkpoint.pt", "model.pt", "train.log"
+PAPER_METHODS = {"gpt2-large": "laser-g", "chatglm2-6b": "laser-c", "llama2-7b": "laser-l"}
+SELECT_METRIC = "ndcg@10"
+
+
+@dataclass
+class TrainState:
+    """Where a run stands; saved in every checkpoint."""
+
+    phase: str = "start"  # start | phase1 | phase2 | final | done
+    epoch: int = 0  # next epoch within the current phase
+    best1_epoch: int = -1
+    best1_score: float = -1.0
+    bad_epochs: int = 0
+    best2_epoch: int = -1
+    best2_score: float = -1.0
+    refreshes: int = 0
+    untrained_valid: dict | None = None
+    history: list = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def training_users(ds: SeqDataset, cfg: LaserRunConfig) -> np.ndarray:
+    """Users whose training part feeds training rows: a Figure 3 fraction, then a seeded cap."""
+    if cfg.train_user_fraction is not None:
+        from laser_repro.data.splits import sample_train_users
+
+        users = sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
+    else:
+        users = np.flatnonzero(ds.train_len >= cfg.min_train_history + 1)
+    if cfg.max_train_users is not None and users.shape[0] > cfg.max_train_users:
+        rng = np.random.default_rng([cfg.seed, 1])
+        users = np.sort(rng.choice(users, cfg.max_train_users, replace=False))
+    return users
+
+
+def training_rows(ds: SeqDataset, users: np.ndarray, min_history: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every prefix of a training part with >= ``min_history`` items as input, the next item as target."""
+    histories, targets = [], []
+    for u in users:
+        seq = ds.train_sequence(int(u))
+        for t in range(max(min_history, 1), seq.shape[0]):
+            histories.append(seq[:t])
+            targets.append(int(seq[t]))
+    return histories, np.asarray(targets, dtype=np.int64)
+
+
+def eval_users(ds: SeqDataset, split: str, cfg: LaserRunConfig) -> np.ndarray:
+    """Users with a ``split`` target; a seeded subset when ``max_eval_users`` is set (smoke runs)."""
+    users = ds.eval_users(split)
+    if cfg.max_eval_users is not None and users.shape[0] > cfg.max_eval_users:
+        rng = np.random.default_rng([cfg.seed, 2])
+        users = np.sort(rng.choice(users, cfg.max_eval_users, replace=False))
+    return users
+
+
+# ---------------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------------
+def build_model(cfg: LaserRunConfig, ds: SeqDataset, device: torch.device) -> LaserModel:
+    """Backbone + collaborative encoder + trainable parts (initialised from ``init_from`` if set)."""
+    corpus = None
+    if cfg.backbone.startswith("tiny-"):  # tokenizer trained on this data set's texts
+        corpus = [template.instruction(v, i) for v in template.VARIANTS for i in (False, True)]
+        corpus += [template.render([it], category_field=cfg.template.category_field) for it in ds.items]
+    backbone = load_backbone(cfg.backbone, device, corpus, cfg.cache_dir, cfg.backbone_revision)
+    encoder = None
+    if cfg.bituning.prefix == "mformer":
+        from laser_repro.idrec.encoder import load_collaborative_encoder, random_collaborative_encoder
+
+        if cfg.idrec_run:
+            encoder = load_collaborative_encoder(cfg.idrec_run, device, window=cfg.template.window)
+        else:
+            encoder = random_collaborative_encoder(ds.n_items, cfg.idrec_model, seed=cfg.seed,
+                                                   window=cfg.template.window, device=device)
+    model = LaserModel(cfg, backbone, ds.items, encoder).to(device)
+    if cfg.init_from:
+        path = Path(cfg.init_from) / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"init_from: {path} not found (expected a finished train-laser run folder)")
+        blob = torch.load(path, map_location=device, weights_only=True)
+        try:
+            model.load_trainable_state(blob["trainable"])
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"init_from: {path} does not fit this run's model: {err}") from None
+        log.info("initialised trainable weights from %s", path)
+    return model
+
+
+def make_optimizer(cfg: LaserRunConfig, model: LaserModel, steps: int):
+    """Adam (paper) or AdamW (authors' configs); optional linear warmup + cosine decay over ``steps``."""
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+    opt = cls(params, lr=o.lr, weight_decay=o.weight_decay)
+    if o.scheduler == "none":
+        return opt, None
+
+    def factor(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / max(o.warmup_steps, 1)
+        progress = (step - o.warmup_steps) / max(steps - o.warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ---------------------------------------------------------------------------------------
+# one epoch, one refresh, one evaluation
+# ---------------------------------------------------------------------------------------
+def run_epoch(model: LaserModel, rows: tuple[list, np.ndarray], table: torch.Tensor, opt, sched,
+              cfg: LaserRunConfig, phase: int, epoch: int) -> dict[str, float]:
+    """One pass over the training rows in a seeded order; returns mean loss terms."""
+    histories, targets = rows
+    model.train()
+    o = cfg.optim
+    order = np.random.default_rng([cfg.seed, phase, epoch]).permutation(len(histories))
+    batches = [order[s : s + o.batch_size] for s in range(0, len(order), o.batch_size)]
+    sums = {"loss": 0.0, "loss_iic": 0.0, "loss_lb": 0.0}
+    opt.zero_grad(set_to_none=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    bar = tqdm(batches, desc=f"phase {phase} epoch {epoch}", leave=False, disable=not cfg.progress)
+    for step, idx in enumerate(bar, start=1):
+        out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
+        (out.loss / o.grad_accumulation).backward()
+        if step % o.grad_accumulation == 0 or step == len(batches):
+            if o.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, o.max_grad_norm)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            opt.zero_grad(set_to_none=True)
+        sums["loss"] += out.loss.item()
+        sums["loss_iic"] += out.loss_iic.item()
+        sums["loss_lb"] += 0.0 if out.loss_lb is None else out.loss_lb.item()
+        bar.set_postfix(loss=f"{sums['loss'] / step:.4f}")
+    return {k: v / max(len(batches), 1) for k, v in sums.items()}
+
+
+def refresh_items(model: LaserModel, n_items: int, cfg: LaserRunConfig, state: TrainState, why: str) -> torch.Tensor:
+    """All item embeddings with the current weights (no grad, eval mode); logged and counted."""
+    t0 = time.perf_counter()
+    bar = (lambda b: tqdm(b, desc="item refresh", leave=False)) if cfg.progress else None
+    table = model.embed_items(n_items, cfg.item_batch_size, bar)
+    state.refreshes += 1
+    log.info("item refresh #%d (%s): %d items in %.1fs", state.refreshes, why, n_items, time.perf_counter() - t0)
+    return table
+
+
+def evaluate_split(model: LaserModel, ds: SeqDataset, users: np.ndarray, split: str, table: torch.Tensor,
+                   cfg: LaserRunConfig) -> EvalResult:
+    """Full ranking of all items by cosine (Eqs. 2-3) with the shared evaluator."""
+    histories = [ds.history_and_target(int(u), split)[0] for u in users]
+    h = F.normalize(model.embed_users(histories, cfg.eval_batch_size).float(), dim=-1)
+    items = F.normalize(table.float(), dim=-1)
+    return evaluate(lambda pos: h[torch.as_tensor(pos, device=h.device)] @ items.T, users,
+                    ds.targets(split, users), ties=cfg.ties)
+
+
+# ---------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------
+def _rng_state() -> dict:
+    out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def save_checkpoint(path: Path, **blob: Any) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(blob, tmp)
+
+
+# ---------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------
+def train_laser(cfg: LaserRunConfig, out_dir: str | Path) -> dict:
+    """Train (or resume) one Laser run into ``out_dir``; returns the metrics.json record."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("laser_repro")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        return _train(cfg, out_dir)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
+    if not cfg.dataset:
+        raise ValueError("dataset: missing (path of a prepared data set folder)")
+    config = to_dict(cfg)
+    chash = config_hash(config)
+    ckpt_path = out_dir / CHECKPOINT
+    ckpt = None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["config_hash"] != chash:
+            raise ValueError(f"{ckpt_path}: written by a different run config (hash {ckpt['config_hash']} != {chash});"
+                             " remove the folder or use another --out")
+        if ckpt["state"]["phase"] == "done" and (out_dir / "metrics.json").exists():
+            log.info("run already complete in %s", out_dir)
+            return read_json(out_dir / "metrics.json")
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    ds = load_dataset(cfg.dataset)
+    model = build_model(cfg, ds, device)
+    rows = training_rows(ds, training_users(ds, cfg), cfg.min_train_history)
+    valid_users = eval_users(ds, "valid", cfg)
+    steps_per_epoch = math.ceil(len(rows[0]) / cfg.optim.batch_size / cfg.optim.grad_accumulation)
+    log.info("Laser on %s: backbone %s (%s), %d training rows, %d validation users, device %s",
+             ds.name, cfg.backbone, model.backbone.describe()["dtype"], len(rows[0]), valid_users.shape[0], device)
+
+    ph = cfg.phases
+    state = TrainState()
+    opt, sched = make_optimizer(cfg, model, steps_per_epoch * max(ph.phase1_max_epochs, 1))
+    table: torch.Tensor | None = None
+    best1: dict | None = None
+    best2: dict | None = None
+    if ckpt is not None:
+        state = TrainState(**ckpt["state"])
+        model.load_trainable_state(ckpt["trainable"])
+        if state.phase == "phase2":
+            opt, sched = make_optimizer(cfg, model, steps_per_epoch * ph.phase2_epochs)
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None and ckpt.get("scheduler"):
+            sched.load_state_dict(ckpt["scheduler"])
+        table = None if ckpt["table"] is None else ckpt["table"].to(device)
+        best1, best2 = ckpt["best1"], ckpt["best2"]
+        _set_rng_state(ckpt["rng"])
+        log.info("resumed from %s: %s, epoch %d", ckpt_path, state.phase, state.epoch)
+    t_start = time.perf_counter() - state.wall_time_s
+
+    def checkpoint() -> None:
+        state.wall_time_s = time.perf_counter() - t_start
+        save_checkpoint(ckpt_path, config_hash=chash, state=asdict(state), trainable=model.trainable_state(),
+                        optimizer=opt.state_dict(), scheduler=None if sched is None else sched.state_dict(),
+                        table=None if table is None else table.cpu(), best1=best1, best2=best2, rng=_rng_state())
+
+    def validate(tab: torch.Tensor) -> dict:
+        return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
+
+    if state.phase == "start":
+        state.phase = "phase1" if ph.phase1 and ph.phase1_max_epochs > 0 else "to-phase2"
+
+    # ---- phase 1: refresh every epoch, select on validation NDCG@10 --------------------
+    while state.phase == "phase1":
+        e = state.epoch
+        table = refresh_items(model, ds.n_items, cfg, state, f"phase 1, epoch {e}")
+        if state.untrained_valid is None:
+            state.untrained_valid = validate(table)
+            log.info("untrained model: valid %s", _fmt(state.untrained_valid))
+        losses = run_epoch(model, rows, table, opt, sched, cfg, 1, e)
+        valid = validate(table)
+        state.history.append({"phase": 1, "epoch": e, **losses, "valid": valid})
+        log.info("phase 1 epoch %d: loss %.4f (iic %.4f, lb %.4f), valid %s", e, losses["loss"],
+                 losses["loss_iic"], losses["loss_lb"], _fmt(valid))
+        if valid[SELECT_METRIC] > state.best1_score:
+            state.best1_epoch, state.best1_score, state.bad_epochs = e, valid[SELECT_METRIC], 0
+            best1 = {"trainable": model.trainable_state(), "table": table.cpu()}
+        else:
+            state.bad_epochs += 1
+        state.epoch += 1
+        if state.bad_epochs >= ph.phase1_patience or state.epoch >= ph.phase1_max_epochs:
+            log.info("phase 1 ends after epoch %d: best epoch %d (valid %s %.4f)", e, state.best1_epoch,
+                     SELECT_METRIC, state.best1_score)
+            state.phase = "to-phase2"
+        checkpoint()
+
+    # ---- between the phases: fix the item table ---------------------------------------
+    if state.phase == "to-phase2":
+        if best1 is not None:  # the best phase-1 epoch's weights and its item table
+            model.load_trainable_state(best1["trainable"])
+            table = best1["table"].to(device)
+        else:  # "w/o phase 1": item embeddings from the untrained (or init_from) model
+            table = refresh_items(model, ds.n_items, cfg, state, "untrained model, phase 1 skipped")
+            state.untrained_valid = validate(table)
+            log.info("untrained model: valid %s", _fmt(state.untrained_valid))
+        state.phase, state.epoch = ("phase2" if ph.phase2 and ph.phase2_epochs > 0 else "final"), 0
+        opt, sched = make_optimizer(cfg, model, steps_per_epoch * ph.phase2_epochs)
+        checkpoint()
+
+    # ---- phase 2: item table frozen ----------------------------------------------------
+    while state.phase == "phase2":
+        e = state.epoch
+        losses = run_epoch(model, rows, table, opt, sched, cfg, 2, e)
+        valid = validate(table)
+        state.history.append({"phase": 2, "epoch": e, **losses, "valid": valid})
+        log.info("phase 2 epoch %d: loss %.4f (iic %.4f, lb %.4f), valid %s", e, losses["loss"],
+                 losses["loss_iic"], losses["loss_lb"], _fmt(valid))
+        if valid[SELECT_METRIC] > state.best2_score:
+            state.best2_epoch, state.best2_score = e, valid[SELECT_METRIC]
+            best2 = {"trainable": model.trainable_state()}
+        state.epoch += 1
+        if state.epoch >= ph.phase2_epochs:
+            state.phase = "final"
+        checkpoint()
+
+    return _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device, t_start, checkpoint,
+                   len(rows[0]))
+
+
+def _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device, t_start, checkpoint,
+            n_rows: int) -> dict:
+    """Restore the selected weights, evaluate valid + test, write the run folder."""
+    if best2 is not None:
+        model.load_trainable_state(best2["trainable"])
+        best_epoch, best_phase = state.best2_epoch, 2
+    elif best1 is not None:
+        model.load_trainable_state(best1["trainable"])
+        best_epoch, best_phase = state.best1_epoch, 1
+    else:  # no training at all (zero-shot)
+        best_epoch, best_phase = -1, 0
+    results = {split: evaluate_split(model, ds, eval_users(ds, split, cfg), split, table, cfg)
+               for split in ("valid", "test")}
+    log.info("reported (phase %d, epoch %d): valid %s | test %s", best_phase, best_epoch,
+             _fmt(results["valid"].metrics), _fmt(results["test"].metrics))
+    save_ranks(out_dir / "ranks.npz", results)
+    with atomic_path(out_dir / MODEL_FILE, suffix=".pt") as tmp:
+        torch.save({"trainable": model.trainable_state(), "config": config,
+                    "backbone": model.backbone.describe()}, tmp)
+    state.phase = "done"
+    checkpoint()
+    method = cfg.method or PAPER_METHODS.get(cfg.backbone, "laser")
+    record = {
+        "method": method,
+        "dataset": ds.name,
+        "seed": cfg.seed,
+        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
+        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
+        "best_epoch": best_epoch,
+        "best_phase": best_phase,
+        "phase1_best_epoch": state.best1_epoch,
+        "ties": cfg.ties,
+        **provenance(config, device),
+        "wall_time_s": time.perf_counter() - t_start,
+        "backbone": model.backbone.describe(),
+        "stand_in_backbone": cfg.backbone not in PAPER_METHODS,
+        "item_refreshes": state.refreshes,
+        "untrained_valid": state.untrained_valid,
+        "history": state.history,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_rows": n_rows,
+    }
+    write_metrics(out_dir, record)
+    return record
+
+
+def _fmt(m: dict) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in m.items() if k in ("recall@10", "ndcg@10", "mrr"))

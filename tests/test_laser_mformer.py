@@ -1,0 +1,121 @@
+"""M-Former (Eqs. 4-5) and the losses (Eqs. 6-10) on hand-computed examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from laser_repro.laser.config import MFormerConfig
+from laser_repro.laser.losses import iic_loss, load_balancing_loss, total_loss
+from laser_repro.laser.mformer import MFormer, router_weights, select_experts
+
+# C (N = 2 real positions + 1 padded one with garbage), W_r (K = 3, d_c = 2)
+C = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [9.0, -9.0]]])
+MASK = torch.tensor([[True, True, False]])
+W_R = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+# by hand: softmax([2,0,0]) = [e^2, 1, 1] / (e^2 + 2); softmax([0,1,0]) = [1, e, 1] / (e + 2)
+P1 = [math.e**2 / (math.e**2 + 2), 1 / (math.e**2 + 2), 1 / (math.e**2 + 2)]
+P2 = [1 / (math.e + 2), math.e / (math.e + 2), 1 / (math.e + 2)]
+W_HAND = [0.4994638, 0.3413119, 0.1592243]  # Eq. 4: mean over the two real positions
+
+
+def test_eq4_router_weights_and_top_k_by_hand():
+    w, p = router_weights(C @ W_R.T, MASK)
+    assert w[0].tolist() == pytest.approx(W_HAND, abs=1e-6)
+    assert w[0].tolist() == pytest.approx([(a + b) / 2 for a, b in zip(P1, P2)], abs=1e-6)
+    assert p[0, 0].tolist() == pytest.approx(P1, abs=1e-6)
+    idx, agg = select_experts(w, top_k=2, aggregation="raw")
+    assert idx[0].tolist() == [0, 1]
+    assert agg[0].tolist() == pytest.approx(W_HAND[:2], abs=1e-6)
+    _, renorm = select_experts(w, 2, "renormalize")
+    assert renorm[0].tolist() == pytest.approx([0.5940512, 0.4059488], abs=1e-6)
+    _, soft = select_experts(w, 2, "softmax")
+    assert soft[0].tolist() == pytest.approx([0.5394558, 0.4605442], abs=1e-6)
+    idx1, agg1 = select_experts(w, top_k=1)
+    assert idx1[0].tolist() == [0] and agg1[0].tolist() == pytest.approx([W_HAND[0]], abs=1e-6)
+    with pytest.raises(ValueError, match="aggregation"):
+        select_experts(w, 2, "mean")
+
+
+def test_eqs7_9_load_balancing_by_hand():
+    _, p = router_weights(C @ W_R.T, MASK)
+    # argmax: position 1 -> expert 0, position 2 -> expert 1, padded position ignored: f = [1/2, 1/2, 0]
+    expected = 3 * (0.5 * W_HAND[0] + 0.5 * W_HAND[1])
+    assert load_balancing_loss(p, MASK).item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(1.2611636, abs=1e-6)
+    # perfectly balanced uniform routing gives exactly 1
+    uniform = torch.full((2, 3, 4), 0.25)
+    uniform[:, :, 0] += 1e-3  # break argmax ties deterministically: all argmax = 0 -> f = [1,0,0,0]
+    uniform = uniform / uniform.sum(-1, keepdim=True)
+    lb = load_balancing_loss(uniform, torch.ones(2, 3, dtype=torch.bool)).item()
+    w0 = (0.25 + 1e-3) / (1 + 1e-3)
+    assert lb == pytest.approx(4 * w0, abs=1e-6)
+    # gradient flows through w, not through the argmax
+    logits = (C @ W_R.T).requires_grad_(True)
+    load_balancing_loss(router_weights(logits, MASK)[1], MASK).backward()
+    assert logits.grad[0, :2].abs().sum() > 0 and logits.grad[0, 2].abs().sum() == 0
+
+
+def test_eq6_iic_and_eq10_by_hand():
+    users = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    items = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    # user 0: cos = [1, 0, -1] -> -log softmax(./0.5)[0] = log(1 + e^-2 + e^-4)
+    # user 1: cos = [0, 1, 0] -> target 1: log(1 + 2 e^-2)
+    loss = iic_loss(users, items, torch.tensor([0, 1]), tau=0.5)
+    hand = (math.log(1 + math.exp(-2) + math.exp(-4)) + math.log(1 + 2 * math.exp(-2))) / 2
+    assert loss.item() == pytest.approx(hand, abs=1e-6)
+    assert total_loss(torch.tensor(2.0), torch.tensor(3.0), 0.01).item() == pytest.approx(2.03)
+    assert total_loss(torch.tensor(2.0), None, 0.01).item() == 2.0
+
+
+def _mformer(**kw) -> MFormer:
+    cfg = dict(n_experts=4, top_k=2, n_queries=3, d_model=16, n_layers=4, n_heads=2, intermediate=32, dropout=0.0)
+    cfg.update(kw)
+    torch.manual_seed(0)
+    return MFormer(MFormerConfig(**cfg), d_c=6, d_llm=10).eval()
+
+
+def test_mformer_shapes_blocks_and_padding_invariance():
+    m = _mformer()
+    assert [b.cross_attn is not None for b in m.blocks] == [True, False, True, False]  # every 2nd block
+    assert tuple(m.router.weight.shape) == (4, 6) and m.router.bias is None
+    c = torch.randn(2, 5, 6)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    out = m(c, mask)
+    assert tuple(out.prefix.shape) == (2, 3, 10) and tuple(out.weights.shape) == (2, 4)
+    assert tuple(out.experts.shape) == (2, 2)
+    alone = m(c[1:, :2], mask[1:, :2])  # row 1 without its padding
+    assert torch.allclose(alone.prefix[0], out.prefix[1], atol=1e-5)
+    garbage = c.clone()
+    garbage[1, 2:] = 100.0
+    assert torch.allclose(m(garbage, mask).prefix, out.prefix, atol=1e-5)
+
+
+def test_only_selected_experts_shape_the_prefix():
+    m = _mformer()
+    c, mask = torch.randn(1, 3, 6), torch.ones(1, 3, dtype=torch.bool)
+    out = m(c, mask)
+    chosen = set(out.experts[0].tolist())
+    other = next(j for j in range(4) if j not in chosen)
+    with torch.no_grad():
+        m.queries[other] += torch.randn(3, 16)
+    assert torch.allclose(m(c, mask).prefix, out.prefix)
+    with torch.no_grad():
+        m.queries[next(iter(chosen))] += torch.randn(3, 16)
+    assert not torch.allclose(m(c, mask).prefix, out.prefix, atol=1e-4)
+
+
+def test_aggregation_uses_eq4_weights():
+    """sum_j w_j Q'_j: doubling every selected weight (raw) doubles the pre-projection output."""
+    m = _mformer(top_k=4)
+    c, mask = torch.randn(2, 3, 6), torch.ones(2, 3, dtype=torch.bool)
+    raw = m(c, mask).prefix - m.out_proj.bias
+    m.cfg = MFormerConfig(**{**m.cfg.__dict__, "aggregation": "renormalize"})
+    renorm = m(c, mask).prefix - m.out_proj.bias
+    # all K experts selected: raw weights sum to 1, so renormalising changes nothing
+    assert torch.allclose(raw, renorm, atol=1e-5)
+    one = _mformer(n_experts=1, top_k=3)  # "one expert": K = 1, top-k clamps to 1
+    out = one(c, mask)
+    assert out.experts.tolist() == [[0], [0]] and torch.allclose(out.weights, torch.ones(2, 1))
