@@ -1,0 +1,175 @@
+"""The Snakemake workflow: lint, the paper DAG (dry run), resolved run configs.
+
+These run Snakemake in a temporary copy of the workflow files (Snakefile, config.yaml,
+workflow/, slurm/), so nothing is written into the checkout.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "slurm")
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow's files (not results, data or runs) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run -> {rule: count}."""
+    block = output[output.index("Job stats:") :]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(workdir) -> str:
+    """The full dry run of config.yaml (every job with its inputs)."""
+    proc = snakemake(workdir, "-n")
+    return proc.stdout + proc.stderr
+
+
+def test_lint_is_clean(workdir):
+    proc = snakemake(workdir, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
+    """The dry run of config.yaml: job counts per rule, computed by hand from the paper's grid."""
+    counts = job_counts(paper_dry_run)
+    seeds, datasets = 3, 4
+    # Table 2: 4 ID models on 4 data sets; Figure 3: BERT4Rec on 5 fractions < 1 of Scientific.
+    idrec = 4 * datasets * seeds + 5 * seeds
+    laser = (
+        3 * datasets * seeds  # Table 2: Laser-G/C/L main runs
+        + 8 * seeds  # Table 3: ablations on Scientific
+        + 8 * seeds  # Table 4: ablations on Pet
+        + 3 * seeds  # Table 5: templates
+        + 6 * seeds  # Figure 3: transfer from Pet at 6 fractions (0 = zero-shot)
+        + (3 + 3 + 3 + 2) * seeds  # Figure 4: K, L, lambda, S grids minus the main point
+        + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
+    )
+    assert counts["train_idrec"] == idrec == 63
+    assert counts["train_laser"] == laser == 156
+    assert counts["write_run_config"] == idrec + laser
+    assert counts["download_raw"] == counts["prepare_dataset"] == 4
+    assert counts["make_variant_table"] == 3
+    for rule in ("make_table1", "make_table2", "plot_fig2", "plot_fig3", "plot_fig4", "plot_fig5", "compare_to_paper"):
+        assert counts[rule] == 1, rule
+
+
+def test_embedded_default_dag(workdir):
+    proc = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "workflow/default.yaml")
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert "download_raw" not in counts  # synthetic data is generated, never downloaded
+    assert counts["prepare_dataset"] == 2
+    # 4 ID models x 2 data sets + BERT4Rec at fraction 0 and 0.2
+    assert counts["train_idrec"] == 10
+    # Table 2: 6; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
+    assert counts["train_laser"] == 6 + 16 + 3 + 3 + 4 + 4
+
+
+CONFIG_TARGETS = {
+    "main": "results/configs/scientific/laser-c/main/seed~1.yaml",
+    "xfer": "results/configs/scientific/laser-c/xfer~pet-frac~0.05/seed~0.yaml",
+    "k2": "results/configs/scientific/laser-c/K~2/seed~0.yaml",
+    "lambda": "results/configs/scientific/laser-c/lambda~0.001/seed~0.yaml",
+    "fed": "results/configs/scientific/laser-c/idrec~gru4rec/seed~0.yaml",
+    "ablation": "results/configs/pet/laser-c/no-mformer/seed~2.yaml",
+    "frac": "results/configs/scientific/bert4rec/frac~0.2/seed~0.yaml",
+}
+
+
+def test_resolved_configs_share_products_and_follow_the_variants(workdir):
+    """config.yaml -> rule -> resolved run config: the keys the trainers read, validated."""
+    snakemake(workdir, *CONFIG_TARGETS.values(), "--cores", "1", "--quiet", "all")
+    cfg = {name: yaml.safe_load((workdir / path).read_text()) for name, path in CONFIG_TARGETS.items()}
+    main = cfg["main"]
+    assert main["backbone"] == "chatglm2-6b" and main["method"] == "laser-c" and main["seed"] == 1
+    assert main["idrec_run"] == "results/runs/scientific/bert4rec/main/seed~1"  # shared ID model
+    assert main["dataset"] == "data/processed/scientific"
+    assert main["mformer"]["n_experts"] == 8 and main["loss"]["lb_weight"] == 0.01  # dataclass defaults
+
+    xfer = cfg["xfer"]
+    assert xfer["init_from"] == "results/runs/pet/laser-c/main/seed~0"
+    assert xfer["train_user_fraction"] == 0.05
+    assert xfer["idrec_run"] == "results/runs/scientific/bert4rec/frac~0.05/seed~0"
+
+    assert (cfg["k2"]["mformer"]["n_experts"], cfg["k2"]["mformer"]["top_k"]) == (2, 2)
+    assert cfg["lambda"]["loss"]["lb_weight"] == 0.001
+    assert cfg["fed"]["idrec_run"] == "results/runs/scientific/gru4rec/main/seed~0"
+    assert cfg["fed"]["idrec_model"] == "gru4rec"
+    assert cfg["ablation"]["bituning"]["prefix"] == "learnable"
+    assert cfg["frac"]["model"] == "bert4rec" and cfg["frac"]["train_user_fraction"] == 0.2
+
+
+def job_block(dry_run: str, rule: str, output: str) -> str:
+    """The dry-run entry of the ``rule`` job that writes ``output``."""
+    for block in re.split(r"\n(?=\[\w{3} \w{3} )", dry_run):  # each job starts with its [date] line
+        if f"rule {rule}:" in block and re.search(rf"output: [^\n]*{re.escape(output)}", block):
+            return block
+    raise AssertionError(f"no {rule} job writes {output}")
+
+
+def test_dry_run_wires_laser_to_shared_products(paper_dry_run):
+    """A Laser job's inputs: its resolved config, data, the shared ID-model run, the source run."""
+    run = "results/runs/scientific/laser-c/xfer~pet-frac~0.1/seed~0"
+    block = job_block(paper_dry_run, "train_laser", f"{run}/metrics.json")
+    inputs = re.search(r"input: ([^\n]*)", block)[1].split(", ")
+    assert sorted(inputs) == sorted([
+        "results/configs/scientific/laser-c/xfer~pet-frac~0.1/seed~0.yaml",
+        "data/processed/scientific/stats.json",
+        "results/runs/scientific/bert4rec/frac~0.1/seed~0/metrics.json",
+        "results/runs/pet/laser-c/main/seed~0/metrics.json",
+    ])
+    main = job_block(paper_dry_run, "train_laser", "results/runs/pet/laser-g/main/seed~2/metrics.json")
+    assert "results/runs/pet/bert4rec/main/seed~2/metrics.json" in main
+    # one BERT4Rec run per data set and seed serves every Laser run (63 ID jobs in all)
+    assert paper_dry_run.count("output: results/runs/pet/bert4rec/main/seed~2/metrics.json") == 1
+    # amazon2018 data sets are downloaded, then prepared
+    prepare = job_block(paper_dry_run, "prepare_dataset", "data/processed/games/stats.json")
+    assert "input: data/raw/games/downloads.json" in prepare
+
+
+def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seeds: [0]\ntable2: {datasets: [scientific], methodz: [sasrec]}\n")
+    proc = snakemake(workdir, "-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "methodz" in proc.stdout + proc.stderr
