@@ -1,0 +1,395 @@
+"""The embedded default end to end (through a real single-node SLURM when one can be started),
+and a training job killed mid-way that resumes from its checkpoint.
+
+CI pays for ONE end-to-end run: the module fixture tries to bring up SLURM (Debian's
+slurmctld + slurmd + munge, installed with apt-get if missing and allowed) and runs
+`snakemake --profile slurm --configfile workflow/default.yaml` through it; when SLURM cannot
+be started it runs the same DAG locally and the SLURM test skips with the reason.
+Set LASER_REPRO_NO_SLURM=1 to skip the bring-up, LASER_REPRO_NO_APT=1 to forbid apt-get.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_workflow import SNAKEMAKE, copy_workflow
+
+DEFAULT = ["--configfile", "workflow/default.yaml"]
+E2E_TIMEOUT = 900  # seconds for the whole embedded default (target: 10 min on 2 idle cores)
+SLURM_TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged", "munge")
+
+
+# ---------------------------------------------------------------- single-node SLURM
+
+
+@dataclass
+class Slurm:
+    """A single-node SLURM cluster this test started (daemons killed by their pids)."""
+
+    conf: Path
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _install_slurm() -> str | None:
+    """apt-get install the daemons when missing; returns why it could not, or None."""
+    if all(shutil.which(t) for t in SLURM_TOOLS):
+        return None
+    if os.environ.get("LASER_REPRO_NO_APT"):
+        return "SLURM is not installed and LASER_REPRO_NO_APT forbids apt-get"
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "SLURM is not installed and apt-get is unavailable (needs root on Debian/Ubuntu)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        _run(["apt-get", "update"], timeout=240, env=env)
+        out = _run(["apt-get", "install", "-y", "slurmctld", "slurmd", "slurm-client", "munge"], timeout=400, env=env)
+    except subprocess.TimeoutExpired:
+        return "apt-get install of slurmctld/slurmd/slurm-client/munge timed out"
+    missing = [t for t in SLURM_TOOLS if not shutil.which(t)]
+    return f"apt-get could not install {missing}: {out.stderr[-500:]}" if missing else None
+
+
+def _ensure_munge() -> str | None:
+    """Start munged (with the package's key) unless a working one is running."""
+    if _run(["munge", "-n"]).returncode == 0:
+        return None
+    key = Path("/etc/munge/munge.key")
+    if not key.exists():
+        if shutil.which("mungekey"):
+            _run(["mungekey", "--create"])
+        else:
+            key.write_bytes(os.urandom(1024))
+        shutil.chown(key, "munge", "munge")
+        key.chmod(0o400)
+    Path("/run/munge").mkdir(parents=True, exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    _run(["su", "-s", "/bin/sh", "munge", "-c", "munged"])
+    if _run(["munge", "-n"]).returncode != 0:
+        _run(["munged", "--force"])
+    if _run(["munge", "-n"]).returncode != 0:
+        return "munged could not be started"
+    return None
+
+
+def _node_line() -> tuple[str, int, int]:
+    """(node name, CPUs, usable memory MB) of this machine, from `slurmd -C`."""
+    out = _run(["slurmd", "-C"]).stdout
+    name = re.search(r"NodeName=(\S+)", out)[1]
+    cpus = int(re.search(r"CPUs=(\d+)", out)[1])
+    mem = int(re.search(r"RealMemory=(\d+)", out)[1])
+    return name, cpus, int(mem * 0.8)
+
+
+def slurm_conf_text(root: Path, node: str, cpus: int, mem_mb: int, ports: tuple[int, int]) -> str:
+    """A single-node slurm.conf: no accounting, no cgroups, two partitions, two fake GPUs.
+
+    The profile sends training to partition `gpu` with `--gres=gpu:1`; the node declares two
+    GRES GPUs (backed by /dev/null and /dev/zero) so two training jobs can run at once.
+    """
+    return f"""ClusterName=laserrepro
+SlurmctldHost={node}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+SlurmctldPort={ports[0]}
+SlurmdPort={ports[1]}
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+ReturnToService=2
+MinJobAge=600
+SchedulerParameters=sched_interval=2
+GresTypes=gpu
+NodeName={node} CPUs={cpus} RealMemory={mem_mb} Gres=gpu:2 State=UNKNOWN
+PartitionName=cpu Nodes={node} Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes={node} MaxTime=INFINITE State=UP
+"""
+
+
+def start_slurm(root: Path) -> tuple[Slurm | None, str]:
+    """Bring up slurmctld + slurmd on this machine; (cluster, '') or (None, reason)."""
+    if os.environ.get("LASER_REPRO_NO_SLURM"):
+        return None, "LASER_REPRO_NO_SLURM is set"
+    if sys.platform != "linux":
+        return None, "single-node SLURM needs Linux"
+    try:
+        reason = _install_slurm() or _ensure_munge()
+    except (OSError, subprocess.SubprocessError) as err:
+        reason = f"{type(err).__name__}: {err}"
+    if reason:
+        return None, reason
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "state").mkdir(exist_ok=True)
+    (root / "spool").mkdir(exist_ok=True)
+    node, cpus, mem = _node_line()
+    conf = root / "slurm.conf"
+    conf.write_text(slurm_conf_text(root, node, cpus, mem, (_free_port(), _free_port())))
+    # two GRES "GPUs" backed by harmless device files (a CPU machine has none to bind)
+    (root / "gres.conf").write_text(f"NodeName={node} Name=gpu File=/dev/null\nNodeName={node} Name=gpu File=/dev/zero\n")
+    cluster = Slurm(conf)
+    for daemon in ("slurmctld", "slurmd"):
+        proc = _run([daemon, "-f", str(conf)], timeout=30)
+        pidfile = root / f"{daemon}.pid"
+        for _ in range(50):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.2)
+        if not pidfile.exists():
+            cluster.stop()
+            log = root / f"{daemon}.log"
+            tail = log.read_text()[-800:] if log.exists() else proc.stderr[-800:]
+            return None, f"{daemon} did not start: {tail}"
+        cluster.pids.append(int(pidfile.read_text().strip()))
+    for _ in range(60):
+        state = _run(["sinfo", "-h", "-N", "-o", "%T"], env=cluster.env).stdout.strip()
+        if state.startswith("idle"):
+            return cluster, ""
+        time.sleep(1)
+    cluster.stop()
+    return None, f"the SLURM node never became idle (state {state!r})"
+
+
+def slurm_overrides(workdir: Path, cpus: int = 1, mem_mb: int = 2000) -> list[str]:
+    """Command-line resources that fit the embedded default on this node.
+
+    Partitions and GRES come from the profile unchanged; only CPUs, memory and runtime shrink.
+    """
+    profile = yaml.safe_load((workdir / "slurm" / "config.yaml").read_text())
+    resources = []
+    for rule, res in profile["set-resources"].items():
+        res = {**res, "mem_mb": mem_mb, "runtime": 30}
+        res.pop("cpus_per_task", None)
+        resources += [f"{rule}:{k}={v}" for k, v in res.items()]
+    threads = [f"{rule}=1" for rule in profile.get("set-threads", {})]
+    return [
+        "--slurm-status-command", "squeue", "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--set-threads", *threads,
+        "--set-resources", *resources,
+        "--default-resources", f"mem_mb={mem_mb}", "runtime=30", "slurm_partition=cpu",
+    ]
+
+
+# ---------------------------------------------------------------- the end-to-end run
+
+
+@dataclass
+class EndToEnd:
+    workdir: Path
+    mode: str  # "slurm" or "local"
+    reason: str  # why not SLURM
+    proc: subprocess.CompletedProcess
+    seconds: float
+    slurm_jobs: list[dict] = field(default_factory=list)  # name, partition, gres, state of every SLURM job
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory) -> EndToEnd:
+    workdir = copy_workflow(tmp_path_factory.mktemp("default"))
+    cluster, reason = start_slurm(tmp_path_factory.mktemp("slurm"))
+    t0 = time.perf_counter()
+    jobs: list[dict] = []
+    try:
+        if cluster is not None:
+            # targets (none: the default target) go before --default-resources
+            cmd = [*SNAKEMAKE, "--profile", "slurm", *DEFAULT, *slurm_overrides(workdir)]
+            proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=E2E_TIMEOUT)
+            jobs = slurm_jobs(cluster)
+        else:
+            cmd = [*SNAKEMAKE, "--cores", "2", *DEFAULT]
+            proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=E2E_TIMEOUT)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    return EndToEnd(workdir, "slurm" if cluster else "local", reason, proc, time.perf_counter() - t0, jobs)
+
+
+def slurm_jobs(cluster: Slurm) -> list[dict]:
+    """Every job slurmctld still remembers (MinJobAge=600 keeps finished ones)."""
+    out = _run(["squeue", "-h", "-t", "all", "-o", "%j|%P|%b|%T|%k"], env=cluster.env).stdout
+    keys = ("name", "partition", "gres", "state", "comment")
+    return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def declared_outputs(workdir: Path) -> list[tuple[str, str]]:
+    """(output file, rule) of every job of the DAG (`snakemake --summary`)."""
+    out = subprocess.run(
+        [*SNAKEMAKE, "--summary", *DEFAULT], cwd=workdir, capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines() if "\t" in line]
+    assert rows and rows[0][0] == "output_file", out[-2000:]
+    return [(r[0], r[2]) for r in rows[1:]]
+
+
+@pytest.mark.slow
+def test_embedded_default_end_to_end(e2e):
+    """Every declared output of the embedded default exists and is non-empty."""
+    assert e2e.proc.returncode == 0, f"{e2e.mode} run failed:\n{e2e.proc.stderr[-4000:]}"
+    outputs = declared_outputs(e2e.workdir)
+    rules = {rule for _, rule in outputs}
+    assert {"train_idrec", "train_laser", "make_table2", "plot_fig4", "compare_to_paper"} <= rules
+    empty = [f for f, _ in outputs if not (e2e.workdir / f).is_file() or (e2e.workdir / f).stat().st_size == 0]
+    assert not empty, f"missing or empty outputs: {empty}"
+    # every table and figure of the paper
+    for name in [f"table{i}.md" for i in range(1, 6)] + ["compare.md"]:
+        assert (e2e.workdir / "results/default" / name).stat().st_size > 100, name
+    for i in range(2, 6):
+        png = e2e.workdir / f"results/default/figures/fig{i}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # each run records the config the workflow resolved for it
+    metrics = e2e.workdir / "results/default/runs/synthetic/laser-c/K~2/seed~0/metrics.json"
+    record = yaml.safe_load(metrics.read_text())
+    assert record["config"]["mformer"]["n_experts"] == 2
+    assert record["config"]["backbone"] == "tiny-llama"
+    # nothing left to do
+    dry = subprocess.run([*SNAKEMAKE, "-n", *DEFAULT], cwd=e2e.workdir, capture_output=True, text=True, timeout=300)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    print(f"embedded default ({e2e.mode}): {e2e.seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_embedded_default_runs_through_slurm(e2e):
+    """`snakemake --profile slurm` submitted the training jobs to SLURM, on the GPU partition."""
+    if e2e.mode != "slurm":
+        pytest.skip(f"single-node SLURM could not be started: {e2e.reason}")
+    assert e2e.proc.returncode == 0, e2e.proc.stderr[-4000:]
+    log = e2e.proc.stdout + e2e.proc.stderr
+    assert "Using profile slurm" in log
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == len(e2e.slurm_jobs) > 0, (submitted, e2e.slurm_jobs)
+    assert all(j["state"] == "COMPLETED" for j in e2e.slurm_jobs), e2e.slurm_jobs
+    # the profile's per-rule resources reached sbatch: training on partition gpu with a GPU
+    train = [j for j in e2e.slurm_jobs if "train_" in j["comment"]]
+    assert train and all(j["partition"] == "gpu" and "gpu" in j["gres"] for j in train), train
+    prepare = [j for j in e2e.slurm_jobs if "prepare_dataset" in j["comment"]]
+    assert prepare and all(j["partition"] == "cpu" for j in prepare), prepare
+    # localrules (resolved configs, tables, figures) never went to SLURM
+    assert not [j for j in e2e.slurm_jobs if re.search(r"make_table|plot_fig|write_run_config", j["comment"])]
+
+
+# ---------------------------------------------------------------- kill and resume
+
+RESUME_OVERLAY = """
+datasets:
+  synthetic: {users: 300, items: 120}
+laser:
+  run:
+    phases.phase1_max_epochs: 6
+    phases.phase1_patience: 6
+    phases.phase2_epochs: 2
+"""
+RUN = "results/default/runs/synthetic/laser-c/main/seed~0"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the trainer process")
+def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
+    """Kill a Laser training job mid-way (SIGKILL to Snakemake and the trainer): no outputs
+    appear; `snakemake --rerun-incomplete` continues from checkpoint.pt (epochs already done
+    are not trained again) and ends with the metrics of an uninterrupted run."""
+    workdir = copy_workflow(tmp_path / "wf")
+    (workdir / "resume.yaml").write_text(RESUME_OVERLAY)
+    configs = ["--configfile", "workflow/default.yaml", "resume.yaml"]
+    target = f"{RUN}/metrics.json"
+    dependency = "results/default/runs/synthetic/bert4rec/main/seed~0/metrics.json"
+    subprocess.run([*SNAKEMAKE, dependency, "--cores", "2", *configs], cwd=workdir, check=True,
+                   capture_output=True, timeout=300)
+
+    log = workdir / RUN / "train.log"
+    proc = subprocess.Popen([*SNAKEMAKE, target, "--cores", "1", *configs], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if log.exists() and "phase 1 epoch 1:" in log.read_text():
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the training job ended before it could be killed"
+        for pid in [*reversed(descendants(proc.pid)), proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finally:
+        proc.wait(timeout=30)
+    assert (workdir / RUN / "checkpoint.pt").exists()
+    assert not (workdir / target).exists(), "outputs must appear only when the job completes"
+
+    rerun = subprocess.run([*SNAKEMAKE, target, "--cores", "1", "--rerun-incomplete", *configs], cwd=workdir,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    text = log.read_text()
+    resumed = re.search(r"resumed from \S+checkpoint\.pt: phase1, epoch (\d+)", text)
+    assert resumed and int(resumed[1]) >= 1, text[-2000:]
+    assert text.count("phase 1 epoch 0:") == 1  # not trained again after the kill
+    assert "phase 2 epoch 1:" in text
+
+    # the same resolved config, uninterrupted, in another folder: identical metrics
+    fresh = subprocess.run(
+        ["laser-repro", "train-laser", "--config", "results/default/configs/synthetic/laser-c/main/seed~0.yaml",
+         "--out", str(tmp_path / "fresh")], cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    resumed_metrics = yaml.safe_load((workdir / target).read_text())
+    fresh_metrics = yaml.safe_load((tmp_path / "fresh" / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        assert resumed_metrics[split] == fresh_metrics[split], split
