@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's main command: install the package, then run the embedded default end to end
+# (synthetic data, tiny offline backbones; every table and figure under results/default/).
+# Extra arguments go to snakemake (targets first), e.g. `bash scripts/run_default.sh --dry-run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet -e .
+snakemake "$@" --cores "${CORES:-2}" --configfile workflow/default.yaml
