@@ -71,10 +71,11 @@ class BERT4Rec(SeqRecModel):
     def history_len(self) -> int:
         return self.config.max_len - 1  # one position is left for the appended [MASK]
 
-    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+    def sequence_states(self, tokens: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-position states [B, L, H]; with ``query`` ([B] positions) only those rows, [B, H]."""
         pos = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.dropout(self.ln(self.item_emb(tokens) + self.pos_emb(pos)[None]))
-        return self.encoder(x, attention_mask(tokens, causal=False))
+        return self.encoder(x, attention_mask(tokens, causal=False), query)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
@@ -94,7 +95,7 @@ class BERT4Rec(SeqRecModel):
         tokens = torch.cat([tokens, torch.zeros_like(tokens[:, :1])], dim=1)
         rows = torch.arange(tokens.shape[0], device=tokens.device)
         tokens[rows, lengths] = self.mask_token
-        return self.sequence_states(tokens)[rows, lengths]
+        return self.sequence_states(tokens, query=lengths)
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Every prefix ``s[:t+1]`` (t >= 1) of a training sequence, its last ``max_len`` items; target = s[t]."""

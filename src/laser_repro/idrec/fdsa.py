@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from laser_repro.idrec.base import SeqRecModel
+from laser_repro.idrec.base import SeqRecModel, last_positions
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
@@ -59,13 +59,19 @@ class FDSA(SeqRecModel):
         self.concat = nn.Linear(2 * c.hidden, c.hidden)
         self.apply(lambda m: init_weights(m, c.init_std))
 
-    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _streams(self, tokens: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
         pos = self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))[None]
         mask = attention_mask(tokens, causal=True)
         items = self.dropout(self.ln_item(self.item_emb(tokens) + pos))
         feats = self.dropout(self.ln_feat(self.feat_proj(self.text_features[tokens]) + pos))
-        both = torch.cat([self.item_encoder(items, mask), self.feat_encoder(feats, mask)], dim=-1)
+        both = torch.cat([self.item_encoder(items, mask, query), self.feat_encoder(feats, mask, query)], dim=-1)
         return self.concat(both)
+
+    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._streams(tokens, None)
+
+    def _last_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._streams(tokens, last_positions(tokens))
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]

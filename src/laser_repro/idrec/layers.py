@@ -41,12 +41,23 @@ class TransformerLayer(nn.Module):
         self.ln_ff = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, L, H], ``mask`` [B, 1, L, L]; with ``query`` ([B] positions) only those rows' outputs, [B, 1, H]."""
         B, L, H = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, H // self.heads).permute(2, 0, 3, 1, 4)
+        d = H // self.heads
+        if query is None:
+            q, k, v = self.qkv(x).view(B, L, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+            x_res = x
+        else:  # same math as the full layer, restricted to one query row per sequence
+            rows = torch.arange(B, device=x.device)
+            x_res = x[rows, query][:, None]
+            (w_q, w_kv), (b_q, b_kv) = self.qkv.weight.split([H, 2 * H]), self.qkv.bias.split([H, 2 * H])
+            q = F.linear(x_res, w_q, b_q).view(B, 1, self.heads, d).transpose(1, 2)
+            k, v = F.linear(x, w_kv, b_kv).view(B, L, 2, self.heads, d).permute(2, 0, 3, 1, 4)
+            mask = mask[rows, :, query][:, :, None]
         p = self.attn_dropout if self.training else 0.0
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        x = self.ln_attn(x + self.dropout(self.attn_out(a.transpose(1, 2).reshape(B, L, H))))
+        x = self.ln_attn(x_res + self.dropout(self.attn_out(a.transpose(1, 2).reshape(B, -1, H))))
         return self.ln_ff(x + self.dropout(self.ff_out(F.gelu(self.ff_in(x)))))
 
 
@@ -59,10 +70,14 @@ class TransformerEncoder(nn.Module):
             TransformerLayer(hidden, heads, inner, dropout, attn_dropout, eps) for _ in range(layers)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """Last layer's states [B, L, H]; with ``query`` ([B] positions) only those, [B, H]: the last
+        layer then computes just that row (the other rows' outputs would be discarded)."""
+        for layer in self.layers[:-1]:
             x = layer(x, mask)
-        return x
+        if query is None:
+            return self.layers[-1](x, mask)
+        return self.layers[-1](x, mask, query)[:, 0]
 
 
 def init_weights(module: nn.Module, std: float) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from laser_repro.idrec.base import SeqRecModel
+from laser_repro.idrec.base import SeqRecModel, last_positions
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
@@ -42,10 +42,16 @@ class SASRec(SeqRecModel):
         self.encoder = TransformerEncoder(c.layers, c.hidden, c.heads, c.inner, c.dropout, c.attn_dropout, c.layer_norm_eps)
         self.apply(lambda m: init_weights(m, c.init_std))
 
-    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.dropout(self.ln(self.item_emb(tokens) + self.pos_emb(pos)[None]))
-        return self.encoder(x, attention_mask(tokens, causal=True))
+        return self.dropout(self.ln(self.item_emb(tokens) + self.pos_emb(pos)[None]))
+
+    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self._embed(tokens), attention_mask(tokens, causal=True))
+
+    def _last_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        # only the last real position's output is needed: the top layer computes just that row
+        return self.encoder(self._embed(tokens), attention_mask(tokens, causal=True), query=last_positions(tokens))
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
