@@ -1,0 +1,176 @@
+"""Two-phase training: rows, refresh schedule, selection, checkpoint/resume, switches, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from laser_repro.data.dataset import from_sequences
+from laser_repro.eval.evaluator import load_ranks
+from laser_repro.laser import trainer
+from laser_repro.laser.config import LaserRunConfig, LossConfig, OptimConfig, PhaseConfig
+from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return tiny_dataset(tmp_path_factory.mktemp("laser-data"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("laser-cache")
+
+
+@pytest.fixture(scope="module")
+def main_run(data, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "main"
+    cfg = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=3, phase2_epochs=2))
+    return cfg, out, trainer.train_laser(cfg, out)
+
+
+def test_training_rows_are_every_prefix_with_next_item():
+    items = [{"id": str(i), "title": f"t{i}", "brand": "b", "category": "c"} for i in range(9)]
+    ds = from_sequences("toy", "test", items, ["u0", "u1"], [[0, 1, 2, 3, 4, 5], [6, 7, 8]])
+    # training parts: [0, 1, 2, 3] and [6] (leave-one-out)
+    hist, tgt = trainer.training_rows(ds, np.array([0, 1]), min_history=2)
+    assert [h.tolist() for h in hist] == [[0, 1], [0, 1, 2]] and tgt.tolist() == [2, 3]
+    hist1, tgt1 = trainer.training_rows(ds, np.array([0, 1]), min_history=1)
+    assert [h.tolist() for h in hist1] == [[0], [0, 1], [0, 1, 2]] and tgt1.tolist() == [1, 2, 3]
+    cfg = LaserRunConfig(max_train_users=1, seed=3)
+    assert trainer.training_users(ds, cfg).tolist() == [0]  # user 1 has no row; cap keeps one user
+
+
+def test_two_phase_run_writes_the_run_folder(main_run):
+    cfg, out, record = main_run
+    for f in ("metrics.json", "ranks.npz", "train.log", "checkpoint.pt", "model.pt"):
+        assert (out / f).exists(), f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "laser" and metrics["stand_in_backbone"] and metrics["backbone"]["name"] == "tiny-gpt2"
+    assert metrics["config"]["backbone"] == "tiny-gpt2" and metrics["ties"] == "pessimistic"
+    assert metrics["best_phase"] == 2 and 0 <= metrics["best_epoch"] < 2
+    ranks = load_ranks(out / "ranks.npz")
+    assert set(ranks) == {"valid", "test"}
+    assert ranks["test"].metrics["ndcg@10"] == pytest.approx(metrics["test"]["ndcg@10"])
+    # selection on validation only: the reported epoch is the best phase-2 validation epoch
+    p2 = [h for h in metrics["history"] if h["phase"] == 2]
+    assert metrics["best_epoch"] == int(np.argmax([h["valid"]["ndcg@10"] for h in p2]))
+    assert metrics["valid"]["ndcg@10"] == pytest.approx(max(h["valid"]["ndcg@10"] for h in p2))
+
+
+def test_one_refresh_per_phase1_epoch_none_in_phase2(main_run):
+    _, out, record = main_run
+    p1 = [h for h in record["history"] if h["phase"] == 1]
+    assert record["item_refreshes"] == len(p1) >= 1
+    log = (out / "train.log").read_text().splitlines()
+    events = [("refresh" if "item refresh" in l else "p1" if "phase 1 epoch" in l else "p2")
+              for l in log if "item refresh" in l or "phase 1 epoch" in l or "phase 2 epoch" in l]
+    assert events == ["refresh", "p1"] * len(p1) + ["p2"] * 2
+
+
+def test_training_lowers_the_loss_and_beats_the_untrained_model(main_run):
+    _, _, record = main_run
+    losses = [h["loss_iic"] for h in record["history"]]
+    assert losses[-1] < losses[0] - 0.05
+    assert record["valid"]["ndcg@10"] > record["untrained_valid"]["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_path, monkeypatch):
+    cfg, _, reference = main_run
+    out = tmp_path / "killed"
+    real = trainer.run_epoch
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # killed during phase 2's first epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_laser(cfg, out)
+    assert not (out / "metrics.json").exists()
+    monkeypatch.setattr(trainer, "run_epoch", real)
+    resumed = trainer.train_laser(cfg, out)
+    assert "resumed from" in (out / "train.log").read_text()
+    for key in ("valid", "test", "history", "best_epoch", "item_refreshes", "untrained_valid"):
+        assert resumed[key] == reference[key], key
+    again = trainer.train_laser(cfg, out)  # finished: nothing is redone
+    assert again["test"] == reference["test"]
+
+
+def test_switch_no_phase1_no_phase2_and_zero_shot(data, cache, tmp_path):
+    no1 = trainer.train_laser(tiny_config(data, cache, phases=PhaseConfig(phase1=False, phase2_epochs=1)), tmp_path / "a")
+    assert no1["item_refreshes"] == 1 and [h["phase"] for h in no1["history"]] == [2] and no1["best_phase"] == 2
+    no2 = trainer.train_laser(tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=2, phase2=False)), tmp_path / "b")
+    assert no2["item_refreshes"] == 2 and [h["phase"] for h in no2["history"]] == [1, 1] and no2["best_phase"] == 1
+    zero = trainer.train_laser(tiny_config(data, cache, phases=PhaseConfig(phase1=False, phase2=False),
+                                           init_from=str(tmp_path / "b")), tmp_path / "c")
+    assert zero["item_refreshes"] == 1 and zero["history"] == [] and zero["best_epoch"] == -1
+    a = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["trainable"]
+    c = torch.load(tmp_path / "c" / "model.pt", weights_only=True)["trainable"]
+    assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)  # init_from loaded b's weights
+    assert zero["valid"]["ndcg@10"] == pytest.approx(zero["untrained_valid"]["ndcg@10"])
+
+
+def test_optimiser_alternatives():
+    cfg = tiny_config(optim=OptimConfig(optimizer="adamw", weight_decay=0.05, scheduler="cosine", warmup_steps=2, lr=1.0))
+    model = torch.nn.Linear(2, 2)  # make_optimizer only needs .parameters()
+    opt, sched = trainer.make_optimizer(cfg, model, steps=6)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.05
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466], abs=1e-6)  # warmup, then cosine
+    plain, none = trainer.make_optimizer(tiny_config(), model, steps=6)
+    assert type(plain) is torch.optim.Adam and none is None
+
+
+def test_grad_accumulation_matches_a_bigger_batch(data, cache):
+    """Two accumulated batches of 2 rows take the same Adam step as one batch of 4 (no dropout).
+
+    L_LB pools its positions over a batch, so it is not additive over sub-batches: lambda = 0 here.
+    """
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(data)
+    rows = trainer.training_rows(ds, trainer.training_users(ds, tiny_config(data)), 2)
+    rows = (rows[0][:4], rows[1][:4])
+    states = []
+    for batch, accum in ((4, 1), (2, 2), (2, 1)):
+        cfg = tiny_config(data, cache, optim=OptimConfig(batch_size=batch, grad_accumulation=accum, lr=1e-2),
+                          loss=LossConfig(lb_weight=0.0))
+        torch.manual_seed(0)
+        model = trainer.build_model(cfg, ds, torch.device("cpu"))
+        table = model.embed_items(ds.n_items, 64)
+        opt, sched = trainer.make_optimizer(cfg, model, 1)
+        trainer.run_epoch(model, rows, table, opt, sched, dataclasses.replace(cfg, seed=0), 1, 0)
+        states.append(model.trainable_state())
+    def gap(a: dict, b: dict) -> float:
+        return max((a[k] - b[k]).abs().max().item() for k in a)
+
+    # Adam's first step moves each weight by about lr = 1e-2: float noise stays far below that,
+    # while two separate steps of 2 rows (no accumulation) land elsewhere
+    assert gap(states[0], states[1]) < 1e-4
+    assert gap(states[0], states[2]) > 5e-3
+
+
+def test_cli_help_and_config_errors(data, cache, tmp_path, capsys, caplog):
+    from laser_repro.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train-laser", "--help"])
+    assert exc.value.code == 0 and "two-phase" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"dataset": str(data), "mformer": {"experts": 3}}))
+    assert main(["train-laser", "--config", str(bad), "--out", str(tmp_path / "x")]) == 1
+    assert "bad.yaml: mformer: unknown key(s) ['experts']" in caplog.text
