@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
+
+from .significance import SeedSummary
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str] | None = None) -> str:
@@ -46,3 +49,15 @@ def fmt_p(p: float) -> str:
     if p != p:
         return "—"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def fmt_mean_std(s: SeedSummary, scale: float = 1.0, decimals: int = 2, n_expected: int | None = None) -> str:
+    """'13.11 ± 0.21' (std omitted for one seed; '(n=2)' when fewer seeds than requested)."""
+    if s.n == 0 or math.isnan(s.mean):
+        return "—"
+    text = f"{s.mean * scale:.{decimals}f}"
+    if s.n > 1:
+        text += f" ± {s.std * scale:.{decimals}f}"
+    if n_expected is not None and s.n < n_expected:
+        text += f" (n={s.n})"
+    return text

@@ -9,7 +9,6 @@ list it instead of dropping it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -160,15 +159,3 @@ def paired_values(a: RunGroup, b: RunGroup, split: str, metric: str) -> tuple[np
     ub, vb = b.per_user(split, metric)
     users = np.intersect1d(ua, ub)
     return va[_positions(ua, users)], vb[_positions(ub, users)]
-
-
-def fmt_mean_std(s: SeedSummary, scale: float = 1.0, decimals: int = 2, n_expected: int | None = None) -> str:
-    """'13.11 ± 0.21' (std omitted for one seed; '(n=2)' when fewer seeds than requested)."""
-    if s.n == 0 or math.isnan(s.mean):
-        return "—"
-    text = f"{s.mean * scale:.{decimals}f}"
-    if s.n > 1:
-        text += f" ± {s.std * scale:.{decimals}f}"
-    if n_expected is not None and s.n < n_expected:
-        text += f" (n={s.n})"
-    return text

@@ -17,8 +17,8 @@ from typing import Sequence
 from laser_repro.io import write_text
 from laser_repro.paper.reported import Reported, load_reported
 
-from .markdown import bullet_list, fmt_p, md_table, mark
-from .runs import LASER_METHODS, METRIC_LABELS, METRICS, PAPER_BACKBONES, RunGroup, fmt_mean_std, load_group, paired_values
+from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
+from .runs import LASER_METHODS, METRIC_LABELS, METRICS, PAPER_BACKBONES, RunGroup, load_group, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
