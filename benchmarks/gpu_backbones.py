@@ -1,0 +1,220 @@
+"""GPU timing of Laser at the paper's backbone sizes: one prepared script for a CUDA machine.
+
+NOT YET RUN ON A GPU: no GPU was available while this was written. Its logic is tested on
+CPU with tiny sizes (``--tiny``, tests/test_laser_gpu_script.py); the numbers in
+benchmarks/gpu_backbones.md appear only after someone runs it on a CUDA box:
+
+    python benchmarks/gpu_backbones.py                  # CUDA, bf16, GPT2-Large- and Llama2-7B-sized
+    python benchmarks/gpu_backbones.py --tiny --device cpu --out /tmp/x.md   # logic check on CPU
+
+For each backbone size it builds a RANDOM-initialised model from a config (no weights are
+downloaded; speed and memory do not depend on the weights) in bf16, wraps it in Laser's
+adapter with the paper-size M-Former (K 8, top-3, L 32, d_m 768, Z 12) and a learnable suffix,
+and times (1) a phase-1 training step (batch 4 real history rows, loss over all items,
+backward to the M-Former/suffix, Adam step) and (2) an item refresh (eval, no grad, batched by
+text length). It reports tokens/s, rows or items/s and peak GPU memory, and writes a markdown
+report plus a JSON file next to it. Text is tokenised with a small BPE trained on the data set
+(the real tokenizers need the hub), so token counts differ from the real backbones'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
+
+# the paper's backbones' shapes (GPT2-Large: 774M, Llama2-7B: 6.7B parameters)
+SIZES = {
+    "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20, n_positions=1024, vocab_size=50257)),
+    "llama2-7b": ("llama", dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                                num_key_value_heads=32, max_position_embeddings=4096, vocab_size=32000)),
+}
+TINY = {
+    "gpt2-large": ("gpt2", dict(n_embd=64, n_layer=2, n_head=2, n_positions=1024, vocab_size=50257)),
+    "llama2-7b": ("llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                num_key_value_heads=4, max_position_embeddings=4096, vocab_size=32000)),
+}
+
+
+def build_backbone(name: str, family: str, shape: dict, tokenizer, device: torch.device, dtype: torch.dtype):
+    """A random-initialised model of the given shape wrapped in Laser's adapter."""
+    from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel
+
+    from laser_repro.laser.backbones import Backbone
+
+    if family == "gpt2":
+        cfg = GPT2Config(activation_function="gelu_new", **shape)
+        cls = GPT2Model
+    else:
+        cfg = LlamaConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **shape)
+        cls = LlamaModel
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            torch.manual_seed(0)
+            model = cls(cfg)
+    finally:
+        torch.set_default_dtype(previous)
+    return Backbone(f"{name}-sized (random init)", family, model, tokenizer, {"source": "random init from config"})
+
+
+def load_data():
+    if SHARED.is_dir():
+        from laser_repro.data.sources import recformer
+
+        return recformer.prepare(SHARED, "scientific"), "Scientific (real)"
+    from laser_repro.data.sources import synthetic
+
+    return synthetic.prepare(Path(tempfile.mkdtemp()) / "raw", "synthetic"), "synthetic"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.device, dtype: torch.dtype) -> dict:
+    from laser_repro.idrec.encoder import random_collaborative_encoder
+    from laser_repro.laser import template, trainer
+    from laser_repro.laser.backbones import tiny_tokenizer
+    from laser_repro.laser.config import LaserRunConfig, MFormerConfig
+    from laser_repro.laser.model import LaserModel
+
+    kind = "tiny-gpt2" if family == "gpt2" else "tiny-llama"
+    corpus = [template.render([it]) for it in ds.items[:2000]] + [template.USER_INSTRUCTION]
+    tokenizer = tiny_tokenizer(kind, corpus, Path(args.cache))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    backbone = build_backbone(name, family, shape, tokenizer, device, dtype)
+    build_s = time.perf_counter() - t0
+    mformer = MFormerConfig(n_layers=2, d_model=64, n_heads=2, intermediate=128) if args.tiny else MFormerConfig()
+    cfg = LaserRunConfig(mformer=mformer)
+    encoder = random_collaborative_encoder(ds.n_items, device=device)
+    model = LaserModel(cfg, backbone, ds.items, encoder).to(device)
+    users = np.flatnonzero(ds.train_len >= 3)[: 4 * (args.steps + 1) * 3]
+    hist, tgt = trainer.training_rows(ds, users, 2)
+    order = np.random.default_rng(0).permutation(len(hist))[: 4 * (args.steps + 1)]
+    table = torch.randn(ds.n_items, backbone.hidden_size, device=device)
+    opt, _ = trainer.make_optimizer(cfg, model, args.steps)
+    model.train()
+
+    def step(idx) -> None:
+        out = model([hist[i] for i in idx], torch.as_tensor(tgt[idx]), table)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(order[:4])  # warm-up (kernels, allocator)
+    sync(device)
+    t0 = time.perf_counter()
+    for s in range(1, args.steps + 1):
+        step(order[4 * s : 4 * s + 4])
+    sync(device)
+    train_s = time.perf_counter() - t0
+    train_peak = peak_gib(device)
+    row_tokens = sum(len(t) for t in model.tokens([hist[i] for i in order[4:]])) + 4 * args.steps * (
+        model.prefix_len + model.suffix_len)
+    n_items = min(args.items, ds.n_items)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.embed_items(min(64, n_items), args.item_batch_size)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    items_table = _refresh(model, n_items, args.item_batch_size)
+    sync(device)
+    refresh_s = time.perf_counter() - t0
+    item_tokens = sum(len(t) for t in model.tokens([[i] for i in range(n_items)], is_item=True)) + n_items * (
+        model.prefix_len + model.suffix_len)
+    assert torch.isfinite(items_table).all(), "non-finite item embeddings"
+    result = {
+        "backbone": name,
+        "parameters": sum(p.numel() for p in backbone.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "hidden": backbone.hidden_size,
+        "dtype": str(backbone.dtype).replace("torch.", ""),
+        "build_s": build_s,
+        "train_step_s": train_s / args.steps,
+        "train_rows_per_s": 4 * args.steps / train_s,
+        "train_tokens_per_s": row_tokens / train_s,
+        "train_peak_gib": train_peak,
+        "refresh_items_per_s": n_items / refresh_s,
+        "refresh_tokens_per_s": item_tokens / refresh_s,
+        "refresh_peak_gib": peak_gib(device),
+        "full_refresh_estimate_s": ds.n_items / (n_items / refresh_s),
+    }
+    del model, backbone, opt, encoder
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _refresh(model, n_items: int, batch_size: int) -> torch.Tensor:
+    """Item refresh of the first ``n_items`` items (the trainer's embed_items on a subset)."""
+    return model.embed_items(n_items, batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (with --tiny, for a logic check)")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes and M-Former (CPU logic check, not a benchmark)")
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--steps", type=int, default=10, help="timed training steps (batch 4) after one warm-up step")
+    ap.add_argument("--items", type=int, default=2048, help="items embedded in the timed refresh")
+    ap.add_argument("--item-batch-size", type=int, default=128)
+    ap.add_argument("--cache", default=tempfile.mkdtemp(prefix="laser-gpu-"), help="tokenizer cache folder")
+    ap.add_argument("--out", type=Path, default=HERE / "gpu_backbones.md", help="markdown report (JSON next to it)")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("no CUDA device here; use --tiny --device cpu for a logic check")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    ds, data_name = load_data()
+    shapes = TINY if args.tiny else SIZES
+    results = []
+    for name in args.sizes:
+        family, shape = shapes[name]
+        results.append(bench_one(name, family, shape, ds, args, device, dtype))
+        print(json.dumps(results[-1]), flush=True)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    lines = [
+        "# Laser at the paper's backbone sizes" + (" (TINY logic check, not a benchmark)" if args.tiny else ""),
+        "",
+        f"`benchmarks/gpu_backbones.py` on {gpu}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"Data: {data_name}. Random-initialised backbones in {str(dtype).replace('torch.', '')}; "
+        f"M-Former {'tiny' if args.tiny else 'paper-size (K 8, top-3, L 32, d_m 768, Z 12)'}; batch 4; "
+        f"{args.steps} timed steps; refresh of {min(args.items, ds.n_items)} items in batches of {args.item_batch_size}.",
+        "",
+        "| backbone | params | train step s | rows/s | train tokens/s | train peak GiB | refresh items/s | refresh tokens/s | refresh peak GiB | full refresh est. s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        def gib(v):
+            return "n/a" if v is None else f"{v:.1f}"
+
+        lines.append(f"| {r['backbone']} | {r['parameters'] / 1e6:.0f}M | {r['train_step_s']:.3f} | {r['train_rows_per_s']:.1f} | "
+                     f"{r['train_tokens_per_s']:.0f} | {gib(r['train_peak_gib'])} | {r['refresh_items_per_s']:.1f} | "
+                     f"{r['refresh_tokens_per_s']:.0f} | {gib(r['refresh_peak_gib'])} | {r['full_refresh_estimate_s']:.0f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
