@@ -28,6 +28,7 @@ from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, load_dataset
 from laser_repro.data.splits import sample_train_users
 from laser_repro.eval.evaluator import EvalResult, evaluate, save_ranks
+from laser_repro.eval.metrics import aggregate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, model_config
@@ -144,6 +145,9 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
     if not cfg.dataset:
         raise ValueError("dataset: missing; set it to a prepared data folder (`laser-repro data prepare`)")
+    known = sorted(aggregate(np.zeros(1, dtype=np.int64)))
+    if cfg.select_metric not in known or cfg.select_metric == "n":
+        raise ValueError(f"select_metric: {cfg.select_metric!r} is not a validation metric; expected one of {known[:-1]}")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     config = resolved_config(cfg)
