@@ -145,9 +145,9 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
     if not cfg.dataset:
         raise ValueError("dataset: missing; set it to a prepared data folder (`laser-repro data prepare`)")
-    known = sorted(aggregate(np.zeros(1, dtype=np.int64)))
-    if cfg.select_metric not in known or cfg.select_metric == "n":
-        raise ValueError(f"select_metric: {cfg.select_metric!r} is not a validation metric; expected one of {known[:-1]}")
+    known = sorted(k for k in aggregate(np.zeros(1, dtype=np.int64)) if k != "n")
+    if cfg.select_metric not in known:
+        raise ValueError(f"select_metric: {cfg.select_metric!r} is not a validation metric; expected one of {known}")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     config = resolved_config(cfg)
