@@ -69,6 +69,7 @@ class Backbone(nn.Module):
         self.model.requires_grad_(False)
         self.model.eval()
         self.info = dict(info or {})
+        tokenizer.model_max_length = 10**9  # we truncate ourselves (inputs.HistoryTokens); silence its warning
         self.bos_ids = _leading_special_ids(tokenizer)
         eos = tokenizer.sep_token_id if family == "bert" else tokenizer.eos_token_id
         if eos is None:
