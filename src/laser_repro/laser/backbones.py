@@ -209,6 +209,7 @@ def load_backbone(
         raise BackboneLoadError(
             f"backbone: unknown name {name!r}; expected one of {list(HUB) + list(OFFLINE)} or local:PATH"
         )
+    bb.model.to(device=device, dtype=default_dtype(device))  # bf16 on CUDA, fp32 on CPU
     return bb.to(device)
 
 
