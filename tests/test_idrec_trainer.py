@@ -127,3 +127,5 @@ def test_cli_trains_from_yaml(data_dir, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"dataset: {data_dir}\nmodel: sasrec\nlearning_rate: 0.1\n")
     assert cli_main(["train-idrec", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 1
+    with pytest.raises(ValueError, match="select_metric.*recall@10"):
+        train_idrec(config(data_dir, select_metric="hit@10"), tmp_path / "bad2")
