@@ -70,7 +70,7 @@ def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))
         ax.set_ylabel("test metric on cold items (×100)")
     note_missing(fig, data.missing(), len(data.datasets) * len(METHODS) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0])
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
 
 
 def main(args) -> str:

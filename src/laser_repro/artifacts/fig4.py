@@ -103,7 +103,7 @@ def plot_fig4(data: Fig4Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_title(f"{data.dataset.capitalize()}: {key}")
     total = sum(len(v) for v in data.grid.values()) * len(data.seeds)
     note_missing(fig, data.missing(), total)
-    return save_figure(fig, out, legend_ax=axes[0][0])
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
 
 
 def main(args) -> str:

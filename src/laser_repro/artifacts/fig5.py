@@ -61,7 +61,7 @@ def plot_fig5(data: Fig5Data, out: str | Path) -> tuple[Path, Path]:
             ax.set_title(f"{d.capitalize()}: {LONG_LABELS[m]}")
             ax.set_ylabel(f"test {LONG_LABELS[m]} (×100)")
     note_missing(fig, data.missing(), 2 * len(data.datasets) * len(data.idrecs) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0])
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
 
 
 def main(args) -> str:

@@ -100,7 +100,8 @@ def note_missing(fig, missing: Sequence[Path], total: int) -> None:
                  ha="right", va="bottom", fontsize=6, color="#7f7f7f")
 
 
-def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None = None) -> tuple[Path, Path]:
+def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None = None,
+                n_seeds: int | None = None) -> tuple[Path, Path]:
     """Write ``out`` (PNG, 200 dpi) and the same name with .pdf, atomically.
 
     With ``legend_ax``, its legend is drawn once above all panels.
@@ -116,8 +117,9 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
             fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False, title=legend_title,
                        title_fontsize=7)
             top = 1.0 - (0.5 if legend_title else 0.3) / fig.get_figheight()
-        fig.text(0.01, 0.005, "error bars: ±1 sample std over seeds", ha="left", va="bottom", fontsize=6,
-                 color="#7f7f7f")
+        note = "one seed: no error bars" if n_seeds == 1 else (
+            f"error bars: ±1 sample std over {n_seeds or 'the'} seeds")
+        fig.text(0.01, 0.005, note, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
         fig.tight_layout(rect=(0, 0.03, 1, top))
         with atomic_path(out, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=200, format="png")
