@@ -68,7 +68,8 @@ def plot_fig3(data: Fig3Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_ylabel(f"test {LONG_LABELS[m]} (×100)")
         ax.set_title(f"{data.dataset.capitalize()}: {LONG_LABELS[m]}")
     note_missing(fig, data.missing(), 2 * len(data.fractions) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0], legend_title="(RECFORMER: not implemented in this suite)", n_seeds=len(data.seeds))
+    return save_figure(fig, out, legend_ax=axes[0][0], legend_title="(RECFORMER: not implemented in this suite)",
+                       n_seeds=len(data.seeds))
 
 
 def main(args) -> str:
