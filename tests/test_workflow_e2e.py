@@ -140,7 +140,7 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
-MinJobAge=600
+MinJobAge=3600
 SchedulerParameters=sched_interval=2
 GresTypes=gpu
 NodeName={node} CPUs={cpus} RealMemory={mem_mb} Gres=gpu:2 State=UNKNOWN
@@ -248,7 +248,7 @@ def e2e(tmp_path_factory) -> EndToEnd:
 
 
 def slurm_jobs(cluster: Slurm) -> list[dict]:
-    """Every job slurmctld still remembers (MinJobAge=600 keeps finished ones)."""
+    """Every job slurmctld still remembers (MinJobAge=3600 keeps finished ones)."""
     out = _run(["squeue", "-h", "-t", "all", "-o", "%j|%P|%b|%T|%k"], env=cluster.env).stdout
     keys = ("name", "partition", "gres", "state", "comment")
     return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]

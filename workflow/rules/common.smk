@@ -147,8 +147,9 @@ def fig5_variant(idrec) -> str:
 
 
 def laser_main_value(key):
-    """The value of dotted run-config ``key`` in a main Laser run (laser.run, else the dataclass)."""
+    """The value of dotted run-config ``key`` in a main run of Figure 4's method."""
     overrides = flatten(config["laser"]["run"])
+    overrides.update(flatten(config["laser"]["method_run"].get(config["fig4"]["method"], {})))
     if key in overrides:
         return overrides[key]
     node = run_config_class("laser")()
@@ -211,6 +212,7 @@ def laser_run_config(dataset, method, variant, seed) -> dict:
         "seed": seed,
     }
     flat.update(flatten(config["laser"]["run"]))
+    flat.update(flatten(config["laser"]["method_run"].get(method, {})))
     flat.update(laser_variant_overrides(dataset, method, variant, seed))
     return nest(flat)
 
@@ -384,12 +386,6 @@ def all_runs() -> list:
 
 def metrics_of(runs) -> list:
     return [run_metrics(r) for r in dict.fromkeys(runs)]
-
-
-def all_datasets() -> list:
-    names = list(config["table1"]["datasets"])
-    names += [r[0] for r in all_runs()]
-    return list(dict.fromkeys(names))
 
 
 # ---------------------------------------------------------------- artifact arguments
