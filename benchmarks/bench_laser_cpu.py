@@ -28,7 +28,7 @@ from laser_repro.laser.tiny import TINY_MFORMER, tiny_config
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
-SIZES = {"small (CPU default)": MFormerConfig(**TINY_MFORMER), "paper (768 x 12)": MFormerConfig(dropout=0.0)}
+SIZES = {"tiny (K 4, top-2, L 4, d_m 32, Z 2)": MFormerConfig(**TINY_MFORMER), "paper (768 x 12)": MFormerConfig(dropout=0.0)}
 
 
 def load_data() -> tuple[SeqDataset, str]:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "LLM share = wall time inside the frozen backbone (its forward and the backward pass through it to the "
         "prefix/suffix) / wall time of the whole training step (tokenisation cached, M-Former, collaborative "
-        "encoder, loss over all items, optimiser). Target: at least 80% for minilm with the CPU-default M-Former.",
+        "encoder, loss over all items, optimiser). Target: at least 80% for minilm with the tiny M-Former.",
         "Mean tokens per training row / item (prefix and suffix included): "
         + ", ".join(f"{b} {s.split()[0]}: {r['mean_row_tokens']:.0f} / {r['mean_item_tokens']:.0f}" for b, s, r in rows) + ".",
         "",

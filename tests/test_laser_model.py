@@ -272,3 +272,18 @@ def test_config_values_are_the_papers():
     assert (d.phases.phase1_max_epochs, d.phases.phase1_patience, d.phases.phase2_epochs) == (15, 3, 5)
     assert (d.template.window, d.template.category_field, d.bituning.n_suffix) == (10, "brand", 1)
     assert np.isclose(d.loss.tau, 0.05)
+
+
+def test_local_causal_folder_round_trip(tmp_path, cache):
+    """A GPT-2 folder written by save_pretrained loads through local:PATH with identical states."""
+    tiny = load_backbone("tiny-gpt2", corpus=[template.render([it]) for it in ITEMS], cache_dir=cache)
+    tiny.model.save_pretrained(tmp_path / "gpt2")
+    tiny.tokenizer.save_pretrained(tmp_path / "gpt2")
+    local = load_backbone(f"local:{tmp_path / 'gpt2'}")
+    assert local.family == "gpt2" and local.bos_ids == [] and local.eos_id == tiny.eos_id
+    text = template.render(ITEMS[:2])
+    assert local.tokenize(text) == tiny.tokenize(text)
+    ids = torch.tensor([tiny.tokenize(text)])
+    mask = torch.ones_like(ids)
+    assert torch.allclose(local(local.embed(ids), mask), tiny(tiny.embed(ids), mask), atol=1e-6)
+    assert local.describe()["source"] == str(tmp_path / "gpt2") and local.describe()["stand_in"]
