@@ -287,3 +287,16 @@ def test_local_causal_folder_round_trip(tmp_path, cache):
     mask = torch.ones_like(ids)
     assert torch.allclose(local(local.embed(ids), mask), tiny(tiny.embed(ids), mask), atol=1e-6)
     assert local.describe()["source"] == str(tmp_path / "gpt2") and local.describe()["stand_in"]
+
+
+def test_hub_failure_names_the_id_and_the_offline_recipe(monkeypatch):
+    """The hub path is the real one; offline it fails with the id, revision and a local: recipe."""
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(BackboneLoadError) as err:
+        load_backbone("llama2-7b")
+    msg = str(err.value)
+    assert "'meta-llama/Llama-2-7b-hf' (revision main)" in msg
+    assert "hf download meta-llama/Llama-2-7b-hf --revision main --local-dir DIR" in msg and "local:DIR" in msg
