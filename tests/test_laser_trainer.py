@@ -174,3 +174,10 @@ def test_cli_help_and_config_errors(data, cache, tmp_path, capsys, caplog):
     bad.write_text(yaml.safe_dump({"dataset": str(data), "mformer": {"experts": 3}}))
     assert main(["train-laser", "--config", str(bad), "--out", str(tmp_path / "x")]) == 1
     assert "bad.yaml: mformer: unknown key(s) ['experts']" in caplog.text
+
+
+def test_zero_training_users_is_zero_shot(data, cache, tmp_path):
+    """Figure 3's 0% cell: no training rows -> one refresh, evaluation of the (init_from) model."""
+    rec = trainer.train_laser(tiny_config(data, cache, train_user_fraction=0.0), tmp_path / "zero")
+    assert rec["train_rows"] == 0 and rec["history"] == [] and rec["item_refreshes"] == 1 and rec["best_phase"] == 0
+    assert rec["valid"]["ndcg@10"] == pytest.approx(rec["untrained_valid"]["ndcg@10"])

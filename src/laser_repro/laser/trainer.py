@@ -306,8 +306,10 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
     def validate(tab: torch.Tensor) -> dict:
         return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
 
+    if not rows[0]:
+        log.warning("no training rows (train_user_fraction 0?): the model is evaluated as is (zero-shot)")
     if state.phase == "start":
-        state.phase = "phase1" if ph.phase1 and ph.phase1_max_epochs > 0 else "to-phase2"
+        state.phase = "phase1" if ph.phase1 and ph.phase1_max_epochs > 0 and rows[0] else "to-phase2"
 
     # ---- phase 1: refresh every epoch, select on validation NDCG@10 --------------------
     while state.phase == "phase1":
@@ -342,7 +344,7 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
             table = refresh_items(model, ds.n_items, cfg, state, "untrained model, phase 1 skipped")
             state.untrained_valid = validate(table)
             log.info("untrained model: valid %s", _fmt(state.untrained_valid))
-        state.phase, state.epoch = ("phase2" if ph.phase2 and ph.phase2_epochs > 0 else "final"), 0
+        state.phase, state.epoch = ("phase2" if ph.phase2 and ph.phase2_epochs > 0 and rows[0] else "final"), 0
         opt, sched = make_optimizer(cfg, model, steps_per_epoch * ph.phase2_epochs)
         checkpoint()
 
