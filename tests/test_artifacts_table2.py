@@ -79,3 +79,13 @@ def test_cli_wiring(runs, tmp_path):
     assert main(["artifact", "fig3", "--runs-root", str(runs), "--dataset", "pet", "--seeds", "0",
                  "--out", str(tmp_path / "fig3.svg")]) == 1
     assert not (tmp_path / "fig3.svg").exists()
+
+
+def test_extra_baseline_row_only_where_run(runs, tmp_path):
+    write_run(runs, "pet", "gru4rec", "main", 0, ranks(range(25)))
+    res = compute_table2(runs, ["pet", "syn"], [0, 1])
+    assert ("gru4rec", "GRU4Rec (not in the paper)", "traditional", True) in res.rows
+    # GRU4Rec hits 25 of 40 (0.625) only with seed 0: it competes for best baseline (BERT4Rec: 0.5)
+    assert res.columns[("pet", "recall@10")].best_baseline == "gru4rec"
+    assert res.columns[("pet", "recall@10")].improv == pytest.approx((0.75 - 0.625) / 0.625 * 100)
+    assert not any("gru4rec" in str(p) for p in res.missing())

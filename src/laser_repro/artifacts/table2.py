@@ -62,7 +62,8 @@ class Table2Result:
         return [m for m, _, g, impl in self.rows if impl and m not in LASER_METHODS]
 
     def missing(self) -> list[Path]:
-        return [p for (m, _), g in self.groups.items() for p in g.missing]
+        """Requested runs without metrics.json (extra rows are shown only where run: never missing)."""
+        return [p for (m, _), g in self.groups.items() if m not in EXTRA_BASELINES for p in g.missing]
 
 
 def table2_rows(reported: Reported, runs_root: str | Path, datasets: Sequence[str]) -> list[tuple[str, str, str, bool]]:
@@ -171,6 +172,10 @@ def render_table2(res: Table2Result) -> str:
     if stand_ins:
         foot.append("† stand-in backbone (not the paper's; not comparable to the paper's numbers): "
                     + "; ".join(f"{k}: {v} instead of {PAPER_BACKBONES[_method_of(k, res)]}" for k, v in stand_ins.items()))
+    extras = [label for m, label, _, _ in res.rows if m in EXTRA_BASELINES]
+    if extras:
+        foot.append(f"{', '.join(extras)}: run by this suite for Figure 5 and shown because runs exist; "
+                    "it competes for best baseline; its empty cells are not counted as missing runs.")
     if not_impl:
         foot.append("Not implemented in this suite (shown as —; their paper values are in compare.md as 'not run'): "
                     + ", ".join(not_impl) + ".")
