@@ -40,6 +40,7 @@ class Slurm:
 
     conf: Path
     pids: list[int] = field(default_factory=list)
+    created: list[Path] = field(default_factory=list)  # files written outside the test folder
 
     @property
     def env(self) -> dict[str, str]:
@@ -51,6 +52,8 @@ class Slurm:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        for path in self.created:
+            path.unlink(missing_ok=True)
 
 
 def _run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
@@ -112,13 +115,18 @@ def _node_line() -> tuple[str, int, int]:
     return name, cpus, int(mem * 0.8)
 
 
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")  # where srun looks when SLURM_CONF is unset
+MARKER = "# laser-repro single-node test cluster (tests/test_workflow_e2e.py)"
+
+
 def slurm_conf_text(root: Path, node: str, cpus: int, mem_mb: int, ports: tuple[int, int]) -> str:
     """A single-node slurm.conf: no accounting, no cgroups, two partitions, two fake GPUs.
 
     The profile sends training to partition `gpu` with `--gres=gpu:1`; the node declares two
     GRES GPUs (backed by /dev/null and /dev/zero) so two training jobs can run at once.
     """
-    return f"""ClusterName=laserrepro
+    return f"""{MARKER}
+ClusterName=laserrepro
 SlurmctldHost={node}
 SlurmUser=root
 SlurmdUser=root
@@ -166,10 +174,17 @@ def start_slurm(root: Path) -> tuple[Slurm | None, str]:
     (root / "spool").mkdir(exist_ok=True)
     node, cpus, mem = _node_line()
     conf = root / "slurm.conf"
-    conf.write_text(slurm_conf_text(root, node, cpus, mem, (_free_port(), _free_port())))
+    text = slurm_conf_text(root, node, cpus, mem, (_free_port(), _free_port()))
+    conf.write_text(text)
+    # Snakemake's slurm-jobstep executor drops SLURM_CONF before its inner `srun`, so the
+    # job steps read the system path: write it there unless a real site config lives there.
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.read_text().startswith(MARKER):
+        return None, f"{SYSTEM_CONF} exists (a real SLURM site?); not overwriting it"
+    SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SYSTEM_CONF.write_text(text)
     # two GRES "GPUs" backed by harmless device files (a CPU machine has none to bind)
     (root / "gres.conf").write_text(f"NodeName={node} Name=gpu File=/dev/null\nNodeName={node} Name=gpu File=/dev/zero\n")
-    cluster = Slurm(conf)
+    cluster = Slurm(conf, created=[SYSTEM_CONF])
     for daemon in ("slurmctld", "slurmd"):
         proc = _run([daemon, "-f", str(conf)], timeout=30)
         pidfile = root / f"{daemon}.pid"
@@ -375,6 +390,8 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     assert (workdir / RUN / "checkpoint.pt").exists()
     assert not (workdir / target).exists(), "outputs must appear only when the job completes"
 
+    # a SIGKILL leaves Snakemake's lock behind (as a power loss would): unlock, then rerun
+    subprocess.run([*SNAKEMAKE, "--unlock", *configs], cwd=workdir, check=True, capture_output=True, timeout=300)
     rerun = subprocess.run([*SNAKEMAKE, target, "--cores", "1", "--rerun-incomplete", *configs], cwd=workdir,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -39,7 +39,7 @@ rule make_variant_table:
     input:
         metrics=variant_table_metrics,
     output:
-        report(result_file("{table}.md"), caption="../report/{table}.rst", category="Tables"),
+        report(result_file("{table}.md"), caption="../report/variant_table.rst", category="Tables"),
     params:
         runs=runs_root,
         dataset=variant_table_dataset,
