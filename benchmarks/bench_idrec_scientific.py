@@ -111,7 +111,7 @@ def report(args) -> str:
     ]
     timing = ["", "| Model | Seed | best epoch | epochs run | train time to early stop (s) | s/epoch | wall (s) | device |",
               "|---|---|---|---|---|---|---|---|"]
-    variants = ["", "| Model | Evaluation protocol | Recall@10 | NDCG@10 | MRR | n seeds |", "|---|---|---|---|---|---|"]
+    variants = ["", "| Model | Evaluation protocol | Recall@10 | NDCG@10 | MRR | MRR@10 | n seeds |", "|---|---|---|---|---|---|---|"]
     for model in ("sasrec", "bert4rec"):
         recs, runs = [], []
         for run in sorted((args.runs / model).glob("seed~*")):
@@ -124,9 +124,9 @@ def report(args) -> str:
                     ("ties optimistic (RecFormer)", [p["optimistic"] for p in pv]),
                     ("history items masked to -inf (RecBole full-sort)", [p["history_masked"] for p in pv])]
             for name, ms in rows:
-                cells = " | ".join(fmt([100 * m[k] for m in ms]) for k in METRICS)
+                cells = " | ".join(fmt([100 * m[k] for m in ms]) for k in METRICS + ("mrr@10",))
                 variants.append(f"| {model} | {name} | {cells} | {len(ms)} |")
-            variants.append(f"| {model} | paper (Table 2) | " + " | ".join(f"{PAPER[model][k]:.2f}" for k in METRICS) + " | — |")
+            variants.append(f"| {model} | paper (Table 2) | " + " | ".join(f"{PAPER[model][k]:.2f}" for k in METRICS) + " | — | — |")
             repeat_share = pv[0]["repeat_share"]
         for m in METRICS:
             vals = [100 * r["test"][m] for r in recs]

@@ -37,6 +37,8 @@ from laser_repro.runinfo import config_hash, provenance, write_metrics
 
 log = logging.getLogger("laser_repro.idrec")
 CHECKPOINT, MODEL_FILE, LOG_FILE, TEXT_FILE = "checkpoint.pt", "model.pt", "train.log", "text_features.npy"
+# How a run executes, not what it computes: changing these never blocks resuming a checkpoint.
+EXECUTION_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size")
 
 
 @dataclass
@@ -112,9 +114,14 @@ def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
     return sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
 
 
-def save_checkpoint(path: Path, model, optimizer, state: TrainState, best_state, chash: str) -> None:
+def resume_hash(config: dict) -> str:
+    """Hash of the config without :data:`EXECUTION_KEYS`: a checkpoint resumes only under the same one."""
+    return config_hash({k: v for k, v in config.items() if k not in EXECUTION_KEYS})
+
+
+def save_checkpoint(path: Path, model, optimizer, state: TrainState, best_state, rhash: str) -> None:
     blob = {
-        "config_hash": chash,
+        "resume_hash": rhash,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "best_state": best_state,
@@ -151,7 +158,7 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     config = resolved_config(cfg)
-    chash = config_hash(config)
+    chash, rhash = config_hash(config), resume_hash(config)
     done = out_dir / "metrics.json"
     if done.exists() and read_json(done).get("config_hash") == chash:
         log.info("%s: finished run with the same config found; nothing to do", out_dir)
@@ -175,10 +182,10 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.exists():
         blob = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if blob["config_hash"] != chash:
+        if blob.get("resume_hash") != rhash and blob.get("config_hash") != chash:
             raise ValueError(
-                f"{ckpt_path}: checkpoint of a different config ({blob['config_hash']} != {chash}); "
-                "delete it or use another --out folder"
+                f"{ckpt_path}: checkpoint of a different config (only {list(EXECUTION_KEYS)} may change "
+                "between sessions); delete it or use another --out folder"
             )
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
@@ -215,7 +222,7 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
             state.best_score, state.best_epoch, record["time_s"],
         )
         state.wall_s = wall_before + (time.perf_counter() - t_start)
-        save_checkpoint(ckpt_path, model, optimizer, state, best_state, chash)
+        save_checkpoint(ckpt_path, model, optimizer, state, best_state, rhash)
     if state.stopped and state.bad_evals >= cfg.patience:
         log.info("early stop after epoch %d: no better validation %s for %d evaluations", state.epoch, cfg.select_metric, cfg.patience)
     return _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in, users, X, wall_before, t_start)
