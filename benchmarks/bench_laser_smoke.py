@@ -61,7 +61,7 @@ def summarize(run: Path) -> str:
         START,
         "## Short real-data run (issue 4 acceptance)",
         "",
-        f"`benchmarks/bench_laser_smoke.py`: {m['dataset']}, backbone {m['backbone']['name']} (stand-in), "
+        f"Run with the config in `benchmarks/bench_laser_smoke.py` (CONFIG) and summarised by it: {m['dataset']}, backbone {m['backbone']['name']} (stand-in), "
         f"{m['train_rows']} training rows from {m['config']['max_train_users']} users, "
         f"{m['valid']['n']} validation / {m['test']['n']} test users (seeded caps), random (untrained) BERT4Rec "
         f"feeding a small M-Former, lr {m['config']['optim']['lr']}, batch {m['config']['optim']['batch_size']}, "
