@@ -104,8 +104,10 @@ def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_
     assert "resumed from" in (out / "train.log").read_text()
     for key in ("valid", "test", "history", "best_epoch", "item_refreshes", "untrained_valid"):
         assert resumed[key] == reference[key], key
-    again = trainer.train_laser(cfg, out)  # finished: nothing is redone
-    assert again["test"] == reference["test"]
+    again = trainer.train_laser(dataclasses.replace(cfg, progress=True, eval_batch_size=7), out)  # execution keys
+    assert again["test"] == reference["test"]  # finished: nothing is redone
+    with pytest.raises(ValueError, match="checkpoint of a different run config"):
+        trainer.train_laser(dataclasses.replace(cfg, seed=1), out)
 
 
 def test_switch_no_phase1_no_phase2_and_zero_shot(data, cache, tmp_path):

@@ -92,6 +92,7 @@ class LaserRunConfig:
     seed: int = 0
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
+    num_threads: int | None = None  # torch CPU threads; null = torch's default
     eval_batch_size: int = 64  # users embedded per forward pass at evaluation
     item_batch_size: int = 128  # items embedded per forward pass in an item refresh
     progress: bool = True  # tqdm progress bars on stderr

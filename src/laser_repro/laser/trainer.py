@@ -41,6 +41,8 @@ log = logging.getLogger("laser_repro.laser")
 CHECKPOINT, MODEL_FILE, LOG_FILE = "checkpoint.pt", "model.pt", "train.log"
 PAPER_METHODS = {"gpt2-large": "laser-g", "chatglm2-6b": "laser-c", "llama2-7b": "laser-l"}
 SELECT_METRIC = "ndcg@10"
+# How a run executes, not what it trains: changing these never blocks resuming a checkpoint.
+EXECUTION_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "item_batch_size", "cache_dir")
 
 
 @dataclass
@@ -224,6 +226,11 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+def resume_hash(config: dict) -> str:
+    """Hash of the config without :data:`EXECUTION_KEYS`: a checkpoint resumes only under the same one."""
+    return config_hash({k: v for k, v in config.items() if k not in EXECUTION_KEYS})
+
+
 def save_checkpoint(path: Path, **blob: Any) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(blob, tmp)
@@ -253,14 +260,16 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
     if not cfg.dataset:
         raise ValueError("dataset: missing (path of a prepared data set folder)")
     config = to_dict(cfg)
-    chash = config_hash(config)
+    chash = resume_hash(config)
     ckpt_path = out_dir / CHECKPOINT
     ckpt = None
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config_hash"] != chash:
-            raise ValueError(f"{ckpt_path}: written by a different run config (hash {ckpt['config_hash']} != {chash});"
-                             " remove the folder or use another --out")
+        if ckpt["resume_hash"] != chash:
+            raise ValueError(f"{ckpt_path}: checkpoint of a different run config (only {list(EXECUTION_KEYS)} may "
+                             "change between sessions); delete it or use another --out folder")
         if ckpt["state"]["phase"] == "done" and (out_dir / "metrics.json").exists():
             log.info("run already complete in %s", out_dir)
             return read_json(out_dir / "metrics.json")
@@ -299,7 +308,7 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
 
     def checkpoint() -> None:
         state.wall_time_s = time.perf_counter() - t_start
-        save_checkpoint(ckpt_path, config_hash=chash, state=asdict(state), trainable=model.trainable_state(),
+        save_checkpoint(ckpt_path, resume_hash=chash, state=asdict(state), trainable=model.trainable_state(),
                         optimizer=opt.state_dict(), scheduler=None if sched is None else sched.state_dict(),
                         table=None if table is None else table.cpu(), best1=best1, best2=best2, rng=_rng_state())
 
