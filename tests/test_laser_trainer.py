@@ -185,3 +185,23 @@ def test_zero_training_users_is_zero_shot(data, cache, tmp_path):
     rec = trainer.train_laser(tiny_config(data, cache, train_user_fraction=0.0), tmp_path / "zero")
     assert rec["train_rows"] == 0 and rec["history"] == [] and rec["item_refreshes"] == 1 and rec["best_phase"] == 0
     assert rec["valid"]["ndcg@10"] == pytest.approx(rec["untrained_valid"]["ndcg@10"])
+
+
+def test_m_former_is_fed_by_a_trained_id_model_run(data, cache, tmp_path):
+    """idrec_run: the frozen encoder comes from a train-idrec folder (Figure 5: any ID model)."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+
+    ds = load_dataset(data)
+    run = tmp_path / "sasrec"
+    train_idrec(IDRecRunConfig(dataset=str(data), model="sasrec", max_epochs=2, progress=False), run)
+    model = trainer.build_model(tiny_config(data, cache, idrec_run=str(run)), ds, torch.device("cpu"))
+    assert model.encoder.source == str(run) and model.encoder.model_name == "sasrec"
+    assert model.mformer.router.in_features == model.encoder.d_c
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    blob = torch.load(run / "model.pt", weights_only=True)
+    enc_state = {k.removeprefix("model."): v for k, v in model.encoder.state_dict().items()}
+    assert all(torch.equal(enc_state[k], v) for k, v in blob["state_dict"].items())  # the trained weights
+    with pytest.raises(FileNotFoundError, match="no trained ID model"):
+        trainer.build_model(tiny_config(data, cache, idrec_run=str(tmp_path / "missing")), ds, torch.device("cpu"))
