@@ -42,4 +42,4 @@ class HistoryTokens:
         while len(ids) > self.budget and len(history) > 1:
             history = history[1:]
             ids = self.tokenize_many([self.text(history, is_item)])[0]
-        return np.asarray(ids[: self.budget], dtype=np.int64)
+        return np.asarray(ids[: self.budget], dtype=np.int32)  # int32: the cache holds every training row
