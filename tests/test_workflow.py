@@ -172,4 +172,9 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     bad.write_text("seeds: [0]\ntable2: {datasets: [scientific], methodz: [sasrec]}\n")
     proc = snakemake(workdir, "-n", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
-    assert "methodz" in proc.stdout + proc.stderr
+    assert "methodz" in proc.stdout + proc.stderr  # schema: unknown key
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("fig5: {idrecs: [sasrec, nope]}\n")
+    proc = snakemake(workdir, "-n", "--configfile", str(unknown), check=False)
+    assert proc.returncode != 0
+    assert "config: fig5.idrecs names ['nope'], not in idrec.models" in proc.stdout + proc.stderr

@@ -418,3 +418,14 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     after = text[resumed.end():]
     assert f"phase 1 epoch {next_epoch}:" in after and "reported (phase" in after
     assert json.loads((workdir / target).read_text())["config"]["phases"]["phase1_max_epochs"] == 6
+
+    # a changed run config restarts the run: the older checkpoint is removed, not refused
+    idrec_run = workdir / dependency.rsplit("/", 1)[0]
+    assert (idrec_run / "checkpoint.pt").exists()
+    (workdir / "changed.yaml").write_text("idrec:\n  run:\n    max_epochs: 2\n")
+    changed = subprocess.run([*SNAKEMAKE, dependency, "--cores", "1", *configs, "changed.yaml"], cwd=workdir,
+                             capture_output=True, text=True, timeout=600)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    job_log = workdir / "results/default/logs/train_idrec/synthetic/bert4rec/main/seed~0.log"
+    assert "removing" in job_log.read_text() and "older than" in job_log.read_text()
+    assert json.loads((workdir / dependency).read_text())["config"]["max_epochs"] == 2

@@ -38,6 +38,37 @@ class WorkflowConfigError(ValueError):
     """config.yaml names something the workflow cannot build."""
 
 
+def check_names() -> None:
+    """Every data set, method and variant an artifact names is defined (errors name the key)."""
+
+    def need(key, names, defined, what):
+        unknown = [n for n in names if n not in defined]
+        if unknown:
+            raise WorkflowConfigError(f"config: {key} names {unknown}, not in {what} {sorted(defined)}")
+
+    methods = set(IDREC_MODELS) | set(LASER_METHODS)
+    need("table1.datasets", config["table1"]["datasets"], DATASETS, "datasets")
+    need("table2.datasets", config["table2"]["datasets"], DATASETS, "datasets")
+    need("table2.methods", config["table2"]["methods"], methods, "idrec.models + laser.methods")
+    need("idrec.collaborative", [COLLABORATIVE], IDREC_MODELS, "idrec.models")
+    for name in ("table3", "table4", "table5"):
+        need(f"{name}.dataset", [config[name]["dataset"]], DATASETS, "datasets")
+        need(f"{name}.method", [config[name]["method"]], LASER_METHODS, "laser.methods")
+        need(f"{name}.variants", config[name]["variants"], LASER_VARIANTS, "laser.variants")
+    need("fig2.datasets", config["fig2"]["datasets"], DATASETS, "datasets")
+    need("fig2.methods", config["fig2"]["methods"], methods, "idrec.models + laser.methods")
+    need("fig3.dataset/source", [config["fig3"]["dataset"], config["fig3"]["source"]], DATASETS, "datasets")
+    need("fig4.dataset", [config["fig4"]["dataset"]], DATASETS, "datasets")
+    need("fig5.datasets", config["fig5"]["datasets"], DATASETS, "datasets")
+    for name in ("fig3", "fig4", "fig5"):
+        need(f"{name}.method", [config[name]["method"]], LASER_METHODS, "laser.methods")
+    need("fig3.idrecs", config["fig3"]["idrecs"], IDREC_MODELS, "idrec.models")
+    need("fig5.idrecs", config["fig5"]["idrecs"], IDREC_MODELS, "idrec.models")
+
+
+check_names()
+
+
 # ---------------------------------------------------------------- names and paths
 
 
