@@ -83,7 +83,8 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(main_run):
 
 
 @pytest.mark.slow
-def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kill_at", [2, 4])  # during phase 1's second epoch / phase 2's first epoch
+def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_path, monkeypatch, kill_at):
     cfg, _, reference = main_run
     out = tmp_path / "killed"
     real = trainer.run_epoch
@@ -91,7 +92,7 @@ def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_
 
     def dying(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # killed during phase 2's first epoch
+        if calls["n"] == kill_at:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
