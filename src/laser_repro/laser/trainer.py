@@ -267,7 +267,7 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
         torch.set_num_threads(cfg.num_threads)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["resume_hash"] != chash:
+        if ckpt.get("resume_hash") != chash and ckpt.get("config_hash") != config_hash(config):  # or an older file
             raise ValueError(f"{ckpt_path}: checkpoint of a different run config (only {list(EXECUTION_KEYS)} may "
                              "change between sessions); delete it or use another --out folder")
         if ckpt["state"]["phase"] == "done" and (out_dir / "metrics.json").exists():
