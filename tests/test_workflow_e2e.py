@@ -42,6 +42,7 @@ class Slurm:
     conf: Path
     pids: list[int] = field(default_factory=list)
     created: list[Path] = field(default_factory=list)  # files written outside the test folder
+    up: bool = False  # the node came up: jobs may need cancelling
 
     @property
     def env(self) -> dict[str, str]:
@@ -50,6 +51,8 @@ class Slurm:
     def stop(self) -> None:
         """Cancel what is still queued or running, then stop the daemons we started."""
         try:
+            if not self.up:
+                raise OSError("no cluster to query")
             ids = _run(["squeue", "-h", "-t", "pending,running", "-o", "%i"], env=self.env).stdout.split()
             if ids:
                 _run(["scancel", *ids], env=self.env)
@@ -96,8 +99,12 @@ def _install_slurm() -> str | None:
     return f"apt-get could not install {missing}: {out.stderr[-500:]}" if missing else None
 
 
-def _ensure_munge() -> str | None:
-    """Start munged (with the package's key) unless a working one is running."""
+MUNGE_PIDFILE = Path("/run/munge/munged.pid")
+
+
+def _ensure_munge(started: list[int]) -> str | None:
+    """Start munged (with the package's key) unless a working one is running; its pid goes
+    to ``started`` so that the test stops it again."""
     if _run(["munge", "-n"]).returncode == 0:
         return None
     key = Path("/etc/munge/munge.key")
@@ -115,6 +122,8 @@ def _ensure_munge() -> str | None:
         _run(["munged", "--force"])
     if _run(["munge", "-n"]).returncode != 0:
         return "munged could not be started"
+    if MUNGE_PIDFILE.exists():
+        started.append(int(MUNGE_PIDFILE.read_text().strip()))
     return None
 
 
@@ -175,11 +184,13 @@ def start_slurm(root: Path) -> tuple[Slurm | None, str]:
         return None, "LASER_REPRO_NO_SLURM is set"
     if sys.platform != "linux":
         return None, "single-node SLURM needs Linux"
+    munge_pids: list[int] = []
     try:
-        reason = _install_slurm() or _ensure_munge()
+        reason = _install_slurm() or _ensure_munge(munge_pids)
     except (OSError, subprocess.SubprocessError) as err:
         reason = f"{type(err).__name__}: {err}"
     if reason:
+        Slurm(Path("/nonexistent"), pids=munge_pids).stop()
         return None, reason
     root.mkdir(parents=True, exist_ok=True)
     (root / "state").mkdir(exist_ok=True)
@@ -191,12 +202,13 @@ def start_slurm(root: Path) -> tuple[Slurm | None, str]:
     # Snakemake's slurm-jobstep executor drops SLURM_CONF before its inner `srun`, so the
     # job steps read the system path: write it there unless a real site config lives there.
     if SYSTEM_CONF.exists() and not SYSTEM_CONF.read_text().startswith(MARKER):
+        Slurm(conf, pids=munge_pids).stop()
         return None, f"{SYSTEM_CONF} exists (a real SLURM site?); not overwriting it"
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SYSTEM_CONF.write_text(text)
     # two GRES "GPUs" backed by harmless device files (a CPU machine has none to bind)
     (root / "gres.conf").write_text(f"NodeName={node} Name=gpu File=/dev/null\nNodeName={node} Name=gpu File=/dev/zero\n")
-    cluster = Slurm(conf, created=[SYSTEM_CONF])
+    cluster = Slurm(conf, pids=munge_pids, created=[SYSTEM_CONF])
     for daemon in ("slurmctld", "slurmd"):
         proc = _run([daemon, "-f", str(conf)], timeout=30)
         pidfile = root / f"{daemon}.pid"
@@ -213,6 +225,7 @@ def start_slurm(root: Path) -> tuple[Slurm | None, str]:
     for _ in range(60):
         state = _run(["sinfo", "-h", "-N", "-o", "%T"], env=cluster.env).stdout.strip()
         if state.startswith("idle"):
+            cluster.up = True
             return cluster, ""
         time.sleep(1)
     cluster.stop()
