@@ -69,6 +69,9 @@ def protocol_variants(run: Path, data: Path) -> dict[str, dict]:
     import numpy as np
     import torch
 
+    cache = run / "protocols.json"
+    if cache.exists() and cache.stat().st_mtime >= (run / "model.pt").stat().st_mtime:
+        return json.loads(cache.read_text())
     from laser_repro.data.dataset import load_dataset
     from laser_repro.eval.evaluator import evaluate
     from laser_repro.idrec.encoder import load_collaborative_encoder
@@ -93,6 +96,9 @@ def protocol_variants(run: Path, data: Path) -> dict[str, dict]:
         }
     repeat = np.array([t in set(h.tolist()) for h, t in zip(histories, targets)])
     out["repeat_share"] = float(repeat.mean())
+    from laser_repro.io import write_json
+
+    write_json(cache, out)
     return out
 
 
