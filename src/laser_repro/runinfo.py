@@ -15,13 +15,14 @@ next to ``ranks.npz`` (per-user ranks, see :func:`laser_repro.eval.evaluator.sav
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from laser_repro.io import write_json
 
@@ -83,3 +84,26 @@ def write_metrics(out_dir: str | Path, record: dict) -> Path:
     path = Path(out_dir) / "metrics.json"
     write_json(path, record)
     return path
+
+
+@contextlib.contextmanager
+def run_log(out_dir: str | Path, filename: str = "train.log") -> Iterator[Path]:
+    """Also send the ``laser_repro`` logs (INFO and up) to ``out_dir/filename`` while inside.
+
+    Appends, so a resumed run keeps the log of the sessions before it.
+    """
+    import logging
+
+    path = Path(out_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("laser_repro")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()

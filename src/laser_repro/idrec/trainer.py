@@ -33,7 +33,7 @@ from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, model_config
 from laser_repro.io import atomic_path, read_json
-from laser_repro.runinfo import config_hash, provenance, write_metrics
+from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
 
 log = logging.getLogger("laser_repro.idrec")
 CHECKPOINT, MODEL_FILE, LOG_FILE, TEXT_FILE = "checkpoint.pt", "model.pt", "train.log", "text_features.npy"
@@ -134,18 +134,8 @@ def save_checkpoint(path: Path, model, optimizer, state: TrainState, best_state,
 def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path) -> dict:
     """Train (or resume) one ID-model run into ``out_dir``; returns the metrics.json record."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out_dir / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("laser_repro")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
+    with run_log(out_dir, LOG_FILE):
         return _train(cfg, out_dir)
-    finally:
-        root.removeHandler(handler)
-        handler.close()
 
 
 def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:

@@ -34,7 +34,7 @@ from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
-from laser_repro.runinfo import config_hash, provenance, write_metrics
+from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
 
 log = logging.getLogger("laser_repro.laser")
 
@@ -242,18 +242,8 @@ def save_checkpoint(path: Path, **blob: Any) -> None:
 def train_laser(cfg: LaserRunConfig, out_dir: str | Path) -> dict:
     """Train (or resume) one Laser run into ``out_dir``; returns the metrics.json record."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out_dir / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("laser_repro")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
+    with run_log(out_dir, LOG_FILE):
         return _train(cfg, out_dir)
-    finally:
-        root.removeHandler(handler)
-        handler.close()
 
 
 def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
