@@ -19,6 +19,7 @@ include: "workflow/rules/artifacts.smk"
 localrules:
     all,
     write_run_config,
+    write_artifact_spec,
     make_table1,
     make_table2,
     make_variant_table,

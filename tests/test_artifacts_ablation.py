@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from laser_repro.artifacts.ablation import compute_ablation, make_ablation
+from laser_repro.experiment.specs import VariantTableSpec
 from test_artifacts_support import write_run
+
+ABLATIONS = ["no-prefix", "no-suffix-mean", "no-suffix-eos", "no-mformer", "one-expert", "no-lb", "no-phase1", "no-phase2"]
+TEMPLATES = ["tpl-no-phrase", "tpl-no-instruction", "tpl-two-instructions"]
+
+
+def spec(root, table, seeds, variants, dataset="sci", method="laser-c"):
+    return VariantTableSpec(runs_root=str(root), seeds=seeds, table=table, dataset=dataset, method=method,
+                            variants=variants)
 
 
 def ranks(n_hits, n=40):
@@ -18,12 +27,12 @@ def test_table3_markers_and_stars(tmp_path):
         write_run(tmp_path, "sci", "laser-c", "main", seed, ranks(30), backbone="minilm")
         write_run(tmp_path, "sci", "laser-c", "no-prefix", seed, ranks(20), backbone="minilm")
         write_run(tmp_path, "sci", "laser-c", "no-lb", seed, ranks(29), backbone="minilm")
-    res = compute_ablation("table3", tmp_path, "sci", [0, 1])
+    res = compute_ablation(spec(tmp_path, "table3", [0, 1], ABLATIONS))
     assert res.ranking["recall@10"] == ["main", "no-lb", "no-prefix"]
     assert res.tests[("no-prefix", "recall@10")].better() and not res.tests[("no-lb", "recall@10")].better()
     assert res.change("no-prefix", "recall@10") == pytest.approx((0.5 - 0.75) / 0.75 * 100)
     out = tmp_path / "t3.md"
-    make_ablation("table3", tmp_path, "sci", [0, 1], out)
+    make_ablation(spec(tmp_path, "table3", [0, 1], ABLATIONS), out)
     text = out.read_text()
     assert "| Laser-C (full) | **0.7500 ± 0.0000**† |" in text
     assert "| w/o load-balancing loss | <u>0.7250 ± 0.0000</u>† |" in text
@@ -36,8 +45,8 @@ def test_table3_markers_and_stars(tmp_path):
 def test_table5_rows(tmp_path):
     write_run(tmp_path, "sci", "laser-c", "main", 0, ranks(10))
     write_run(tmp_path, "sci", "laser-c", "tpl-no-instruction", 0, ranks(12))
-    res = compute_ablation("table5", tmp_path, "sci", [0])
+    res = compute_ablation(spec(tmp_path, "table5", [0], TEMPLATES))
     assert res.variants == ["main", "tpl-no-phrase", "tpl-no-instruction", "tpl-two-instructions"]
     assert res.ranking["ndcg@10"] == ["tpl-no-instruction", "main"]  # a variant can beat the full model
-    with pytest.raises(ValueError, match="unknown ablation table"):
-        compute_ablation("table9", tmp_path, "sci", [0])
+    with pytest.raises(ValueError, match="unknown variant table"):
+        compute_ablation(spec(tmp_path, "table9", [0], TEMPLATES))

@@ -1,7 +1,5 @@
 """Claims (one that holds, one that fails), the paper's own consistency, and compare.md end to end."""
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -11,9 +9,23 @@ from laser_repro.artifacts.compare import build_compare, cell_columns
 from laser_repro.artifacts.consistency import all_checks, formula_interval, quoted_consistent
 from laser_repro.artifacts.fig5 import compute_fig5
 from laser_repro.artifacts.significance import summarize
+from laser_repro.experiment.specs import Fig4Spec, Fig5Spec, GridAxis, VariantTableSpec
 from laser_repro.io import write_json
 from laser_repro.paper.reported import load_reported, parse_cell
-from test_artifacts_support import write_run
+from test_artifacts_support import paper_experiment, write_run
+
+T3 = ["no-prefix", "no-suffix-mean", "no-suffix-eos", "no-mformer", "one-expert", "no-lb", "no-phase1", "no-phase2"]
+T5 = ["tpl-no-phrase", "tpl-no-instruction", "tpl-two-instructions"]
+
+
+def variant_spec(root, table, variants, seeds):
+    return VariantTableSpec(runs_root=str(root), seeds=seeds, table=table, dataset="sci", method="laser-c",
+                            variants=variants)
+
+
+def fig5_spec(root):
+    return Fig5Spec(runs_root=str(root), seeds=[0], datasets=["pet"], method="laser-c",
+                    idrecs=["sasrec", "bert4rec"], collaborative="bert4rec")
 
 
 def hits(k, n=100):
@@ -25,15 +37,15 @@ def hits(k, n=100):
 def test_ablation_claim_holds_and_template_margin_fails(tmp_path):
     for v, k in (("main", 40), ("no-prefix", 30), ("no-lb", 38)):
         write_run(tmp_path, "sci", "laser-c", v, 0, hits(k))
-    claim = C.ablations_lower_everything(compute_ablation("table3", tmp_path, "sci", [0]), "scientific", "T3")
+    claim = C.ablations_lower_everything(compute_ablation(variant_spec(tmp_path, "table3", T3, [0])), "scientific", "T3")
     assert claim.verdict == "holds (partial: 6 of 24 parts run)"
     write_run(tmp_path, "sci", "laser-c", "no-mformer", 0, hits(41))  # a variant above the full model
-    claim = C.ablations_lower_everything(compute_ablation("table3", tmp_path, "sci", [0]), "scientific", "T3")
+    claim = C.ablations_lower_everything(compute_ablation(variant_spec(tmp_path, "table3", T3, [0])), "scientific", "T3")
     assert claim.verdict.startswith("fails") and "w/o M-Former R@10" in claim.ours
     # Table 5: the template beats every variant, but by 10%, not by the paper's 30.06%
     for v, k in (("main", 44), ("tpl-no-phrase", 40), ("tpl-no-instruction", 30), ("tpl-two-instructions", 20)):
         write_run(tmp_path, "sci", "laser-c", v, 1, hits(k))
-    res5 = compute_ablation("table5", tmp_path, "sci", [1])
+    res5 = compute_ablation(variant_spec(tmp_path, "table5", T5, [1]))
     beats, margin = C.template_margin(res5, {"recall@10": 30.06, "ndcg@10": 18.43, "mrr": 15.22})
     assert beats.verdict == "holds" and margin.verdict == "fails"
     assert margin.ours.startswith("10.00% / 10.00%")
@@ -43,9 +55,9 @@ def test_fig5_tracking_claim(tmp_path):
     for x, k_id, k_laser in (("sasrec", 20, 30), ("bert4rec", 25, 35)):
         write_run(tmp_path, "pet", x, "main", 0, hits(k_id))
         write_run(tmp_path, "pet", "laser-c", "main" if x == "bert4rec" else f"idrec~{x}", 0, hits(k_laser))
-    assert C.tracks_idrec(compute_fig5(tmp_path, ["pet"], ["sasrec", "bert4rec"], [0])).verdict == "holds"
+    assert C.tracks_idrec(compute_fig5(fig5_spec(tmp_path))).verdict == "holds"
     write_run(tmp_path, "pet", "laser-c", "idrec~sasrec", 0, hits(36))  # now Laser-C ranks them the other way
-    assert C.tracks_idrec(compute_fig5(tmp_path, ["pet"], ["sasrec", "bert4rec"], [0])).verdict == "fails"
+    assert C.tracks_idrec(compute_fig5(fig5_spec(tmp_path))).verdict == "fails"
 
 
 def test_consistency_recomputes_the_papers_percentages():
@@ -80,13 +92,12 @@ def test_compare_report_end_to_end(tmp_path):
     for seed in (0, 1):
         write_run(runs, "scientific", "sasrec", "main", seed, hits(13))
         write_run(runs, "scientific", "laser-c", "main", seed, hits(20), backbone="minilm")
-    args = argparse.Namespace(
-        runs_root=runs, data_dir=data, datasets=["scientific", "synthetic"], seeds=[0, 1],
-        table3_dataset="scientific", table4_dataset="pet", table5_dataset="scientific",
-        cold_datasets=["pet"], cold_fraction=0.35, xfer_dataset="scientific", source="pet",
-        fractions=["0", "0.05", "1"], grid_dataset="scientific", grid=["K=4,8"], main=["K=8"],
-        idrec_datasets=["scientific"], idrecs=["sasrec", "bert4rec"], default_idrec="bert4rec", tolerance=15.0)
-    text = build_compare(args)
+    exp = paper_experiment(tmp_path, seeds=[0, 1], datasets={"synthetic": {"source": "synthetic"}},
+                           table1={"datasets": ["scientific", "synthetic"]},
+                           table2={"datasets": ["scientific", "synthetic"]}, fig2={"datasets": ["pet"]},
+                           fig3={"fractions": [0, 0.05, 1]}, fig4={"grid": {"K": {"values": [4, 8]}}},
+                           fig5={"datasets": ["scientific"], "idrecs": ["sasrec", "bert4rec"]})
+    text = build_compare(exp.spec("compare"))
     assert "| scientific | #Users | 11,041 | 11,041 | exact match |" in text
     assert "| SASRec | scientific | R@10 | 13.11 | 13.00 ± 0.00 (n=2) | -0.11 | -0.8% |" in text
     assert "| Laser-C | scientific | R@10 | 14.06 | 20.00 ± 0.00 (n=2) |" in text
@@ -101,7 +112,7 @@ def test_compare_report_end_to_end(tmp_path):
     assert "runs/scientific/bert4rec/frac~0/seed~1/metrics.json" in text
     assert "INCONSISTENT" in text and "Table 4's Laser-C (Pet) row" in text
     # the numbers behind Figure 5: SASRec alone (MRR = 0.13 + 0.87 / 51), its Laser-C run missing
-    assert "| scientific | sasrec | 13.00 ± 0.00 (n=2) | 13.00 ± 0.00 (n=2) | 14.71 ± 0.00 (n=2) | — | — | — |" in text
+    assert "| scientific | SASRec | 13.00 ± 0.00 (n=2) | 13.00 ± 0.00 (n=2) | 14.71 ± 0.00 (n=2) | — | — | — |" in text
 
 
 def test_grid_optimum_claim_needs_every_grid_point(tmp_path):
@@ -109,11 +120,12 @@ def test_grid_optimum_claim_needs_every_grid_point(tmp_path):
 
     write_run(tmp_path, "sci", "laser-c", "main", 0, hits(10), valid_ranks=hits(30))  # K=8
     write_run(tmp_path, "sci", "laser-c", "K~4", 0, hits(10), valid_ranks=hits(20))
-    grid, main = {"K": ["4", "8", "16"]}, {"K": "8"}
-    claim = C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"})
+    spec = Fig4Spec(runs_root=str(tmp_path), seeds=[0], dataset="sci", method="laser-c",
+                    axes=[GridAxis("K", "mformer.n_experts", [4, 8, 16], 8)])
+    claim = C.grid_optimum(compute_fig4(spec), {"K": "8"})
     assert claim.verdict == "not run" and "1 of 3 grid points not run" in claim.ours
     write_run(tmp_path, "sci", "laser-c", "K~16", 0, hits(10), valid_ranks=hits(25))
-    assert C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"}).verdict == "holds"
+    assert C.grid_optimum(compute_fig4(spec), {"K": "8"}).verdict == "holds"
     write_run(tmp_path, "sci", "laser-c", "K~16", 0, hits(10), valid_ranks=hits(35))
-    claim = C.grid_optimum(compute_fig4(tmp_path, "sci", grid, main, [0]), {"K": "8"})
+    claim = C.grid_optimum(compute_fig4(spec), {"K": "8"})
     assert claim.verdict == "fails" and "K: best 16 (paper 8)" in claim.ours

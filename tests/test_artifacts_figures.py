@@ -1,13 +1,12 @@
 """Figures 2-5 from hand-made runs: the plotted numbers, and PNGs that are real images."""
 
-import argparse
-
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
 from laser_repro.artifacts import fig2, fig3, fig4, fig5
 from laser_repro.data.dataset import from_sequences, save_dataset
+from laser_repro.experiment.specs import Fig2Spec, Fig3Spec, Fig4Spec, Fig5Spec, GridAxis
 from test_artifacts_support import write_run
 
 N_USERS = 20
@@ -44,15 +43,16 @@ def test_fig2_cold_subset_numbers_and_image(tmp_path):
         laser = np.where(cold_users & (np.arange(N_USERS) % 2 == 0), 0, 50)  # Laser-C hits 4 of 8 cold
         write_run(runs, "pet", "bert4rec", "main", seed, b4r, targets=targets)
         write_run(runs, "pet", "laser-c", "main", seed, laser, targets=targets)
-    data = fig2.compute_fig2(runs, data_dir, ["pet", "games"], [0, 1])
+    spec = Fig2Spec(runs_root=str(runs), seeds=[0, 1], data_root=str(data_dir), datasets=["pet", "games"],
+                    methods=["laser-c", "bert4rec"], cold_fraction=0.35)
+    data = fig2.compute_fig2(spec)
     assert data.n_cold_users["pet"] == 8
     assert data.summaries[("pet", "bert4rec", "recall@10")].mean == 0.0
     assert data.summaries[("pet", "laser-c", "recall@10")].mean == pytest.approx(0.5)
     assert any("games: not prepared" in n for n in data.notes)
     assert len(data.missing()) == 4  # games: 2 methods x 2 seeds
     out = tmp_path / "fig" / "fig2.png"
-    fig2.main(argparse.Namespace(runs_root=runs, data_dir=data_dir, datasets=["pet", "games"], seeds=[0, 1],
-                                 cold_fraction=0.35, out=out))
+    fig2.main(spec, out)
     _assert_image(out)
 
 
@@ -69,29 +69,31 @@ def test_fig3_fig4_fig5_images_and_variants(tmp_path):
         for x, k in (("sasrec", 5), ("bert4rec", 7)):
             write_run(runs, "sci", x, "main", seed, r(k))
         write_run(runs, "sci", "laser-c", "idrec~sasrec", seed, r(8))
-    d3 = fig3.compute_fig3(runs, "sci", "pet", ["0", "0.05", "1"], [0, 1])
-    assert d3.summary("laser-c", "0.05", "recall@10").mean == pytest.approx(9 / 20)
-    assert d3.summary("bert4rec", "1", "recall@10").mean == pytest.approx(7 / 20)
+    d3 = fig3.compute_fig3(Fig3Spec(runs_root=str(runs), seeds=[0, 1], dataset="sci", source="pet",
+                                    methods=["laser-c"], baselines=["bert4rec"], fractions=[0, 0.05, 1]))
+    assert d3.summary("laser-c", 0.05, "recall@10").mean == pytest.approx(9 / 20)
+    assert d3.summary("bert4rec", 1, "recall@10").mean == pytest.approx(7 / 20)
     assert d3.missing() == []
     out3 = tmp_path / "fig3.png"
     fig3.plot_fig3(d3, out3)
     _assert_image(out3)
 
-    grid = fig4.parse_grid(["K=4,8", "lambda=0.01,0.1"])
-    main = fig4.parse_main(["K=8", "lambda=0.010"])
-    assert fig4.grid_variant("lambda", "0.01", main) == "main"  # equal as numbers
-    d4 = fig4.compute_fig4(runs, "sci", grid, main, [0, 1])
-    assert d4.summary("K", "4", "recall@10").mean == pytest.approx(8 / 20)  # validation, not test
-    assert d4.best_value("lambda", "recall@10") == "0.1"
+    axes = [GridAxis("K", "mformer.n_experts", [4, 8], 8), GridAxis("lambda", "loss.lb_weight", [0.01, 0.1], 0.010)]
+    d4 = fig4.compute_fig4(Fig4Spec(runs_root=str(runs), seeds=[0, 1], dataset="sci", method="laser-c", axes=axes))
+    assert d4.groups[("lambda", 0.01)].variant == "main"  # the main value (equal as numbers) reads the main run
+    assert d4.summary("K", 4, "recall@10").mean == pytest.approx(8 / 20)  # validation, not test
+    assert d4.best_value("lambda", "recall@10") == 0.1
     out4 = tmp_path / "fig4.png"
     fig4.plot_fig4(d4, out4)
     _assert_image(out4)
-    with pytest.raises(ValueError, match="KEY=V1,V2"):
-        fig4.parse_grid(["K"])
+    with pytest.raises(ValueError, match="no grid axis"):
+        fig4.plot_fig4(fig4.compute_fig4(Fig4Spec(runs_root=str(runs), seeds=[0], dataset="sci", method="laser-c")),
+                       tmp_path / "empty.png")
 
-    d5 = fig5.compute_fig5(runs, ["sci"], ["sasrec", "bert4rec", "gru4rec"], [0, 1])
-    assert d5.groups[("sci", "laser", "bert4rec")].variant == "main"
-    assert d5.summary("sci", "laser", "sasrec", "recall@10").mean == pytest.approx(8 / 20)
+    d5 = fig5.compute_fig5(Fig5Spec(runs_root=str(runs), seeds=[0, 1], datasets=["sci"], method="laser-c",
+                                    idrecs=["sasrec", "bert4rec", "gru4rec"], collaborative="bert4rec"))
+    assert d5.groups[("sci", "fed", "bert4rec")].variant == "main"
+    assert d5.summary("sci", "fed", "sasrec", "recall@10").mean == pytest.approx(8 / 20)
     assert len(d5.missing()) == 4  # gru4rec and Laser-C with gru4rec, 2 seeds each
     out5 = tmp_path / "fig5.png"
     fig5.plot_fig5(d5, out5)

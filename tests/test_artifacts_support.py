@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from laser_repro.artifacts.runs import run_dir
 from laser_repro.eval.evaluator import EvalResult, save_ranks
+from laser_repro.experiment.layout import run_dir
+from laser_repro.experiment.specs import Cell, to_json
 from laser_repro.eval.metrics import aggregate
 from laser_repro.runinfo import write_metrics
 
@@ -18,7 +19,7 @@ def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None
     users = np.arange(test_ranks.size) if users is None else np.asarray(users)
     targets = np.zeros(test_ranks.size, dtype=np.int64) if targets is None else np.asarray(targets)
     results = {s: EvalResult(users, targets, r, aggregate(r)) for s, r in (("valid", valid_ranks), ("test", test_ranks))}
-    out = run_dir(root, dataset, method, variant, seed)
+    out = Path(run_dir(str(root), dataset, method, variant, seed))
     config = {"seed": seed}
     if backbone is not None:
         config["backbone"] = backbone
@@ -30,10 +31,30 @@ def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None
     return out
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def paper_experiment(tmp_path: Path, **overrides):
+    """The paper's config.yaml with its products under ``tmp_path`` (runs/, data/, ...) and ``overrides``."""
+    from laser_repro.experiment.config import merge
+    from laser_repro.experiment.plan import Experiment
+
+    paths = {k: str(tmp_path / k) for k in ("raw", "data", "runs", "configs", "results", "figures", "logs")}
+    return Experiment.from_files([REPO / "config.yaml"], merge({"paths": paths}, overrides))
+
+
+def write_spec(path: Path, spec) -> Path:
+    """A spec file as the workflow writes it (rule write_artifact_spec)."""
+    import json
+
+    path.write_text(json.dumps(to_json(spec)))
+    return path
+
+
 def test_write_run_roundtrip(tmp_path):
     from laser_repro.artifacts.runs import load_group
     write_run(tmp_path, "d", "sasrec", "main", 0, [0, 5, 20, 1])
-    g = load_group(tmp_path, "d", "sasrec", "main", [0, 1])
+    g = load_group(tmp_path, Cell("d", "sasrec"), [0, 1])
     assert len(g.runs) == 1 and g.missing == [tmp_path / "d/sasrec/main/seed~1/metrics.json"]
     assert g.summary("test", "recall@10").mean == 0.75
     users, vals = g.per_user("test", "mrr")

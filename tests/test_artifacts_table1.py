@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from test_artifacts_support import REPO
 from laser_repro.artifacts.table1 import compute_table1, fmt_stat, make_table1
 from laser_repro.io import write_json
 
@@ -50,8 +51,10 @@ def test_real_scientific_matches_table1_exactly(tmp_path):
                     "--input", str(src), "--name", "scientific", "--out", str(tmp_path / "scientific")],
                    check=True, capture_output=True)
     out = tmp_path / "table1.md"
-    subprocess.run([sys.executable, "-m", "laser_repro.cli", "artifact", "table1", "--data-dir", str(tmp_path),
-                    "--datasets", "scientific", "--out", str(out)], check=True, capture_output=True)
+    overlay = tmp_path / "overlay.yaml"  # the paper's config with the data in tmp_path and one Table 1 row
+    overlay.write_text(f"paths: {{data: {tmp_path}}}\ntable1: {{datasets: [scientific]}}\n")
+    subprocess.run([sys.executable, "-m", "laser_repro.cli", "artifact", "table1", "--config", str(REPO / "config.yaml"),
+                    "--config", str(overlay), "--out", str(out)], check=True, capture_output=True)
     assert "| ours | 11,041 ✓ | 5,327 ✓ | 76,896 ✓ | 6.96 ✓ | 1.3e-3 ✓ |" in out.read_text()
     # the same rows in compare.md's Table 1 section
     from laser_repro.artifacts.compare import section_table1

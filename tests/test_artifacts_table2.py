@@ -5,8 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from laser_repro.artifacts.table2 import compute_table2, make_table2
-from test_artifacts_support import write_run
+from laser_repro.artifacts.table2 import RUN, compute_table2, make_table2
+from laser_repro.experiment.registry import table2_methods
+from laser_repro.experiment.specs import Table2Spec
+from test_artifacts_support import write_run, write_spec
 
 HIT, MISS = 0, 50  # rank 0 is a hit at 10; rank 50 is a miss
 
@@ -31,8 +33,13 @@ def runs(tmp_path):
     return tmp_path
 
 
+def spec(root, datasets=("pet", "syn"), seeds=(0, 1), methods=None) -> Table2Spec:
+    methods = [m for m in table2_methods() if m != "gru4rec"] if methods is None else methods
+    return Table2Spec(runs_root=str(root), seeds=list(seeds), datasets=list(datasets), methods=list(methods))
+
+
 def test_markers_significance_and_improv(runs):
-    res = compute_table2(runs, ["pet", "syn"], [0, 1])
+    res = compute_table2(spec(runs))
     col = res.columns[("pet", "recall@10")]
     assert (col.best_laser, col.best_baseline) == ("laser-c", "bert4rec")
     assert col.improv == pytest.approx((0.75 - 0.5) / 0.5 * 100)
@@ -47,7 +54,7 @@ def test_markers_significance_and_improv(runs):
 
 def test_rendered_table(runs, tmp_path):
     out = tmp_path / "t2.md"
-    make_table2(runs, ["pet", "syn"], [0, 1, 2], out)
+    make_table2(spec(runs, seeds=(0, 1, 2)), out)
     text = out.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| Laser-C |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -72,20 +79,33 @@ def test_cli_wiring(runs, tmp_path):
     from laser_repro.cli import main
 
     out = tmp_path / "cli" / "table2.md"
-    assert main(["artifact", "table2", "--runs-root", str(runs), "--datasets", "pet", "--seeds", "0", "1",
-                 "--out", str(out)]) == 0
+    path = write_spec(tmp_path / "table2.json", spec(runs, datasets=["pet"]))
+    assert main(["artifact", "table2", "--spec", str(path), "--out", str(out)]) == 0
     assert "| Laser-C | **75.00 ± 0.00**\\* |" in out.read_text()
     # a figure must be asked for as .png (its PDF goes next to it): a clear error, exit code 1
-    assert main(["artifact", "fig3", "--runs-root", str(runs), "--dataset", "pet", "--seeds", "0",
-                 "--out", str(tmp_path / "fig3.svg")]) == 1
+    from laser_repro.experiment.specs import Fig3Spec
+
+    fig3 = write_spec(tmp_path / "fig3.json", Fig3Spec(runs_root=str(runs), seeds=[0], dataset="pet", source="syn",
+                                                        methods=["laser-c"], baselines=["bert4rec"], fractions=[0, 1]))
+    assert main(["artifact", "fig3", "--spec", str(fig3), "--out", str(tmp_path / "fig3.svg")]) == 1
     assert not (tmp_path / "fig3.svg").exists()
+    # a spec of another artifact is refused, naming the file and the key
+    assert main(["artifact", "fig3", "--spec", str(path), "--out", str(tmp_path / "fig3.png")]) == 1
 
 
-def test_extra_baseline_row_only_where_run(runs, tmp_path):
+def test_rows_are_the_requested_methods(runs, tmp_path):
+    """table2.methods decides the rows: a method the paper lacks shows only when requested."""
     write_run(runs, "pet", "gru4rec", "main", 0, ranks(range(25)))
-    res = compute_table2(runs, ["pet", "syn"], [0, 1])
-    assert ("gru4rec", "GRU4Rec (not in the paper)", "traditional", True) in res.rows
+    without = compute_table2(spec(runs))
+    assert not any(m == "gru4rec" for m, *_ in without.rows)
+    assert without.columns[("pet", "recall@10")].best_baseline == "bert4rec"
+    res = compute_table2(spec(runs, methods=table2_methods()))
+    assert ("gru4rec", "GRU4Rec (not in the paper)", "traditional", RUN) in res.rows
     # GRU4Rec hits 25 of 40 (0.625) only with seed 0: it competes for best baseline (BERT4Rec: 0.5)
     assert res.columns[("pet", "recall@10")].best_baseline == "gru4rec"
     assert res.columns[("pet", "recall@10")].improv == pytest.approx((0.75 - 0.625) / 0.625 * 100)
-    assert not any("gru4rec" in str(p) for p in res.missing())
+    assert any("syn/gru4rec/main/seed~0" in str(p) for p in res.missing())  # requested, so a missing run
+    # a paper row left out of table2.methods is "not requested": no runs read, none missing
+    only = compute_table2(spec(runs, methods=["laser-c", "bert4rec"]))
+    assert ("sasrec", "SASRec", "traditional", "not requested") in only.rows
+    assert not any("sasrec" in str(p) for p in only.missing())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import laser_repro.idrec.trainer as trainer_mod
+import laser_repro.train.scaffold as scaffold
 from laser_repro.cli import main as cli_main
 from laser_repro.data.dataset import from_sequences, save_dataset
 from laser_repro.eval.evaluator import load_ranks
@@ -71,7 +71,7 @@ def test_kill_after_an_epoch_then_resume_gives_identical_metrics(data_dir, tmp_p
     cfg = config(data_dir, "bert4rec", max_epochs=3)
     reference = train_idrec(cfg, tmp_path / "straight")
 
-    real_save = trainer_mod.save_checkpoint
+    real_save = scaffold.save_checkpoint
     calls = []
 
     def save_then_die(*args, **kwargs):
@@ -80,12 +80,12 @@ def test_kill_after_an_epoch_then_resume_gives_identical_metrics(data_dir, tmp_p
         if len(calls) == 1:
             raise KeyboardInterrupt("killed after epoch 1")
 
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(scaffold, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_idrec(cfg, tmp_path / "killed")
     assert not (tmp_path / "killed" / "metrics.json").exists()
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["state"]["epoch"] == 1
-    monkeypatch.setattr(trainer_mod, "save_checkpoint", real_save)
+    monkeypatch.setattr(scaffold, "save_checkpoint", real_save)
 
     cfg.eval_batch_size = 7  # how a run executes may change between sessions
     resumed = train_idrec(cfg, tmp_path / "killed")
@@ -101,7 +101,7 @@ def test_early_stopping_and_changed_config(data_dir, tmp_path):
     rec = train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=2, lr=0.05), tmp_path / "gru")
     assert rec["epochs_run"] == rec["best_epoch"] + 2 < 40
     assert rec["test"]["ndcg@10"] > 0.3
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match="different run config"):
         (tmp_path / "gru" / "metrics.json").unlink()
         train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=3, lr=0.05), tmp_path / "gru")
 

@@ -116,6 +116,17 @@ def test_aggregation_uses_eq4_weights():
     renorm = m(c, mask).prefix - m.out_proj.bias
     # all K experts selected: raw weights sum to 1, so renormalising changes nothing
     assert torch.allclose(raw, renorm, atol=1e-5)
-    one = _mformer(n_experts=1, top_k=3)  # "one expert": K = 1, top-k clamps to 1
+    one = _mformer(n_experts=1, top_k=1)  # "one expert": K = 1
     out = one(c, mask)
     assert out.experts.tolist() == [[0], [0]] and torch.allclose(out.weights, torch.ones(2, 1))
+
+
+def test_top_k_above_n_experts_is_an_error_not_a_clamp():
+    from laser_repro.config import ConfigError, from_dict
+    from laser_repro.laser.config import LaserRunConfig
+
+    with pytest.raises(ValueError, match="mformer.top_k: 3 experts cannot be selected from n_experts = 1"):
+        _mformer(n_experts=1, top_k=3)(torch.randn(1, 2, 6), torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ConfigError, match=r"^mformer\.top_k: 3 experts cannot be selected from n_experts = 2"):
+        from_dict(LaserRunConfig, {"mformer": {"n_experts": 2}})
+    assert from_dict(LaserRunConfig, {"mformer": {"n_experts": 2, "top_k": 2}}).mformer.top_k == 2

@@ -239,7 +239,7 @@ def test_switch_s_suffix_vectors_are_averaged(ds, cache):
 
 
 def test_switch_one_expert_lambda_and_template(ds, cache):
-    one = _model(ds, cache, mformer=MFormerConfig(**{**TINY_MFORMER, "n_experts": 1}))
+    one = _model(ds, cache, mformer=MFormerConfig(**{**TINY_MFORMER, "n_experts": 1, "top_k": 1}))
     emb = one.embed([SEQS[0], SEQS[1]])
     assert emb.probs.shape[-1] == 1 and one.mformer.queries.shape[0] == 1
     table = one.embed_items(ds.n_items, 8)

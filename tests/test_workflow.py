@@ -85,13 +85,14 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
         + (3 + 3 + 3 + 2) * seeds  # Figure 4: K, L, lambda, S grids minus the main point
         + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
     )
-    assert counts["train_idrec"] == idrec == 63
-    assert counts["train_laser"] == laser == 156
+    assert counts["train_small"] == idrec == 63
+    assert counts["train_large"] == laser == 156
     assert counts["write_run_config"] == idrec + laser
     assert counts["download_raw"] == counts["prepare_dataset"] == 4
     assert counts["make_variant_table"] == 3
     for rule in ("make_table1", "make_table2", "plot_fig2", "plot_fig3", "plot_fig4", "plot_fig5", "compare_to_paper"):
         assert counts[rule] == 1, rule
+    assert counts["write_artifact_spec"] == 10  # one spec per table, figure and compare.md
 
 
 def test_embedded_default_dag(workdir):
@@ -100,9 +101,9 @@ def test_embedded_default_dag(workdir):
     assert "download_raw" not in counts  # synthetic data is generated, never downloaded
     assert counts["prepare_dataset"] == 2
     # 4 ID models x 2 data sets + BERT4Rec at fraction 0 and 0.2
-    assert counts["train_idrec"] == 10
+    assert counts["train_small"] == 10
     # Table 2: 6; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
-    assert counts["train_laser"] == 6 + 16 + 3 + 3 + 4 + 4
+    assert counts["train_large"] == 6 + 16 + 3 + 3 + 4 + 4
 
 
 CONFIG_TARGETS = {
@@ -150,7 +151,7 @@ def job_block(dry_run: str, rule: str, output: str) -> str:
 def test_dry_run_wires_laser_to_shared_products(paper_dry_run):
     """A Laser job's inputs: its resolved config, data, the shared ID-model run, the source run."""
     run = "results/runs/scientific/laser-c/xfer~pet-frac~0.1/seed~0"
-    block = job_block(paper_dry_run, "train_laser", f"{run}/metrics.json")
+    block = job_block(paper_dry_run, "train_large", f"{run}/metrics.json")
     inputs = re.search(r"input: ([^\n]*)", block)[1].split(", ")
     assert sorted(inputs) == sorted([
         "results/configs/scientific/laser-c/xfer~pet-frac~0.1/seed~0.yaml",
@@ -158,7 +159,7 @@ def test_dry_run_wires_laser_to_shared_products(paper_dry_run):
         "results/runs/scientific/bert4rec/frac~0.1/seed~0/metrics.json",
         "results/runs/pet/laser-c/main/seed~0/metrics.json",
     ])
-    main = job_block(paper_dry_run, "train_laser", "results/runs/pet/laser-g/main/seed~2/metrics.json")
+    main = job_block(paper_dry_run, "train_large", "results/runs/pet/laser-g/main/seed~2/metrics.json")
     assert "results/runs/pet/bert4rec/main/seed~2/metrics.json" in main
     # one BERT4Rec run per data set and seed serves every Laser run (63 ID jobs in all)
     assert paper_dry_run.count("output: results/runs/pet/bert4rec/main/seed~2/metrics.json") == 1
@@ -177,4 +178,4 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     unknown.write_text("fig5: {idrecs: [sasrec, nope]}\n")
     proc = snakemake(workdir, "-n", "--configfile", str(unknown), check=False)
     assert proc.returncode != 0
-    assert "config: fig5.idrecs names ['nope'], not in idrec.models" in proc.stdout + proc.stderr
+    assert "config: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr

@@ -21,10 +21,16 @@ class ConfigError(ValueError):
 
 
 def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data`` recursively; unknown keys are errors."""
-    data = dict(data or {})
+    """Build dataclass ``cls`` from ``data`` recursively; unknown keys are errors.
+
+    A dataclass may define ``check()``: it raises :class:`ConfigError` naming a key relative to
+    itself (``"top_k: ..."``) for values that are fine one by one but not together.
+    """
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    data = dict(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -36,17 +42,23 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
     for name, value in data.items():
         typ = hints[name]
         key = f"{where}.{name}" if where else name
-        if dataclasses.is_dataclass(typ) and isinstance(typ, type):
-            kwargs[name] = from_dict(typ, value, key)
-        else:
-            kwargs[name] = _check_type(value, typ, key)
-    return cls(**kwargs)
+        kwargs[name] = _check_type(value, typ, key)
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        try:
+            check()
+        except ConfigError as err:  # keys in the message are relative to this dataclass
+            raise ConfigError(f"{where}.{err}" if where else str(err)) from None
+    return obj
 
 
 def _check_type(value: Any, typ: Any, key: str) -> Any:
     origin = typing.get_origin(typ)
     if typ is Any:
         return value
+    if dataclasses.is_dataclass(typ) and isinstance(typ, type):
+        return from_dict(typ, value, key)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         for arm in typing.get_args(typ):
             try:

@@ -1,7 +1,9 @@
-"""Tables 3-5: Laser-C variants against the full model (test metrics, the paper's 0.xxxx format).
+"""Tables 3-5: a method's variants against the full model (test metrics, the paper's 0.xxxx format).
 
-Table 3 (Scientific) and Table 4 (Pet) are the module ablations, Table 5 the prompt
-templates. Rows read ``{dataset}/{method}/{variant}/seed~{seed}``; the best row per metric is
+Table 3 (Scientific) and Table 4 (Pet) are the module ablations of Laser-C, Table 5 the prompt
+templates. The spec (its config section) names the data set, the method and the variants; rows
+are the full model (``main``) then each variant, grouped under the paper's section headings
+(variants the paper does not have go last, under "Other"); the best row per metric is
 bold and the second underlined (the paper's convention), and a variant's cell gets "*" when
 the full model beats it in a paired t-test on per-user test values with p < alpha.
 """
@@ -11,32 +13,41 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
+from laser_repro.experiment import registry
+from laser_repro.experiment.specs import VariantTableSpec
 from laser_repro.io import write_text
 from laser_repro.paper.reported import load_reported
 
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import LONG_LABELS, METRICS, PAPER_BACKBONES, RunGroup, load_group, paired_values
+from .runs import LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SPLIT = "test"
-ABLATION_LAYOUT: list[tuple[str | None, list[str]]] = [
-    (None, ["main"]),
-    ("Bi-Tuning", ["no-prefix", "no-suffix-mean", "no-suffix-eos"]),
-    ("M-Former", ["no-mformer", "one-expert"]),
-    ("Model Learning", ["no-lb", "no-phase1", "no-phase2"]),
-]
-LAYOUTS: dict[str, list[tuple[str | None, list[str]]]] = {
-    "table3": ABLATION_LAYOUT,
-    "table4": ABLATION_LAYOUT,
-    "table5": [(None, ["main", "tpl-no-phrase", "tpl-no-instruction", "tpl-two-instructions"])],
+# The paper's section headings of Tables 3-4 (Table 5 has none).
+SECTIONS: dict[str, str] = {
+    "no-prefix": "Bi-Tuning", "no-suffix-mean": "Bi-Tuning", "no-suffix-eos": "Bi-Tuning",
+    "no-mformer": "M-Former", "one-expert": "M-Former",
+    "no-lb": "Model Learning", "no-phase1": "Model Learning", "no-phase2": "Model Learning",
 }
 TITLES = {
-    "table3": "Table 3: ablation study (Laser-C variants)",
-    "table4": "Table 4: ablation study (Laser-C variants)",
-    "table5": "Table 5: hard prompt templates (Laser-C)",
+    "table3": "Table 3: ablation study",
+    "table4": "Table 4: ablation study",
+    "table5": "Table 5: hard prompt templates",
 }
+
+
+def layout_of(table: str, variants: list[str]) -> list[tuple[str | None, list[str]]]:
+    """[(section heading or None, rows)] in the paper's order: the full model first."""
+    out: list[tuple[str | None, list[str]]] = [(None, ["main"])]
+    for v in variants:
+        section = SECTIONS.get(v) if table != "table5" else None
+        section = section or ("Other" if table != "table5" else None)
+        if out[-1][0] == section:
+            out[-1][1].append(v)
+        else:
+            out.append((section, [v]))
+    return out
 
 
 @dataclass
@@ -61,19 +72,18 @@ class AblationResult:
         return (v - full) / full * 100 if full and not math.isnan(full) else math.nan
 
 
-def compute_ablation(table: str, runs_root: str | Path, dataset: str, seeds: Sequence[int],
-                     method: str = "laser-c") -> AblationResult:
-    if table not in LAYOUTS:
-        raise ValueError(f"unknown ablation table {table!r}; expected one of {sorted(LAYOUTS)}")
-    reported = load_reported()
-    variants = [v for _, vs in LAYOUTS[table] for v in vs]
-    labels = {v: reported.ablation_rows(table)[v]["label"] for v in variants}
-    res = AblationResult(table, dataset, method, list(seeds), variants, labels)
+def compute_ablation(spec: VariantTableSpec) -> AblationResult:
+    if spec.table not in TITLES:
+        raise ValueError(f"unknown variant table {spec.table!r}; expected one of {sorted(TITLES)}")
+    paper_rows = load_reported().ablation_rows(spec.table)
+    variants = [v for _, vs in layout_of(spec.table, spec.variants) for v in vs]
+    labels = {v: paper_rows[v]["label"] if v in paper_rows else v for v in variants}
+    labels["main"] = label(spec.method)
+    res = AblationResult(spec.table, spec.dataset, spec.method, list(spec.seeds), variants, labels)
+    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
     for v in variants:
-        g = load_group(runs_root, dataset, method, v, seeds)
-        res.groups[v] = g
         for m in METRICS:
-            res.summaries[(v, m)] = g.summary(SPLIT, m)
+            res.summaries[(v, m)] = res.groups[v].summary(SPLIT, m)
     full = res.groups["main"]
     for m in METRICS:
         found = [v for v in variants if res.summaries[(v, m)].n]
@@ -89,7 +99,7 @@ def render_ablation(res: AblationResult) -> str:
     header = ["Variant"] + [LONG_LABELS[m] for m in METRICS]
     body = []
     stand_ins = {}
-    for section, variants in LAYOUTS[res.table]:
+    for section, variants in layout_of(res.table, res.variants[1:]):
         if section:
             body.append([f"*{section}*", "", "", ""])
         for v in variants:
@@ -116,7 +126,7 @@ def render_ablation(res: AblationResult) -> str:
                 test_rows.append([res.labels[v], LONG_LABELS[m], str(t.n), f"{t.t:.3f}", fmt_p(t.p),
                                   "yes" if t.better(ALPHA) else "no"])
     ns = sorted({t.n for t in res.tests.values()})
-    text = f"# {TITLES[res.table]} on {res.dataset}\n\n"
+    text = f"# {TITLES[res.table]} ({res.labels['main']} variants) on {res.dataset}\n\n"
     text += md_table(header, body) + "\n\n"
     foot = [
         f"Method `{res.method}`, variants read from `{res.dataset}/{res.method}/{{variant}}/seed~{{seed}}`; "
@@ -126,7 +136,7 @@ def render_ablation(res: AblationResult) -> str:
         f"no multiple-comparison correction; n = {', '.join(map(str, ns)) or '—'} paired test users.",
     ]
     if stand_ins:
-        paper = PAPER_BACKBONES.get(res.method, "the paper's backbone")
+        paper = getattr(registry.METHODS.get(res.method), "paper_backbone", None) or "the paper's backbone"
         by_backbone: dict[str, list[str]] = {}
         for v, b in stand_ins.items():
             by_backbone.setdefault(b, []).append(res.labels[v])
@@ -143,13 +153,13 @@ def render_ablation(res: AblationResult) -> str:
     return text
 
 
-def make_ablation(table, runs_root, dataset, seeds, out, method="laser-c") -> AblationResult:
-    res = compute_ablation(table, runs_root, dataset, seeds, method)
+def make_ablation(spec: VariantTableSpec, out) -> AblationResult:
+    res = compute_ablation(spec)
     write_text(out, render_ablation(res))
     return res
 
 
-def main(args) -> str:
+def main(spec: VariantTableSpec, out: str) -> str:
     """CLI entry (``laser-repro artifact table3|table4|table5``)."""
-    make_ablation(args.artifact, args.runs_root, args.dataset, args.seeds, args.out, args.method)
-    return args.out
+    make_ablation(spec, out)
+    return out

@@ -18,17 +18,20 @@ from laser_repro.paper.reported import PAPER_DATASETS, Cell, Reported, load_repo
 from . import claims as C
 from .ablation import AblationResult, compute_ablation
 from .consistency import all_checks, summarize_checks, verdict
+from laser_repro.experiment import layout
+from laser_repro.experiment.specs import CompareSpec
+
 from .fig2 import compute_fig2
 from .fig3 import compute_fig3
-from .fig4 import compute_fig4, parse_grid, parse_main
+from .fig4 import compute_fig4
 from .fig5 import compute_fig5
 from .markdown import bullet_list, md_table
-from .runs import METRIC_LABELS, METRICS, RunGroup
+from .runs import METRIC_LABELS, METRICS, RunGroup, label
 from .significance import SeedSummary
 from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import HEADERS as T1_HEADERS
 from .table1 import compute_table1
-from .table2 import Table2Result, compute_table2
+from .table2 import NOT_IMPLEMENTED, RUN, Table2Result, compute_table2
 
 CELL_HEADER = ["Paper", "Ours (mean ± std, n)", "Δ", "Δ%", "95% CI", "verdict"]
 
@@ -63,8 +66,6 @@ def cell_columns(paper: Cell | None, ours: SeedSummary, scale: float, decimals: 
 
 # ---- sections -------------------------------------------------------------------------------
 def section_table1(data_dir, datasets, reported: Reported) -> str:
-    if data_dir is None:
-        return "## Table 1\n\nNot run: no `--data-dir` given.\n"
     rows = compute_table1(data_dir, datasets, reported)
     body = []
     for r in rows:
@@ -80,21 +81,22 @@ def section_table1(data_dir, datasets, reported: Reported) -> str:
 
 def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> str:
     body = []
-    for method, label, _, implemented in t2.rows:
+    for method, row_label, _, status in t2.rows:
         spec = reported.table2_rows.get(method)
         for d in PAPER_DATASETS:
             for m in METRICS:
                 paper = reported.table2(method, d, m) if spec else None
-                if not implemented:
+                if status != RUN:
+                    why = "not implemented in this suite" if status == NOT_IMPLEMENTED else "not requested"
                     cols = cell_columns(paper, SeedSummary(0, math.nan, math.nan, math.nan, math.nan), 100, 2,
-                                        tolerance, None, "not run (not implemented in this suite)")
+                                        tolerance, None, f"not run ({why})")
                 elif d not in t2.datasets:
                     cols = cell_columns(paper, SeedSummary(0, math.nan, math.nan, math.nan, math.nan), 100, 2,
                                         tolerance, None, "not run (data set not requested)")
                 else:
                     g: RunGroup = t2.groups[(method, d)]
                     cols = cell_columns(paper, t2.summaries[(method, d, m)], 100, 2, tolerance, g.stand_in())
-                body.append([label, d, METRIC_LABELS[m], *cols])
+                body.append([row_label, d, METRIC_LABELS[m], *cols])
     improv = []
     for d in PAPER_DATASETS:
         for m in METRICS:
@@ -190,23 +192,23 @@ def _ms(s: SeedSummary) -> str:
 def section_figures(f2, f3, f4, f5) -> str:
     """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
     text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
-    if f2 is not None:
-        body = [[d, label, *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get(d, "—"))]
-                for d in f2.datasets for m, label in (("bert4rec", "BERT4Rec"), ("laser-c", "Laser-C"))]
-        text += "\n### Figure 2: cold items (test)\n\n" + md_table(
-            ["Data set", "Method", *[METRIC_LABELS[k] for k in METRICS], "cold test users"], body) + "\n"
-    body = [[f, label, *[_ms(f3.summary(m, f, k)) for k in METRICS]]
-            for f in f3.fractions for m, label in (("laser-c", f"Laser-C (from {f3.source})"), ("bert4rec", "BERT4Rec"))]
+    body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get(d, "—"))]
+            for d in f2.datasets for m in f2.methods]
+    text += "\n### Figure 2: cold items (test)\n\n" + md_table(
+        ["Data set", "Method", *[METRIC_LABELS[k] for k in METRICS], "cold test users"], body) + "\n"
+    body = [[layout.fmt_value(f), f3.series_label(m), *[_ms(f3.summary(m, f, k)) for k in METRICS]]
+            for f in f3.fractions for m in f3.methods + f3.baselines]
     text += f"\n### Figure 3: transfer to {f3.dataset} (test)\n\n" + md_table(
         ["Fraction", "Method", *[METRIC_LABELS[k] for k in METRICS]], body) + "\n"
-    body = [[k, v, f4.groups[(k, v)].variant, *[_ms(f4.summary(k, v, m)) for m in ("recall@10", "ndcg@10")]]
-            for k in f4.grid for v in f4.grid[k]]
-    text += f"\n### Figure 4: {f4.dataset} (validation)\n\n" + (md_table(
+    body = [[a.name, layout.fmt_value(v), f4.groups[(a.name, v)].variant,
+             *[_ms(f4.summary(a.name, v, m)) for m in ("recall@10", "ndcg@10")]] for a in f4.axes for v in a.values]
+    text += f"\n### Figure 4: {label(f4.method)} on {f4.dataset} (validation)\n\n" + (md_table(
         ["Axis", "Value", "Variant", "R@10", "N@10"], body) if body else "No grid requested.") + "\n"
-    body = [[d, x, *[_ms(f5.summary(d, kind, x, m)) for kind in ("id", "laser") for m in METRICS]]
+    body = [[d, label(x), *[_ms(f5.summary(d, kind, x, m)) for kind in ("alone", "fed") for m in METRICS]]
             for d in f5.datasets for x in f5.idrecs]
-    text += "\n### Figure 5: ID recommenders alone and inside Laser-C (test)\n\n" + md_table(
-        ["Data set", "ID model", *[f"ID {METRIC_LABELS[m]}" for m in METRICS], *[f"Laser-C {METRIC_LABELS[m]}" for m in METRICS]],
+    name = label(f5.method)
+    text += f"\n### Figure 5: ID recommenders alone and inside {name} (test)\n\n" + md_table(
+        ["Data set", "ID model", *[f"ID {METRIC_LABELS[m]}" for m in METRICS], *[f"{name} {METRIC_LABELS[m]}" for m in METRICS]],
         body) + "\n"
     return text
 
@@ -226,32 +228,23 @@ def template_thresholds(reported: Reported) -> dict[str, float]:
 
 
 # ---- the report -------------------------------------------------------------------------------
-def build_compare(args, reported: Reported | None = None) -> str:
+def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
     reported = reported or load_reported()
-    tol = args.tolerance
-    t2 = compute_table2(args.runs_root, args.datasets, args.seeds, reported)
-    abl = {t: compute_ablation(t, args.runs_root, ds, args.seeds)
-           for t, ds in (("table3", args.table3_dataset), ("table4", args.table4_dataset), ("table5", args.table5_dataset))}
-    f3 = compute_fig3(args.runs_root, args.xfer_dataset, args.source, args.fractions, args.seeds)
-    f4 = compute_fig4(args.runs_root, args.grid_dataset, parse_grid(args.grid), parse_main(args.main), args.seeds)
-    f5 = compute_fig5(args.runs_root, args.idrec_datasets, args.idrecs, args.seeds, args.default_idrec)
-    claims = [C.laser_beats_every_baseline(t2), C.backbone_order(t2, args.table4_dataset), C.llm_baselines_same_backbone(),
+    tol = spec.tolerance
+    t2 = compute_table2(spec.table2, reported)
+    abl = {t: compute_ablation(getattr(spec, t)) for t in ("table3", "table4", "table5")}
+    f2, f3 = compute_fig2(spec.fig2), compute_fig3(spec.fig3)
+    f4, f5 = compute_fig4(spec.fig4), compute_fig5(spec.fig5)
+    claims = [C.laser_beats_every_baseline(t2), C.backbone_order(t2, spec.table4.dataset), C.llm_baselines_same_backbone(t2),
               C.ablations_lower_everything(abl["table3"], "scientific", "§5.5, Table 3"),
               C.ablations_lower_everything(abl["table4"], "pet", "App. C, Table 4")]
     claims += C.template_margin(abl["table5"], template_thresholds(reported))
-    missing = {"Table 2": t2.missing(), **{k.capitalize(): v.missing() for k, v in abl.items()}}
-    f2 = None
-    if args.data_dir is not None:
-        f2 = compute_fig2(args.runs_root, args.data_dir, args.cold_datasets, args.seeds, args.cold_fraction)
-        claims.append(C.cold_start(f2))
-        missing["Figure 2"] = f2.missing()
-    else:
-        claims.append(C.Claim("fig2", "§5.3, Figure 2", "Laser-C beats BERT4Rec on cold items", "bars only",
-                              "no --data-dir: cold items unknown", C.NOT_RUN))
+    claims.append(C.cold_start(f2))
     claims += C.transfer(f3)
     claims.append(C.grid_optimum(f4, reported.raw["hyperparameters"]["figure4_optimum"]))
     claims.append(C.tracks_idrec(f5))
-    missing.update({"Figure 3": f3.missing(), "Figure 4": f4.missing(), "Figure 5": f5.missing()})
+    missing = {"Table 2": t2.missing(), **{k.capitalize(): v.missing() for k, v in abl.items()},
+               "Figure 2": f2.missing(), "Figure 3": f3.missing(), "Figure 4": f4.missing(), "Figure 5": f5.missing()}
 
     counts = {}
     for c in claims:
@@ -261,22 +254,23 @@ def build_compare(args, reported: Reported | None = None) -> str:
     head = [
         "# Reported vs reproduced",
         "",
-        f"Runs: `{args.runs_root}`; seeds {', '.join(map(str, args.seeds))}; data sets {', '.join(args.datasets)}; "
-        f"tolerance ±{tol:g}% relative. Ours = mean ± sample std over the seeds found (n); 95% CI = t interval of "
-        "that mean; Δ = ours − paper on the paper's scale. Paper values come from "
+        f"Runs: `{spec.runs_root}`; seeds {', '.join(map(str, spec.seeds))}; Table 2 data sets "
+        f"{', '.join(spec.table2.datasets)}; tolerance ±{tol:g}% relative. Ours = mean ± sample std over the seeds "
+        "found (n); 95% CI = t interval of that mean; Δ = ours − paper on the paper's scale. Paper values come from "
         "`src/laser_repro/paper/reported.yaml` (each cell with its provenance).",
         "",
         f"Claims: {', '.join(f'{v} {k}' for k, v in counts.items())}. Missing runs: {n_missing} (listed at the end).",
         "",
     ]
-    parts = ["\n".join(head), section_claims(claims), section_table1(args.data_dir, args.datasets, reported),
+    parts = ["\n".join(head), section_claims(claims),
+             section_table1(spec.table1.data_root, spec.table1.datasets, reported),
              section_table2(t2, reported, tol), section_recformer(reported),
              *(section_ablation(abl[t], reported, tol) for t in ("table3", "table4", "table5")),
              section_figures(f2, f3, f4, f5), section_consistency(reported), section_missing(missing)]
     return "\n".join(parts)
 
 
-def main(args) -> str:
+def main(spec: CompareSpec, out: str) -> str:
     """CLI entry (``laser-repro artifact compare``)."""
-    write_text(args.out, build_compare(args))
-    return args.out
+    write_text(out, build_compare(spec))
+    return out

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from laser_repro.experiment.registry import METHODS
 from laser_repro.paper.reported import METRICS, Cell, Reported, load_reported
 
 from .table1 import fmt_stat
 
-LASER_ROWS = ("laser-g", "laser-c", "laser-l")
+LASER_ROWS = tuple(m.name for m in METHODS.values() if m.ours)
 
 
 @dataclass(frozen=True)

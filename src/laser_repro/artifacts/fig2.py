@@ -1,4 +1,4 @@
-"""Figure 2: cold-start performance, Laser-C vs BERT4Rec (paper: Pet and Games).
+"""Figure 2: cold-start performance of the spec's methods (paper: Laser-C vs BERT4Rec on Pet and Games).
 
 A test user counts as cold when their test target is a cold item: the bottom 35% of items by
 training interaction count (:func:`laser_repro.data.splits.cold_items`). Each seed's metric is
@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from laser_repro.data.dataset import load_dataset
-from laser_repro.data.splits import COLD_FRACTION, cold_items
+from laser_repro.data.splits import cold_items
+from laser_repro.experiment.specs import Fig2Spec
 
-from .plotting import COLORS, bar_panel, new_figure, note_missing, save_figure
-from .runs import METRIC_LABELS, METRICS, RunGroup, load_group
+from .plotting import bar_panel, color_of, new_figure, note_missing, save_figure
+from .runs import METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
-METHODS = (("bert4rec", "BERT4Rec"), ("laser-c", "Laser-C"))
 SPLIT = "test"
 
 
 @dataclass
 class Fig2Data:
     datasets: list[str]
+    methods: list[str]
     seeds: list[int]
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (dataset, method, metric)
     n_cold_users: dict[str, int] = field(default_factory=dict)
@@ -37,19 +37,18 @@ class Fig2Data:
         return [p for g in self.groups.values() for p in g.missing]
 
 
-def compute_fig2(runs_root, data_dir, datasets: Sequence[str], seeds: Sequence[int],
-                 fraction: float = COLD_FRACTION) -> Fig2Data:
-    data = Fig2Data(list(datasets), list(seeds))
-    for d in datasets:
-        ds_path = Path(data_dir) / d
+def compute_fig2(spec: Fig2Spec) -> Fig2Data:
+    data = Fig2Data(list(spec.datasets), list(spec.methods), list(spec.seeds))
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    for d in spec.datasets:
+        ds_path = Path(spec.data_root) / d
         cold = None
         if (ds_path / "stats.json").exists():
-            cold = cold_items(load_dataset(ds_path), fraction)
+            cold = cold_items(load_dataset(ds_path), spec.cold_fraction)
         else:
             data.notes.append(f"{d}: not prepared ({ds_path / 'stats.json'} missing): no cold items")
-        for method, _ in METHODS:
-            g = load_group(runs_root, d, method, "main", seeds)
-            data.groups[(d, method)] = g
+        for method in spec.methods:
+            g = data.groups[(d, method)]
             usable = cold is not None and g.has_ranks
             if g.found and not g.has_ranks:
                 data.notes.append(f"{g.label}: ranks.npz missing, cold-start metrics need per-user ranks")
@@ -64,17 +63,17 @@ def compute_fig2(runs_root, data_dir, datasets: Sequence[str], seeds: Sequence[i
 def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
     fig, axes = new_figure(1, len(data.datasets))
     for ax, d in zip(axes[0], data.datasets):
-        series = [(label, COLORS[m], [data.summaries[(d, m, k)] for k in METRICS]) for m, label in METHODS]
+        series = [(label(m), color_of(m, i), [data.summaries[(d, m, k)] for k in METRICS])
+                  for i, m in enumerate(data.methods)]
         bar_panel(ax, [METRIC_LABELS[k] for k in METRICS], series)
         n = data.n_cold_users.get(d)
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))
         ax.set_ylabel("test metric on cold items (×100)")
-    note_missing(fig, data.missing(), len(data.datasets) * len(METHODS) * len(data.seeds))
+    note_missing(fig, data.missing(), len(data.datasets) * len(data.methods) * len(data.seeds))
     return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
 
 
-def main(args) -> str:
+def main(spec: Fig2Spec, out: str) -> str:
     """CLI entry (``laser-repro artifact fig2``)."""
-    data = compute_fig2(args.runs_root, args.data_dir, args.datasets, args.seeds, args.cold_fraction)
-    plot_fig2(data, args.out)
-    return args.out
+    plot_fig2(compute_fig2(spec), out)
+    return out

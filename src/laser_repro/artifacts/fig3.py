@@ -1,33 +1,27 @@
 """Figure 3: zero-shot and low-resource transfer (paper: Pet -> Scientific).
 
-Laser-C pretrained on the source and trained on a fraction F of the target's training users
-reads variant ``xfer~{source}-frac~{F}`` (F = 0: zero-shot); BERT4Rec trained on that fraction
-reads ``frac~{F}``, and ``main`` for F = 1. RECFORMER is not implemented in this suite.
+The spec's ``methods`` start from their main run on the source and train on a fraction F of
+the target's training users (variant ``xfer~{source}-frac~{F}``; F = 0: zero-shot); its
+``baselines`` train on that fraction of the target only (``frac~{F}``, ``main`` for F = 1).
+Variant names come from :mod:`laser_repro.experiment.layout` through the spec's cells.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from .plotting import COLORS, line_panel, new_figure, note_missing, save_figure
-from .runs import LONG_LABELS, RunGroup, load_group
+from laser_repro.experiment.specs import Fig3Spec
+
+from .plotting import color_of, line_panel, new_figure, note_missing, save_figure
+from .runs import LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
 PLOT_METRICS = ("recall@10", "ndcg@10", "mrr")
 
 
-def laser_variant(source: str, fraction: str) -> str:
-    return f"xfer~{source}-frac~{fraction}"
-
-
-def idrec_variant(fraction: str) -> str:
-    return "main" if float(fraction) == 1.0 else f"frac~{fraction}"
-
-
-def fraction_label(fraction: str) -> str:
+def fraction_label(fraction: float) -> str:
     f = float(fraction)
     return "0\n(zero-shot)" if f == 0 else f"{f * 100:g}%"
 
@@ -36,22 +30,28 @@ def fraction_label(fraction: str) -> str:
 class Fig3Data:
     dataset: str
     source: str
-    fractions: list[str]
+    methods: list[str]  # transferred from the source
+    baselines: list[str]  # target data only
+    fractions: list[float]
     seeds: list[int]
-    groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)  # (method, fraction)
+    groups: dict[tuple[str, float], RunGroup] = field(default_factory=dict)  # (method, fraction)
 
-    def summary(self, method: str, fraction: str, metric: str) -> SeedSummary:
+    def summary(self, method: str, fraction: float, metric: str) -> SeedSummary:
         return self.groups[(method, fraction)].summary(SPLIT, metric)
+
+    def series_label(self, method: str) -> str:
+        if method in self.methods:
+            return f"{label(method)} (from {self.source})"
+        return f"{label(method)} (target data only)"
 
     def missing(self) -> list[Path]:
         return [p for g in self.groups.values() for p in g.missing]
 
 
-def compute_fig3(runs_root, dataset: str, source: str, fractions: Sequence[str], seeds: Sequence[int]) -> Fig3Data:
-    data = Fig3Data(dataset, source, [str(f) for f in fractions], list(seeds))
-    for f in data.fractions:
-        data.groups[("laser-c", f)] = load_group(runs_root, dataset, "laser-c", laser_variant(source, f), seeds)
-        data.groups[("bert4rec", f)] = load_group(runs_root, dataset, "bert4rec", idrec_variant(f), seeds)
+def compute_fig3(spec: Fig3Spec) -> Fig3Data:
+    data = Fig3Data(spec.dataset, spec.source, list(spec.methods), list(spec.baselines), list(spec.fractions),
+                    list(spec.seeds))
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
     return data
 
 
@@ -59,20 +59,17 @@ def plot_fig3(data: Fig3Data, out: str | Path) -> tuple[Path, Path]:
     fig, axes = new_figure(1, len(PLOT_METRICS))
     xl = [fraction_label(f) for f in data.fractions]
     for ax, m in zip(axes[0], PLOT_METRICS):
-        series = [
-            (f"Laser-C (pretrained on {data.source})", COLORS["laser-c"], [data.summary("laser-c", f, m) for f in data.fractions]),
-            ("BERT4Rec (target data only)", COLORS["bert4rec"], [data.summary("bert4rec", f, m) for f in data.fractions]),
-        ]
+        series = [(data.series_label(x), color_of(x, i), [data.summary(x, f, m) for f in data.fractions])
+                  for i, x in enumerate(data.methods + data.baselines)]
         line_panel(ax, xl, series)
         ax.set_xlabel(f"share of {data.dataset}'s training users")
         ax.set_ylabel(f"test {LONG_LABELS[m]} (×100)")
         ax.set_title(f"{data.dataset.capitalize()}: {LONG_LABELS[m]}")
-    note_missing(fig, data.missing(), 2 * len(data.fractions) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0], legend_title="(RECFORMER: not implemented in this suite)",
-                       n_seeds=len(data.seeds))
+    note_missing(fig, data.missing(), len(data.groups) * len(data.seeds))
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
 
 
-def main(args) -> str:
+def main(spec: Fig3Spec, out: str) -> str:
     """CLI entry (``laser-repro artifact fig3``)."""
-    plot_fig3(compute_fig3(args.runs_root, args.dataset, args.source, args.fractions, args.seeds), args.out)
-    return args.out
+    plot_fig3(compute_fig3(spec), out)
+    return out

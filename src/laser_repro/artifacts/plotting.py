@@ -27,6 +27,14 @@ FULL_WIDTH_IN = 6.8  # ACL two-column text width
 PANEL_HEIGHT_IN = 2.1
 COLORS = {"laser-c": "#c0392b", "bert4rec": "#2c6fbb", "sasrec": "#27ae60", "gru4rec": "#8e44ad",
           "fdsa": "#d68910", "recall@10": "#c0392b", "ndcg@10": "#2c6fbb", "mrr": "#27ae60"}
+PALETTE = ("#c0392b", "#2c6fbb", "#27ae60", "#8e44ad", "#d68910", "#16a085", "#7f8c8d", "#e67e22")
+
+
+def color_of(name: str, index: int) -> str:
+    """A method's (or metric's) color: its own where it has one, else the ``index``-th of the palette."""
+    return COLORS.get(name, PALETTE[index % len(PALETTE)])
+
+
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
          "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False}
 

@@ -1,10 +1,9 @@
 """The one loader of finished run folders shared by every artifact.
 
-A run folder is ``{runs_root}/{dataset}/{method}/{variant}/seed~{seed}/`` holding
-``metrics.json`` (schema: :mod:`laser_repro.runinfo`) and ``ranks.npz``
-(:func:`laser_repro.eval.evaluator.save_ranks`). A :class:`RunGroup` gathers the seeds of one
-(dataset, method, variant) and remembers every requested run that is missing, so tables can
-list it instead of dropping it.
+A run folder (:func:`laser_repro.experiment.layout.run_dir`) holds ``metrics.json`` (schema:
+:mod:`laser_repro.runinfo`) and ``ranks.npz`` (:func:`laser_repro.eval.evaluator.save_ranks`).
+A :class:`RunGroup` gathers the seeds of one spec cell (dataset, method, variant) and
+remembers every requested run that is missing, so tables can list it instead of dropping it.
 """
 
 from __future__ import annotations
@@ -17,6 +16,8 @@ import numpy as np
 
 from laser_repro.eval.evaluator import EvalResult, load_ranks
 from laser_repro.eval.metrics import per_user_metrics
+from laser_repro.experiment import layout, registry
+from laser_repro.experiment.specs import Cell
 from laser_repro.io import read_json
 
 from .significance import SeedSummary, summarize
@@ -24,15 +25,6 @@ from .significance import SeedSummary, summarize
 METRICS = ("recall@10", "ndcg@10", "mrr")
 METRIC_LABELS = {"recall@10": "R@10", "ndcg@10": "N@10", "mrr": "MRR", "mrr@10": "MRR@10"}
 LONG_LABELS = {"recall@10": "Recall@10", "ndcg@10": "NDCG@10", "mrr": "MRR", "mrr@10": "MRR@10"}
-LASER_METHODS = ("laser-g", "laser-c", "laser-l")
-# The backbone each Laser row of Table 2 uses in the paper; anything else is a stand-in.
-PAPER_BACKBONES = {"laser-g": "gpt2-large", "laser-c": "chatglm2-6b", "laser-l": "llama2-7b"}
-
-
-def run_dir(root: str | Path, dataset: str, method: str, variant: str, seed: int) -> Path:
-    """The contract's run folder path."""
-    return Path(root) / dataset / method / variant / f"seed~{seed}"
-
 
 @dataclass
 class Run:
@@ -119,12 +111,9 @@ class RunGroup:
         return users, vals / len(results)
 
     def stand_in(self) -> str | None:
-        """The backbone actually used when it is not the paper's (Laser rows only), else None."""
-        paper = PAPER_BACKBONES.get(self.method)
-        if paper is None or not self.runs:
-            return None
-        used = sorted({r.backbone or "unknown" for r in self.runs})
-        return None if used == [paper] else ", ".join(used)
+        """The backbone actually used when it is not the paper's (methods with a backbone), else None."""
+        used = sorted({b for r in self.runs if (b := registry.stand_in(self.method, r.backbone))})
+        return ", ".join(used) or None
 
 
 def common_users(user_arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -141,16 +130,32 @@ def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return order[pos]
 
 
-def load_group(root: str | Path, dataset: str, method: str, variant: str, seeds: Sequence[int]) -> RunGroup:
-    """Load every requested seed of one (dataset, method, variant); absent ones go to ``missing``."""
-    group = RunGroup(dataset, method, variant, tuple(int(s) for s in seeds))
+def load_group(root: str | Path, cell: Cell, seeds: Sequence[int]) -> RunGroup:
+    """Load every requested seed of one spec cell; absent ones go to ``missing``."""
+    group = RunGroup(cell.dataset, cell.method, cell.variant, tuple(int(s) for s in seeds))
     for seed in group.seeds:
-        path = run_dir(root, dataset, method, variant, seed)
+        path = Path(layout.run_dir(str(root), cell.dataset, cell.method, cell.variant, seed))
         if (path / "metrics.json").exists():
             group.runs.append(load_run(path, seed))
         else:
             group.missing.append(path / "metrics.json")
     return group
+
+
+def load_cells(root: str | Path, cells: dict, seeds: Sequence[int]) -> dict:
+    """Every cell of a spec (key -> :class:`Cell`) loaded as a :class:`RunGroup` under the same key."""
+    return {key: load_group(root, cell, seeds) for key, cell in cells.items()}
+
+
+def label(method: str) -> str:
+    """A method's label as the paper prints it (the registry's), or its name."""
+    m = registry.METHODS.get(method)
+    return m.label if m else method
+
+
+def is_ours(method: str) -> bool:
+    m = registry.METHODS.get(method)
+    return bool(m and m.ours)
 
 
 def paired_values(a: RunGroup, b: RunGroup, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:

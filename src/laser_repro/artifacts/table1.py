@@ -104,7 +104,7 @@ def make_table1(data_dir: str | Path, datasets: Sequence[str], out: str | Path) 
     return rows
 
 
-def main(args) -> str:
+def main(spec, out: str) -> str:
     """CLI entry (``laser-repro artifact table1``)."""
-    make_table1(args.data_dir, args.datasets, args.out)
-    return args.out
+    make_table1(spec.data_root, spec.datasets, out)
+    return out

@@ -4,7 +4,8 @@ Per column (data set x metric): the best Laser variant is bold, the best baselin
 suite underlined, and the best Laser cell gets "*" when it beats that baseline in a paired
 t-test on per-user test values (seed-averaged) with p < alpha. Improv.% = (best Laser - best
 baseline) / best baseline x 100 (paper's Improv. row). Rows the suite does not implement
-show "—"; missing runs show "—" and are listed by path.
+show "—"; missing runs show "—" and are listed by path. Rows, labels and groups come from the
+method registry and the spec (``table2.methods``), the paper's values from ``reported.yaml``.
 """
 
 from __future__ import annotations
@@ -14,24 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from laser_repro.experiment import registry
+from laser_repro.experiment.specs import Table2Spec
 from laser_repro.io import write_text
 from laser_repro.paper.reported import Reported, load_reported
 
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import LASER_METHODS, METRIC_LABELS, METRICS, PAPER_BACKBONES, RunGroup, load_group, paired_values
+from .runs import METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
 SPLIT = "test"
-VARIANT = "main"
-# Baselines the suite implements that the paper's Table 2 does not print: shown only if run.
-EXTRA_BASELINES = {"gru4rec": "GRU4Rec"}
-GROUP_TITLES = {
-    "traditional": "Traditional Methods",
-    "gpt2": "Methods based on GPT2",
-    "chatglm2": "Methods based on ChatGLM2",
-    "llama2": "Methods based on Llama2",
-}
+GROUP_TITLES = registry.GROUPS
+RUN, NOT_IMPLEMENTED, NOT_REQUESTED = "run", "not implemented", "not requested"
 
 
 @dataclass
@@ -52,27 +48,38 @@ class ColumnResult:
 class Table2Result:
     datasets: list[str]
     seeds: list[int]
-    rows: list[tuple[str, str, str, bool]]  # (method, label, group, implemented)
+    rows: list[tuple[str, str, str, str]]  # (method, label, group, status: run / not implemented / not requested)
     groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)  # (method, dataset)
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (method, dataset, metric)
     columns: dict[tuple[str, str], ColumnResult] = field(default_factory=dict)  # (dataset, metric)
     notes: list[str] = field(default_factory=list)
 
+    def run_rows(self, ours: bool) -> list[str]:
+        return [m for m, _, _, status in self.rows if status == RUN and is_ours(m) == ours]
+
     def baselines(self) -> list[str]:
-        return [m for m, _, g, impl in self.rows if impl and m not in LASER_METHODS]
+        return self.run_rows(ours=False)
 
     def missing(self) -> list[Path]:
-        """Requested runs without metrics.json (extra rows are shown only where run: never missing)."""
-        return [p for (m, _), g in self.groups.items() if m not in EXTRA_BASELINES for p in g.missing]
+        """Requested runs without metrics.json."""
+        return [p for g in self.groups.values() for p in g.missing]
 
 
-def table2_rows(reported: Reported, runs_root: str | Path, datasets: Sequence[str]) -> list[tuple[str, str, str, bool]]:
-    """The paper's rows in order, plus implemented extra baselines that have at least one run."""
-    rows = [(k, s["label"], s["group"], bool(s["implemented"])) for k, s in reported.table2_rows.items()]
-    for method, label in EXTRA_BASELINES.items():
-        if any((Path(runs_root) / d / method / VARIANT).is_dir() for d in datasets):
-            last_trad = max(i for i, r in enumerate(rows) if r[2] == "traditional")
-            rows.insert(last_trad + 1, (method, f"{label} (not in the paper)", "traditional", True))
+def table2_rows(reported: Reported, methods: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """The paper's rows in its order, then requested methods the paper does not print (after their group)."""
+    rows = []
+    for name, spec in reported.table2_rows.items():
+        m = registry.METHODS.get(name)
+        status = NOT_IMPLEMENTED if m is None else (RUN if name in methods else NOT_REQUESTED)
+        rows.append((name, m.label if m else spec["label"], spec["group"], status))
+    for name in methods:
+        if name in reported.table2_rows:
+            continue
+        m = registry.get_method(name, "table2.methods")
+        if m.group is None:
+            raise ValueError(f"table2.methods: {name!r} has no Table 2 group in the registry")
+        last = max((i for i, r in enumerate(rows) if r[2] == m.group), default=len(rows) - 1)
+        rows.insert(last + 1, (name, f"{m.label} (not in the paper)", m.group, RUN))
     return rows
 
 
@@ -82,20 +89,15 @@ def best_of(summaries: dict[str, SeedSummary]) -> str | None:
     return max(finite, key=finite.get) if finite else None
 
 
-def compute_table2(runs_root: str | Path, datasets: Sequence[str], seeds: Sequence[int],
-                   reported: Reported | None = None) -> Table2Result:
+def compute_table2(spec: Table2Spec, reported: Reported | None = None) -> Table2Result:
     reported = reported or load_reported()
-    res = Table2Result(list(datasets), list(seeds), table2_rows(reported, runs_root, datasets))
-    for method, _, _, implemented in res.rows:
-        if not implemented:
-            continue
-        for d in datasets:
-            g = load_group(runs_root, d, method, VARIANT, seeds)
-            res.groups[(method, d)] = g
-            for m in METRICS:
-                res.summaries[(method, d, m)] = g.summary(SPLIT, m)
-    lasers = [m for m, _, _, impl in res.rows if impl and m in LASER_METHODS]
-    for d in datasets:
+    res = Table2Result(list(spec.datasets), list(spec.seeds), table2_rows(reported, spec.methods))
+    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    for (method, d), g in res.groups.items():
+        for m in METRICS:
+            res.summaries[(method, d, m)] = g.summary(SPLIT, m)
+    lasers = res.run_rows(ours=True)
+    for d in spec.datasets:
         for metric in METRICS:
             col = ColumnResult()
             col.best_laser = best_of({m: res.summaries[(m, d, metric)] for m in lasers})
@@ -120,13 +122,13 @@ def render_table2(res: Table2Result) -> str:
     blank = [""] * (len(header) - 1)
     current_group = None
     stand_ins: dict[str, str] = {}
-    not_impl = []
-    for method, label, group, implemented in res.rows:
+    not_run: dict[str, list[str]] = {NOT_IMPLEMENTED: [], NOT_REQUESTED: []}
+    for method, label, group, status in res.rows:
         if group != current_group:
             body.append([f"*{GROUP_TITLES.get(group, group)}*", *blank])
             current_group = group
-        if not implemented:
-            not_impl.append(label)
+        if status != RUN:
+            not_run[status].append(label)
             body.append([label, *["—"] * len(blank)])
             continue
         cells = []
@@ -134,7 +136,7 @@ def render_table2(res: Table2Result) -> str:
             g = res.groups[(method, d)]
             si = g.stand_in()
             if si:
-                stand_ins[f"{label} on {d}"] = si
+                stand_ins[f"{label} on {d}"] = f"{si} instead of {registry.METHODS[method].paper_backbone}"
             for metric in METRICS:
                 col = res.columns[(d, metric)]
                 text = fmt_mean_std(res.summaries[(method, d, metric)], SCALE, 2, len(res.seeds))
@@ -171,14 +173,16 @@ def render_table2(res: Table2Result) -> str:
     ]
     if stand_ins:
         foot.append("† stand-in backbone (not the paper's; not comparable to the paper's numbers): "
-                    + "; ".join(f"{k}: {v} instead of {PAPER_BACKBONES[_method_of(k, res)]}" for k, v in stand_ins.items()))
-    extras = [label for m, label, _, _ in res.rows if m in EXTRA_BASELINES]
+                    + "; ".join(f"{k}: {v}" for k, v in stand_ins.items()))
+    extras = [label for m, label, _, status in res.rows if status == RUN and not registry.METHODS[m].in_paper]
     if extras:
-        foot.append(f"{', '.join(extras)}: run by this suite for Figure 5 and shown because runs exist; "
-                    "it competes for best baseline; its empty cells are not counted as missing runs.")
-    if not_impl:
+        foot.append(f"{', '.join(extras)}: run by this suite (not a row of the paper's Table 2); "
+                    "it competes for best baseline.")
+    if not_run[NOT_IMPLEMENTED]:
         foot.append("Not implemented in this suite (shown as —; their paper values are in compare.md as 'not run'): "
-                    + ", ".join(not_impl) + ".")
+                    + ", ".join(not_run[NOT_IMPLEMENTED]) + ".")
+    if not_run[NOT_REQUESTED]:
+        foot.append("Not requested by `table2.methods` (shown as —): " + ", ".join(not_run[NOT_REQUESTED]) + ".")
     text += bullet_list(foot) + "\n"
     text += "\n## Significance tests\n\n"
     if sig_rows:
@@ -194,18 +198,13 @@ def render_table2(res: Table2Result) -> str:
     return text
 
 
-def _method_of(key: str, res: Table2Result) -> str:
-    label = key.rsplit(" on ", 1)[0]
-    return next(m for m, lab, _, _ in res.rows if lab == label)
-
-
-def make_table2(runs_root, datasets, seeds, out) -> Table2Result:
-    res = compute_table2(runs_root, datasets, seeds)
+def make_table2(spec: Table2Spec, out) -> Table2Result:
+    res = compute_table2(spec)
     write_text(out, render_table2(res))
     return res
 
 
-def main(args) -> str:
+def main(spec: Table2Spec, out: str) -> str:
     """CLI entry (``laser-repro artifact table2``)."""
-    make_table2(args.runs_root, args.datasets, args.seeds, args.out)
-    return args.out
+    make_table2(spec, out)
+    return out

@@ -7,11 +7,15 @@ Model hyper-parameters live on each model's config dataclass (``sasrec.SASRecCon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 @dataclass
 class IDRecRunConfig:
+    # How a run executes, not what it computes: may change between resumed sessions.
+    EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
+                                                 "text_batch_size")
+
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
     model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa"] = "bert4rec"
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass

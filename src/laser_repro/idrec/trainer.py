@@ -2,9 +2,9 @@
 
 Adam over shuffled training instances, validation NDCG@10 after each epoch, early stopping with
 patience 10, test at the best validation epoch; scored by the shared full-ranking evaluator.
-A checkpoint is written after every epoch; running the same command again resumes from it and
-ends with identical metrics (every epoch re-seeds its shuffling, dropout and masking from
-(seed, epoch), so nothing depends on RNG state carried across epochs).
+Run folder, resume and outputs follow :mod:`laser_repro.train.scaffold`: a checkpoint after
+every epoch, and running the same command again resumes from it and ends with identical
+metrics (every epoch also re-seeds its shuffling, dropout and masking from (seed, epoch)).
 
 Outputs in the run folder: ``metrics.json`` (runinfo schema), ``ranks.npz`` (valid, test),
 ``model.pt`` (best-epoch weights, read by :func:`laser_repro.idrec.encoder.load_collaborative_encoder`),
@@ -13,10 +13,9 @@ Outputs in the run folder: ``metrics.json`` (runinfo schema), ``ranks.npz`` (val
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,16 @@ from tqdm import tqdm
 from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, load_dataset
 from laser_repro.data.splits import sample_train_users
-from laser_repro.eval.evaluator import EvalResult, evaluate, save_ranks
+from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.eval.metrics import aggregate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, model_config
-from laser_repro.io import atomic_path, read_json
-from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
+from laser_repro.io import atomic_path
+from laser_repro.train.scaffold import RunFolder, resolve_device, run_session, seed_everything, set_rng_state, set_threads
 
 log = logging.getLogger("laser_repro.idrec")
-CHECKPOINT, MODEL_FILE, LOG_FILE, TEXT_FILE = "checkpoint.pt", "model.pt", "train.log", "text_features.npy"
-# How a run executes, not what it computes: changing these never blocks resuming a checkpoint.
-EXECUTION_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size")
+TEXT_FILE = "text_features.npy"
 
 
 @dataclass
@@ -53,13 +50,6 @@ class TrainState:
     elapsed_s: float = 0.0  # time spent in training epochs (all sessions)
     wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
     history: list[dict] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; anything else is passed to torch.device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def resolved_config(cfg: IDRecRunConfig) -> dict:
@@ -114,28 +104,10 @@ def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
     return sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
 
 
-def resume_hash(config: dict) -> str:
-    """Hash of the config without :data:`EXECUTION_KEYS`: a checkpoint resumes only under the same one."""
-    return config_hash({k: v for k, v in config.items() if k not in EXECUTION_KEYS})
-
-
-def save_checkpoint(path: Path, model, optimizer, state: TrainState, best_state, rhash: str) -> None:
-    blob = {
-        "resume_hash": rhash,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "best_state": best_state,
-        "state": state.__dict__,
-    }
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
-
-
 def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path) -> dict:
     """Train (or resume) one ID-model run into ``out_dir``; returns the metrics.json record."""
-    out_dir = Path(out_dir)
-    with run_log(out_dir, LOG_FILE):
-        return _train(cfg, out_dir)
+    with run_session(out_dir) as out:
+        return _train(cfg, out)
 
 
 def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
@@ -145,19 +117,18 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     known = sorted(k for k in aggregate(np.zeros(1, dtype=np.int64)) if k != "n")
     if cfg.select_metric not in known:
         raise ValueError(f"select_metric: {cfg.select_metric!r} is not a validation metric; expected one of {known}")
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    set_threads(cfg.num_threads)
     config = resolved_config(cfg)
-    chash, rhash = config_hash(config), resume_hash(config)
-    done = out_dir / "metrics.json"
-    if done.exists() and read_json(done).get("config_hash") == chash:
+    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS)
+    done = run.finished()
+    if done is not None:
         log.info("%s: finished run with the same config found; nothing to do", out_dir)
-        return read_json(done)
+        return done
 
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset)
     feats = item_text_features(ds, cfg, out_dir, device) if cfg.model == "fdsa" else None
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     users = training_users(ds, cfg)
@@ -165,23 +136,20 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     valid_in = eval_inputs(ds, "valid", model.history_len)
     log.info(
         "%s on %s: %d items, %d training users, %d training instances, device %s, config %s",
-        cfg.model, ds.name, ds.n_items, users.shape[0], X.shape[0], device, chash,
+        cfg.model, ds.name, ds.n_items, users.shape[0], X.shape[0], device, run.config_hash,
     )
 
     state, best_state, wall_before = TrainState(), None, 0.0
-    ckpt_path = out_dir / CHECKPOINT
-    if ckpt_path.exists():
-        blob = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if blob.get("resume_hash") != rhash and blob.get("config_hash") != chash:
-            raise ValueError(
-                f"{ckpt_path}: checkpoint of a different config (only {list(EXECUTION_KEYS)} may change "
-                "between sessions); delete it or use another --out folder"
-            )
+    blob = run.load_checkpoint()
+    if blob is not None:
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
-        best_state, state = blob["best_state"], TrainState(**blob["state"])
+        best_state = None if blob["best_state"] is None else {k: v.to(device) for k, v in blob["best_state"].items()}
+        state = TrainState(**blob["state"])
+        if "rng" in blob:  # checkpoints written before the shared scaffolding carry none
+            set_rng_state(blob["rng"])
         wall_before = state.wall_s
-        log.info("resumed from %s after epoch %d (best epoch %d)", ckpt_path, state.epoch, state.best_epoch)
+        log.info("resumed from %s after epoch %d (best epoch %d)", run.checkpoint_path, state.epoch, state.best_epoch)
 
     if X.shape[0] == 0:
         log.info("no training instances (train_user_fraction=%s): the model stays untrained", cfg.train_user_fraction)
@@ -212,10 +180,11 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
             state.best_score, state.best_epoch, record["time_s"],
         )
         state.wall_s = wall_before + (time.perf_counter() - t_start)
-        save_checkpoint(ckpt_path, model, optimizer, state, best_state, rhash)
+        run.save_checkpoint(model=model.state_dict(), optimizer=optimizer.state_dict(), best_state=best_state,
+                            state=asdict(state))
     if state.stopped and state.bad_evals >= cfg.patience:
         log.info("early stop after epoch %d: no better validation %s for %d evaluations", state.epoch, cfg.select_metric, cfg.patience)
-    return _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in, users, X, wall_before, t_start)
+    return _finish(cfg, run, ds, model, best_state, state, device, valid_in, users, X, wall_before, t_start)
 
 
 def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConfig, epoch: int, device) -> float:
@@ -239,7 +208,7 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
     return total / max(n, 1)
 
 
-def _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in, users, X, wall_before, t_start) -> dict:
+def _finish(cfg, run: RunFolder, ds, model, best_state, state, device, valid_in, users, X, wall_before, t_start) -> dict:
     """Load the best epoch, evaluate valid and test, write model.pt, ranks.npz and metrics.json."""
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -247,15 +216,13 @@ def _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in
         "valid": evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties),
         "test": evaluate_model(model, eval_inputs(ds, "test", model.history_len), device, cfg.eval_batch_size, cfg.ties),
     }
-    save_ranks(out_dir / "ranks.npz", results)
-    blob = {
+    run.write_ranks(results)
+    run.write_model({
         "model": cfg.model,
         "n_items": ds.n_items,
-        "model_config": config["model_config"],
+        "model_config": run.config["model_config"],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    with atomic_path(out_dir / MODEL_FILE, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
+    })
     record = {
         "method": cfg.model,
         "dataset": ds.name,
@@ -268,14 +235,13 @@ def _finish(cfg, out_dir, ds, model, best_state, state, config, device, valid_in
         "train_users": int(users.shape[0]),
         "train_instances": int(X.shape[0]),
         "history": state.history,
-        **provenance(config, device),
         "train_time_s": state.elapsed_s,
         "wall_time_s": wall_before + (time.perf_counter() - t_start),  # all sessions, setup and evaluation included
     }
-    write_metrics(out_dir, record)
+    record = run.write_metrics(record, device)
     t = results["test"].metrics
     log.info(
         "best epoch %d: test recall@10 %.4f ndcg@10 %.4f mrr %.4f (n=%d) -> %s",
-        state.best_epoch, t["recall@10"], t["ndcg@10"], t["mrr"], t["n"], out_dir,
+        state.best_epoch, t["recall@10"], t["ndcg@10"], t["mrr"], t["n"], run.path,
     )
     return record

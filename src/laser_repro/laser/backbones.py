@@ -24,9 +24,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-PAPER_BACKBONES = ("gpt2-large", "chatglm2-6b", "llama2-7b")
-
-
 @dataclass(frozen=True)
 class HubSpec:
     hub_id: str
@@ -112,7 +109,7 @@ class Backbone(nn.Module):
             "hidden_size": self.hidden_size,
             "dtype": str(self.dtype).replace("torch.", ""),
             "parameters": sum(p.numel() for p in self.model.parameters()),
-            "stand_in": self.name not in PAPER_BACKBONES,
+            "stand_in": self.name not in HUB,
             **self.info,
         }
 

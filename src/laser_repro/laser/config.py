@@ -7,7 +7,9 @@ each default below is the paper's (App. B) or the spec's, written once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from laser_repro.config import ConfigError
 
 TemplateVariant = Literal["paper", "no-phrase", "no-instruction", "two-instructions"]
 
@@ -41,6 +43,11 @@ class MFormerConfig:
     dropout: float = 0.1  # BERT/Q-Former default (authors' code)
     aggregation: Literal["raw", "renormalize", "softmax"] = "raw"  # weights of the selected experts
 
+    def check(self) -> None:
+        if self.top_k > self.n_experts:
+            raise ConfigError(f"top_k: {self.top_k} experts cannot be selected from n_experts = {self.n_experts} "
+                              "(set top_k <= n_experts)")
+
 
 @dataclass
 class LossConfig:
@@ -71,6 +78,10 @@ class OptimConfig:
 
 @dataclass
 class LaserRunConfig:
+    # How a run executes, not what it trains: may change between resumed sessions.
+    EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
+                                                 "item_batch_size", "cache_dir")
+
     dataset: str = ""  # prepared data set folder (laser-repro data prepare)
     idrec_run: str | None = None  # train-idrec output folder feeding the M-Former; null = random encoder
     idrec_model: str = "bert4rec"  # architecture of the random encoder when idrec_run is null
@@ -88,11 +99,11 @@ class LaserRunConfig:
     train_user_fraction: float | None = None  # Figure 3: seeded fraction via data.splits.sample_train_users
     max_eval_users: int | None = None  # seeded cap on validation/test users (smoke runs only); null = all
     init_from: str | None = None  # a Laser run folder whose model.pt initialises the trainable weights
-    method: str | None = None  # name in metrics.json; null = laser-g/-c/-l by backbone, else "laser"
+    method: str | None = None  # registered method (laser-g/-c/-l; laser-repro methods); null = "laser" (stand-alone)
     seed: int = 0
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
-    num_threads: int | None = None  # torch CPU threads; null = torch's default
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
     eval_batch_size: int = 64  # users embedded per forward pass at evaluation
     item_batch_size: int = 128  # items embedded per forward pass in an item refresh
     progress: bool = True  # tqdm progress bars on stderr

@@ -33,8 +33,9 @@ def select_experts(w: torch.Tensor, top_k: int, aggregation: str = "raw") -> tup
     ``raw`` keeps Eq. 4's weights (spec default); ``renormalize`` divides by their sum;
     ``softmax`` applies a second softmax over the selected weights (authors' code).
     """
-    k = min(top_k, w.shape[-1])
-    top_w, top_i = w.topk(k, dim=-1)
+    if top_k > w.shape[-1]:
+        raise ValueError(f"mformer.top_k: {top_k} experts cannot be selected from n_experts = {w.shape[-1]}")
+    top_w, top_i = w.topk(top_k, dim=-1)
     if aggregation == "raw":
         return top_i, top_w
     if aggregation == "renormalize":

@@ -8,18 +8,16 @@ is reported on test. Nothing is ever selected on test.
 
 A kill at any point loses at most the current epoch: running the same command again
 restores the last epoch's checkpoint (weights, optimiser, item tables, RNG states) and ends
-with identical metrics.
+with identical metrics (run folder and resume contract: :mod:`laser_repro.train.scaffold`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,21 +26,25 @@ from tqdm import tqdm
 
 from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, load_dataset
-from laser_repro.eval.evaluator import EvalResult, evaluate, save_ranks
-from laser_repro.io import atomic_path, read_json
+from laser_repro.eval.evaluator import EvalResult, evaluate
+from laser_repro.experiment.registry import METHODS, stand_in
 from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
-from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
+from laser_repro.train.scaffold import (
+    MODEL_FILE,
+    RunFolder,
+    resolve_device,
+    run_session,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+)
 
 log = logging.getLogger("laser_repro.laser")
 
-CHECKPOINT, MODEL_FILE, LOG_FILE = "checkpoint.pt", "model.pt", "train.log"
-PAPER_METHODS = {"gpt2-large": "laser-g", "chatglm2-6b": "laser-c", "llama2-7b": "laser-l"}
 SELECT_METRIC = "ndcg@10"
-# How a run executes, not what it trains: changing these never blocks resuming a checkpoint.
-EXECUTION_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "item_batch_size", "cache_dir")
 
 
 @dataclass
@@ -65,12 +67,6 @@ class TrainState:
 # ---------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def training_users(ds: SeqDataset, cfg: LaserRunConfig) -> np.ndarray:
     """Users whose training part feeds training rows: a Figure 3 fraction, then a seeded cap."""
     if cfg.train_user_fraction is not None:
@@ -209,64 +205,27 @@ def evaluate_split(model: LaserModel, ds: SeqDataset, users: np.ndarray, split: 
 
 
 # ---------------------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------------------
-def _rng_state() -> dict:
-    out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def resume_hash(config: dict) -> str:
-    """Hash of the config without :data:`EXECUTION_KEYS`: a checkpoint resumes only under the same one."""
-    return config_hash({k: v for k, v in config.items() if k not in EXECUTION_KEYS})
-
-
-def save_checkpoint(path: Path, **blob: Any) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
-
-
-# ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
 def train_laser(cfg: LaserRunConfig, out_dir: str | Path) -> dict:
     """Train (or resume) one Laser run into ``out_dir``; returns the metrics.json record."""
-    out_dir = Path(out_dir)
-    with run_log(out_dir, LOG_FILE):
-        return _train(cfg, out_dir)
+    with run_session(out_dir) as out:
+        return _train(cfg, out)
 
 
 def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
     if not cfg.dataset:
         raise ValueError("dataset: missing (path of a prepared data set folder)")
     config = to_dict(cfg)
-    chash = resume_hash(config)
-    ckpt_path = out_dir / CHECKPOINT
-    ckpt = None
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("resume_hash") != chash and ckpt.get("config_hash") != config_hash(config):  # or an older file
-            raise ValueError(f"{ckpt_path}: checkpoint of a different run config (only {list(EXECUTION_KEYS)} may "
-                             "change between sessions); delete it or use another --out folder")
-        if ckpt["state"]["phase"] == "done" and (out_dir / "metrics.json").exists():
-            log.info("run already complete in %s", out_dir)
-            return read_json(out_dir / "metrics.json")
+    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS)
+    set_threads(cfg.num_threads)
+    done = run.finished()
+    if done is not None:
+        log.info("run already complete in %s", out_dir)
+        return done
+    ckpt = run.load_checkpoint()
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset)
     model = build_model(cfg, ds, device)
@@ -292,15 +251,15 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
             sched.load_state_dict(ckpt["scheduler"])
         table = None if ckpt["table"] is None else ckpt["table"].to(device)
         best1, best2 = ckpt["best1"], ckpt["best2"]
-        _set_rng_state(ckpt["rng"])
-        log.info("resumed from %s: %s, epoch %d", ckpt_path, state.phase, state.epoch)
+        set_rng_state(ckpt["rng"])
+        log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.phase, state.epoch)
     t_start = time.perf_counter() - state.wall_time_s
 
     def checkpoint() -> None:
         state.wall_time_s = time.perf_counter() - t_start
-        save_checkpoint(ckpt_path, resume_hash=chash, state=asdict(state), trainable=model.trainable_state(),
-                        optimizer=opt.state_dict(), scheduler=None if sched is None else sched.state_dict(),
-                        table=None if table is None else table.cpu(), best1=best1, best2=best2, rng=_rng_state())
+        run.save_checkpoint(state=asdict(state), trainable=model.trainable_state(), optimizer=opt.state_dict(),
+                            scheduler=None if sched is None else sched.state_dict(),
+                            table=None if table is None else table.cpu(), best1=best1, best2=best2)
 
     def validate(tab: torch.Tensor) -> dict:
         return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
@@ -363,11 +322,10 @@ def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
             state.phase = "final"
         checkpoint()
 
-    return _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device, t_start, checkpoint,
-                   len(rows[0]))
+    return _finish(cfg, run, ds, model, table, best1, best2, state, device, t_start, checkpoint, len(rows[0]))
 
 
-def _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device, t_start, checkpoint,
+def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, t_start, checkpoint,
             n_rows: int) -> dict:
     """Restore the selected weights, evaluate valid + test, write the run folder."""
     if best2 is not None:
@@ -382,15 +340,12 @@ def _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device,
                for split in ("valid", "test")}
     log.info("reported (phase %d, epoch %d): valid %s | test %s", best_phase, best_epoch,
              _fmt(results["valid"].metrics), _fmt(results["test"].metrics))
-    save_ranks(out_dir / "ranks.npz", results)
-    with atomic_path(out_dir / MODEL_FILE, suffix=".pt") as tmp:
-        torch.save({"trainable": model.trainable_state(), "config": config,
-                    "backbone": model.backbone.describe()}, tmp)
+    run.write_ranks(results)
+    run.write_model({"trainable": model.trainable_state(), "config": run.config, "backbone": model.backbone.describe()})
     state.phase = "done"
     checkpoint()
-    method = cfg.method or PAPER_METHODS.get(cfg.backbone, "laser")
     record = {
-        "method": method,
+        "method": method_name(cfg),
         "dataset": ds.name,
         "seed": cfg.seed,
         "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
@@ -399,18 +354,24 @@ def _finish(cfg, out_dir, ds, model, table, best1, best2, state, config, device,
         "best_phase": best_phase,
         "phase1_best_epoch": state.best1_epoch,
         "ties": cfg.ties,
-        **provenance(config, device),
         "wall_time_s": time.perf_counter() - t_start,
         "backbone": model.backbone.describe(),
-        "stand_in_backbone": cfg.backbone not in PAPER_METHODS,
+        "stand_in_backbone": stand_in(method_name(cfg), cfg.backbone) is not None,
         "item_refreshes": state.refreshes,
         "untrained_valid": state.untrained_valid,
         "history": state.history,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_rows": n_rows,
     }
-    write_metrics(out_dir, record)
-    return record
+    return run.write_metrics(record, device)
+
+
+def method_name(cfg: LaserRunConfig) -> str:
+    """``cfg.method``, else the registered Laser method whose paper backbone this is, else "laser"."""
+    if cfg.method:
+        return cfg.method
+    return next((m.name for m in METHODS.values() if m.trainer.name == "laser" and m.paper_backbone == cfg.backbone),
+                "laser")
 
 
 def _fmt(m: dict) -> str:

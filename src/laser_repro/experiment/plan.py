@@ -1,0 +1,271 @@
+"""The experiment: which runs exist, what each one trains, and what each artifact reads.
+
+:class:`Experiment` wraps a validated workflow config. It is the one place that turns
+config sections into run lists (``spec(name).runs()``), a run into its resolved run config
+(``run_config``) and into the runs it depends on (``run_inputs``). The Snakefile is glue
+around it; ``laser-repro artifact --config`` builds the same specs without Snakemake.
+
+Resolution order of a run's config (later wins): the trainer dataclass defaults, the method's
+registry identity (its name, its paper backbone), the run's data set and seed, the collaborative
+ID-model run (methods that need one), ``run.{trainer}``, ``method_run.{method}``, then the
+variant's overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Iterable
+
+from laser_repro.config import ConfigError, from_dict, to_dict
+
+from . import layout, registry
+from .config import WorkflowConfigError, flatten, load, nest, validate
+from .layout import RunKey, Variant
+from .registry import Method
+from .specs import (
+    ArtifactSpec,
+    CompareSpec,
+    Fig2Spec,
+    Fig3Spec,
+    Fig4Spec,
+    Fig5Spec,
+    GridAxis,
+    Table1Spec,
+    Table2Spec,
+    VariantTableSpec,
+)
+
+ARTIFACTS = ("table1", "table2", "table3", "table4", "table5", "fig2", "fig3", "fig4", "fig5", "compare")
+VARIANT_TABLES = ("table3", "table4", "table5")
+
+
+class Experiment:
+    """A validated workflow config and everything derived from it."""
+
+    def __init__(self, config: dict, where: str = "config"):
+        self.config = config
+        self.where = where
+        self.paths: dict[str, str] = config["paths"]
+        self.seeds: list[int] = [int(s) for s in config["seeds"]]
+        self.datasets: dict[str, dict] = config["datasets"]
+        self.collaborative: str = config["collaborative"]
+        self.variants: dict[str, dict] = config["variants"]
+        self.grid: dict[str, dict] = config["fig4"]["grid"]
+        self._check_names()
+        self._check_runs()
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path], overrides: dict | None = None) -> "Experiment":
+        paths = list(paths)
+        return cls(load(paths, overrides), " + ".join(map(str, paths)))
+
+    @classmethod
+    def from_snakemake(cls, config: dict) -> "Experiment":
+        """Validate Snakemake's merged ``config`` in place (defaults filled) and wrap it."""
+        return cls(validate(config, "config"), "config")
+
+    def error(self, key: str, message: str) -> WorkflowConfigError:
+        return WorkflowConfigError(f"{self.where}: {key}: {message}")
+
+    # ------------------------------------------------------------------ names
+    def _need(self, key: str, names: Iterable[str], allowed: Iterable[str], what: str) -> None:
+        allowed = list(allowed)
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise self.error(key, f"names {unknown}, not in {what} {sorted(allowed)}")
+
+    def _check_names(self) -> None:
+        c, ds, methods = self.config, list(self.datasets), list(registry.METHODS)
+        self._need("run", c["run"], registry.TRAINERS, "trainers")
+        self._need("method_run", c["method_run"], methods, "registered methods (laser-repro methods)")
+        idrecs = registry.methods_of("idrec")
+        self._need("collaborative", [self.collaborative], idrecs, "ID-model methods")
+        self._need("table1.datasets", c["table1"]["datasets"], ds, "datasets")
+        self._need("table2.datasets", c["table2"]["datasets"], ds, "datasets")
+        self._need("table2.methods", self.table2_methods(), methods, "registered methods (laser-repro methods)")
+        for name in VARIANT_TABLES:
+            self._need(f"{name}.dataset", [c[name]["dataset"]], ds, "datasets")
+            self._need(f"{name}.method", [c[name]["method"]], methods, "registered methods")
+            self._need(f"{name}.variants", c[name]["variants"], self.variants, "variants")
+        self._need("fig2.datasets", c["fig2"]["datasets"], ds, "datasets")
+        self._need("fig2.methods", c["fig2"]["methods"], methods, "registered methods")
+        self._need("fig3.dataset", [c["fig3"]["dataset"]], ds, "datasets")
+        self._need("fig3.source", [c["fig3"]["source"]], ds, "datasets")
+        self._need("fig3.methods", c["fig3"]["methods"], methods, "registered methods")
+        self._need("fig3.baselines", c["fig3"]["baselines"], methods, "registered methods")
+        self._need("fig4.dataset", [c["fig4"]["dataset"]], ds, "datasets")
+        self._need("fig4.method", [c["fig4"]["method"]], methods, "registered methods")
+        self._need("fig5.datasets", c["fig5"]["datasets"], ds, "datasets")
+        self._need("fig5.method", [c["fig5"]["method"]], methods, "registered methods")
+        self._need("fig5.idrecs", c["fig5"]["idrecs"], idrecs, "ID-model methods")
+        for key in ("fig4.method", "fig5.method"):
+            section, _ = key.split(".")
+            m = registry.METHODS[c[section]["method"]]
+            if key == "fig5.method" and not m.collaborative:
+                raise self.error(key, f"{m.name!r} takes no ID-model input; Figure 5 needs a method that does "
+                                      f"({[x.name for x in registry.METHODS.values() if x.collaborative]})")
+
+    def _check_runs(self) -> None:
+        """Resolve every run's config now: a bad key or value fails before any job is built."""
+        for key in self.all_runs():
+            self.resolved(*dataclasses.astuple(key))
+
+    def table2_methods(self) -> list[str]:
+        methods = self.config["table2"]["methods"]
+        return registry.table2_methods() if methods == "all" else list(methods)
+
+    def method(self, name: str) -> Method:
+        try:
+            return registry.get_method(name)
+        except ValueError as err:
+            raise self.error("method", str(err)) from None
+
+    # ------------------------------------------------------------------ paths
+    def run_dir(self, dataset: str, method: str, variant: str, seed: int) -> str:
+        return layout.run_dir(self.paths["runs"], dataset, method, variant, seed)
+
+    def run_config_file(self, dataset: str, method: str, variant: str, seed: int) -> str:
+        return layout.run_config_file(self.paths["configs"], dataset, method, variant, seed)
+
+    def data_dir(self, dataset: str) -> str:
+        return f"{self.paths['data']}/{dataset}"
+
+    def spec_file(self, artifact: str) -> str:
+        return f"{self.paths['results']}/specs/{artifact}.json"
+
+    # ------------------------------------------------------------------ run configs
+    def parse_variant(self, variant: str) -> Variant:
+        try:
+            return layout.parse_variant(variant, self.variants, self.grid)
+        except ValueError as err:
+            raise self.error("variant", str(err)) from None
+
+    def variant_overrides(self, dataset: str, method: Method, variant: str, seed: int) -> dict:
+        """Flat run-config overrides that make ``variant`` differ from the main run."""
+        v = self.parse_variant(variant)
+        if v.kind == "main":
+            return {}
+        if v.kind == "named":
+            return flatten(self.variants[v.name])
+        if v.kind == "grid":
+            spec = self.grid[v.axis]
+            at = spec.get("at", {}).get(layout.fmt_value(v.value), {})
+            return {spec["key"]: v.value, **flatten(at)}
+        if v.kind == "frac":
+            return {"train_user_fraction": v.fraction}
+        if v.kind == "idrec":
+            if not method.collaborative:
+                raise self.error("variant", f"{variant!r}: {method.name} takes no ID-model input")
+            self._need(f"variant {variant!r}", [v.idrec], registry.methods_of("idrec"), "ID-model methods")
+            return {"idrec_run": self.run_dir(dataset, v.idrec, layout.MAIN, seed), "idrec_model": v.idrec}
+        # xfer: start from the source's main run, train on a fraction of the target
+        out: dict[str, Any] = {"init_from": self.run_dir(v.source, method.name, layout.MAIN, seed),
+                               "train_user_fraction": v.fraction}
+        if method.collaborative:
+            out["idrec_run"] = self.run_dir(dataset, self.collaborative, layout.frac_variant(v.fraction), seed)
+        return out
+
+    def run_overrides(self, dataset: str, method: str, variant: str, seed: int) -> dict:
+        """The resolved overrides of one run (nested, as written to its YAML file)."""
+        m = self.method(method)
+        if dataset not in self.datasets:
+            raise self.error("datasets", f"data set {dataset!r} is not defined; expected one of {sorted(self.datasets)}")
+        seed = int(seed)
+        flat = {**m.base_config(), "dataset": self.data_dir(dataset), "seed": seed}
+        if m.collaborative:
+            flat["idrec_run"] = self.run_dir(dataset, self.collaborative, layout.MAIN, seed)
+            flat["idrec_model"] = self.collaborative
+        for key, overrides in ((f"run.{m.trainer.name}", self.config["run"].get(m.trainer.name, {})),
+                               (f"method_run.{method}", self.config["method_run"].get(method, {}))):
+            overrides = flatten(overrides)
+            fixed = sorted({m.trainer.method_key, "dataset", "seed"} & set(overrides))
+            if fixed:
+                raise self.error(key, f"{fixed} are set by the workflow for each run (method, data set, seed); "
+                                      "remove them")
+            flat.update(overrides)
+        flat.update(self.variant_overrides(dataset, m, variant, seed))
+        return nest(flat)
+
+    def resolved(self, dataset: str, method: str, variant: str, seed: int):
+        """The run-config dataclass of one run; errors name the run and the key."""
+        m = self.method(method)
+        try:
+            return from_dict(m.trainer.config_cls(), self.run_overrides(dataset, method, variant, seed))
+        except ConfigError as err:
+            run = RunKey(dataset, method, variant, int(seed)).rel
+            raise WorkflowConfigError(
+                f"{self.where}: run {run}: {err} (from run.{m.trainer.name}, method_run.{method}"
+                + (f" or variants/fig4.grid for {variant!r})" if variant != layout.MAIN else ")")
+            ) from None
+
+    def resolved_dict(self, dataset: str, method: str, variant: str, seed: int) -> dict:
+        """Every field of the run config, defaults included (what the YAML file holds)."""
+        return to_dict(self.resolved(dataset, method, variant, seed))
+
+    def run_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
+        """The run folders a run reads (its ID-model run, the run it starts from), by role."""
+        cfg = self.resolved(dataset, method, variant, seed)
+        out = {}
+        for role, key in (("idrec", "idrec_run"), ("init", "init_from")):
+            if getattr(cfg, key, None):
+                out[role] = getattr(cfg, key)
+        return out
+
+    def main_value(self, method: str, dataset: str, key: str):
+        """The value of dotted run-config ``key`` in ``method``'s main run on ``dataset``."""
+        node = self.resolved(dataset, method, layout.MAIN, self.seeds[0])
+        for part in key.split("."):
+            if not hasattr(node, part):
+                raise self.error("fig4.grid", f"key {key!r} is not a field of {type(node).__name__}")
+            node = getattr(node, part)
+        return node
+
+    # ------------------------------------------------------------------ artifacts
+    def _base(self) -> dict:
+        return {"runs_root": self.paths["runs"], "seeds": list(self.seeds)}
+
+    def spec(self, artifact: str) -> ArtifactSpec:
+        """The spec of one artifact, from its config section."""
+        c = self.config
+        if artifact == "table1":
+            return Table1Spec(data_root=self.paths["data"], datasets=list(c["table1"]["datasets"]))
+        if artifact == "table2":
+            return Table2Spec(**self._base(), datasets=list(c["table2"]["datasets"]), methods=self.table2_methods())
+        if artifact in VARIANT_TABLES:
+            t = c[artifact]
+            return VariantTableSpec(**self._base(), table=artifact, dataset=t["dataset"], method=t["method"],
+                                    variants=list(t["variants"]))
+        if artifact == "fig2":
+            t = c["fig2"]
+            return Fig2Spec(**self._base(), data_root=self.paths["data"], datasets=list(t["datasets"]),
+                            methods=list(t["methods"]), cold_fraction=float(t["cold_fraction"]))
+        if artifact == "fig3":
+            t = c["fig3"]
+            return Fig3Spec(**self._base(), dataset=t["dataset"], source=t["source"], methods=list(t["methods"]),
+                            baselines=list(t["baselines"]), fractions=[float(f) for f in t["fractions"]])
+        if artifact == "fig4":
+            t = c["fig4"]
+            axes = [GridAxis(name, g["key"], list(g["values"]), self.main_value(t["method"], t["dataset"], g["key"]))
+                    for name, g in self.grid.items()]
+            return Fig4Spec(**self._base(), dataset=t["dataset"], method=t["method"], axes=axes)
+        if artifact == "fig5":
+            t = c["fig5"]
+            return Fig5Spec(**self._base(), datasets=list(t["datasets"]), method=t["method"],
+                            idrecs=list(t["idrecs"]), collaborative=self.collaborative)
+        if artifact == "compare":
+            parts = {name: self.spec(name) for name in ARTIFACTS if name != "compare"}
+            return CompareSpec(**self._base(), tolerance=float(c["compare"]["tolerance"]), **parts)
+        raise self.error("artifact", f"unknown artifact {artifact!r}; expected one of {list(ARTIFACTS)}")
+
+    def all_runs(self) -> list[RunKey]:
+        """Every run some artifact reads, each once."""
+        return self.spec("compare").runs()
+
+    def runs_of(self, artifact: str) -> list[RunKey]:
+        return self.spec(artifact).runs()
+
+    def data_read_by(self, artifact: str) -> list[str]:
+        """The prepared data sets an artifact reads itself (Table 1's statistics, Figure 2's cold items)."""
+        sections = {"table1": ["table1"], "fig2": ["fig2"], "compare": ["table1", "fig2"]}.get(artifact, [])
+        return list(dict.fromkeys(d for s in sections for d in self.config[s]["datasets"]))

@@ -1,0 +1,129 @@
+"""Every method of the suite, declared once (as lm-evaluation-harness declares its tasks).
+
+A :class:`Method` is a Table 2 row (or a model only Figure 5 uses): its name, label and
+group, the :class:`Trainer` that runs it (CLI command, run-config dataclass, train function)
+and what a run needs (a prepared data set always; an ID-model run for Laser's M-Former; a
+backbone). The Snakefile, ``laser-repro methods``, the run planner and the artifacts all
+look methods up here; adding a method is its own module plus one entry in :data:`METHODS`.
+
+Imports nothing heavy: the Snakefile reads this module, so classes are named as
+``"module:attribute"`` strings and imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+# Table 2's groups, in the paper's order, with their headings.
+GROUPS: dict[str, str] = {
+    "traditional": "Traditional Methods",
+    "gpt2": "Methods based on GPT2",
+    "chatglm2": "Methods based on ChatGLM2",
+    "llama2": "Methods based on Llama2",
+}
+
+
+def import_object(ref: str) -> Any:
+    """``"package.module:attr"`` -> the attribute."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """How runs of a method are trained: ``laser-repro COMMAND --config RUN.yaml --out DIR``."""
+
+    name: str  # key of `run:` in config.yaml (overrides for every run of this trainer)
+    command: str  # the laser-repro sub-command
+    config_class: str  # "module:Class" of the run-config dataclass
+    train: str  # "module:function" (cfg, out_dir) -> metrics record
+    method_key: str  # run-config key that names the method (idrec: model; laser: method)
+    compute: str  # "small" (minutes, ID-sized) or "large" (a language-model backbone): picks the rule
+
+    def config_cls(self) -> type:
+        return import_object(self.config_class)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method: a Table 2 row (``group``) or a model used only elsewhere (``group=None``)."""
+
+    name: str  # run folder name: {runs}/{dataset}/{name}/{variant}/seed~{seed}
+    label: str  # as the paper prints it
+    group: str | None  # Table 2 group (GROUPS) or None
+    trainer: Trainer
+    paper_backbone: str | None = None  # the backbone the paper uses; any other is a stand-in
+    collaborative: bool = False  # its runs are fed by an ID-model run (Laser's M-Former input)
+    ours: bool = False  # Laser's rows: bold / Improv.% against the best baseline
+    in_paper: bool = True  # False: run by this suite for another artifact, labelled as such in Table 2
+    summary: str = ""
+
+    def base_config(self) -> dict[str, Any]:
+        """Run-config keys that make a run of the trainer a run of this method."""
+        out: dict[str, Any] = {self.trainer.method_key: self.name}
+        if self.paper_backbone:
+            out["backbone"] = self.paper_backbone
+        return out
+
+    @property
+    def needs(self) -> list[str]:
+        """What a run needs besides its config: shown by ``laser-repro methods``."""
+        out = ["prepared data set"]
+        if self.collaborative:
+            out.append("ID-model run (collaborative)")
+        if self.paper_backbone:
+            out.append(f"backbone ({self.paper_backbone} in the paper)")
+        return out
+
+
+IDREC = Trainer("idrec", "train-idrec", "laser_repro.idrec.config:IDRecRunConfig",
+                "laser_repro.idrec.trainer:train_idrec", method_key="model", compute="small")
+LASER = Trainer("laser", "train-laser", "laser_repro.laser.config:LaserRunConfig",
+                "laser_repro.laser.trainer:train_laser", method_key="method", compute="large")
+
+TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER)}
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("sasrec", "SASRec", "traditional", IDREC, summary="self-attentive sequential recommender (ID)"),
+    Method("bert4rec", "BERT4Rec", "traditional", IDREC, summary="bidirectional cloze recommender (ID)"),
+    Method("gru4rec", "GRU4Rec", "traditional", IDREC, in_paper=False,
+           summary="GRU recommender (ID); Figure 5 feeds Laser with it"),
+    Method("fdsa", "FDSA", "traditional", IDREC, summary="feature-level self-attention (ID + item text)"),
+    Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
+           summary="Laser on GPT2-Large"),
+    Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,
+           summary="Laser on ChatGLM2-6B"),
+    Method("laser-l", "Laser-L", "llama2", LASER, paper_backbone="llama2-7b", collaborative=True, ours=True,
+           summary="Laser on Llama2-7B"),
+)}
+
+
+def get_method(name: str, where: str = "method") -> Method:
+    """The registered method ``name``; the error names ``where`` and lists the methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"{where}: {name!r} is not a registered method; expected one of {sorted(METHODS)} "
+                       "(laser-repro methods)") from None
+
+
+def methods_of(trainer: str) -> list[str]:
+    return [m.name for m in METHODS.values() if m.trainer.name == trainer]
+
+
+def table2_methods() -> list[str]:
+    """Every registered Table 2 row, in registry order (``table2.methods: all``)."""
+    return [m.name for m in METHODS.values() if m.group is not None]
+
+
+def stand_in(method: str, backbone: str | None) -> str | None:
+    """The backbone a run used when it is not the paper's (else None); unregistered methods: any backbone."""
+    m = METHODS.get(method)
+    if m is None:
+        return backbone
+    if m.paper_backbone is None:
+        return None
+    used = backbone or "unknown"
+    return None if used == m.paper_backbone else used

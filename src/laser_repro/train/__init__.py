@@ -1,0 +1,1 @@
+"""Shared trainer scaffolding (:mod:`.scaffold`) used by every method's trainer."""
