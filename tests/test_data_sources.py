@@ -148,9 +148,10 @@ def test_prepare_cli_leaves_no_partial_output(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["users"] == 2
 
 
-def test_unknown_source_is_rejected():
-    with pytest.raises(SystemExit):
+def test_unknown_source_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
         cli_main(["data", "prepare", "--source", "nope", "--input", "x", "--name", "x", "--out", "y"])
+    assert exc.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 # ---- the synthetic default data set -----------------------------------------------------------

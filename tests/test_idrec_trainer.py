@@ -130,3 +130,31 @@ def test_cli_trains_from_yaml(data_dir, tmp_path):
     assert cli_main(["train-idrec", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 1
     with pytest.raises(ValueError, match="select_metric.*recall@10"):
         train_idrec(config(data_dir, select_metric="hit@10"), tmp_path / "bad2")
+
+
+def test_model_pt_and_test_metrics_come_from_the_best_epoch_not_the_last(data_dir, tmp_path):
+    """Early stopping leaves later, worse epochs behind: model.pt and metrics.json are the best one's."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.idrec.registry import build_model
+    from laser_repro.idrec.trainer import eval_inputs, evaluate_model
+
+    rec = train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=2, lr=0.05), tmp_path / "gru")
+    assert rec["epochs_run"] == rec["best_epoch"] + 2  # two worse epochs after the best one
+    best_valid = max(h["valid"]["ndcg@10"] for h in rec["history"])
+    last_valid = rec["history"][-1]["valid"]["ndcg@10"]
+    assert rec["valid"]["ndcg@10"] == best_valid > last_valid
+
+    ds = load_dataset(data_dir)
+
+    def scores(state_dict) -> tuple[dict, dict]:
+        model = build_model("gru4rec", ds.n_items, SMALL)
+        model.load_state_dict(state_dict)
+        return tuple(evaluate_model(model, eval_inputs(ds, s, model.history_len), torch.device("cpu"), 64,
+                                    "pessimistic").metrics for s in ("valid", "test"))
+
+    saved = torch.load(tmp_path / "gru" / "model.pt", weights_only=True)["state_dict"]
+    valid, test = scores(saved)
+    assert valid == rec["valid"] and test == rec["test"]
+    last = torch.load(tmp_path / "gru" / "checkpoint.pt", weights_only=False)["model"]  # the last epoch's weights
+    last_valid_again, _ = scores(last)
+    assert last_valid_again["ndcg@10"] == pytest.approx(last_valid) and last_valid_again != rec["valid"]

@@ -179,3 +179,12 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     proc = snakemake(workdir, "-n", "--configfile", str(unknown), check=False)
     assert proc.returncode != 0
     assert "config: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr
+
+
+def test_measurements_doc_has_the_dags_job_counts(paper_dry_run):
+    """docs/measurements.md is written by scripts/measure_docs.py from this dry run: rerun it when the DAG changes."""
+    doc = (REPO / "docs" / "measurements.md").read_text()
+    table = doc[doc.index("## The paper DAG"):doc.index("## Training runs")]
+    written = {m[1]: int(m[2]) for m in re.finditer(r"^\| (\w+) \| (\d+) \|$", table, re.M)}
+    counts = job_counts(paper_dry_run)
+    assert written == {k: v for k, v in counts.items() if k != "total"}, "run: python scripts/measure_docs.py"

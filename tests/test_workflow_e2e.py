@@ -11,6 +11,7 @@ Set LASER_REPRO_NO_SLURM=1 to skip the bring-up, LASER_REPRO_NO_APT=1 to forbid 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -328,6 +329,46 @@ def test_embedded_default_end_to_end(e2e):
     dry = subprocess.run([*SNAKEMAKE, "-n", *DEFAULT], cwd=e2e.workdir, capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     print(f"embedded default ({e2e.mode}): {e2e.seconds:.0f} s")
+
+
+def _strict_json(path: Path) -> dict:
+    def no_constant(name):
+        raise AssertionError(f"{path}: {name} in metrics.json (not strict JSON)")
+
+    return json.loads(path.read_text(), parse_constant=no_constant)
+
+
+CELL = re.compile(r"^(—|(\*\*|<u>)?-?\d+\.\d+( ± \d+\.\d+)?( \(n=\d+\))?(\*\*|</u>)?(\\\*)?†?)$")
+
+
+@pytest.mark.slow
+def test_embedded_default_numbers_are_sane(e2e):
+    """No NaN anywhere, every trained ID model above the untrained one and chance, every table cell parses."""
+    assert e2e.proc.returncode == 0, e2e.proc.stderr[-4000:]
+    runs = e2e.workdir / "results/default/runs"
+    records = {p.parent.relative_to(runs).as_posix(): _strict_json(p) for p in runs.glob("*/*/*/seed~*/metrics.json")}
+    assert len(records) == 46
+    for name, rec in records.items():
+        for split in ("valid", "test"):
+            assert all(math.isfinite(v) for v in rec[split].values()), name
+    for data in ("synthetic", "synthetic-b"):
+        n_items = _strict_json(e2e.workdir / f"results/default/data/{data}/stats.json")["items"]
+        chance = 10 / n_items  # recall@10 of a random ranking
+        for name, rec in records.items():
+            if name.startswith(f"{data}/") and "train_instances" in rec and rec["train_instances"] > 0:
+                assert rec["test"]["recall@10"] > chance, (name, rec["test"]["recall@10"], chance)
+    untrained = records["synthetic/bert4rec/frac~0/seed~0"]
+    assert untrained["train_instances"] == 0
+    for model in ("sasrec", "bert4rec", "gru4rec", "fdsa"):
+        rec = records[f"synthetic/{model}/main/seed~0"]
+        assert rec["test"]["ndcg@10"] > untrained["test"]["ndcg@10"], model
+    for table in ("table2", "table3", "table4", "table5"):
+        text = (e2e.workdir / f"results/default/{table}.md").read_text()
+        body = text[:text.index("\n\n-")]  # the table itself, before its footnotes
+        for line in body.splitlines()[4:]:
+            cells = [c.strip() for c in line.strip("|").split("|")][1:]
+            for c in cells:
+                assert c == "" or CELL.match(c), (table, line, c)
 
 
 @pytest.mark.slow

@@ -1,0 +1,161 @@
+"""The experiment model: the registry, the variant grammar, the config schema, and the config
+driving every artifact (change a key, and the artifact reads the other runs)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from laser_repro.artifacts.ablation import compute_ablation
+from laser_repro.artifacts.fig2 import compute_fig2
+from laser_repro.artifacts.fig3 import compute_fig3
+from laser_repro.artifacts.fig4 import compute_fig4
+from laser_repro.artifacts.fig5 import compute_fig5
+from laser_repro.artifacts.table2 import compute_table2
+from laser_repro.cli import main as cli_main
+from laser_repro.config import from_dict
+from laser_repro.experiment import layout, registry
+from laser_repro.experiment.config import WorkflowConfigError, validate
+from laser_repro.experiment.specs import load_spec, to_json
+from test_artifacts_support import REPO, paper_experiment, write_run
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_every_method_is_declared_once_with_a_working_trainer():
+    for m in registry.METHODS.values():
+        cls = m.trainer.config_cls()
+        cfg = from_dict(cls, m.base_config())  # the method's identity is valid for its trainer
+        assert getattr(cfg, m.trainer.method_key) == m.name
+        assert m.trainer.compute in ("small", "large")
+        assert m.group is None or m.group in registry.GROUPS
+    assert [m for m in registry.METHODS.values() if m.ours] == [registry.METHODS[n] for n in ("laser-g", "laser-c", "laser-l")]
+    assert registry.stand_in("laser-c", "chatglm2-6b") is None and registry.stand_in("laser-c", "minilm") == "minilm"
+    assert registry.stand_in("sasrec", None) is None
+    with pytest.raises(ValueError, match="'nope' is not a registered method"):
+        registry.get_method("nope")
+
+
+def test_methods_command_lists_every_method(capsys):
+    assert cli_main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in rows] == list(registry.METHODS)
+    laser = next(r for r in rows if r["method"] == "laser-c")
+    assert laser["command"] == "laser-repro train-laser" and "ID-model run" in laser["needs"]
+    assert "chatglm2-6b" in laser["needs"]
+
+
+# ---------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("name, kind, field, value", [
+    (layout.frac_variant(0.05), "frac", "fraction", 0.05),
+    (layout.xfer_variant("pet", 0), "xfer", "source", "pet"),
+    (layout.xfer_variant("pet", 0.2), "xfer", "fraction", 0.2),
+    (layout.idrec_variant("sasrec", "bert4rec"), "idrec", "idrec", "sasrec"),
+    (layout.grid_variant("lambda", 0.001, 0.01), "grid", "value", 0.001),
+    ("no-prefix", "named", "name", "no-prefix"),
+])
+def test_variant_names_are_built_and_parsed_in_one_place(name, kind, field, value):
+    v = layout.parse_variant(name, named=["no-prefix"], axes=["lambda"])
+    assert v.kind == kind and getattr(v, field) == value
+
+
+def test_variant_builders_fold_the_main_point_and_reject_unknown_names():
+    assert layout.frac_variant(1) == layout.idrec_variant("bert4rec", "bert4rec") == layout.MAIN
+    assert layout.grid_variant("K", 8.0, 8) == layout.MAIN and layout.grid_variant("K", 4, 8) == "K~4"
+    assert layout.xfer_variant("pet", 0.05) == "xfer~pet-frac~0.05"
+    with pytest.raises(ValueError, match="variant 'K~x' is unknown"):
+        layout.parse_variant("K~x", axes=["K"])
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_schema_rejects_unknown_keys_and_fills_defaults():
+    with pytest.raises(WorkflowConfigError, match=r"table2: Additional properties are not allowed \('methodz'"):
+        validate({"table2": {"methodz": ["sasrec"]}})
+    cfg = validate({"seeds": ["0", "2"], "fig3": {"fractions": ["0.5"]}})  # strings from `--config k=v`
+    assert cfg["seeds"] == [0, 2] and cfg["fig3"]["fractions"] == [0.5]
+    assert cfg["table2"]["methods"] == "all" and cfg["fig2"]["cold_fraction"] == 0.35
+    assert cfg["paths"]["runs"] == "results/runs"
+
+
+def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path):
+    exp = paper_experiment(tmp_path, run={"laser": {"optim.lr": 0.5}}, method_run={"laser-c": {"optim": {"lr": 0.25}}})
+    cfg = exp.resolved("scientific", "laser-c", "one-expert", 1)
+    assert cfg.optim.lr == 0.25 and cfg.mformer.n_experts == 1 and cfg.backbone == "chatglm2-6b"
+    assert cfg.idrec_run == f"{tmp_path}/runs/scientific/bert4rec/main/seed~1"
+    assert exp.resolved("scientific", "laser-g", "main", 0).optim.lr == 0.5
+    with pytest.raises(WorkflowConfigError, match=r"method_run\.laser-c: \['method'\] are set by the workflow"):
+        paper_experiment(tmp_path, method_run={"laser-c": {"method": "x"}})
+    with pytest.raises(WorkflowConfigError, match=r"run scientific/sasrec/main/seed~0: .*unknown key\(s\) \['hidden'\]"):
+        paper_experiment(tmp_path, run={"idrec": {"hidden": 3}})
+    with pytest.raises(WorkflowConfigError, match=r"run: names \['nope'\], not in trainers"):
+        paper_experiment(tmp_path, run={"nope": {}})
+
+
+# ---------------------------------------------------------------- the config drives the artifacts
+
+COMPUTE = {"table2": compute_table2, "table3": compute_ablation, "table4": compute_ablation,
+           "table5": compute_ablation, "fig2": compute_fig2, "fig3": compute_fig3, "fig4": compute_fig4,
+           "fig5": compute_fig5}
+CASES = [  # (artifact, config overrides, the method its runs must now use)
+    ("table2", {"table2": {"methods": ["sasrec", "laser-l"]}}, "laser-l"),
+    ("table3", {"table3": {"method": "laser-g"}}, "laser-g"),
+    ("table4", {"table4": {"method": "laser-l"}}, "laser-l"),
+    ("table5", {"table5": {"method": "laser-g"}}, "laser-g"),
+    ("fig2", {"fig2": {"methods": ["laser-l", "sasrec"]}}, "laser-l"),
+    ("fig3", {"fig3": {"methods": ["laser-g"]}}, "laser-g"),
+    ("fig3", {"fig3": {"baselines": ["sasrec"]}}, "sasrec"),
+    ("fig4", {"fig4": {"method": "laser-l"}}, "laser-l"),
+    ("fig5", {"fig5": {"method": "laser-g"}}, "laser-g"),
+]
+
+
+@pytest.mark.parametrize("artifact, overrides, method", CASES, ids=[f"{a}-{list(o[a])[0]}" for a, o, _ in CASES])
+def test_each_artifact_key_changes_the_runs_the_artifact_reads(tmp_path, artifact, overrides, method):
+    base = {"seeds": [0], "table2": {"datasets": ["pet"]}, "fig2": {"datasets": ["pet"]}}
+    default = paper_experiment(tmp_path, **base)
+    changed = paper_experiment(tmp_path, **{**base, **{k: {**base.get(k, {}), **v} for k, v in overrides.items()}})
+    runs = changed.runs_of(artifact)
+    assert set(runs) != set(default.runs_of(artifact))
+    assert any(r.method == method for r in runs)
+    for r in runs:  # exactly the changed spec's runs exist
+        write_run(tmp_path / "runs", r.dataset, r.method, r.variant, r.seed, np.arange(30) % 15)
+    spec = changed.spec(artifact)
+    data = COMPUTE[artifact](spec)
+    assert data.missing() == [], data.missing()
+    read = {(g.dataset, g.method, g.variant) for g in data.groups.values()}
+    assert any(m == method for _, m, _ in read)
+    assert read == {(r.dataset, r.method, r.variant) for r in runs}
+    # the untouched config now misses the runs it would read: the artifact lists them, never drops them
+    assert COMPUTE[artifact](default.spec(artifact)).missing()
+    # the spec file the workflow writes round-trips
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(to_json(spec)))
+    assert load_spec(artifact, path) == spec
+
+
+def test_cold_fraction_and_tolerance_reach_their_artifacts(tmp_path):
+    exp = paper_experiment(tmp_path, fig2={"cold_fraction": 0.5}, compare={"tolerance": 5})
+    assert exp.spec("fig2").cold_fraction == 0.5 and exp.spec("compare").tolerance == 5.0
+    assert exp.spec("compare").fig2.cold_fraction == 0.5
+
+
+def test_fig4_points_equal_to_the_main_config_read_the_main_run(tmp_path):
+    exp = paper_experiment(tmp_path, method_run={"laser-c": {"loss.lb_weight": 0.1}})
+    axes = {a.name: a for a in exp.spec("fig4").axes}
+    assert axes["lambda"].main == 0.1 and axes["K"].main == 8
+    variants = {r.variant for r in exp.runs_of("fig4")}
+    assert "lambda~0.1" not in variants and "lambda~0.01" in variants and "main" in variants
+    # K=2 needs top-k <= K: the config's `at` override sets it, and the resolved run has it
+    assert exp.resolved("scientific", "laser-c", "K~2", 0).mformer.top_k == 2
+
+
+def test_paper_config_counts(tmp_path):
+    exp = paper_experiment(tmp_path)
+    kinds = [registry.METHODS[r.method].trainer.name for r in exp.all_runs()]
+    assert (kinds.count("idrec"), kinds.count("laser")) == (63, 156)
+    assert (REPO / "workflow" / "rules" / "common.smk").read_text().count("\n") <= 160
