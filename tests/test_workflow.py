@@ -117,10 +117,17 @@ CONFIG_TARGETS = {
 }
 
 
-def test_resolved_configs_share_products_and_follow_the_variants(workdir):
-    """config.yaml -> rule -> resolved run config: the keys the trainers read, validated."""
-    snakemake(workdir, *CONFIG_TARGETS.values(), "--cores", "1", "--quiet", "all")
-    cfg = {name: yaml.safe_load((workdir / path).read_text()) for name, path in CONFIG_TARGETS.items()}
+def test_resolved_configs_share_products_and_follow_the_variants():
+    """config.yaml -> the experiment model -> resolved run config (what rule write_run_config writes,
+    plus the data set's fingerprint once it is prepared): the keys the trainers read, validated."""
+    from laser_repro.experiment.plan import Experiment
+
+    exp = Experiment.from_files([REPO / "config.yaml"])
+    cfg = {}
+    for name, path in CONFIG_TARGETS.items():
+        dataset, method, variant, seed = path.removeprefix("results/configs/").removesuffix(".yaml").split("/")
+        assert exp.run_config_file(dataset, method, variant, seed.removeprefix("seed~")) == path
+        cfg[name] = exp.resolved_dict(dataset, method, variant, int(seed.removeprefix("seed~")))
     main = cfg["main"]
     assert main["backbone"] == "chatglm2-6b" and main["method"] == "laser-c" and main["seed"] == 1
     assert main["idrec_run"] == "results/runs/scientific/bert4rec/main/seed~1"  # shared ID model

@@ -311,7 +311,7 @@ def test_embedded_default_end_to_end(e2e):
     assert e2e.proc.returncode == 0, f"{e2e.mode} run failed:\n{e2e.proc.stderr[-4000:]}"
     outputs = declared_outputs(e2e.workdir)
     rules = {rule for _, rule in outputs}
-    assert {"train_idrec", "train_laser", "make_table2", "plot_fig4", "compare_to_paper"} <= rules
+    assert {"train_small", "train_large", "make_table2", "plot_fig4", "compare_to_paper"} <= rules
     empty = [f for f, _ in outputs if not (e2e.workdir / f).is_file() or (e2e.workdir / f).stat().st_size == 0]
     assert not empty, f"missing or empty outputs: {empty}"
     # every table and figure of the paper
@@ -396,8 +396,8 @@ def test_embedded_default_runs_through_slurm(e2e):
 RESUME_OVERLAY = """
 datasets:
   synthetic: {users: 200, items: 80}
-laser:
-  run:
+run:
+  laser:
     phases.phase1_max_epochs: 6
     phases.phase1_patience: 6
     phases.phase2_epochs: 2
@@ -473,13 +473,13 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
     assert f"phase 1 epoch {next_epoch}:" in after and "reported (phase" in after
     assert json.loads((workdir / target).read_text())["config"]["phases"]["phase1_max_epochs"] == 6
 
-    # a changed run config restarts the run: the older checkpoint is removed, not refused
+    # a changed run config restarts the run: the stale checkpoint is removed, not refused
     idrec_run = workdir / dependency.rsplit("/", 1)[0]
     assert (idrec_run / "checkpoint.pt").exists()
-    (workdir / "changed.yaml").write_text("idrec:\n  run:\n    max_epochs: 2\n")
+    (workdir / "changed.yaml").write_text("run:\n  idrec:\n    max_epochs: 2\n")
     changed = subprocess.run([*SNAKEMAKE, dependency, "--cores", "1", *configs, "changed.yaml"], cwd=workdir,
                              capture_output=True, text=True, timeout=600)
     assert changed.returncode == 0, changed.stderr[-3000:]
-    job_log = workdir / "results/default/logs/train_idrec/synthetic/bert4rec/main/seed~0.log"
-    assert "removing" in job_log.read_text() and "older than" in job_log.read_text()
+    job_log = workdir / "results/default/logs/train_small/synthetic/bert4rec/main/seed~0.log"
+    assert "checkpoint of a different run config (seed 0); removing it and starting over" in job_log.read_text()
     assert json.loads((workdir / dependency).read_text())["config"]["max_epochs"] == 2

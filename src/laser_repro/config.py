@@ -17,14 +17,43 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A run config key is unknown, missing or of the wrong type."""
+    """A run config key is unknown, missing, of the wrong type or out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric field: ``min <= v`` (``min < v`` when ``open_min``) and ``v <= max``."""
+
+    min: float | None = None
+    max: float | None = None
+    open_min: bool = False
+
+    def check(self, key: str, value: Any) -> None:
+        if value is None:
+            return
+        low = self.min is not None and (value <= self.min if self.open_min else value < self.min)
+        if low or (self.max is not None and value > self.max) or value != value:
+            parts = []
+            if self.min is not None:
+                parts.append(f"{'>' if self.open_min else '>='} {self.min:g}")
+            if self.max is not None:
+                parts.append(f"<= {self.max:g}")
+            raise ConfigError(f"{key}: {value!r} is out of range (expected {' and '.join(parts)})")
+
+
+POSITIVE = Range(1)  # counts and sizes: at least 1
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1)
+PROBABILITY = Range(0, 1)
+POSITIVE_REAL = Range(0, open_min=True)
 
 
 def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data`` recursively; unknown keys are errors.
 
-    A dataclass may define ``check()``: it raises :class:`ConfigError` naming a key relative to
-    itself (``"top_k: ..."``) for values that are fine one by one but not together.
+    A dataclass may declare ``RANGES: ClassVar[dict[str, Range]]`` (checked for every field,
+    defaults included) and define ``check()``: it raises :class:`ConfigError` naming a key
+    relative to itself (``"top_k: ..."``) for values that are fine one by one but not together.
     """
     if data is None:
         data = {}
@@ -44,6 +73,9 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
         key = f"{where}.{name}" if where else name
         kwargs[name] = _check_type(value, typ, key)
     obj = cls(**kwargs)
+    for name, rng in getattr(cls, "RANGES", {}).items():
+        if name in fields:  # a shared table may name fields this class does not have
+            rng.check(f"{where}.{name}" if where else name, getattr(obj, name))
     check = getattr(obj, "check", None)
     if check is not None:
         try:
@@ -87,6 +119,13 @@ def _check_type(value: Any, typ: Any, key: str) -> Any:
         return value
     if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if typ is float:
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
     if typ in (int, str, bool) and not (isinstance(value, typ) and not (typ is int and isinstance(value, bool))):
         raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
     return value

@@ -1,7 +1,9 @@
 """Atomic file output and small JSON helpers shared by every step.
 
 Nothing a step computes is ever left half-written: every writer goes to a temporary
-file in the destination's folder and is renamed into place only when complete.
+file in the destination's folder and is renamed into place only when complete. Files and
+folders get the permissions the process's umask allows (as ``open``/``mkdir`` would), so a
+group on a shared cluster can read results; JSON is strict (a NaN is an error, never written).
 """
 
 from __future__ import annotations
@@ -13,6 +15,17 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, directory: bool) -> None:
+    """Give a mkstemp/mkdtemp result (0600/0700) the mode a plain open/mkdir would have."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager
@@ -28,6 +41,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _default_mode(tmp_path, directory=False)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -36,24 +50,31 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; it replaces ``path`` only on success."""
+    """Yield a temporary folder next to ``path``; it replaces ``path`` only on success.
+
+    The caller decides whether an existing ``path`` may be replaced (see
+    :func:`laser_repro.data.cli.check_out`); a file at ``path`` is replaced like a folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = None
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
+        _default_mode(tmp, directory=True)
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old.rmdir()
             os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+        if old is not None and (old.exists() or old.is_symlink()):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -64,7 +85,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, ensure_ascii=False) + "\n")
+    try:
+        text = json.dumps(obj, indent=indent, sort_keys=False, ensure_ascii=False, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: refusing to write non-finite numbers (NaN/inf) into JSON: {err}") from None
+    write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -76,3 +101,5 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected a UTF-8 JSON file") from None

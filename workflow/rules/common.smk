@@ -9,6 +9,7 @@ Which runs exist, what each trains and what each artifact reads are decided in t
 """
 
 import re
+from pathlib import Path
 
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.plan import Experiment
@@ -70,11 +71,17 @@ def train_inputs(wildcards) -> dict:
     return inputs
 
 
-def write_run_config(path, resolved) -> None:
-    """Write a resolved run config (every dataclass field) atomically."""
+def data_stats_of(wildcards) -> str:
+    return data_stats(wildcards.dataset)
+
+
+def write_run_config(path, resolved, stats) -> None:
+    """Write a resolved run config (every dataclass field, the data's fingerprint) atomically."""
     import yaml
+    from laser_repro.data.dataset import data_fingerprint
     from laser_repro.io import write_text
 
+    resolved = {**resolved, "data_fingerprint": data_fingerprint(Path(stats).parent)}
     header = "# Resolved run config written by the workflow (rule write_run_config); do not edit.\n"
     write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
 

@@ -1,14 +1,16 @@
-# Training: one resolved run config per run, then the method's trainer CLI on it (the command
-# comes from the registry: laser-repro methods). Two rules by cost, so that the SLURM profile
-# can give each its resources: train_small (ID-sized models, minutes) and train_large (runs
-# through a language-model backbone, hours on a GPU). A killed trainer resumes from
-# {run}/checkpoint.pt (not an output, so Snakemake never deletes it); its outputs are written
-# atomically at the end, so they exist only when complete. A checkpoint older than the run's
-# config file belongs to an earlier config (the trainers refuse it): the rule removes it, so
-# a changed config restarts the run instead of failing.
+# Training: one resolved run config per run (it records its data set's fingerprint, so new data
+# rewrites exactly the configs of that data set and reruns exactly their runs), then the
+# method's trainer CLI on it (the command comes from the registry: laser-repro methods). Two
+# rules by cost, so that the SLURM profile can give each its resources: train_small (ID-sized
+# models, minutes) and train_large (runs through a language-model backbone, hours on a GPU).
+# A killed trainer resumes from {run}/checkpoint.pt (not an output, so Snakemake never deletes
+# it); its outputs are written atomically at the end, so they exist only when complete. A
+# checkpoint of another config or data set is stale: --replace-stale starts the run over.
 
 
 rule write_run_config:
+    input:
+        data=data_stats_of,
     output:
         f"{PATHS['configs']}/{{dataset}}/{{method}}/{{variant}}/seed~{{seed}}.yaml",
     params:
@@ -16,15 +18,12 @@ rule write_run_config:
     log:
         log_file("write_run_config", "{dataset}/{method}/{variant}/seed~{seed}"),
     run:
-        write_run_config(output[0], params.run)
+        write_run_config(output[0], params.run, input.data)
 
 
 TRAIN_SHELL = (
-    "if [ -e {params.out}/checkpoint.pt ] && [ {input.config} -nt {params.out}/checkpoint.pt ]; then "
-    "echo 'removing {params.out}/checkpoint.pt: older than {input.config}' > {log}; "
-    "rm -f {params.out}/checkpoint.pt; fi; "
     "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-    "laser-repro {params.command} --config {input.config} --out {params.out} >> {log} 2>&1"
+    "laser-repro {params.command} --config {input.config} --out {params.out} --replace-stale > {log} 2>&1"
 )
 
 

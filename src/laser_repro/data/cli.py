@@ -8,7 +8,33 @@ import logging
 import time
 from pathlib import Path
 
+from laser_repro.data.sources import FORMATS
+
 log = logging.getLogger("laser_repro.data")
+
+
+def check_out(out: Path, inputs: list[Path], force: bool = False) -> None:
+    """Refuse an --out that would destroy data this suite did not make (see ``--out`` in --help)."""
+    from laser_repro.data.dataset import is_prepared
+
+    target = out.resolve()
+    for src in inputs:
+        src = src.resolve()
+        if target == src or target in src.parents:
+            raise ValueError(f"--out {out}: is (or contains) the input folder {src}; preparing there would "
+                             "destroy the raw files. Choose another --out")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_dir() and not out.is_symlink():
+        if not any(out.iterdir()) or is_prepared(out):
+            return
+        what = "a folder that `laser-repro data prepare` did not write (no stats.json / marker)"
+    else:
+        what = "a file" if out.is_file() else "not a folder"
+    if not force:
+        raise ValueError(f"--out {out}: exists and is {what}; refusing to replace it. Choose another --out, "
+                         "or pass --force to replace it")
+    log.warning("--force: replacing %s (%s)", out, what)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,13 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("prepare", help="turn a raw source into the processed format",
                        description="Turn a raw source into the processed format (a folder; see laser_repro.data.dataset).")
-    p.add_argument("--source", required=True, choices=["amazon2018", "recformer", "movielens", "synthetic"],
-                   help="amazon2018: folder with {Category}_5.json(.gz) + meta_{Category}.json(.gz); "
-                        "recformer: RecFormer's train/val/test/umap/smap.json + meta; "
-                        "movielens: RecBole atomic files; synthetic: generate raw files into --input")
+    p.add_argument("--source", choices=sorted(FORMATS),
+                   help="; ".join(f"{k}: {v}" for k, v in FORMATS.items())
+                        + " (default: detected from the files in --input)")
     p.add_argument("--input", required=True, type=Path, help="input folder (synthetic: where raw files are written)")
     p.add_argument("--name", required=True, help="data set name recorded in stats.json (e.g. scientific)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (written atomically)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder, written atomically; an existing one is replaced only if this suite "
+                        "prepared it (never the input folder)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even when it holds something this suite did not prepare")
     p.add_argument("--category", help="amazon2018: which {Category} when the folder holds several")
     p.add_argument("--keep-html", action="store_true", help="keep HTML entities in item text (default: decode them)")
     g = p.add_argument_group("synthetic")
@@ -44,12 +73,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         from laser_repro.data.dataset import save_dataset
-        from laser_repro.data.sources import SOURCES
+        from laser_repro.data.sources import SOURCES, detect
 
         start = time.perf_counter()
+        source = args.source or detect(args.input)
+        if args.source is None:
+            log.info("%s: detected source %s", args.input, source)
+        check_out(args.out, [] if source == "synthetic" else [args.input], args.force)
         options = {"category": args.category, "seed": args.seed, "users": args.users,
                    "items": args.items, "categories": args.categories}
-        ds = SOURCES[args.source](args.input, args.name, unescape_html=not args.keep_html, **options)
+        ds = SOURCES[source](args.input, args.name, unescape_html=not args.keep_html, **options)
         save_dataset(ds, args.out)
         s = ds.stats()
         log.info("%s: %d users, %d items, %d interactions -> %s (%.1fs)", args.name, s["users"], s["items"],

@@ -8,7 +8,10 @@ A prepared data set is a folder::
     interactions.npz   offsets  int64 [n_users + 1]  user u's sequence is items[offsets[u]:offsets[u+1]]
                        items    int32 [n_interactions] dense item indices, each user's in time order
                        train_len int32 [n_users]     length of the training prefix
-    stats.json         Table 1's columns plus the source and format version
+    stats.json         Table 1's columns, the source, the format version and the content
+                       fingerprint (sha256 of items, users and interactions): run configs,
+                       checkpoints and metrics.json record it, so a result never outlives its data
+    .laser-repro-dataset  marker: this folder was written by `laser-repro data prepare`
 
 Leave-one-out split: validation item = sequence[train_len], test item =
 sequence[train_len + 1]; a user whose sequence is shorter than 3 has
@@ -17,7 +20,9 @@ train_len = len(sequence) and no evaluation items (training only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +33,7 @@ from laser_repro.io import atomic_dir, read_json, write_json
 FORMAT_VERSION = 1
 ITEM_FIELDS = ("id", "title", "brand", "category")
 MIN_EVAL_LEN = 3  # users with fewer items stay in training only
+MARKER = ".laser-repro-dataset"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class SeqDataset:
     flat: np.ndarray
     train_len: np.ndarray
     source: str = ""
+    notes: tuple[str, ...] = ()  # what the import had to report (e.g. truncated histories)
+
+    def with_notes(self, notes) -> "SeqDataset":
+        return replace(self, notes=tuple(notes))
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -101,6 +111,16 @@ class SeqDataset:
     def item_text(self, i: int) -> dict:
         return self.items[i]
 
+    # ---- identity ------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """sha256 of the content (item text, user ids, sequences, split), 16 hex digits."""
+        h = hashlib.sha256()
+        h.update(json.dumps([[it[k] for k in ITEM_FIELDS] for it in self.items], ensure_ascii=False).encode())
+        h.update(json.dumps(list(self.user_ids)).encode())
+        for arr in (self.offsets.astype(np.int64), self.flat.astype(np.int64), self.train_len.astype(np.int64)):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()[:16]
+
     # ---- Table 1 -----------------------------------------------------------------
     def stats(self) -> dict:
         """Table 1's columns: #users, #items, #interactions, avg n, density."""
@@ -115,6 +135,8 @@ class SeqDataset:
             "avg_n": n_x / n_u if n_u else 0.0,
             "density": n_x / (n_u * n_i) if n_u and n_i else 0.0,
             "eval_users": int(self.eval_users("test").shape[0]),
+            "fingerprint": self.fingerprint(),
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -144,11 +166,19 @@ def from_sequences(
     else:
         train_len = np.asarray(train_lens, dtype=np.int32)
     if flat.size and (flat.min() < 0 or flat.max() >= len(items)):
-        raise ValueError(f"{name}: item index out of range 0..{len(items) - 1}")
+        bad = int(np.flatnonzero((flat < 0) | (flat >= len(items)))[0])
+        user = int(np.searchsorted(offsets, bad, side="right") - 1)
+        raise ValueError(f"{name}: user {user_ids[user]!r} has item index {int(flat[bad])}, out of range "
+                         f"0..{len(items) - 1} ({len(items)} items have text)")
     for field in ITEM_FIELDS:
         missing = [k for k, it in enumerate(items) if field not in it]
         if missing:
             raise ValueError(f"{name}: item {missing[0]} has no {field!r} field")
+    untitled = [k for k, it in enumerate(items) if not str(it["title"]).strip()]
+    if untitled:
+        k = untitled[0]
+        raise ValueError(f"{name}: item {items[k]['id']!r} (index {k}) has no title ({len(untitled)} such items); "
+                         "the paper's data keep only items with a title")
     return SeqDataset(name, list(items), [str(u) for u in user_ids], offsets, flat, train_len, source)
 
 
@@ -156,11 +186,29 @@ def save_dataset(ds: SeqDataset, out_dir: str | Path) -> Path:
     """Write ``ds`` to ``out_dir`` atomically (the folder appears only when complete)."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
+        (tmp / MARKER).write_text("written by `laser-repro data prepare`; replaced only by it\n")
         write_json(tmp / "items.json", [{k: it[k] for k in ITEM_FIELDS} for it in ds.items], indent=None)
         write_json(tmp / "users.json", ds.user_ids, indent=None)
         np.savez(tmp / "interactions.npz", offsets=ds.offsets, items=ds.flat, train_len=ds.train_len)
         write_json(tmp / "stats.json", ds.stats())
     return out_dir
+
+
+def is_prepared(path: str | Path) -> bool:
+    """``path`` is a folder this suite prepared (its marker, or a stats.json with a format version)."""
+    path = Path(path)
+    if (path / MARKER).is_file():
+        return True
+    try:
+        return "format_version" in read_json(path / "stats.json")
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def data_fingerprint(path: str | Path) -> str:
+    """The fingerprint recorded in ``path``/stats.json (computed from the data when it predates them)."""
+    stats = read_json(Path(path) / "stats.json")
+    return stats.get("fingerprint") or load_dataset(path).fingerprint()
 
 
 def load_dataset(path: str | Path) -> SeqDataset:

@@ -15,7 +15,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from laser_repro.config import POSITIVE, POSITIVE_REAL, PROBABILITY, ConfigError, Range
+
 PAD = 0
+# Allowed values of the model configs' fields (each model config declares RANGES = MODEL_RANGES).
+MODEL_RANGES: dict[str, Range] = {
+    "hidden": POSITIVE, "gru_hidden": POSITIVE, "layers": POSITIVE, "heads": POSITIVE, "inner": POSITIVE,
+    "max_len": POSITIVE, "text_dim": POSITIVE, "dropout": Range(0, 1), "attn_dropout": Range(0, 1),
+    "mask_ratio": PROBABILITY, "ft_ratio": PROBABILITY, "layer_norm_eps": POSITIVE_REAL, "init_std": POSITIVE_REAL,
+}
+
+
+def check_heads(cfg) -> None:
+    """``hidden`` must split evenly over ``heads`` (the models' ``check``)."""
+    if getattr(cfg, "heads", None) and cfg.hidden % cfg.heads:
+        raise ConfigError(f"heads: hidden = {cfg.hidden} does not split evenly over {cfg.heads} heads")
 
 
 def pad_histories(histories: Sequence[Sequence[int]], max_len: int) -> np.ndarray:

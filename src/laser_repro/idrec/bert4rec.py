@@ -9,6 +9,7 @@ the history WITHOUT a mask token (see :mod:`laser_repro.idrec.encoder`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from typing import Sequence
 
 import numpy as np
@@ -16,12 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from laser_repro.idrec.base import PAD, SeqRecModel, length_buckets, trim
+from laser_repro.config import Range
+from laser_repro.idrec.base import MODEL_RANGES, PAD, SeqRecModel, length_buckets, trim, check_heads
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
 @dataclass
 class BERT4RecConfig:
+    RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
+    check = check_heads
+
     hidden: int = 64  # d_c = 64 (paper §4.2: 2 blocks, 2 heads, 32 per head)
     layers: int = 2
     heads: int = 2

@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Re-running the same command resumes from the last epoch's checkpoint."
     )
     parser.add_argument("--config", required=True, type=Path, help="run config YAML (keys of IDRecRunConfig)")
+    parser.add_argument("--replace-stale", action="store_true",
+                        help="remove a checkpoint or metrics.json of another run config or data set in --out and start "
+                             "over (default: refuse; the workflow passes this flag)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. results/runs/scientific/sasrec/main/seed~0")
 
 
@@ -22,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     from laser_repro.idrec.trainer import train_idrec
 
     cfg = load_config(IDRecRunConfig, args.config)
-    train_idrec(cfg, args.out)
+    train_idrec(cfg, args.out, replace_stale=args.replace_stale)
     return 0

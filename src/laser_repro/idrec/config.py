@@ -9,14 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from laser_repro.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_REAL, ConfigError, Range
+
+SELECT_METRICS = ("recall@10", "ndcg@10", "mrr@10", "mrr")
+
 
 @dataclass
 class IDRecRunConfig:
     # How a run executes, not what it computes: may change between resumed sessions.
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "text_batch_size")
+    RANGES: ClassVar[dict[str, Range]] = {
+        "seed": NON_NEGATIVE, "lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
+        "max_epochs": POSITIVE, "patience": POSITIVE, "eval_every": POSITIVE, "train_user_fraction": FRACTION,
+        "eval_batch_size": POSITIVE, "text_batch_size": POSITIVE, "num_threads": NON_NEGATIVE,
+    }
 
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
+    data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
     model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa"] = "bert4rec"
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass
     seed: int = 0
@@ -27,7 +37,7 @@ class IDRecRunConfig:
     max_epochs: int = 300  # RecBole `epochs`
     patience: int = 10  # early stopping: evaluations without a better validation NDCG@10
     eval_every: int = 1  # validate every this many epochs
-    select_metric: str = "ndcg@10"  # validation metric for early stopping / best epoch
+    select_metric: str = "ndcg@10"  # validation metric for early stopping / best epoch (SELECT_METRICS)
     train_user_fraction: float = 1.0  # Figure 3: seeded fraction of training users; 0 = untrained
     # evaluation
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
@@ -38,3 +48,11 @@ class IDRecRunConfig:
     device: str = "auto"  # "auto" = cuda if available else cpu
     num_threads: int = 0  # CPU threads for torch (0 = leave torch's default)
     progress: bool = True  # tqdm progress bars
+
+    def check(self) -> None:
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"select_metric: {self.select_metric!r} is not a validation metric; expected one of "
+                              f"{list(SELECT_METRICS)}")
+        from laser_repro.idrec.registry import model_config  # the model classes (and torch) only when checked
+
+        model_config(self.model, self.model_config)  # names, types and ranges of the model's overrides

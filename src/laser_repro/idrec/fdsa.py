@@ -9,16 +9,21 @@ states are concatenated and mapped back to the hidden size; cross-entropy over a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from laser_repro.idrec.base import SeqRecModel, last_positions
+from laser_repro.config import Range
+from laser_repro.idrec.base import MODEL_RANGES, SeqRecModel, last_positions, check_heads
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
 @dataclass
 class FDSAConfig:
+    RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
+    check = check_heads
+
     hidden: int = 64
     layers: int = 2
     heads: int = 2

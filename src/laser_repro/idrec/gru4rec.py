@@ -7,16 +7,21 @@ items against the item embedding table; cross-entropy over all items.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from laser_repro.idrec.base import SeqRecModel
+from laser_repro.config import Range
+from laser_repro.idrec.base import MODEL_RANGES, SeqRecModel, check_heads
 from laser_repro.idrec.layers import init_weights
 
 
 @dataclass
 class GRU4RecConfig:
+    RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
+    check = check_heads
+
     hidden: int = 64  # embedding size = output state size (d_c when used as collaborative encoder)
     gru_hidden: int = 64  # GRU width (RecBole default 128; 64 = the suite's common width)
     layers: int = 1  # GRU layers (RecBole default)

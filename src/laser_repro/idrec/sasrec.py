@@ -7,16 +7,21 @@ against the (shared) item embedding table; cross-entropy over all items.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from laser_repro.idrec.base import SeqRecModel, last_positions
+from laser_repro.config import Range
+from laser_repro.idrec.base import MODEL_RANGES, SeqRecModel, last_positions, check_heads
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
 @dataclass
 class SASRecConfig:
+    RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
+    check = check_heads
+
     hidden: int = 64  # embedding = hidden size (UniSRec/RecFormer baselines)
     layers: int = 2  # transformer blocks
     heads: int = 2  # attention heads (32 per head)

@@ -27,12 +27,21 @@ from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, load_dataset
 from laser_repro.data.splits import sample_train_users
 from laser_repro.eval.evaluator import EvalResult, evaluate
-from laser_repro.eval.metrics import aggregate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, model_config
 from laser_repro.io import atomic_path
-from laser_repro.train.scaffold import RunFolder, resolve_device, run_session, seed_everything, set_rng_state, set_threads
+from laser_repro.data.dataset import data_fingerprint
+from laser_repro.train.scaffold import (
+    RunFolder,
+    check_loss,
+    resolve_device,
+    run_session,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    validated,
+)
 
 log = logging.getLogger("laser_repro.idrec")
 TEXT_FILE = "text_features.npy"
@@ -104,22 +113,24 @@ def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
     return sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
 
 
-def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path) -> dict:
-    """Train (or resume) one ID-model run into ``out_dir``; returns the metrics.json record."""
-    with run_session(out_dir) as out:
-        return _train(cfg, out)
+def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
+    """Train (or resume) one ID-model run into ``out_dir``; returns the metrics.json record.
 
-
-def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
-    t_start = time.perf_counter()
+    ``replace_stale``: a checkpoint or metrics.json of another config or data set is removed
+    (the run starts over) instead of refused.
+    """
+    cfg = validated(cfg)
     if not cfg.dataset:
         raise ValueError("dataset: missing; set it to a prepared data folder (`laser-repro data prepare`)")
-    known = sorted(k for k in aggregate(np.zeros(1, dtype=np.int64)) if k != "n")
-    if cfg.select_metric not in known:
-        raise ValueError(f"select_metric: {cfg.select_metric!r} is not a validation metric; expected one of {known}")
+    with run_session(out_dir) as out:
+        return _train(cfg, out, replace_stale)
+
+
+def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
+    t_start = time.perf_counter()
     set_threads(cfg.num_threads)
     config = resolved_config(cfg)
-    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS)
+    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
     done = run.finished()
     if done is not None:
         log.info("%s: finished run with the same config found; nothing to do", out_dir)
@@ -157,7 +168,7 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     while not state.stopped and state.epoch < cfg.max_epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
-        loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device)
+        loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir)
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
@@ -187,7 +198,8 @@ def _train(cfg: IDRecRunConfig, out_dir: Path) -> dict:
     return _finish(cfg, run, ds, model, best_state, state, device, valid_in, users, X, wall_before, t_start)
 
 
-def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConfig, epoch: int, device) -> float:
+def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConfig, epoch: int, device,
+               out_dir: Path) -> float:
     """One pass over the shuffled instances; every random draw is seeded by (seed, epoch)."""
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
     rng = np.random.default_rng([cfg.seed, epoch])  # order and cloze masks
@@ -195,11 +207,12 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
     model.train()
     total, n = 0.0, 0
     batches = range(0, X.shape[0], cfg.batch_size)
-    for start in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress):
+    for step, start in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress), 1):
         idx = order[start : start + cfg.batch_size]
         tokens = torch.as_tensor(X[idx], device=device)
         targets = torch.as_tensor(y[idx], device=device)
         loss = model.batch_loss(tokens, targets, rng)
+        check_loss(loss, f"{out_dir}: epoch {epoch}, step {step} (lr {cfg.lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(LaserRunConfig)."
     )
     parser.add_argument("--config", required=True, type=Path, help="run config YAML (keys of LaserRunConfig)")
+    parser.add_argument("--replace-stale", action="store_true",
+                        help="remove a checkpoint or metrics.json of another run config or data set in --out and start "
+                             "over (default: refuse; the workflow passes this flag)")
     parser.add_argument("--out", required=True, type=Path,
                         help="run folder, e.g. results/runs/scientific/laser-c/main/seed~0")
 
@@ -25,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     from laser_repro.laser.trainer import train_laser
 
     cfg = load_config(LaserRunConfig, args.config)
-    train_laser(cfg, args.out)
+    train_laser(cfg, args.out, replace_stale=args.replace_stale)
     return 0

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from laser_repro.config import ConfigError
+from laser_repro.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_REAL, ConfigError, Range
 
 TemplateVariant = Literal["paper", "no-phrase", "no-instruction", "two-instructions"]
 
 
 @dataclass
 class TemplateConfig:
+    RANGES: ClassVar[dict[str, Range]] = {"window": POSITIVE, "max_tokens": POSITIVE}
     variant: TemplateVariant = "paper"  # Table 5: no-phrase / no-instruction / two-instructions
     category_field: Literal["brand", "category"] = "brand"  # paper's bug: brand in the category slot
     window: int = 10  # last items of a history, for the text and the collaborative input
@@ -24,6 +25,7 @@ class TemplateConfig:
 
 @dataclass
 class BiTuningConfig:
+    RANGES: ClassVar[dict[str, Range]] = {"n_suffix": POSITIVE, "n_prefix": POSITIVE}
     prefix: Literal["mformer", "learnable", "none"] = "mformer"  # Table 3: w/o M-Former, w/o prefix
     suffix: Literal["learnable", "mean", "eos"] = "learnable"  # Table 3: w/o suffix (mean / [EOS])
     n_suffix: int = 1  # S (Figure 4): suffix vectors appended; their output states are averaged
@@ -32,6 +34,9 @@ class BiTuningConfig:
 
 @dataclass
 class MFormerConfig:
+    RANGES: ClassVar[dict[str, Range]] = {k: POSITIVE for k in ("n_experts", "top_k", "n_queries", "d_model", "n_layers",
+                                                                "n_heads", "cross_attention_freq", "intermediate")}
+    RANGES["dropout"] = Range(0, 1)
     n_experts: int = 8  # K
     top_k: int = 3  # experts activated per input
     n_queries: int = 32  # L query vectors per expert = prefix length
@@ -47,16 +52,21 @@ class MFormerConfig:
         if self.top_k > self.n_experts:
             raise ConfigError(f"top_k: {self.top_k} experts cannot be selected from n_experts = {self.n_experts} "
                               "(set top_k <= n_experts)")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"n_heads: d_model = {self.d_model} does not split evenly over {self.n_heads} heads")
 
 
 @dataclass
 class LossConfig:
+    RANGES: ClassVar[dict[str, Range]] = {"tau": POSITIVE_REAL, "lb_weight": NON_NEGATIVE}
     tau: float = 0.05  # Eq. 6 temperature
     lb_weight: float = 0.01  # lambda in Eq. 10 (App. B); Figure 4 sweeps it
 
 
 @dataclass
 class PhaseConfig:
+    RANGES: ClassVar[dict[str, Range]] = {"phase1_max_epochs": NON_NEGATIVE, "phase1_patience": POSITIVE,
+                                          "phase2_epochs": NON_NEGATIVE}
     phase1: bool = True  # False = "w/o phase 1": item embeddings from the untrained model
     phase2: bool = True  # False = "w/o phase 2"
     phase1_max_epochs: int = 15
@@ -66,6 +76,9 @@ class PhaseConfig:
 
 @dataclass
 class OptimConfig:
+    RANGES: ClassVar[dict[str, Range]] = {"lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
+                                          "grad_accumulation": POSITIVE, "warmup_steps": NON_NEGATIVE,
+                                          "max_grad_norm": NON_NEGATIVE}
     optimizer: Literal["adam", "adamw"] = "adam"  # paper: Adam; authors' configs: AdamW
     lr: float = 1e-4
     weight_decay: float = 0.0  # authors' configs: 0.05 with adamw
@@ -81,8 +94,14 @@ class LaserRunConfig:
     # How a run executes, not what it trains: may change between resumed sessions.
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "item_batch_size", "cache_dir")
+    RANGES: ClassVar[dict[str, Range]] = {
+        "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
+        "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
+        "item_batch_size": POSITIVE,
+    }
 
     dataset: str = ""  # prepared data set folder (laser-repro data prepare)
+    data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
     idrec_run: str | None = None  # train-idrec output folder feeding the M-Former; null = random encoder
     idrec_model: str = "bert4rec"  # architecture of the random encoder when idrec_run is null
     backbone: str = "minilm"  # gpt2-large | chatglm2-6b | llama2-7b | local:PATH | tiny-gpt2 | tiny-llama | minilm

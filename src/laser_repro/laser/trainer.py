@@ -32,14 +32,17 @@ from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
+from laser_repro.data.dataset import data_fingerprint
 from laser_repro.train.scaffold import (
     MODEL_FILE,
     RunFolder,
+    check_loss,
     resolve_device,
     run_session,
     seed_everything,
     set_rng_state,
     set_threads,
+    validated,
 )
 
 log = logging.getLogger("laser_repro.laser")
@@ -169,6 +172,7 @@ def run_epoch(model: LaserModel, rows: tuple[list, np.ndarray], table: torch.Ten
     bar = tqdm(batches, desc=f"phase {phase} epoch {epoch}", leave=False, disable=not cfg.progress)
     for step, idx in enumerate(bar, start=1):
         out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
+        check_loss(out.loss, f"phase {phase}, epoch {epoch}, step {step} (lr {o.lr:g})")
         (out.loss / o.grad_accumulation).backward()
         if step % o.grad_accumulation == 0 or step == len(batches):
             if o.max_grad_norm > 0:
@@ -207,17 +211,22 @@ def evaluate_split(model: LaserModel, ds: SeqDataset, users: np.ndarray, split: 
 # ---------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------
-def train_laser(cfg: LaserRunConfig, out_dir: str | Path) -> dict:
-    """Train (or resume) one Laser run into ``out_dir``; returns the metrics.json record."""
-    with run_session(out_dir) as out:
-        return _train(cfg, out)
+def train_laser(cfg: LaserRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
+    """Train (or resume) one Laser run into ``out_dir``; returns the metrics.json record.
 
-
-def _train(cfg: LaserRunConfig, out_dir: Path) -> dict:
+    ``replace_stale``: a checkpoint or metrics.json of another config or data set is removed
+    (the run starts over) instead of refused.
+    """
+    cfg = validated(cfg)
     if not cfg.dataset:
         raise ValueError("dataset: missing (path of a prepared data set folder)")
+    with run_session(out_dir) as out:
+        return _train(cfg, out, replace_stale)
+
+
+def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     config = to_dict(cfg)
-    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS)
+    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
     set_threads(cfg.num_threads)
     done = run.finished()
     if done is not None:

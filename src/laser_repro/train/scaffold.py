@@ -13,6 +13,15 @@ One convention for every method:
   of an uninterrupted one.
 * **Done**: a run is finished when its ``metrics.json`` records the same resume hash; running
   it again changes nothing.
+* **Data**: the prepared data set's fingerprint (``stats.json``) is part of the resume hash and of
+  ``metrics.json``; a run config written for other data (its ``data_fingerprint``), or a checkpoint
+  of other data, is refused with the reason.
+* **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
+  ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
+* **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
+  same folder is refused (the lock dies with its process, so a kill leaves nothing to clean).
+* **Finite losses**: a non-finite training loss stops the run with :class:`NonFiniteLoss`; the
+  last good checkpoint (the previous epoch's) is kept.
 * **Outputs**: ``metrics.json`` (with provenance, see :mod:`laser_repro.runinfo`), ``ranks.npz``
   and ``model.pt`` are written atomically at the end, ``train.log`` appended to.
 """
@@ -20,14 +29,19 @@ One convention for every method:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import math
+import os
 import random
+import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from laser_repro.config import from_dict, to_dict
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json
 from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
@@ -38,11 +52,42 @@ CHECKPOINT, MODEL_FILE, LOG_FILE, METRICS_FILE, RANKS_FILE = (
     "checkpoint.pt", "model.pt", "train.log", "metrics.json", "ranks.npz")
 
 
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite: the run stops, its last good checkpoint kept."""
+
+
+class StaleRun(ValueError):
+    """A run folder holds a checkpoint or results of another run config or data set."""
+
+
+def validated(cfg):
+    """Re-check a run config built in code as a YAML file is checked (types, ranges, cross-field rules)."""
+    return from_dict(type(cfg), to_dict(cfg))
+
+
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; anything else is passed to torch.device."""
+    """``auto`` -> cuda if available else cpu; anything else must exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device: {name!r} is not a torch device ({err}); use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {name!r} requested, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                             "use device: auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device: {name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def check_loss(loss: torch.Tensor, where: str) -> None:
+    """Stop the run on a non-finite loss (``where`` names the epoch and step)."""
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"{where}: the training loss is {value}; stopping (the last good checkpoint is kept). "
+                            "Lower the learning rate or check the data")
 
 
 def set_threads(num_threads: int) -> None:
@@ -84,27 +129,59 @@ def save_checkpoint(path: Path, blob: dict) -> None:
 
 
 class RunFolder:
-    """One run's folder and the resume contract (see the module docstring)."""
+    """One run's folder and the resume contract (see the module docstring).
 
-    def __init__(self, out_dir: str | Path, config: dict, execution_keys: Sequence[str]):
+    ``config`` is the resolved run config; ``data_fingerprint`` the prepared data set's (it
+    replaces the config's own ``data_fingerprint`` key, which is checked against it first).
+    """
+
+    def __init__(self, out_dir: str | Path, config: dict, execution_keys: Sequence[str],
+                 data_fingerprint: str | None = None, replace_stale: bool = False):
         self.path = Path(out_dir)
-        self.config = config
+        written_for = config.get("data_fingerprint")
+        if written_for and data_fingerprint and written_for != data_fingerprint:
+            raise StaleRun(f"{config.get('dataset')}: the data set's fingerprint is {data_fingerprint}, but this run "
+                           f"config was written for {written_for} (the data was re-prepared since); rewrite the run "
+                           "config (the workflow does) or set data_fingerprint to null")
+        self.config = {**config, "data_fingerprint": data_fingerprint}
+        self.data_fingerprint = data_fingerprint
         self.execution_keys = tuple(execution_keys)
-        self.config_hash = config_hash(config)
-        self.resume_hash = resume_hash(config, self.execution_keys)
+        self.replace_stale = replace_stale
+        self.config_hash = config_hash(self.config)
+        self.resume_hash = resume_hash(self.config, self.execution_keys)
 
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT
 
     def finished(self) -> dict | None:
-        """The metrics.json record when this run (same resume hash) is already complete."""
+        """The metrics.json record when this run (same resume hash) is already complete.
+
+        A metrics.json of another config or data is refused (or removed with ``replace_stale``).
+        """
         path = self.path / METRICS_FILE
-        if path.exists():
-            record = read_json(path)
-            if record.get("resume_hash") == self.resume_hash:
-                return record
+        if not path.exists():
+            return None
+        record = read_json(path)
+        if record.get("resume_hash") == self.resume_hash:
+            return record
+        self._stale(path, self._why(record, "results"))
         return None
+
+    def _why(self, blob: dict, what: str) -> str:
+        theirs = blob.get("data_fingerprint") or (blob.get("config") or {}).get("data_fingerprint")
+        if theirs and self.data_fingerprint and theirs != self.data_fingerprint:
+            return (f"{what} of the data set with fingerprint {theirs}; the data set now has {self.data_fingerprint} "
+                    "(re-prepared since)")
+        seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
+        return f"{what} of a different run config" + (f" (seed {seed})" if seed is not None else "")
+
+    def _stale(self, path: Path, why: str) -> None:
+        if not self.replace_stale:
+            raise StaleRun(f"{path}: {why} (only {list(self.execution_keys)} may change between sessions); "
+                           "delete it, use another --out folder, or pass --replace-stale to start over")
+        log.warning("%s: %s; removing it and starting over", path, why)
+        path.unlink()
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint of this run, or None; refuses another config's.
@@ -116,13 +193,14 @@ class RunFolder:
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         if blob.get("resume_hash") != self.resume_hash:
-            raise ValueError(
-                f"{self.checkpoint_path}: checkpoint of a different run config (only {list(self.execution_keys)} "
-                "may change between sessions); delete it or use another --out folder")
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"))
+            return None
         return blob
 
     def save_checkpoint(self, **blob: Any) -> None:
-        save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state()})
+        save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
+                                               "data_fingerprint": self.data_fingerprint,
+                                               "config": {"seed": self.config.get("seed")}})
 
     def write_ranks(self, results: dict[str, EvalResult]) -> None:
         save_ranks(self.path / RANKS_FILE, results)
@@ -133,14 +211,38 @@ class RunFolder:
 
     def write_metrics(self, record: dict, device: Any) -> dict:
         """Add provenance and the resume hash to ``record``; write metrics.json atomically."""
-        record = {**record, **provenance(self.config, device), "resume_hash": self.resume_hash}
+        record = {**record, **provenance(self.config, device), "resume_hash": self.resume_hash,
+                  "data_fingerprint": self.data_fingerprint}
         write_metrics(self.path, record)
         return record
 
 
 @contextlib.contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``{out_dir}/.lock`` exclusively; a second holder is refused with who holds it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / ".lock"
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ValueError(f"{out_dir}: another trainer is writing this run folder ({holder}); refusing a second "
+                             "writer (wait for it, or use another --out)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the lock
+
+
+@contextlib.contextmanager
 def run_session(out_dir: str | Path) -> Iterator[Path]:
-    """Around one trainer session: the run folder's ``train.log`` receives the package's logs."""
+    """Around one trainer session: the run folder's lock, and its ``train.log`` receives the package's logs."""
     out_dir = Path(out_dir)
-    with run_log(out_dir, LOG_FILE):
+    with run_lock(out_dir), run_log(out_dir, LOG_FILE):
         yield out_dir

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -27,9 +28,23 @@ def open_text(path: Path):
 
 
 def iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, record)`` for each non-blank line; a bad line names file and line."""
+    """Yield ``(line_number, record)`` for each non-blank line; a bad line or a damaged file
+    (truncated gzip, not UTF-8) names the file and the line it reached."""
+    lineno = 0
     with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
+        lines = iter(fh)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+                raise ValueError(f"{path}:{lineno + 1}: damaged or truncated gzip file ({err}); download it again "
+                                 "(`laser-repro data download` resumes)") from None
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}:{lineno + 1}: not UTF-8 text ({err.reason} at byte {err.start} of "
+                                 "that line's block)") from None
+            lineno += 1
             if not line.strip():
                 continue
             try:

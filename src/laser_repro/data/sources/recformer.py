@@ -2,8 +2,12 @@
 
 A folder with ``train.json``, ``val.json``, ``test.json`` (``{user_idx: [item_idx, ...]}``),
 ``umap.json`` (``{user_id: user_idx}``), ``smap.json`` (``{item_id: item_idx}``) and item
-text in ``meta_data.json`` (``{item_id: {title, brand, category}}``) or ``meta.json``
-(``{item_idx: {"input": [{title, brand, category}], ...}}``). The given split is kept.
+text in ``meta_data.json`` (``{item_id: {title, brand, category}}``, or title-only
+``{item_id: title}``) or ``meta.json`` (``{item_idx: {"input": [{title, brand, category}], ...}}``).
+The given leave-one-out split is kept and checked: every user's validation and test parts hold
+exactly one integer item index each, a test item needs a validation item (and the other way
+round), and every user has training items. A folder of another protocol (e.g. val/test with
+different users, as in user-split releases) is refused with the counts that show it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,27 @@ def _dense_map(mapping: dict, path: Path) -> list[str]:
     return inv  # type: ignore[return-value]
 
 
+def _split(path: Path, n_users: int, n_items: int, exactly_one: bool) -> dict[int, list[int]]:
+    """``{user_idx: [item_idx, ...]}`` from a split file, every key and value checked."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{user_idx: [item_idx, ...]}}, got {type(data).__name__}")
+    out = {}
+    for key, items in data.items():
+        if not (key.isdigit() and int(key) < n_users):
+            raise ValueError(f"{path}: user key {key!r} is not a user index in 0..{n_users - 1} (umap.json)")
+        if not isinstance(items, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+            raise ValueError(f"{path}: user {key}: expected a list of integer item indices, got {items!r}"[:300])
+        bad = [i for i in items if not 0 <= i < n_items]
+        if bad:
+            raise ValueError(f"{path}: user {key}: item index {bad[0]} out of range 0..{n_items - 1} (smap.json)")
+        if exactly_one and len(items) != 1:
+            raise ValueError(f"{path}: user {key}: expected exactly one item (leave-one-out), got {len(items)}: "
+                             f"{items[:5]}")
+        out[int(key)] = items
+    return out
+
+
 def _item_text(folder: Path, item_ids: list[str], unescape_html: bool) -> list[dict]:
     if (folder / "meta_data.json").exists():
         path = folder / "meta_data.json"
@@ -38,13 +63,20 @@ def _item_text(folder: Path, item_ids: list[str], unescape_html: bool) -> list[d
         lookup = lambda idx, orig: meta.get(str(idx))  # noqa: E731
     else:
         raise FileNotFoundError(f"{folder}: expected item text in meta_data.json or meta.json")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object keyed by item, got {type(meta).__name__}")
     items = []
     for idx, orig in enumerate(item_ids):
         entry = lookup(idx, orig)
         if entry is None:
             raise ValueError(f"{path}: no text for item {orig!r} (index {idx})")
+        if isinstance(entry, str):  # title-only meta: {item_id: title}
+            entry = {"title": entry}
         if isinstance(entry, dict) and "input" in entry:
             entry = entry["input"][0] if entry["input"] else {}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: item {orig!r}: expected a title string or an object with title/brand/"
+                             f"category, got {type(entry).__name__}")
         items.append(
             {
                 "id": orig,
@@ -64,19 +96,26 @@ def prepare(input_path: str | Path, name: str, unescape_html: bool = True, **_: 
     for f in REQUIRED:
         if not (folder / f).exists():
             raise FileNotFoundError(f"{folder / f}: missing (a RecFormer folder has {', '.join(REQUIRED)})")
-    train, val, test = (read_json(folder / f) for f in ("train.json", "val.json", "test.json"))
     user_ids = _dense_map(read_json(folder / "umap.json"), folder / "umap.json")
     item_ids = _dense_map(read_json(folder / "smap.json"), folder / "smap.json")
+    n_u, n_i = len(user_ids), len(item_ids)
+    train = _split(folder / "train.json", n_u, n_i, exactly_one=False)
+    val = _split(folder / "val.json", n_u, n_i, exactly_one=True)
+    test = _split(folder / "test.json", n_u, n_i, exactly_one=True)
+    only_val, only_test = sorted(set(val) - set(test)), sorted(set(test) - set(val))
+    if only_val or only_test:
+        raise ValueError(
+            f"{folder}: val.json and test.json must hold the same users (leave-one-out: each user's "
+            f"second-to-last and last item); {len(val)} users in val.json, {len(test)} in test.json, "
+            f"{len(set(val) & set(test))} in both (e.g. user {(only_val or only_test)[0]} is only in "
+            f"{'val.json' if only_val else 'test.json'}). A user-split protocol is not supported")
+    no_train = sorted(u for u in val if not train.get(u))
+    if no_train:
+        raise ValueError(f"{folder / 'train.json'}: user {no_train[0]} has validation/test items but no training "
+                         f"items ({len(no_train)} such users); every evaluated user needs a history")
     sequences, train_lens = [], []
-    for u in range(len(user_ids)):
-        key = str(u)
-        seq = list(train.get(key, []))
+    for u in range(n_u):
+        seq = list(train.get(u, []))
         train_lens.append(len(seq))
-        if key in val:
-            seq += val[key]
-            if key in test:
-                seq += test[key]
-        elif key in test:
-            raise ValueError(f"{folder / 'test.json'}: user {key} has a test item but no validation item")
-        sequences.append(seq)
+        sequences.append(seq + val.get(u, []) + test.get(u, []))
     return from_sequences(name, "recformer", _item_text(folder, item_ids, unescape_html), user_ids, sequences, train_lens)
