@@ -77,14 +77,12 @@ def _item_text(folder: Path, item_ids: list[str], unescape_html: bool) -> list[d
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: item {orig!r}: expected a title string or an object with title/brand/"
                              f"category, got {type(entry).__name__}")
-        items.append(
-            {
-                "id": orig,
-                "title": clean_field(entry.get("title"), unescape_html),
-                "brand": clean_field(entry.get("brand"), unescape_html),
-                "category": clean_field(entry.get("category"), unescape_html),
-            }
-        )
+        title = clean_field(entry.get("title"), unescape_html)
+        if not title:
+            raise ValueError(f"{path}: item {orig!r} (index {idx}) has no title; the paper's data keep only items "
+                             "with a title")
+        items.append({"id": orig, "title": title, "brand": clean_field(entry.get("brand"), unescape_html),
+                      "category": clean_field(entry.get("category"), unescape_html)})
     return items
 
 

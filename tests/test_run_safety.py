@@ -1,0 +1,188 @@
+"""Runs never lose or corrupt a result: strict run configs, NaN guard, device errors, one writer per
+run folder, and results that never outlive a change of their data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from laser_repro.cli import main as cli_main
+from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
+from laser_repro.idrec.config import IDRecRunConfig
+from laser_repro.idrec.trainer import train_idrec
+from laser_repro.train import scaffold
+from test_workflow import REPO, copy_workflow
+
+SMALL = {"hidden": 16, "max_len": 8, "inner": 32}
+
+
+def ring(path, n_users=100, shift=1):
+    rng = np.random.default_rng(0)
+    seqs = [[(s + shift * k) % 40 for k in range(8)] for s in rng.integers(0, 40, n_users)]
+    items = [{"id": f"i{i}", "title": f"widget {i}", "brand": "b", "category": "c"} for i in range(40)]
+    return save_dataset(from_sequences("ring", "synthetic", items, [f"u{u}" for u in range(n_users)], seqs), path)
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return ring(tmp_path / "ring")
+
+
+def cfg(data, **kw) -> IDRecRunConfig:
+    return IDRecRunConfig(**{"dataset": str(data), "model": "sasrec", "max_epochs": 2, "batch_size": 64,
+                             "progress": False, "model_config": SMALL, **kw})
+
+
+# ---------------------------------------------------------------- run configs
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"batch_size": -64}, "batch_size: -64 is out of range (expected >= 1)"),
+    ({"max_epochs": -3}, "max_epochs: -3 is out of range (expected >= 1)"),
+    ({"patience": -1}, "patience: -1 is out of range"),
+    ({"train_user_fraction": 2.5}, "train_user_fraction: 2.5 is out of range (expected >= 0 and <= 1)"),
+    ({"batch_size": 0}, "batch_size: 0 is out of range"),
+    ({"eval_every": 0}, "eval_every: 0 is out of range"),
+    ({"lr": "fast"}, "lr: expected a number, got 'fast'"),
+    ({"model_config": {"heads": 3}}, "model_config.heads: hidden = 16 does not split evenly over 3 heads"),
+    ({"device": "cuda"} if not torch.cuda.is_available() else {"device": "cuda:99"}, "device: 'cuda"),
+])
+def test_bad_run_configs_stop_with_the_key(data, tmp_path, caplog, override, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"dataset": str(data), "model": "sasrec", "progress": False,
+                                    "model_config": SMALL, **{k: v for k, v in override.items() if k != "model_config"},
+                                    **({"model_config": {**SMALL, **override["model_config"]}}
+                                       if "model_config" in override else {})}))
+    assert cli_main(["train-idrec", "--config", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert message in caplog.text
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_yaml_1e_minus_3_is_a_float(data, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"dataset: {data}\nmodel: sasrec\nlr: 1e-3\nmax_epochs: 1\nprogress: false\n"
+                    "model_config: {hidden: 16, max_len: 8, inner: 32}\n")
+    assert yaml.safe_load(path.read_text())["lr"] == "1e-3"  # what YAML hands us
+    assert cli_main(["train-idrec", "--config", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["lr"] == 0.001
+
+
+def test_workflow_dry_run_fails_on_bad_values(tmp_path):
+    wf = copy_workflow(tmp_path / "wf")
+    for overlay, message in (("run: {idrec: {batch_size: -5}}", "batch_size: -5 is out of range"),
+                             ("run: {laser: {optim.lr: '-1e-3'}}", "optim.lr: -0.001 is out of range"),
+                             ("run: {laser: {mformer.top_k: 9}}", "mformer.top_k: 9 experts cannot be selected")):
+        (wf / "bad.yaml").write_text(overlay + "\n")
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "bad.yaml"], cwd=wf,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, overlay
+    # seeds from the command line arrive as strings: read as numbers
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile",
+                           "workflow/default.yaml", "--config", "seeds=[0]"], cwd=wf, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- NaN, locks
+
+
+def test_a_huge_learning_rate_stops_the_run_with_a_clear_error(data, tmp_path, caplog):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg(data, lr=1e9, max_epochs=5).__dict__))))
+    assert cli_main(["train-idrec", "--config", str(path), "--out", str(tmp_path / "out")]) == 1
+    assert "the training loss is nan; stopping" in caplog.text and "lr 1e+09" in caplog.text
+    assert not (tmp_path / "out" / "metrics.json").exists()  # never a NaN epoch reported as best
+
+
+def test_non_finite_loss_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    from laser_repro.idrec.sasrec import SASRec
+
+    real, calls = SASRec.batch_loss, {"n": 0}
+
+    def poisoned(self, *args, **kwargs):  # finite in epoch 1 (8 steps of 64 of 500 rows), NaN from epoch 2 on
+        calls["n"] += 1
+        loss = real(self, *args, **kwargs)
+        return loss * float("nan") if calls["n"] > 8 else loss
+
+    monkeypatch.setattr(SASRec, "batch_loss", poisoned)
+    with pytest.raises(scaffold.NonFiniteLoss, match="epoch 2, step 1"):
+        train_idrec(cfg(data, max_epochs=3), tmp_path / "out")
+    ckpt = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == 1 and np.isfinite(ckpt["state"]["history"][0]["loss"])
+    monkeypatch.setattr(SASRec, "batch_loss", real)
+    resumed = train_idrec(cfg(data, max_epochs=3), tmp_path / "out")  # the kept checkpoint resumes
+    reference = train_idrec(cfg(data, max_epochs=3), tmp_path / "reference")
+    assert resumed["test"] == reference["test"] and resumed["epochs_run"] == 3
+
+
+def test_a_second_writer_is_refused(data, tmp_path):
+    out = tmp_path / "out"
+    with scaffold.run_lock(out):
+        with pytest.raises(ValueError, match=r"another trainer is writing this run folder \(pid \d+"):
+            train_idrec(cfg(data), out)
+    rec = train_idrec(cfg(data), out)  # the lock died with its holder
+    assert rec["epochs_run"] == 2
+
+
+def test_metrics_json_is_strict():
+    from laser_repro.io import write_json
+
+    with pytest.raises(ValueError, match="refusing to write non-finite numbers"):
+        write_json("/nonexistent/never-written.json", {"ndcg@10": float("nan")})
+
+
+# ---------------------------------------------------------------- data fingerprints
+
+
+def test_results_never_outlive_their_data(tmp_path, caplog):
+    data = ring(tmp_path / "ring")
+    first = train_idrec(cfg(data), tmp_path / "run")
+    assert first["data_fingerprint"] == data_fingerprint(data) == first["config"]["data_fingerprint"]
+    # the same data again: nothing to do
+    assert train_idrec(cfg(data), tmp_path / "run")["wall_time_s"] == first["wall_time_s"]
+    # different data prepared at the same path: the old results are refused, never returned
+    shutil.rmtree(data)
+    ring(data, shift=3)
+    with pytest.raises(ValueError, match="results of the data set with fingerprint .* the data set now has"):
+        train_idrec(cfg(data), tmp_path / "run")
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="checkpoint of the data set with fingerprint"):
+        train_idrec(cfg(data), tmp_path / "run")  # nor resumed from
+    fresh = train_idrec(cfg(data), tmp_path / "run", replace_stale=True)  # the workflow's --replace-stale
+    assert fresh["data_fingerprint"] == data_fingerprint(data) != first["data_fingerprint"]
+    assert "removing it and starting over" in caplog.text
+    # a run config written for other data is refused before anything runs
+    with pytest.raises(ValueError, match="this run config was written for 0123456789abcdef"):
+        train_idrec(cfg(data, data_fingerprint="0123456789abcdef"), tmp_path / "other")
+
+
+@pytest.mark.slow
+def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
+    """Re-prepare one data set differently and rerun the workflow: only its runs retrain."""
+    wf = copy_workflow(tmp_path / "wf")
+    targets = [f"results/default/runs/{d}/{m}/main/seed~0/metrics.json"
+               for d in ("synthetic", "synthetic-b") for m in ("sasrec", "gru4rec")]
+    base = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile", "workflow/default.yaml"]
+    subprocess.run(base, cwd=wf, check=True, capture_output=True, timeout=600)
+    before = {t: json.loads((wf / t).read_text()) for t in targets}
+    (wf / "more.yaml").write_text("datasets:\n  synthetic: {users: 130}\n")
+    dry = subprocess.run([*base, "more.yaml", "-n"], cwd=wf, capture_output=True, text=True, timeout=300)
+    jobs = dry.stdout + dry.stderr
+    for t in targets:
+        assert (f"output: {t}" in jobs) == ("/synthetic/" in t), t
+    subprocess.run([*base, "more.yaml"], cwd=wf, check=True, capture_output=True, timeout=600)
+    for t in targets:
+        after = json.loads((wf / t).read_text())
+        if "/synthetic/" in t:
+            assert after["data_fingerprint"] != before[t]["data_fingerprint"] and after["train_users"] > before[t]["train_users"]
+        else:
+            assert after == before[t]
+    assert "Nothing to be done" in subprocess.run([*base, "more.yaml", "-n"], cwd=wf, capture_output=True, text=True,
+                                                  timeout=300).stdout
