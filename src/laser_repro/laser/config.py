@@ -30,6 +30,7 @@ class BiTuningConfig:
     suffix: Literal["learnable", "mean", "eos"] = "learnable"  # Table 3: w/o suffix (mean / [EOS])
     n_suffix: int = 1  # S (Figure 4): suffix vectors appended; their output states are averaged
     n_prefix: int = 32  # L for the "learnable" prefix (w/o M-Former); the M-Former uses mformer.n_queries
+    pool: Literal["all", "text"] = "all"  # suffix: mean pools all real positions (paper) or the text's only
 
 
 @dataclass
@@ -87,6 +88,7 @@ class OptimConfig:
     scheduler: Literal["none", "cosine"] = "none"  # authors' configs: warmup + cosine (per phase)
     warmup_steps: int = 0
     max_grad_norm: float = 0.0  # 0 = no clipping
+    phase2_optimizer: Literal["carry", "fresh"] = "carry"  # RecFormer: the optimiser and schedule go on into phase 2
 
 
 @dataclass
@@ -104,8 +106,9 @@ class LaserRunConfig:
     data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
     idrec_run: str | None = None  # train-idrec output folder feeding the M-Former; null = random encoder
     idrec_model: str = "bert4rec"  # architecture of the random encoder when idrec_run is null
-    backbone: str = "minilm"  # gpt2-large | chatglm2-6b | llama2-7b | local:PATH | tiny-gpt2 | tiny-llama | minilm
+    backbone: str = "minilm"  # gpt2-large | chatglm2-6b | llama2-7b | local:PATH | tiny-gpt2 | tiny-llama | minilm | smollm2
     backbone_revision: str | None = None  # hub revision; null = the registry's pinned one
+    backbone_precision: Literal["auto", "fp32", "bf16"] = "auto"  # CPU: auto = bf16 autocast where the CPU has bf16
     cache_dir: str | None = None  # tiny-backbone tokenizers; null = $LASER_REPRO_CACHE or ~/.cache/laser-repro
     template: TemplateConfig = field(default_factory=TemplateConfig)
     bituning: BiTuningConfig = field(default_factory=BiTuningConfig)
@@ -120,6 +123,7 @@ class LaserRunConfig:
     init_from: str | None = None  # a Laser run folder whose model.pt initialises the trainable weights
     method: str | None = None  # registered method (laser-g/-c/-l; laser-repro methods); null = "laser" (stand-alone)
     seed: int = 0
+    record_test_curve: bool = False  # also evaluate test after every epoch (learning curves; never selects)
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
     num_threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -105,11 +105,11 @@ class LaserModel(nn.Module):
         self.load_state_dict(state, strict=False)
 
     # -- Eq. 1: build the input ------------------------------------------------------
-    def _prefix(self, histories: Sequence[Sequence[int]]) -> tuple[torch.Tensor | None, Embedding]:
+    def _prefix(self, histories: Sequence[Sequence[int]], is_item: bool) -> tuple[torch.Tensor | None, Embedding]:
         b = len(histories)
         if self.mformer is not None:
-            windows = [self.tokens.window_of(h) for h in histories]
-            c, mask = self.encoder.encode([list(w) for w in windows], self.device)
+            shown = self.tokens.kept(histories, is_item)  # the same items the text shows
+            c, mask = self.encoder.encode([list(w) for w in shown], self.device)
             out = self.mformer(c.to(self.device), mask.to(self.device))
             return out.prefix, Embedding(torch.empty(0), out.probs, mask.to(self.device))
         if self.prefix is not None:
@@ -121,7 +121,7 @@ class LaserModel(nn.Module):
         token_ids = self.tokens(histories, is_item)
         if self.cfg.bituning.suffix == "eos":
             token_ids = [np.append(t, self.backbone.eos_id) for t in token_ids]
-        prefix, emb = self._prefix(histories)
+        prefix, emb = self._prefix(histories, is_item)
         bb, dev = self.backbone, self.device
         lengths = [len(t) for t in token_ids]
         ids = torch.full((len(token_ids), max(lengths)), bb.pad_id, dtype=torch.long)
@@ -146,7 +146,10 @@ class LaserModel(nn.Module):
             h = states[:, -self.suffix.shape[0]:].float().mean(dim=1)  # Figure 4: S states averaged
         elif self.cfg.bituning.suffix == "eos":
             h = states[:, -1].float()
-        else:  # mean pooling over every real output position
+        else:  # mean pooling: over every real position (paper: "all token embeddings") or the text's only
+            if self.cfg.bituning.pool == "text":
+                text_len = torch.tensor(lengths, device=dev)
+                mask = torch.arange(t, device=dev).unsqueeze(0) >= (t - text_len).unsqueeze(1)
             m = mask.unsqueeze(-1).to(torch.float32)
             h = (states.float() * m).sum(dim=1) / m.sum(dim=1)
         emb.h = h

@@ -113,7 +113,7 @@ def build_model(cfg: LaserRunConfig, ds: SeqDataset, device: torch.device) -> La
     if cfg.backbone.startswith("tiny-"):  # tokenizer trained on this data set's texts
         corpus = [template.instruction(v, i) for v in template.VARIANTS for i in (False, True)]
         corpus += [template.render([it], category_field=cfg.template.category_field) for it in ds.items]
-    backbone = load_backbone(cfg.backbone, device, corpus, cfg.cache_dir, cfg.backbone_revision)
+    backbone = load_backbone(cfg.backbone, device, corpus, cfg.cache_dir, cfg.backbone_revision, cfg.backbone_precision)
     encoder = None
     if cfg.bituning.prefix == "mformer":
         from laser_repro.idrec.encoder import load_collaborative_encoder, random_collaborative_encoder
@@ -245,16 +245,19 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
              ds.name, cfg.backbone, model.backbone.describe()["dtype"], len(rows[0]), valid_users.shape[0], device)
 
     ph = cfg.phases
+    carry = cfg.optim.phase2_optimizer == "carry"
+    phase1_steps, phase2_steps = steps_per_epoch * max(ph.phase1_max_epochs, 1), steps_per_epoch * ph.phase2_epochs
     state = TrainState()
-    opt, sched = make_optimizer(cfg, model, steps_per_epoch * max(ph.phase1_max_epochs, 1))
+    # carry (RecFormer): one optimiser and one schedule over both phases; fresh: one per phase
+    opt, sched = make_optimizer(cfg, model, phase1_steps + (phase2_steps if carry else 0))
     table: torch.Tensor | None = None
     best1: dict | None = None
     best2: dict | None = None
     if ckpt is not None:
         state = TrainState(**ckpt["state"])
         model.load_trainable_state(ckpt["trainable"])
-        if state.phase == "phase2":
-            opt, sched = make_optimizer(cfg, model, steps_per_epoch * ph.phase2_epochs)
+        if state.phase == "phase2" and (not carry or state.best1_epoch < 0):
+            opt, sched = make_optimizer(cfg, model, phase2_steps)
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
@@ -273,6 +276,12 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     def validate(tab: torch.Tensor) -> dict:
         return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
 
+    def curve(tab: torch.Tensor) -> dict:
+        """Test metrics for the learning curve (``record_test_curve``); never used to select."""
+        if not cfg.record_test_curve:
+            return {}
+        return {"test": evaluate_split(model, ds, eval_users(ds, "test", cfg), "test", tab, cfg).metrics}
+
     if not rows[0]:
         log.warning("no training rows (train_user_fraction 0?): the model is evaluated as is (zero-shot)")
     if state.phase == "start":
@@ -287,7 +296,7 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
             log.info("untrained model: valid %s", _fmt(state.untrained_valid))
         losses = run_epoch(model, rows, table, opt, sched, cfg, 1, e)
         valid = validate(table)
-        state.history.append({"phase": 1, "epoch": e, **losses, "valid": valid})
+        state.history.append({"phase": 1, "epoch": e, **losses, "valid": valid, **curve(table)})
         log.info("phase 1 epoch %d: loss %.4f (iic %.4f, lb %.4f), valid %s", e, losses["loss"],
                  losses["loss_iic"], losses["loss_lb"], _fmt(valid))
         if valid[SELECT_METRIC] > state.best1_score:
@@ -304,15 +313,17 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
 
     # ---- between the phases: fix the item table ---------------------------------------
     if state.phase == "to-phase2":
-        if best1 is not None:  # the best phase-1 epoch's weights and its item table
+        if best1 is not None:  # the best phase-1 epoch's weights and its item table; its score is the bar
             model.load_trainable_state(best1["trainable"])
             table = best1["table"].to(device)
+            state.best2_score = state.best1_score
         else:  # "w/o phase 1": item embeddings from the untrained (or init_from) model
             table = refresh_items(model, ds.n_items, cfg, state, "untrained model, phase 1 skipped")
             state.untrained_valid = validate(table)
             log.info("untrained model: valid %s", _fmt(state.untrained_valid))
         state.phase, state.epoch = ("phase2" if ph.phase2 and ph.phase2_epochs > 0 and rows[0] else "final"), 0
-        opt, sched = make_optimizer(cfg, model, steps_per_epoch * ph.phase2_epochs)
+        if not carry or best1 is None:  # nothing to carry without phase 1
+            opt, sched = make_optimizer(cfg, model, phase2_steps)
         checkpoint()
 
     # ---- phase 2: item table frozen ----------------------------------------------------
@@ -320,7 +331,7 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         e = state.epoch
         losses = run_epoch(model, rows, table, opt, sched, cfg, 2, e)
         valid = validate(table)
-        state.history.append({"phase": 2, "epoch": e, **losses, "valid": valid})
+        state.history.append({"phase": 2, "epoch": e, **losses, "valid": valid, **curve(table)})
         log.info("phase 2 epoch %d: loss %.4f (iic %.4f, lb %.4f), valid %s", e, losses["loss"],
                  losses["loss_iic"], losses["loss_lb"], _fmt(valid))
         if valid[SELECT_METRIC] > state.best2_score:
