@@ -161,3 +161,17 @@ def test_top_k_above_n_experts_is_an_error_not_a_clamp():
     with pytest.raises(ConfigError, match=r"^mformer\.top_k: 3 experts cannot be selected from n_experts = 2"):
         from_dict(LaserRunConfig, {"mformer": {"n_experts": 2}})
     assert from_dict(LaserRunConfig, {"mformer": {"n_experts": 2, "top_k": 2}}).mformer.top_k == 2
+
+
+def test_flop_and_mfu_arithmetic_by_hand():
+    from torch import nn
+
+    from laser_repro.laser.flops import forward_flops_per_token, mfu, nonembedding_parameters, step_flops
+
+    model = nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 16), nn.Linear(16, 8, bias=False))
+    assert nonembedding_parameters(model) == 8 * 16 + 16 + 16 * 8  # the embedding table is not counted
+    per_token = forward_flops_per_token(1_000_000, n_layers=2, width=64, seq_len=100)
+    assert per_token == 2_000_000 + 4 * 2 * 100 * 64 == 2_051_200
+    assert step_flops(10, per_token) == 41_024_000  # frozen: forward + activation gradients
+    assert step_flops(10, per_token, trained_weights=True) == 61_536_000
+    assert mfu(41_024_000, 0.5, 1e9) == pytest.approx(0.082048)

@@ -197,6 +197,8 @@ def _manual(m, hist, prefix: bool = True, suffix_vectors=None, append_eos: bool 
     states = m.backbone(x, torch.ones(1, x.shape[1], dtype=torch.long))[0]
     if pool == "mean":
         return states.mean(0)
+    if pool == "mean-text":  # only the text's positions, not the prefix's
+        return states[m.prefix_len:].mean(0)
     return states[-len(suffix_vectors):].mean(0) if suffix_vectors is not None else states[-1]
 
 
@@ -247,6 +249,11 @@ def test_switch_suffix_mean_and_eos(ds, cache):
         assert torch.allclose(mean.embed([SEQS[3]]).h[0], _manual(mean, SEQS[3], pool="mean"), atol=1e-5)
         batch = mean.embed([SEQS[0], SEQS[3]]).h  # mean over real positions only
         assert torch.allclose(batch[1], _manual(mean, SEQS[3], pool="mean"), atol=1e-5)
+    text = _model(ds, cache, bituning=BiTuningConfig(suffix="mean", pool="text"))
+    with torch.no_grad():
+        pooled = text.embed([SEQS[0], SEQS[3]]).h
+        assert torch.allclose(pooled[1], _manual(text, SEQS[3], pool="mean-text"), atol=1e-5)
+        assert not torch.allclose(pooled[1], _manual(text, SEQS[3], pool="mean"), atol=1e-3)  # prefix excluded
     eos = _model(ds, cache, bituning=BiTuningConfig(suffix="eos"), backbone="minilm")
     assert eos.suffix is None and eos.suffix_len == 1
     with torch.no_grad():

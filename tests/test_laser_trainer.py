@@ -258,3 +258,15 @@ def test_phase2_optimizer_carries_over_or_starts_fresh(data, cache, tmp_path, mo
         assert opt2 == opt1 and steps_at_phase2 == 2 * steps_before_e1 > 0
     else:
         assert opt2 != opt1 and steps_at_phase2 == 0
+
+
+def test_length_buckets_keep_every_row_once_and_group_similar_lengths():
+    lengths = np.random.default_rng(0).integers(10, 300, size=1000)
+    plain = trainer.batch_order(1000, 8, 1, np.random.default_rng(5), lengths)
+    bucketed = trainer.batch_order(1000, 8, 32, np.random.default_rng(5), lengths)
+    for batches in (plain, bucketed):
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    spread = lambda bs: np.mean([lengths[b].max() - lengths[b].min() for b in bs])  # noqa: E731
+    assert spread(bucketed) < spread(plain) / 5  # far less padding per batch
+    again = trainer.batch_order(1000, 8, 32, np.random.default_rng(5), lengths)
+    assert all(np.array_equal(a, b) for a, b in zip(bucketed, again))  # seeded: resume replays the epoch

@@ -79,7 +79,7 @@ class PhaseConfig:
 class OptimConfig:
     RANGES: ClassVar[dict[str, Range]] = {"lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
                                           "grad_accumulation": POSITIVE, "warmup_steps": NON_NEGATIVE,
-                                          "max_grad_norm": NON_NEGATIVE}
+                                          "max_grad_norm": NON_NEGATIVE, "length_buckets": POSITIVE}
     optimizer: Literal["adam", "adamw"] = "adam"  # paper: Adam; authors' configs: AdamW
     lr: float = 1e-4
     weight_decay: float = 0.0  # authors' configs: 0.05 with adamw
@@ -89,6 +89,7 @@ class OptimConfig:
     warmup_steps: int = 0
     max_grad_norm: float = 0.0  # 0 = no clipping
     phase2_optimizer: Literal["carry", "fresh"] = "carry"  # RecFormer: the optimiser and schedule go on into phase 2
+    length_buckets: int = 32  # rows of similar length share a batch (sorted within runs of this many batches); 1 = off
 
 
 @dataclass

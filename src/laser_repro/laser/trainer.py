@@ -158,14 +158,30 @@ def make_optimizer(cfg: LaserRunConfig, model: LaserModel, steps: int):
 # ---------------------------------------------------------------------------------------
 # one epoch, one refresh, one evaluation
 # ---------------------------------------------------------------------------------------
+def batch_order(n: int, batch_size: int, buckets: int, rng: np.random.Generator,
+                lengths: np.ndarray | None = None) -> list[np.ndarray]:
+    """Batches of a seeded permutation of ``n`` rows; with ``buckets`` > 1, rows of similar token length
+    share a batch (each run of ``buckets`` batches is sorted by length, then all batches are shuffled),
+    so padding stays small."""
+    order = rng.permutation(n)
+    if buckets > 1 and lengths is not None:
+        chunk = batch_size * buckets
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(order, range(chunk, n, chunk))]) \
+            if n else order
+        batches = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+    return [order[s : s + batch_size] for s in range(0, n, batch_size)]
+
+
 def run_epoch(model: LaserModel, rows: tuple[list, np.ndarray], table: torch.Tensor, opt, sched,
               cfg: LaserRunConfig, phase: int, epoch: int) -> dict[str, float]:
     """One pass over the training rows in a seeded order; returns mean loss terms."""
     histories, targets = rows
     model.train()
     o = cfg.optim
-    order = np.random.default_rng([cfg.seed, phase, epoch]).permutation(len(histories))
-    batches = [order[s : s + o.batch_size] for s in range(0, len(order), o.batch_size)]
+    rng = np.random.default_rng([cfg.seed, phase, epoch])
+    lengths = np.array([len(t) for t in model.tokens(histories)]) if o.length_buckets > 1 else None
+    batches = batch_order(len(histories), o.batch_size, o.length_buckets, rng, lengths)
     sums = {"loss": 0.0, "loss_iic": 0.0, "loss_lb": 0.0}
     opt.zero_grad(set_to_none=True)
     params = [p for p in model.parameters() if p.requires_grad]
