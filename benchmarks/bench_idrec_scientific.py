@@ -26,7 +26,11 @@ REPORT = Path(__file__).with_name("idrec_scientific.md")
 PAPER = {  # Table 2, Scientific, x100 (copied from RecFormer's paper; RecBole under UniSRec's settings)
     "sasrec": {"recall@10": 13.11, "ndcg@10": 8.03, "mrr": 7.12},
     "bert4rec": {"recall@10": 10.61, "ndcg@10": 7.90, "mrr": 7.59},
+    "fdsa": {"recall@10": 9.67, "ndcg@10": 7.16, "mrr": 6.92},
+    "recguru": {"recall@10": 7.81, "ndcg@10": 5.75, "mrr": 5.66},
+    "zesrec": {"recall@10": 12.60, "ndcg@10": 8.43, "mrr": 7.45},
 }
+OFFLINE = {"text_encoder": "minilm"}  # no hub here: MiniLM-L6 features stand in for BERT-base [CLS] (ZESRec)
 METRICS = ("recall@10", "ndcg@10", "mrr")
 TARGET_REL = 0.15
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
@@ -45,14 +49,18 @@ def prepare(data_dir: Path) -> Path:
 
 
 def train_all(args) -> None:
+    from laser_repro.config import from_dict
+    from laser_repro.experiment.registry import METHODS
     from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.trainer import train_idrec
 
     data = prepare(args.data)
     for model in args.models:
         for seed in args.seeds:
-            cfg = IDRecRunConfig(dataset=str(data), model=model, seed=seed, num_threads=args.threads, progress=False)
-            train_idrec(cfg, args.runs / model / f"seed~{seed}")
+            # the registry's identity of the method (its own settings), then this machine's execution keys
+            over = {**METHODS[model].base_config(), **OFFLINE, "dataset": str(data), "seed": seed,
+                    "num_threads": args.threads, "progress": False}
+            train_idrec(from_dict(IDRecRunConfig, over), args.runs / model / f"seed~{seed}")
 
 
 def fmt(values: list[float]) -> str:
@@ -118,7 +126,7 @@ def report(args) -> str:
     timing = ["", "| Model | Seed | best epoch | epochs run | train time to early stop (s) | s/epoch | wall (s) | device |",
               "|---|---|---|---|---|---|---|---|"]
     variants = ["", "| Model | Evaluation protocol | Recall@10 | NDCG@10 | MRR | MRR@10 | n seeds |", "|---|---|---|---|---|---|---|"]
-    for model in ("sasrec", "bert4rec"):
+    for model in args.models:
         recs, runs = [], []
         for run in sorted((args.runs / model).glob("seed~*")):
             if (run / "metrics.json").exists():
@@ -163,9 +171,19 @@ def report(args) -> str:
         variants.insert(0, "")
         variants.insert(1, f"The same best-epoch models under other evaluation protocols (test, x100; {100 * repeat_share:.1f}% of "
                         "test targets repeat an item of the user's input history):")
-    text = "\n".join(lines + timing + variants) + "\n"
-    if REPORT.exists() and ANALYSIS in REPORT.read_text():  # keep the hand-written analysis
-        text += "\n" + REPORT.read_text()[REPORT.read_text().index(ANALYSIS):]
+    settings = ["", "Settings of each model's runs (from their metrics.json; the registry's method settings over the "
+                "IDRecRunConfig defaults):", ""]
+    for model in args.models:
+        f = next(iter(sorted((args.runs / model).glob("seed~*/metrics.json"))), None)
+        if f is not None:
+            c = json.loads(f.read_text())["config"]
+            extra = f", text encoder {c['text_encoder']}" if model in ("fdsa", "zesrec") else ""
+            settings.append(f"- {model}: lr {c['lr']}, batch {c['batch_size']}, patience {c['patience']}{extra}, "
+                            f"model {json.dumps(c['model_config'], sort_keys=True)}")
+    text = "\n".join(lines + timing + variants + settings) + "\n"
+    old = args.report.read_text() if args.report.exists() else ""
+    if ANALYSIS in old:  # keep the hand-written analysis
+        text += "\n" + old[old.index(ANALYSIS):]
     return text
 
 
@@ -173,7 +191,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("/tmp/laser-repro-bench/data/scientific"), help="prepared data folder (made if missing)")
     p.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "out" / "idrec_scientific", help="run folders")
-    p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec"], choices=["sasrec", "bert4rec"])
+    p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec"], choices=list(PAPER),
+                   help="models to train and report (the report lists exactly these)")
+    p.add_argument("--report", type=Path, default=REPORT, help="markdown report to write")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
@@ -184,8 +204,8 @@ def main() -> None:
         train_all(args)
     from laser_repro.io import write_text
 
-    write_text(REPORT, report(args))
-    print(REPORT.read_text())
+    write_text(args.report, report(args))
+    print(args.report.read_text())
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 
 from laser_repro.idrec.base import length_buckets, next_item_instances, pad_histories, trim
 from laser_repro.idrec.bert4rec import cloze_mask
-from laser_repro.idrec.registry import MODELS, build_model
+from laser_repro.idrec.registry import MODELS, build_model, uses_text
 
 
 def test_pad_histories_keeps_last_items_right_padded():
@@ -50,7 +50,8 @@ def test_length_buckets_partition_rows():
 def test_bucketed_user_states_equal_padded_batch(name):
     torch.manual_seed(0)
     model = build_model(name, 20, {"hidden": 16, "max_len": 12} | ({"inner": 32} if name != "gru4rec" else {})
-                        | ({"text_dim": 8} if name == "fdsa" else {}))
+                        | ({"text_dim": 8} if name == "fdsa" else {}),
+                        text_features=torch.randn(20, 8) if uses_text(name) else None)
     model.eval()
     rng = np.random.default_rng(0)
     hist = [rng.integers(0, 20, rng.integers(1, 12)).tolist() for _ in range(9)]

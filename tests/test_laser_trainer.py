@@ -270,3 +270,21 @@ def test_length_buckets_keep_every_row_once_and_group_similar_lengths():
     assert spread(bucketed) < spread(plain) / 5  # far less padding per batch
     again = trainer.batch_order(1000, 8, 32, np.random.default_rng(5), lengths)
     assert all(np.array_equal(a, b) for a, b in zip(bucketed, again))  # seeded: resume replays the epoch
+
+
+def test_validation_cap_and_test_curve_subset(data, cache, tmp_path):
+    """max_valid_users caps selection only; test_curve_users tests a seeded subset after every epoch,
+    while the reported test still covers every test user."""
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(data)
+    n_valid, n_test = ds.eval_users("valid").shape[0], ds.eval_users("test").shape[0]
+    cfg = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1),
+                      max_valid_users=n_valid - 3, test_curve_users=4)
+    record = trainer.train_laser(cfg, tmp_path / "run")
+    assert record["valid"]["n"] == n_valid - 3 and record["test"]["n"] == n_test
+    assert [h["test"]["n"] for h in record["history"]] == [4, 4]
+    subset = trainer.eval_users(ds, "test", cfg, cap=4)
+    assert subset.shape[0] == 4 and set(subset) <= set(ds.eval_users("test"))
+    off = trainer.train_laser(dataclasses.replace(cfg, test_curve_users=0), tmp_path / "off")
+    assert all("test" not in h for h in off["history"])

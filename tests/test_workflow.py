@@ -74,8 +74,10 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
     """The dry run of config.yaml: job counts per rule, computed by hand from the paper's grid."""
     counts = job_counts(paper_dry_run)
     seeds, datasets = 3, 4
-    # Table 2: 4 ID models on 4 data sets; Figure 3: BERT4Rec on 5 fractions < 1 of Scientific.
-    idrec = 4 * datasets * seeds + 5 * seeds
+    # Table 2: 6 ID-trainer rows (SASRec, BERT4Rec, FDSA, RecGURU, ZESRec, and GRU4Rec, an extra row Figure 5
+    # needs) on 4 data sets;
+    # Figure 3: BERT4Rec on 5 fractions < 1 of Scientific.
+    idrec = 6 * datasets * seeds + 5 * seeds
     laser = (
         3 * datasets * seeds  # Table 2: Laser-G/C/L main runs
         + 8 * seeds  # Table 3: ablations on Scientific
@@ -85,7 +87,7 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
         + (3 + 3 + 3 + 2) * seeds  # Figure 4: K, L, lambda, S grids minus the main point
         + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
     )
-    assert counts["train_small"] == idrec == 63
+    assert counts["train_small"] == idrec == 87
     assert counts["train_large"] == laser == 156
     assert counts["write_run_config"] == idrec + laser
     assert counts["download_raw"] == counts["prepare_dataset"] == 4
@@ -100,8 +102,9 @@ def test_embedded_default_dag(workdir):
     counts = job_counts(proc.stdout + proc.stderr)
     assert "download_raw" not in counts  # synthetic data is generated, never downloaded
     assert counts["prepare_dataset"] == 2
-    # 4 ID models x 2 data sets + BERT4Rec at fraction 0 and 0.2
-    assert counts["train_small"] == 10
+    # 6 ID-trainer methods (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec) x 2 data sets
+    # + BERT4Rec at fraction 0 and 0.2
+    assert counts["train_small"] == 14
     # Table 2: 6; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
     assert counts["train_large"] == 6 + 16 + 3 + 3 + 4 + 4
 
@@ -168,7 +171,7 @@ def test_dry_run_wires_laser_to_shared_products(paper_dry_run):
     ])
     main = job_block(paper_dry_run, "train_large", "results/runs/pet/laser-g/main/seed~2/metrics.json")
     assert "results/runs/pet/bert4rec/main/seed~2/metrics.json" in main
-    # one BERT4Rec run per data set and seed serves every Laser run (63 ID jobs in all)
+    # one BERT4Rec run per data set and seed serves every Laser run (87 ID jobs in all)
     assert paper_dry_run.count("output: results/runs/pet/bert4rec/main/seed~2/metrics.json") == 1
     # amazon2018 data sets are downloaded, then prepared
     prepare = job_block(paper_dry_run, "prepare_dataset", "data/processed/games/stats.json")

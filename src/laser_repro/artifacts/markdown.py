@@ -20,8 +20,10 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequen
     return "\n".join(lines)
 
 
-def mark(text: str, bold: bool = False, underline: bool = False, star: bool = False, dagger: bool = False) -> str:
-    """Apply the paper's markers: **bold**, <u>underline</u>, a significance star, a stand-in dagger."""
+def mark(text: str, bold: bool = False, underline: bool = False, star: bool = False, dagger: bool = False,
+         ddagger: bool = False) -> str:
+    """Apply the paper's markers: **bold**, <u>underline</u>, a significance star, a stand-in dagger,
+    and a double dagger for a run without the pre-training the paper's method had."""
     if text in ("", "—"):
         return text
     if underline:
@@ -32,6 +34,8 @@ def mark(text: str, bold: bool = False, underline: bool = False, star: bool = Fa
         text += "\\*"
     if dagger:
         text += "†"
+    if ddagger:
+        text += "‡"
     return text
 
 

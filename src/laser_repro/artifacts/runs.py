@@ -44,8 +44,10 @@ class Run:
 
     @property
     def backbone(self) -> str | None:
+        """The pretrained model the run used (its trainer's backbone key: backbone, text_encoder)."""
         cfg = self.record.get("config") or {}
-        return cfg.get("backbone")
+        method = registry.METHODS.get(self.record.get("method", ""))
+        return cfg.get(method.trainer.backbone_key if method else "backbone")
 
     def split_ranks(self, split: str) -> EvalResult:
         if self.ranks is None or split not in self.ranks:
@@ -109,6 +111,12 @@ class RunGroup:
             per = per_user_metrics(res.ranks)[metric]
             vals += per[_positions(res.users, users)]
         return users, vals / len(results)
+
+    def not_pretrained(self) -> bool:
+        """The paper pre-trained this method, and some run here started from scratch (no init_from)."""
+        m = registry.METHODS.get(self.method)
+        return bool(m and m.pretrained_on) and any(not (r.record.get("config") or {}).get("init_from")
+                                                   for r in self.runs)
 
     def stand_in(self) -> str | None:
         """The backbone actually used when it is not the paper's (methods with a backbone), else None."""

@@ -122,6 +122,7 @@ def render_table2(res: Table2Result) -> str:
     blank = [""] * (len(header) - 1)
     current_group = None
     stand_ins: dict[str, str] = {}
+    scratch: dict[str, str] = {}
     not_run: dict[str, list[str]] = {NOT_IMPLEMENTED: [], NOT_REQUESTED: []}
     for method, label, group, status in res.rows:
         if group != current_group:
@@ -137,11 +138,14 @@ def render_table2(res: Table2Result) -> str:
             si = g.stand_in()
             if si:
                 stand_ins[f"{label} on {d}"] = f"{si} instead of {registry.METHODS[method].paper_backbone}"
+            fresh = g.not_pretrained()
+            if fresh:
+                scratch[label] = registry.METHODS[method].pretrained_on or ""
             for metric in METRICS:
                 col = res.columns[(d, metric)]
                 text = fmt_mean_std(res.summaries[(method, d, metric)], SCALE, 2, len(res.seeds))
                 cells.append(mark(text, bold=col.best_laser == method, underline=col.best_baseline == method,
-                                  star=col.best_laser == method and col.star, dagger=bool(si)))
+                                  star=col.best_laser == method and col.star, dagger=bool(si), ddagger=fresh))
         body.append([label, *cells])
     improv = []
     for d in res.datasets:
@@ -174,6 +178,9 @@ def render_table2(res: Table2Result) -> str:
     if stand_ins:
         foot.append("† stand-in backbone (not the paper's; not comparable to the paper's numbers): "
                     + "; ".join(f"{k}: {v}" for k, v in stand_ins.items()))
+    if scratch:
+        foot.append("‡ not pre-trained (trained on the target data set only; the paper's run was pre-trained): "
+                    + "; ".join(f"{k}: on {v}" for k, v in scratch.items()))
     extras = [label for m, label, _, status in res.rows if status == RUN and not registry.METHODS[m].in_paper]
     if extras:
         foot.append(f"{', '.join(extras)}: run by this suite (not a row of the paper's Table 2); "

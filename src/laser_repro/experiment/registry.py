@@ -41,6 +41,7 @@ class Trainer:
     train: str  # "module:function" (cfg, out_dir) -> metrics record
     method_key: str  # run-config key that names the method (idrec: model; laser: method)
     compute: str  # "small" (minutes, ID-sized) or "large" (a language-model backbone): picks the rule
+    backbone_key: str = "backbone"  # run-config key naming the pretrained model a method's runs use
 
     def config_cls(self) -> type:
         return import_object(self.config_class)
@@ -54,17 +55,20 @@ class Method:
     label: str  # as the paper prints it
     group: str | None  # Table 2 group (GROUPS) or None
     trainer: Trainer
-    paper_backbone: str | None = None  # the backbone the paper uses; any other is a stand-in
+    paper_backbone: str | None = None  # the backbone (or text encoder) the paper uses; any other is a stand-in
     collaborative: bool = False  # its runs are fed by an ID-model run (Laser's M-Former input)
     ours: bool = False  # Laser's rows: bold / Improv.% against the best baseline
     in_paper: bool = True  # False: run by this suite for another artifact, labelled as such in Table 2
+    pretrained_on: str | None = None  # the paper's run was pre-trained on this corpus (runs without init_from: ‡)
+    run_defaults: tuple[tuple[str, Any], ...] = ()  # (dotted run-config key, value): this method's own settings
     summary: str = ""
 
     def base_config(self) -> dict[str, Any]:
         """Run-config keys that make a run of the trainer a run of this method."""
         out: dict[str, Any] = {self.trainer.method_key: self.name}
         if self.paper_backbone:
-            out["backbone"] = self.paper_backbone
+            out[self.trainer.backbone_key] = self.paper_backbone
+        out.update(self.run_defaults)
         return out
 
     @property
@@ -79,7 +83,8 @@ class Method:
 
 
 IDREC = Trainer("idrec", "train-idrec", "laser_repro.idrec.config:IDRecRunConfig",
-                "laser_repro.idrec.trainer:train_idrec", method_key="model", compute="small")
+                "laser_repro.idrec.trainer:train_idrec", method_key="model", compute="small",
+                backbone_key="text_encoder")
 LASER = Trainer("laser", "train-laser", "laser_repro.laser.config:LaserRunConfig",
                 "laser_repro.laser.trainer:train_laser", method_key="method", compute="large")
 
@@ -91,6 +96,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gru4rec", "GRU4Rec", "traditional", IDREC, in_paper=False,
            summary="GRU recommender (ID); Figure 5 feeds Laser with it"),
     Method("fdsa", "FDSA", "traditional", IDREC, summary="feature-level self-attention (ID + item text)"),
+    Method("recguru", "RecGURU", "traditional", IDREC, run_defaults=(("lr", 0.01), ("batch_size", 1024)),
+           summary="Transformer autoencoder, single domain (reconstruction, then BPR)"),
+    Method("zesrec", "ZESRec", "traditional", IDREC, paper_backbone="bert-base-uncased",
+           pretrained_on="RecFormer's corpus (seven Amazon categories)",
+           summary="frozen LM item features -> item MLP -> causal Transformer (text only)"),
     Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
            summary="Laser on GPT2-Large"),
     Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,

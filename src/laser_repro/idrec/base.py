@@ -134,6 +134,9 @@ class SeqRecModel(nn.Module):
         """Scores of all items for each history, ``[B, n_items]``."""
         return self.user_states(tokens) @ self.item_embeddings().T
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (1-based); models with stages switch here."""
+
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Training instances (inputs, targets) from the users' training sequences."""
         return next_item_instances(sequences, self.config.max_len)

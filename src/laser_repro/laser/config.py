@@ -99,7 +99,7 @@ class LaserRunConfig:
                                                  "item_batch_size", "cache_dir")
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
-        "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
+        "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
         "item_batch_size": POSITIVE,
     }
 
@@ -121,10 +121,12 @@ class LaserRunConfig:
     max_train_users: int | None = None  # cap on training users (smoke runs); null = all
     train_user_fraction: float | None = None  # Figure 3: seeded fraction via data.splits.sample_train_users
     max_eval_users: int | None = None  # seeded cap on validation/test users (smoke runs only); null = all
+    max_valid_users: int | None = None  # seeded cap on validation users only (selection); null = max_eval_users
     init_from: str | None = None  # a Laser run folder whose model.pt initialises the trainable weights
     method: str | None = None  # registered method (laser-g/-c/-l; laser-repro methods); null = "laser" (stand-alone)
     seed: int = 0
-    record_test_curve: bool = False  # also evaluate test after every epoch (learning curves; never selects)
+    test_curve_users: int = 0  # learning curve: test a seeded subset of this many users after every epoch
+    #                            (never selects); 0 = off; >= the test users = all of them
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
     num_threads: int = 0  # torch CPU threads; 0 = torch's default

@@ -95,12 +95,15 @@ def training_rows(ds: SeqDataset, users: np.ndarray, min_history: int) -> tuple[
     return histories, np.asarray(targets, dtype=np.int64)
 
 
-def eval_users(ds: SeqDataset, split: str, cfg: LaserRunConfig) -> np.ndarray:
-    """Users with a ``split`` target; a seeded subset when ``max_eval_users`` is set (smoke runs)."""
+def eval_users(ds: SeqDataset, split: str, cfg: LaserRunConfig, cap: int | None = None) -> np.ndarray:
+    """Users with a ``split`` target; a seeded subset of ``cap`` users, else of ``max_valid_users``
+    (validation) or ``max_eval_users`` (smoke runs) when set."""
     users = ds.eval_users(split)
-    if cfg.max_eval_users is not None and users.shape[0] > cfg.max_eval_users:
+    if cap is None:
+        cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
+    if cap is not None and users.shape[0] > cap:
         rng = np.random.default_rng([cfg.seed, 2])
-        users = np.sort(rng.choice(users, cfg.max_eval_users, replace=False))
+        users = np.sort(rng.choice(users, cap, replace=False))
     return users
 
 
@@ -292,11 +295,14 @@ def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     def validate(tab: torch.Tensor) -> dict:
         return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
 
+    curve_users = eval_users(ds, "test", cfg, cap=cfg.test_curve_users) if cfg.test_curve_users else None
+
     def curve(tab: torch.Tensor) -> dict:
-        """Test metrics for the learning curve (``record_test_curve``); never used to select."""
-        if not cfg.record_test_curve:
+        """Test metrics of ``test_curve_users`` seeded users for the learning curve; never used to select."""
+        if curve_users is None:
             return {}
-        return {"test": evaluate_split(model, ds, eval_users(ds, "test", cfg), "test", tab, cfg).metrics}
+        return {"test": {**evaluate_split(model, ds, curve_users, "test", tab, cfg).metrics,
+                         "n": int(curve_users.shape[0])}}
 
     if not rows[0]:
         log.warning("no training rows (train_user_fraction 0?): the model is evaluated as is (zero-shot)")

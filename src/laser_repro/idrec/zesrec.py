@@ -1,0 +1,80 @@
+"""ZESRec (Ding et al., 2021): zero-shot recommenders from frozen language-model item features.
+
+No official code exists; this follows the UniSRec-era reconstruction the spec recommends
+(``shared/spec/baselines.md`` §2): each item's text (title, brand, category) is embedded once by a
+frozen language model (:mod:`laser_repro.idrec.text_features`; BERT-base [CLS] at paper scale),
+a universal item-embedding network (an MLP) maps it to an item embedding, and a SASRec-style
+causal Transformer over the history's item embeddings gives the user state. Scores are dot
+products with every item's embedding; cross-entropy over all items. No item-ID embedding
+("text-only", as RecFormer groups it), so every weight transfers to another data set: a run
+pre-trained on source data sets initialises the target run (``init_from``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from laser_repro.config import Range
+from laser_repro.idrec.base import MODEL_RANGES, SeqRecModel, check_heads, last_positions
+from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
+
+
+@dataclass
+class ZESRecConfig:
+    RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
+    check = check_heads
+
+    hidden: int = 300  # UniSRec: item / user width 300
+    layers: int = 2
+    heads: int = 2
+    inner: int = 256
+    max_len: int = 50
+    dropout: float = 0.5
+    attn_dropout: float = 0.5
+    layer_norm_eps: float = 1e-12
+    init_std: float = 0.02
+
+
+class ZESRec(SeqRecModel):
+    name = "zesrec"
+    uses_text = True  # the trainer passes item-text features
+
+    def __init__(self, n_items: int, config: ZESRecConfig, text_features: torch.Tensor | None = None):
+        super().__init__()
+        if text_features is None or text_features.shape[0] != n_items:
+            raise ValueError(f"ZESRec needs item-text features for all {n_items} items "
+                             f"(got {None if text_features is None else tuple(text_features.shape)})")
+        self.n_items, self.config, self.hidden = n_items, config, config.hidden
+        c = config
+        feats = torch.zeros(n_items + 1, text_features.shape[1])
+        feats[1:] = text_features.float()
+        self.register_buffer("text_features", feats)  # row 0 = padding; per data set, never transferred
+        self.item_net = nn.Sequential(  # the universal item-embedding network
+            nn.Linear(feats.shape[1], c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden))
+        self.pos_emb = nn.Embedding(c.max_len, c.hidden)
+        self.ln = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+        self.encoder = TransformerEncoder(c.layers, c.hidden, c.heads, c.inner, c.dropout, c.attn_dropout,
+                                          c.layer_norm_eps)
+        self.apply(lambda m: init_weights(m, c.init_std))
+
+    def _items(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.item_net(self.text_features[tokens])
+
+    def _encode(self, tokens: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
+        pos = self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))[None]
+        x = self.dropout(self.ln(self._items(tokens) + pos))
+        return self.encoder(x, attention_mask(tokens, causal=True), query)
+
+    def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._encode(tokens, None)
+
+    def _last_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._encode(tokens, last_positions(tokens))
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.item_net(self.text_features[1:])

