@@ -158,7 +158,7 @@ def test_paper_config_counts(tmp_path):
     exp = paper_experiment(tmp_path)
     kinds = [registry.METHODS[r.method].trainer.name for r in exp.all_runs()]
     # idrec: 6 Table 2 ID-trainer rows x 4 data sets x 3 seeds = 72, plus Figures 3/5's ID runs
-    assert (kinds.count("idrec"), kinds.count("laser")) == (87, 156)
+    assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer")) == (87, 156, 4 * 3 + 6 * 3)
     assert exp.resolved("scientific", "zesrec", "main", 0).text_encoder == "bert-base-uncased"
     guru = exp.resolved("scientific", "recguru", "main", 0)
     assert (guru.lr, guru.batch_size) == (0.01, 1024)  # RecGURU's own settings (registry run_defaults)

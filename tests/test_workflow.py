@@ -88,8 +88,9 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
         + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
     )
     assert counts["train_small"] == idrec == 87
-    assert counts["train_large"] == laser == 156
-    assert counts["write_run_config"] == idrec + laser
+    recformer = 4 * seeds + 6 * seeds  # Table 2 on 4 data sets; Figure 3: transfer from Pet at 6 fractions
+    assert counts["train_large"] == laser + recformer == 186
+    assert counts["write_run_config"] == idrec + laser + recformer
     assert counts["download_raw"] == counts["prepare_dataset"] == 4
     assert counts["make_variant_table"] == 3
     for rule in ("make_table1", "make_table2", "plot_fig2", "plot_fig3", "plot_fig4", "plot_fig5", "compare_to_paper"):
@@ -105,8 +106,9 @@ def test_embedded_default_dag(workdir):
     # 6 ID-trainer methods (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec) x 2 data sets
     # + BERT4Rec at fraction 0 and 0.2
     assert counts["train_small"] == 14
-    # Table 2: 6; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
-    assert counts["train_large"] == 6 + 16 + 3 + 3 + 4 + 4
+    # Table 2: 6 Laser + 2 RECFORMER; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3 Laser + 3 RECFORMER;
+    # Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
+    assert counts["train_large"] == 8 + 16 + 3 + 6 + 4 + 4
 
 
 CONFIG_TARGETS = {

@@ -14,7 +14,9 @@ import sys
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("laser_repro.data.cli", "download, prepare and describe data sets (Table 1)"),
-    "train-idrec": ("laser_repro.idrec.cli", "train an ID-based recommender (SASRec, BERT4Rec, GRU4Rec, FDSA)"),
+    "train-idrec": ("laser_repro.idrec.cli",
+                    "train an ID-trainer recommender (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec)"),
+    "train-recformer": ("laser_repro.recformer.cli", "train RECFORMER (pre-training, two-stage fine-tuning)"),
     "train-laser": ("laser_repro.laser.cli", "train Laser (Bi-Tuning + M-Former, two phases)"),
     "methods": ("laser_repro.experiment.cli", "list the registered methods, their trainers and what a run needs"),
     "artifact": ("laser_repro.artifacts.cli", "build a paper table, figure or the reported-vs-reproduced comparison"),

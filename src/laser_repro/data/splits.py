@@ -39,3 +39,19 @@ def sample_train_users(ds: SeqDataset, fraction: float, seed: int) -> np.ndarray
     order = np.random.default_rng(seed).permutation(users.shape[0])
     n = int(round(fraction * users.shape[0]))
     return np.sort(users[order[:n]])
+
+
+def seeded_subset(users: np.ndarray, cap: int | None, seed: int, stream: int) -> np.ndarray:
+    """At most ``cap`` of ``users`` (sorted), drawn with ``default_rng([seed, stream])``; all when ``cap`` is None.
+
+    Trainers use stream 1 for training users and 2 for evaluation users, so a cap draws the same
+    users in every method's runs of one seed.
+    """
+    if cap is None or users.shape[0] <= cap:
+        return users
+    return np.sort(np.random.default_rng([seed, stream]).choice(users, cap, replace=False))
+
+
+def eval_user_subset(ds: SeqDataset, split: str, seed: int, cap: int | None) -> np.ndarray:
+    """Users with a ``split`` target; a seeded subset of ``cap`` of them when set (smoke runs, curves)."""
+    return seeded_subset(ds.eval_users(split), cap, seed, 2)

@@ -87,8 +87,11 @@ IDREC = Trainer("idrec", "train-idrec", "laser_repro.idrec.config:IDRecRunConfig
                 backbone_key="text_encoder")
 LASER = Trainer("laser", "train-laser", "laser_repro.laser.config:LaserRunConfig",
                 "laser_repro.laser.trainer:train_laser", method_key="method", compute="large")
+RECFORMER = Trainer("recformer", "train-recformer", "laser_repro.recformer.config:RecformerRunConfig",
+                    "laser_repro.recformer.trainer:train_recformer", method_key="method", compute="large",
+                    backbone_key="encoder")
 
-TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER)}
+TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER, RECFORMER)}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sasrec", "SASRec", "traditional", IDREC, summary="self-attentive sequential recommender (ID)"),
@@ -101,6 +104,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("zesrec", "ZESRec", "traditional", IDREC, paper_backbone="bert-base-uncased",
            pretrained_on="RecFormer's corpus (seven Amazon categories)",
            summary="frozen LM item features -> item MLP -> causal Transformer (text only)"),
+    Method("recformer", "RECFORMER", "traditional", RECFORMER, paper_backbone="allenai/longformer-base-4096",
+           pretrained_on="RecFormer's corpus (seven Amazon categories)",
+           summary="Longformer over key-value item text, ID-free; two-stage fine-tuning"),
     Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
            summary="Laser on GPT2-Large"),
     Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,

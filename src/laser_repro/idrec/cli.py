@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Train SASRec, BERT4Rec, GRU4Rec or FDSA (RecBole protocol: CE over all items, early stopping on "
+        "Train SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU or ZESRec (RecBole protocol: CE over all items, early stopping on "
         "validation NDCG@10) and write metrics.json, ranks.npz, model.pt, checkpoint.pt and train.log to --out. "
         "Re-running the same command resumes from the last epoch's checkpoint."
     )

@@ -33,6 +33,7 @@ from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
 from laser_repro.data.dataset import data_fingerprint
+from laser_repro.data.splits import eval_user_subset, seeded_subset
 from laser_repro.train.scaffold import (
     MODEL_FILE,
     RunFolder,
@@ -78,10 +79,7 @@ def training_users(ds: SeqDataset, cfg: LaserRunConfig) -> np.ndarray:
         users = sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
     else:
         users = np.flatnonzero(ds.train_len >= cfg.min_train_history + 1)
-    if cfg.max_train_users is not None and users.shape[0] > cfg.max_train_users:
-        rng = np.random.default_rng([cfg.seed, 1])
-        users = np.sort(rng.choice(users, cfg.max_train_users, replace=False))
-    return users
+    return seeded_subset(users, cfg.max_train_users, cfg.seed, 1)
 
 
 def training_rows(ds: SeqDataset, users: np.ndarray, min_history: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -98,13 +96,9 @@ def training_rows(ds: SeqDataset, users: np.ndarray, min_history: int) -> tuple[
 def eval_users(ds: SeqDataset, split: str, cfg: LaserRunConfig, cap: int | None = None) -> np.ndarray:
     """Users with a ``split`` target; a seeded subset of ``cap`` users, else of ``max_valid_users``
     (validation) or ``max_eval_users`` (smoke runs) when set."""
-    users = ds.eval_users(split)
     if cap is None:
         cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
-    if cap is not None and users.shape[0] > cap:
-        rng = np.random.default_rng([cfg.seed, 2])
-        users = np.sort(rng.choice(users, cap, replace=False))
-    return users
+    return eval_user_subset(ds, split, cfg.seed, cap)
 
 
 # ---------------------------------------------------------------------------------------

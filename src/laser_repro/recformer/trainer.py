@@ -1,0 +1,392 @@
+"""RECFORMER training: optional pre-training, then the official code's two-stage fine-tuning.
+
+Pre-training (``pretrain.steps`` > 0, on ``pretrain.datasets``): per sampled user, a target
+position from the second half of the training sequence; the items before it are the input and
+the target item alone the positive. Loss = in-batch item-item contrastive (cosine / tau) +
+``mlm_weight`` x masked-token loss (:func:`pretrain_losses`); word embeddings frozen.
+
+Fine-tuning (official ``finetune.py``): one example per training user per epoch, its target
+position uniform over the training sequence (position 0: an empty history). Cross-entropy of
+cosine / tau against ALL items, whose table is encoded without gradients (frozen).
+* Stage 1: items re-encoded every epoch; validation every ``eval_every`` epochs; the best
+  validation NDCG@10 is kept; stop after ``stage1_patience`` validations without a better one.
+* Stage 2: stage 1's best weights and item table restored, no more re-encoding, validation
+  every epoch, ``stage2_patience``; stage 1's best stays the bar; the same AdamW and linear
+  schedule (warm-up, then decay over ``schedule_epochs``) go on.
+The selected model is tested with the shared full-ranking evaluator. Run folder, checkpoints
+(every epoch) and exact resume: :mod:`laser_repro.train.scaffold`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from laser_repro.config import to_dict
+from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.splits import eval_user_subset, sample_train_users, seeded_subset
+from laser_repro.eval.evaluator import EvalResult, evaluate
+from laser_repro.recformer.config import RecformerRunConfig
+from laser_repro.recformer.model import Built, Recformer, build, cosine_logits
+from laser_repro.recformer.tokenization import TYPE_KEY, TYPE_VALUE, KeyValueTokenizer
+from laser_repro.train.scaffold import (
+    RunFolder,
+    check_loss,
+    resolve_device,
+    run_session,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    validated,
+)
+
+log = logging.getLogger("laser_repro.recformer")
+SELECT_METRIC = "ndcg@10"
+
+
+@dataclass
+class TrainState:
+    stage: str = "start"  # start | pretrain | stage1 | to-stage2 | stage2 | final
+    epoch: int = 0  # completed epochs in the current stage
+    pretrain_steps: int = 0
+    best1_epoch: int = -1
+    best1_score: float = -1.0
+    best2_epoch: int = -1
+    best2_score: float = -1.0
+    bad_evals: int = 0
+    item_encodings: int = 0
+    wall_time_s: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------
+# pieces (pure where possible)
+# ---------------------------------------------------------------------------------------
+def finetune_examples(ds: SeqDataset, users: np.ndarray, rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """One (history, target) per user: target position uniform over the user's training sequence."""
+    hist, targets = [], []
+    for u in users:
+        seq = ds.train_sequence(int(u))
+        t = int(rng.integers(0, seq.shape[0]))
+        hist.append(seq[:t])
+        targets.append(int(seq[t]))
+    return hist, np.asarray(targets, dtype=np.int64)
+
+
+def pretrain_examples(ds: SeqDataset, users: np.ndarray, rng: np.random.Generator) -> tuple[list, list]:
+    """(history, positive item) per user: target position drawn from the second half of the sequence."""
+    hist, pos = [], []
+    for u in users:
+        seq = ds.train_sequence(int(u))
+        t = int(rng.integers(max(1, seq.shape[0] // 2), seq.shape[0]))
+        hist.append(seq[:t])
+        pos.append(int(seq[t]))
+    return hist, pos
+
+
+def mlm_mask(batch: dict[str, torch.Tensor], probability: float, vocab: int, mask_id: int,
+             rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking of key/value tokens: (masked input ids, labels with -100 where not predicted)."""
+    ids = batch["input_ids"]
+    text = (batch["token_type_ids"] == TYPE_KEY) | (batch["token_type_ids"] == TYPE_VALUE)
+    draw = torch.as_tensor(rng.random((3, *ids.shape)), device=ids.device)
+    chosen = text & (draw[0] < probability)
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    out = ids.clone()
+    to_mask = chosen & (draw[1] < 0.8)
+    to_random = chosen & ~to_mask & (draw[2] < 0.5)
+    out[to_mask] = mask_id
+    random_ids = torch.as_tensor(rng.integers(0, vocab, ids.shape), device=ids.device)
+    out[to_random] = random_ids[to_random]
+    return out, labels
+
+
+def pretrain_losses(model: Recformer, tok: KeyValueTokenizer, histories: Sequence, positives: Sequence[int],
+                    cfg: RecformerRunConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Item-item contrastive (in batch) and MLM losses of one pre-training batch."""
+    dev = next(model.parameters()).device
+    seq_batch = tok.batch([tok.encode(h) for h in histories], dev)
+    masked, labels = mlm_mask(seq_batch, cfg.pretrain.mlm_probability, model.word_embeddings.num_embeddings,
+                              int(tok.tokenizer.mask_token_id), rng)
+    states = model.states({**seq_batch, "input_ids": masked})
+    items = model(tok.batch([tok.encode([p]) for p in positives], dev))
+    logits = cosine_logits(states[:, 0], items, cfg.tau)
+    iic = F.cross_entropy(logits, torch.arange(len(positives), device=dev))
+    picked = labels != -100
+    mlm = (F.cross_entropy(model.mlm_logits(states[picked]), labels[picked]) if bool(picked.any())
+           else states.sum() * 0.0)
+    return {"loss": iic + cfg.pretrain.mlm_weight * mlm, "iic": iic, "mlm": mlm}
+
+
+@torch.no_grad()
+def encode_items(model: Recformer, tok: KeyValueTokenizer, n_items: int, batch_size: int, progress: bool) -> torch.Tensor:
+    """Every item as a one-item sequence (eval mode, no gradients): the frozen item table."""
+    was = model.training
+    model.eval()
+    order = np.argsort([len(tok.item_tokens(i)[0]) for i in range(n_items)], kind="stable")
+    table = None
+    for s in tqdm(range(0, n_items, batch_size), desc="items", leave=False, disable=not progress):
+        idx = order[s : s + batch_size]
+        vecs = model(tok.batch([tok.encode([int(i)]) for i in idx], next(model.parameters()).device)).float()
+        table = vecs.new_zeros(n_items, vecs.shape[1]) if table is None else table
+        table[torch.as_tensor(idx, device=vecs.device)] = vecs
+    model.train(was)
+    return table
+
+
+@torch.no_grad()
+def evaluate_split(model: Recformer, tok: KeyValueTokenizer, ds: SeqDataset, users: np.ndarray, split: str,
+                   table: torch.Tensor, cfg: RecformerRunConfig) -> EvalResult:
+    """Full ranking of all items by cosine with the shared evaluator."""
+    was = model.training
+    model.eval()
+    dev = table.device
+    histories = [ds.history_and_target(int(u), split)[0] for u in users]
+    vecs = [model(tok.batch([tok.encode(h) for h in histories[s : s + cfg.eval_batch_size]], dev)).float()
+            for s in range(0, len(histories), cfg.eval_batch_size)]
+    user_vecs = torch.cat(vecs) if vecs else table.new_zeros(0, table.shape[1])
+    model.train(was)
+    return evaluate(lambda pos: cosine_logits(user_vecs[torch.as_tensor(pos, device=dev)], table, cfg.tau),
+                    users, ds.targets(split, users), ties=cfg.ties)
+
+
+def linear_schedule(warmup: int, total: int):
+    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total`` (official optimization.py)."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        return max(0.0, (total - step) / max(total - warmup, 1))
+    return factor
+
+
+def training_users(ds: SeqDataset, cfg: RecformerRunConfig) -> np.ndarray:
+    users = (np.flatnonzero(ds.train_len >= 1) if cfg.train_user_fraction >= 1.0
+             else sample_train_users(ds, cfg.train_user_fraction, cfg.seed))
+    return seeded_subset(users, cfg.max_train_users, cfg.seed, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------
+def train_recformer(cfg: RecformerRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
+    """Train (or resume) one RECFORMER run into ``out_dir``; returns the metrics.json record."""
+    cfg = validated(cfg)
+    if not cfg.dataset:
+        raise ValueError("dataset: missing (path of a prepared data set folder)")
+    with run_session(out_dir) as out:
+        return _train(cfg, out, replace_stale)
+
+
+def _train(cfg: RecformerRunConfig, out_dir: Path, replace_stale: bool) -> dict:
+    run = RunFolder(out_dir, to_dict(cfg), cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
+    set_threads(cfg.num_threads)
+    done = run.finished()
+    if done is not None:
+        log.info("run already complete in %s", out_dir)
+        return done
+    ckpt = run.load_checkpoint()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    ds = load_dataset(cfg.dataset)
+    built: Built = build(cfg.encoder, cfg.max_items, cfg.max_tokens, cfg.attention_window, cfg.init_checkpoint)
+    model = built.model.to(device)
+    if cfg.init_from:
+        blob = torch.load(Path(cfg.init_from) / "model.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(blob["state_dict"])
+        log.info("initialised from %s", cfg.init_from)
+    tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens, cfg.max_attr_tokens)
+    users = training_users(ds, cfg)
+    valid_users = eval_user_subset(ds, "valid", cfg.seed,
+                                   cfg.max_valid_users if cfg.max_valid_users is not None else cfg.max_eval_users)
+    steps_per_epoch = math.ceil(len(users) / cfg.batch_size / cfg.grad_accumulation)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, linear_schedule(cfg.warmup_steps, max(steps_per_epoch * cfg.schedule_epochs, cfg.warmup_steps + 1)))
+    log.info("RECFORMER on %s: encoder %s, %d training users, %d validation users, device %s",
+             ds.name, cfg.encoder, len(users), len(valid_users), device)
+
+    state, table, best1, best2 = TrainState(), None, None, None
+    if ckpt is not None:
+        state = TrainState(**ckpt["state"])
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        table = None if ckpt["table"] is None else ckpt["table"].to(device)
+        best1, best2 = ckpt["best1"], ckpt["best2"]
+        set_rng_state(ckpt["rng"])
+        log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.stage, state.epoch)
+    t_start = time.perf_counter() - state.wall_time_s
+
+    def checkpoint() -> None:
+        state.wall_time_s = time.perf_counter() - t_start
+        run.save_checkpoint(state=asdict(state), model=model.state_dict(), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), table=None if table is None else table.cpu(),
+                            best1=best1, best2=best2)
+
+    def items() -> torch.Tensor:
+        state.item_encodings += 1
+        return encode_items(model, tok, ds.n_items, cfg.item_batch_size, cfg.progress)
+
+    def validate(tab: torch.Tensor) -> dict:
+        return evaluate_split(model, tok, ds, valid_users, "valid", tab, cfg).metrics
+
+    if state.stage == "start":
+        state.stage = "pretrain" if cfg.pretrain.steps > 0 else "stage1"
+    if state.stage == "pretrain":
+        pretrain(model, tok, cfg, state, device)
+        state.stage = "stage1"
+        checkpoint()
+    if state.stage == "stage1" and (len(users) == 0 or cfg.stage1_max_epochs == 0):
+        state.stage = "to-stage2"
+
+    # ---- stage 1: items re-encoded every epoch -------------------------------------------
+    while state.stage == "stage1":
+        e = state.epoch + 1
+        if table is None:
+            table = items()
+        loss = run_epoch(model, tok, ds, users, table, opt, sched, cfg, e, device)
+        table = None  # stale after training
+        record: dict = {"stage": 1, "epoch": e, "loss": loss}
+        if e % cfg.eval_every == 0 or e == cfg.stage1_max_epochs:
+            table = items()
+            record["valid"] = validate(table)
+            if record["valid"][SELECT_METRIC] > state.best1_score:
+                state.best1_epoch, state.best1_score, state.bad_evals = e, record["valid"][SELECT_METRIC], 0
+                best1 = {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                         "table": table.cpu()}
+            else:
+                state.bad_evals += 1
+            log.info("stage 1 epoch %d: loss %.4f, valid %s %.4f", e, loss, SELECT_METRIC, record["valid"][SELECT_METRIC])
+        else:
+            log.info("stage 1 epoch %d: loss %.4f", e, loss)
+        state.history.append(record)
+        state.epoch = e
+        if state.bad_evals >= cfg.stage1_patience or e >= cfg.stage1_max_epochs:
+            state.stage = "to-stage2"
+        checkpoint()
+
+    # ---- between the stages: restore stage 1's best and freeze its item table -------------
+    if state.stage == "to-stage2":
+        if best1 is not None:
+            model.load_state_dict(best1["model"])
+            table = best1["table"].to(device)
+        else:  # no training (zero-shot): the encoder as it is
+            table = items()
+        state.best2_score = state.best1_score  # stage 1's best stays the bar
+        state.stage, state.epoch, state.bad_evals = ("stage2" if best1 is not None and cfg.stage2_max_epochs > 0
+                                                     else "final"), 0, 0
+        checkpoint()
+
+    # ---- stage 2: item table fixed ---------------------------------------------------------
+    while state.stage == "stage2":
+        e = state.epoch + 1
+        loss = run_epoch(model, tok, ds, users, table, opt, sched, cfg, 1000 + e, device)
+        valid = validate(table)
+        state.history.append({"stage": 2, "epoch": e, "loss": loss, "valid": valid})
+        log.info("stage 2 epoch %d: loss %.4f, valid %s %.4f", e, loss, SELECT_METRIC, valid[SELECT_METRIC])
+        if valid[SELECT_METRIC] > state.best2_score:
+            state.best2_epoch, state.best2_score, state.bad_evals = e, valid[SELECT_METRIC], 0
+            best2 = {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        else:
+            state.bad_evals += 1
+        state.epoch = e
+        if state.bad_evals >= cfg.stage2_patience or e >= cfg.stage2_max_epochs:
+            state.stage = "final"
+        checkpoint()
+    return _finish(cfg, run, ds, model, tok, table, best1, best2, state, built.stand_in, device, t_start, len(users))
+
+
+def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, state: TrainState,
+             device: torch.device) -> None:
+    """``pretrain.steps`` steps of IIC + MLM on the pre-training data sets (word embeddings frozen)."""
+    p = cfg.pretrain
+    if not p.datasets:
+        raise ValueError("pretrain.datasets: empty, but pretrain.steps > 0 (list prepared data set folders)")
+    sets = [load_dataset(d) for d in p.datasets]
+    pools = [np.flatnonzero(s.train_len >= 2) for s in sets]
+    model.word_embeddings.weight.requires_grad_(False)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p.lr)
+    rng = np.random.default_rng([cfg.seed, 7])
+    model.train()
+    for step in tqdm(range(p.steps), desc="pre-training", leave=False, disable=not cfg.progress):
+        k = int(rng.integers(len(sets)))
+        users = rng.choice(pools[k], min(p.batch_size, pools[k].shape[0]), replace=False)
+        tok_k = tok if sets[k].items is tok.items else KeyValueTokenizer(
+            tok.tokenizer, sets[k].items, cfg.max_items, cfg.max_tokens, cfg.max_attr_tokens)
+        hist, pos = pretrain_examples(sets[k], users, rng)
+        losses = pretrain_losses(model, tok_k, hist, pos, cfg, rng)
+        check_loss(losses["loss"], f"pre-training step {step}")
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == p.steps - 1:
+            log.info("pre-training step %d: iic %.4f mlm %.4f", step, float(losses["iic"]), float(losses["mlm"]))
+    model.word_embeddings.weight.requires_grad_(True)
+    state.pretrain_steps = p.steps
+
+
+def run_epoch(model: Recformer, tok: KeyValueTokenizer, ds: SeqDataset, users: np.ndarray, table: torch.Tensor,
+              opt, sched, cfg: RecformerRunConfig, epoch: int, device: torch.device) -> float:
+    """One fine-tuning epoch (seeded by (seed, epoch)); returns the mean loss."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+    hist, targets = finetune_examples(ds, users[rng.permutation(len(users))], rng)
+    model.train()
+    total, n = 0.0, 0
+    opt.zero_grad(set_to_none=True)
+    starts = list(range(0, len(hist), cfg.batch_size))
+    for i, s in enumerate(tqdm(starts, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress), 1):
+        user_vecs = model(tok.batch([tok.encode(h) for h in hist[s : s + cfg.batch_size]], device))
+        target = torch.as_tensor(targets[s : s + cfg.batch_size], device=device)
+        loss = F.cross_entropy(cosine_logits(user_vecs, table, cfg.tau), target)
+        check_loss(loss, f"fine-tuning epoch {epoch}, batch {i}")
+        (loss / cfg.grad_accumulation).backward()
+        if i % cfg.grad_accumulation == 0 or i == len(starts):
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+        total += float(loss.detach()) * target.shape[0]
+        n += target.shape[0]
+    return total / max(n, 1)
+
+
+def _finish(cfg, run: RunFolder, ds, model, tok, table, best1, best2, state, stand_in: bool, device, t_start,
+            n_users: int) -> dict:
+    if best2 is not None:
+        model.load_state_dict(best2["model"])
+        best = (2, state.best2_epoch)
+    elif best1 is not None:
+        model.load_state_dict(best1["model"])
+        best = (1, state.best1_epoch)
+    else:
+        best = (0, -1)
+    results = {split: evaluate_split(model, tok, ds, eval_user_subset(
+                   ds, split, cfg.seed, cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None
+                   else cfg.max_eval_users), split, table, cfg) for split in ("valid", "test")}
+    log.info("reported (stage %d, epoch %d): valid %s %.4f | test %s %.4f", best[0], best[1], SELECT_METRIC,
+             results["valid"].metrics[SELECT_METRIC], SELECT_METRIC, results["test"].metrics[SELECT_METRIC])
+    run.write_ranks(results)
+    run.write_model({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config})
+    state.stage = "done"
+    record = {
+        "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
+        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
+        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
+        "best_stage": best[0], "best_epoch": best[1], "stage1_best_epoch": state.best1_epoch,
+        "ties": cfg.ties, "stand_in_encoder": stand_in, "pretrain_steps": state.pretrain_steps,
+        "item_encodings": state.item_encodings, "train_users": n_users, "history": state.history,
+        "wall_time_s": time.perf_counter() - t_start,
+    }
+    return run.write_metrics(record, device)

