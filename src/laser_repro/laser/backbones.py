@@ -27,6 +27,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from laser_repro.train.scaffold import cpu_autocast
+
+
 @dataclass(frozen=True)
 class HubSpec:
     hub_id: str
@@ -57,21 +60,6 @@ class BackboneLoadError(RuntimeError):
 
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def cpu_has_bf16() -> bool:
-    """This CPU computes bf16 matmuls natively (AVX512-BF16 / AMX), so autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_autocast(precision: str, device: torch.device) -> bool:
-    """Whether the frozen backbone runs under bf16 autocast (``precision``: auto | fp32 | bf16)."""
-    if device.type != "cpu" or precision == "fp32":
-        return False
-    return precision == "bf16" or cpu_has_bf16()
 
 
 class Backbone(nn.Module):

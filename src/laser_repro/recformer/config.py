@@ -47,6 +47,7 @@ class RecformerRunConfig:
     max_tokens: int = 1024  # paper; the README finds 512 / 256 nearly as good
     max_attr_tokens: int = 32
     attention_window: int = 64
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # CPU: auto = bf16 autocast where the CPU has bf16 units
     tau: float = 0.05
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # fine-tuning (official finetune.py / finetune.sh)

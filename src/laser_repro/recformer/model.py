@@ -58,6 +58,7 @@ class Recformer(nn.Module):
         self.mlm_transform = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(),
                                            nn.LayerNorm(hidden, eps=longformer.config.layer_norm_eps))
         self.mlm_bias = nn.Parameter(torch.zeros(longformer.config.vocab_size))
+        self.autocast = False  # bf16 autocast of the encoder on CPU (set from the run config's precision)
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -68,10 +69,11 @@ class Recformer(nn.Module):
         ids = batch["input_ids"]
         embeds = self.word_embeddings(ids) + self.item_position(batch["item_position_ids"])
         positions = torch.arange(ids.shape[1], device=ids.device)[None].expand_as(ids) + self.position_offset
-        out = self.longformer(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                              global_attention_mask=batch["global_attention_mask"],
-                              token_type_ids=batch["token_type_ids"], position_ids=positions)
-        return out.last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.longformer(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                  global_attention_mask=batch["global_attention_mask"],
+                                  token_type_ids=batch["token_type_ids"], position_ids=positions)
+        return out.last_hidden_state.float()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Sequence (or item) vectors: the start token's state ``[B, hidden]``."""

@@ -41,6 +41,7 @@ from laser_repro.recformer.tokenization import TYPE_KEY, TYPE_VALUE, KeyValueTok
 from laser_repro.train.scaffold import (
     RunFolder,
     check_loss,
+    cpu_autocast,
     resolve_device,
     run_session,
     seed_everything,
@@ -199,6 +200,7 @@ def _train(cfg: RecformerRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     ds = load_dataset(cfg.dataset)
     built: Built = build(cfg.encoder, cfg.max_items, cfg.max_tokens, cfg.attention_window, cfg.init_checkpoint)
     model = built.model.to(device)
+    model.autocast = cpu_autocast(cfg.precision, device)
     if cfg.init_from:
         blob = torch.load(Path(cfg.init_from) / "model.pt", map_location="cpu", weights_only=False)
         model.load_state_dict(blob["state_dict"])

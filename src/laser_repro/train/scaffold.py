@@ -82,6 +82,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """This CPU computes bf16 matmuls natively (AVX512-BF16 / AMX), so autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_autocast(precision: str, device: torch.device) -> bool:
+    """Whether a forward pass runs under bf16 autocast on CPU (``precision``: auto | fp32 | bf16)."""
+    if device.type != "cpu" or precision == "fp32":
+        return False
+    return precision == "bf16" or cpu_has_bf16()
+
+
 def check_loss(loss: torch.Tensor, where: str) -> None:
     """Stop the run on a non-finite loss (``where`` names the epoch and step)."""
     value = float(loss.detach())
