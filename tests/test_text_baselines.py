@@ -142,3 +142,12 @@ def test_init_from_copies_every_weight_but_the_item_features(zes):
         torch.testing.assert_close(model.state_dict()[name], source[name])
     with pytest.raises(ValueError, match="is a 'zesrec' run; this run trains 'sasrec'"):
         init_weights_from(build_model("sasrec", N, SMALL), config(target, "sasrec", init_from=str(tmp / "pretrain")))
+
+
+def test_recguru_early_stopping_restarts_at_the_bpr_stage(tmp_path):
+    """A reconstruction stage that stops improving must not end the run before BPR trains."""
+    data = ring(tmp_path, "ring", 0)
+    rec = train_idrec(config(data, "recguru", model_config={**SMALL, "ae_epochs": 6}, lr=1e-5, max_epochs=9,
+                             patience=2), tmp_path / "r")
+    assert rec["epochs_run"] >= 8  # stage 1 runs its 6 epochs; BPR gets at least patience (2) epochs
+    assert any(h["epoch"] == 7 for h in rec["history"])

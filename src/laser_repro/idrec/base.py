@@ -134,8 +134,14 @@ class SeqRecModel(nn.Module):
         """Scores of all items for each history, ``[B, n_items]``."""
         return self.user_states(tokens) @ self.item_embeddings().T
 
-    def start_epoch(self, epoch: int) -> None:
-        """Called before each training epoch (1-based); models with stages switch here."""
+    def start_epoch(self, epoch: int) -> bool:
+        """Called before each training epoch (1-based); models with stages switch here and return True
+        when ``epoch`` begins a new stage (early stopping then restarts its count)."""
+        return False
+
+    def can_stop(self, epoch: int) -> bool:
+        """Early stopping may end the run after ``epoch`` (False while an earlier, fixed-length stage runs)."""
+        return True
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Training instances (inputs, targets) from the users' training sequences."""

@@ -146,9 +146,15 @@ class RecGURU(SeqRecModel):
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
 
-    def start_epoch(self, epoch: int) -> None:
-        """Stage 1 (reconstruction) for the first ``ae_epochs`` epochs (1-based), then stage 2 (BPR)."""
+    def start_epoch(self, epoch: int) -> bool:
+        """Stage 1 (reconstruction) for the first ``ae_epochs`` epochs (1-based), then stage 2 (BPR);
+        True at the first BPR epoch after a reconstruction stage."""
         self.stage = 1 if epoch <= self.config.ae_epochs else 2
+        return epoch == self.config.ae_epochs + 1 and self.config.ae_epochs > 0
+
+    def can_stop(self, epoch: int) -> bool:
+        """The reconstruction stage always runs its ``ae_epochs``; early stopping acts in stage 2 only."""
+        return epoch > self.config.ae_epochs
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """One instance per user: the last ``max_len + 1`` training items (right-padded); no targets."""

@@ -201,6 +201,8 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     while not state.stopped and state.epoch < cfg.max_epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
+        if model.start_epoch(epoch):  # a new training stage: its early stopping counts from here
+            state.bad_evals = 0
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir)
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
@@ -212,7 +214,7 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 state.bad_evals += 1
-            state.stopped = state.bad_evals >= cfg.patience
+            state.stopped = state.bad_evals >= cfg.patience and model.can_stop(epoch)
         record["time_s"] = time.perf_counter() - t0
         state.history.append(record)
         state.epoch = epoch
@@ -238,7 +240,7 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
     rng = np.random.default_rng([cfg.seed, epoch])  # order and cloze masks
     order = rng.permutation(X.shape[0])
     model.train()
-    model.start_epoch(epoch)
+    model.start_epoch(epoch)  # (again: idempotent; sets the stage after a resume too)
     total, n = 0.0, 0
     batches = range(0, X.shape[0], cfg.batch_size)
     for step, start in enumerate(tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress), 1):
