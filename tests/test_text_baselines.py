@@ -151,3 +151,13 @@ def test_recguru_early_stopping_restarts_at_the_bpr_stage(tmp_path):
                              patience=2), tmp_path / "r")
     assert rec["epochs_run"] >= 8  # stage 1 runs its 6 epochs; BPR gets at least patience (2) epochs
     assert any(h["epoch"] == 7 for h in rec["history"])
+
+
+def test_a_trained_zesrec_run_loads_as_a_collaborative_encoder(zes):
+    """model.pt of a text model carries its item features: the run can feed Laser's M-Former."""
+    from laser_repro.idrec.encoder import load_collaborative_encoder
+
+    tmp, *_ = zes
+    enc = load_collaborative_encoder(tmp / "pretrain", window=4)
+    C, mask = enc.encode([[1, 2, 3], [4]], "cpu")
+    assert C.shape == (2, 3, enc.d_c) and mask.tolist() == [[1, 1, 1], [1, 0, 0]]

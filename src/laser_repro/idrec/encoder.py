@@ -100,7 +100,9 @@ def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window:
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing, the ID-model run did not finish")
     read_json(run_dir / "metrics.json")  # a broken file fails loudly here
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(blob["model"], int(blob["n_items"]), blob["model_config"])
+    feats = blob["state_dict"].get("text_features")  # text models keep their item features (row 0 = padding)
+    model = build_model(blob["model"], int(blob["n_items"]), blob["model_config"],
+                        text_features=None if feats is None else feats[1:])
     model.load_state_dict(blob["state_dict"])
     return CollaborativeEncoder(model.to(device), window=window, source=str(run_dir))
 
