@@ -157,8 +157,14 @@ def test_fig4_points_equal_to_the_main_config_read_the_main_run(tmp_path):
 def test_paper_config_counts(tmp_path):
     exp = paper_experiment(tmp_path)
     kinds = [registry.METHODS[r.method].trainer.name for r in exp.all_runs()]
-    # idrec: 6 Table 2 ID-trainer rows x 4 data sets x 3 seeds = 72, plus Figures 3/5's ID runs
-    assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer")) == (87, 156, 4 * 3 + 6 * 3)
+    # idrec: 6 Table 2 ID-trainer rows x 4 data sets x 3 seeds = 72, Figure 3's 15 BERT4Rec runs, and the
+    # LRURec retriever each LlamaRec run reads (12, found through the run's inputs)
+    kinds += ["idrec" for r in exp.all_runs() if r.method == "llamarec"]  # one LRURec run per LlamaRec run
+    assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer"), kinds.count("llamarec")) == (
+        87 + 12, 156, 4 * 3 + 6 * 3, 4 * 3)
+    llama = exp.resolved("pet", "llamarec", "main", 2)
+    assert llama.retriever_run == exp.run_dir("pet", "lrurec", "main", 2) and llama.backbone == "llama2-7b"
+    assert exp.run_inputs("pet", "llamarec", "main", 2) == {"lrurec": exp.run_dir("pet", "lrurec", "main", 2)}
     assert exp.resolved("scientific", "zesrec", "main", 0).text_encoder == "bert-base-uncased"
     guru = exp.resolved("scientific", "recguru", "main", 0)
     assert (guru.lr, guru.batch_size) == (0.01, 1024)  # RecGURU's own settings (registry run_defaults)

@@ -10,7 +10,7 @@ SMALL = {"hidden": 16, "max_len": 12}
 
 
 def kwargs(name):
-    return SMALL | ({"inner": 32} if name != "gru4rec" else {}) | ({"text_dim": 8} if name == "fdsa" else {})
+    return SMALL | ({"inner": 32} if name not in ("gru4rec", "lrurec") else {}) | ({"text_dim": 8} if name == "fdsa" else {})
 
 
 @pytest.mark.parametrize("name", sorted(set(MODELS) - {"zesrec"}))  # ZESRec has no random (text-free) form

@@ -49,7 +49,7 @@ def test_length_buckets_partition_rows():
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_bucketed_user_states_equal_padded_batch(name):
     torch.manual_seed(0)
-    model = build_model(name, 20, {"hidden": 16, "max_len": 12} | ({"inner": 32} if name != "gru4rec" else {})
+    model = build_model(name, 20, {"hidden": 16, "max_len": 12} | ({"inner": 32} if name not in ("gru4rec", "lrurec") else {})
                         | ({"text_dim": 8} if name == "fdsa" else {}),
                         text_features=torch.randn(20, 8) if uses_text(name) else None)
     model.eval()
@@ -84,3 +84,40 @@ def test_unknown_model_and_key_are_errors():
         build_model("caser", 10)
     with pytest.raises(ValueError, match="hiden"):
         build_model("sasrec", 10, {"hiden": 8})
+
+
+def test_lrurec_recurrence_matches_a_step_by_step_loop():
+    """The closed form h_t = sum_s lambda^(t-s) gamma B x_s equals the recurrence run step by step."""
+    from laser_repro.idrec.lrurec import LRULayer
+
+    torch.manual_seed(0)
+    layer = LRULayer(4, 0.5, 0.9)
+    x = torch.randn(2, 5, 4)
+    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.float32)
+    out = layer(x, valid)
+    lam = layer.decay()
+    gamma = torch.sqrt(1 - lam.abs() ** 2)
+    for b in range(2):
+        h = torch.zeros(4, dtype=torch.cfloat)
+        for t in range(5):
+            h = lam * h + gamma * (layer.B @ (x[b, t] * valid[b, t]).to(torch.cfloat))
+            y = (layer.C @ h).real + layer.D * x[b, t]
+            torch.testing.assert_close(out[b, t], y, atol=1e-5, rtol=1e-5)
+    assert bool((lam.abs() < 1).all())
+
+
+def test_lrurec_windows_and_all_position_loss():
+    torch.manual_seed(0)
+    model = build_model("lrurec", 20, {"hidden": 8, "max_len": 3}).eval()  # no dropout: two passes agree
+    X, _ = model.make_instances([np.array([0, 1, 2, 3, 4, 5, 6]), np.array([7, 8])])
+    # windows of max_len + 1 = 4 items ending every 3 items from the end: [3..6], [0..3]; [7, 8]
+    assert X.tolist() == [[4, 5, 6, 7], [1, 2, 3, 4], [8, 9, 0, 0]]
+    loss = model.batch_loss(torch.as_tensor(X), torch.zeros(3), np.random.default_rng(0))
+    # 3 + 3 + 1 predicted positions, each a cross-entropy over 20 items with the item bias
+    states = model.sequence_states(torch.as_tensor(X)[:, :-1])
+    logits = states @ model.item_embeddings().T + model.item_bias
+    nxt = torch.as_tensor(X)[:, 1:]
+    keep = nxt > 0
+    expect = torch.nn.functional.cross_entropy(logits[keep], nxt[keep] - 1)
+    torch.testing.assert_close(loss, expect)
+    assert int(keep.sum()) == 7

@@ -176,6 +176,8 @@ class Experiment:
         if m.collaborative:
             flat["idrec_run"] = self.run_dir(dataset, self.collaborative, layout.MAIN, seed)
             flat["idrec_model"] = self.collaborative
+        for key, other in m.needs_runs:  # e.g. LlamaRec's retriever: the other method's main run, same seed
+            flat[key] = self.run_dir(dataset, other, layout.MAIN, seed)
         for key, overrides in ((f"run.{m.trainer.name}", self.config["run"].get(m.trainer.name, {})),
                                (f"method_run.{method}", self.config["method_run"].get(method, {}))):
             overrides = flatten(overrides)
@@ -207,7 +209,8 @@ class Experiment:
         """The run folders a run reads (its ID-model run, the run it starts from), by role."""
         cfg = self.resolved(dataset, method, variant, seed)
         out = {}
-        for role, key in (("idrec", "idrec_run"), ("init", "init_from")):
+        roles = [("idrec", "idrec_run"), ("init", "init_from")] + [(o, k) for k, o in self.method(method).needs_runs]
+        for role, key in roles:
             if getattr(cfg, key, None):
                 out[role] = getattr(cfg, key)
         return out

@@ -61,6 +61,7 @@ class Method:
     in_paper: bool = True  # False: run by this suite for another artifact, labelled as such in Table 2
     pretrained_on: str | None = None  # the paper's run was pre-trained on this corpus (runs without init_from: ‡)
     run_defaults: tuple[tuple[str, Any], ...] = ()  # (dotted run-config key, value): this method's own settings
+    needs_runs: tuple[tuple[str, str], ...] = ()  # (run-config key, method): main runs of another method it reads
     summary: str = ""
 
     def base_config(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class Method:
             out.append("ID-model run (collaborative)")
         if self.paper_backbone:
             out.append(f"backbone ({self.paper_backbone} in the paper)")
+        out += [f"{method} run ({key})" for key, method in self.needs_runs]
         return out
 
 
@@ -91,7 +93,10 @@ RECFORMER = Trainer("recformer", "train-recformer", "laser_repro.recformer.confi
                     "laser_repro.recformer.trainer:train_recformer", method_key="method", compute="large",
                     backbone_key="encoder")
 
-TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER, RECFORMER)}
+LLAMAREC = Trainer("llamarec", "train-llamarec", "laser_repro.llamarec.config:LlamaRecRunConfig",
+                   "laser_repro.llamarec.trainer:train_llamarec", method_key="method", compute="large")
+
+TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER, RECFORMER, LLAMAREC)}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sasrec", "SASRec", "traditional", IDREC, summary="self-attentive sequential recommender (ID)"),
@@ -104,6 +109,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("zesrec", "ZESRec", "traditional", IDREC, paper_backbone="bert-base-uncased",
            pretrained_on="RecFormer's corpus (seven Amazon categories)",
            summary="frozen LM item features -> item MLP -> causal Transformer (text only)"),
+    Method("lrurec", "LRURec", None, IDREC, in_paper=False,
+           run_defaults=(("optimizer", "adamw"), ("lr", 0.001), ("weight_decay", 0.01), ("batch_size", 64),
+                         ("select_metric", "recall@10")),
+           summary="linear recurrent units (ID); LlamaRec's retriever"),
     Method("recformer", "RECFORMER", "traditional", RECFORMER, paper_backbone="allenai/longformer-base-4096",
            pretrained_on="RecFormer's corpus (seven Amazon categories)",
            summary="Longformer over key-value item text, ID-free; two-stage fine-tuning"),
@@ -111,6 +120,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            summary="Laser on GPT2-Large"),
     Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,
            summary="Laser on ChatGLM2-6B"),
+    Method("llamarec", "LlamaRec", "llama2", LLAMAREC, paper_backbone="llama2-7b",
+           needs_runs=(("retriever_run", "lrurec"),),
+           summary="LRURec retrieves 20, a LoRA-tuned LLM ranks them by letter (composite score)"),
     Method("laser-l", "Laser-L", "llama2", LASER, paper_backbone="llama2-7b", collaborative=True, ours=True,
            summary="Laser on Llama2-7B"),
 )}

@@ -27,11 +27,12 @@ class IDRecRunConfig:
 
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
     data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
-    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa", "recguru", "zesrec"] = "bert4rec"
+    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa", "recguru", "zesrec", "lrurec"] = "bert4rec"
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass
     seed: int = 0
     # training (RecBole under UniSRec's settings)
-    lr: float = 0.001  # Adam learning rate
+    optimizer: Literal["adam", "adamw"] = "adam"  # RecBole: Adam (weight_decay = L2); adamw: decoupled decay
+    lr: float = 0.001  # learning rate
     weight_decay: float = 0.0
     batch_size: int = 2048  # training instances per step
     max_epochs: int = 300  # RecBole `epochs`

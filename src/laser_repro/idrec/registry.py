@@ -11,6 +11,7 @@ from laser_repro.idrec.base import SeqRecModel
 from laser_repro.idrec.bert4rec import BERT4Rec, BERT4RecConfig
 from laser_repro.idrec.fdsa import FDSA, FDSAConfig
 from laser_repro.idrec.gru4rec import GRU4Rec, GRU4RecConfig
+from laser_repro.idrec.lrurec import LRURec, LRURecConfig
 from laser_repro.idrec.recguru import RecGURU, RecGURUConfig
 from laser_repro.idrec.sasrec import SASRec, SASRecConfig
 from laser_repro.idrec.zesrec import ZESRec, ZESRecConfig
@@ -22,6 +23,7 @@ MODELS: dict[str, tuple[type[SeqRecModel], type]] = {
     "fdsa": (FDSA, FDSAConfig),
     "recguru": (RecGURU, RecGURUConfig),
     "zesrec": (ZESRec, ZESRecConfig),
+    "lrurec": (LRURec, LRURecConfig),
 }
 
 

@@ -174,7 +174,8 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats).to(device)
     if cfg.init_from:
         init_weights_from(model, cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     users = training_users(ds, cfg)
     X, y = model.make_instances([ds.train_sequence(int(u)) for u in users])
     valid_in = eval_inputs(ds, "valid", model.history_len)

@@ -1,0 +1,210 @@
+"""LlamaRec: an LRURec retriever (its own train-idrec run) and a LoRA-tuned LLM ranker over its top 20.
+
+Training rows (official): every prefix of every training sequence (seeded caps on users and rows
+for CPU runs); candidates = the target and ``n_candidates - 1`` random items outside the history,
+shuffled; loss = cross-entropy of the answer letter over the whole vocabulary at the prompt's last
+position. The best epoch by validation NDCG@10 is kept. Evaluation: the retriever ranks all items;
+the LLM re-scores the top 20 (in retriever order) of users whose target is among them;
+:func:`laser_repro.llamarec.scoring.composite_scores` hands the shared evaluator one score per item.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from laser_repro.config import to_dict
+from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.splits import eval_user_subset, seeded_subset
+from laser_repro.eval.evaluator import EvalResult, evaluate
+from laser_repro.idrec.base import pad_histories
+from laser_repro.idrec.encoder import load_collaborative_encoder
+from laser_repro.llamarec.config import LlamaRecRunConfig
+from laser_repro.llamarec.ranker import Ranker, build_ranker, letter_logits
+from laser_repro.llamarec.scoring import build_prompt, composite_scores, llamarec_overall
+from laser_repro.train.scaffold import (
+    RunFolder, check_loss, resolve_device, run_session, seed_everything, set_rng_state, set_threads, validated)
+
+log = logging.getLogger("laser_repro.llamarec")
+
+
+def titles(ds: SeqDataset, tokenizer, max_tokens: int) -> list[str]:
+    """Each item's title cut to ``max_tokens`` tokens (LlamaRec's text is the title only)."""
+    out = []
+    for it in ds.items:
+        ids = tokenizer(str(it.get("title") or ""), add_special_tokens=False)["input_ids"][:max_tokens]
+        out.append(tokenizer.decode(ids).strip())
+    return out
+
+
+def training_rows(ds: SeqDataset, users: np.ndarray, cfg: LlamaRecRunConfig, rng: np.random.Generator):
+    """(history, candidates, answer index): every prefix of each training sequence, random negatives."""
+    rows = []
+    for u in users:
+        seq = ds.train_sequence(int(u))
+        for t in range(1, seq.shape[0]):
+            hist = seq[:t][-cfg.max_history:]
+            seen = set(seq[:t].tolist()) | {int(seq[t])}
+            negs = []
+            while len(negs) < cfg.n_candidates - 1:
+                i = int(rng.integers(ds.n_items))
+                if i not in seen:
+                    seen.add(i)
+                    negs.append(i)
+            cands = [int(seq[t])] + negs
+            order = rng.permutation(len(cands))
+            cands = [cands[i] for i in order]
+            rows.append((hist, cands, int(np.flatnonzero(order == 0)[0])))
+    if cfg.max_train_rows is not None and len(rows) > cfg.max_train_rows:
+        keep = np.sort(rng.choice(len(rows), cfg.max_train_rows, replace=False))
+        rows = [rows[i] for i in keep]
+    return rows
+
+
+class Retriever:
+    """The LRURec run's scores for every item (history items masked only when ``mask_history``)."""
+
+    def __init__(self, run: str, device: torch.device, mask_history: bool):
+        self.model = load_collaborative_encoder(run).model.to(device).eval()
+        self.device, self.mask_history = device, mask_history
+
+    @torch.no_grad()
+    def scores(self, histories: list[np.ndarray]) -> torch.Tensor:
+        tokens = torch.as_tensor(pad_histories(histories, self.model.history_len), device=self.device)
+        s = self.model.full_scores(tokens).float()
+        if self.mask_history:
+            for r, h in enumerate(histories):
+                s[r, torch.as_tensor(h, dtype=torch.long)] = -1e9
+        return s
+
+
+@torch.no_grad()
+def evaluate_split(ranker: Ranker, retriever: Retriever, ds: SeqDataset, users: np.ndarray, split: str,
+                   names: list[str], cfg: LlamaRecRunConfig) -> tuple[EvalResult, dict]:
+    """Composite full-ranking evaluation; also LlamaRec's own overall metrics and the retriever alone."""
+    ranker.model.eval()
+    histories = [ds.history_and_target(int(u), split)[0] for u in users]
+    targets = ds.targets(split, users)
+    base = retriever.scores(histories)
+    k = cfg.n_candidates
+    top = base.topk(k, dim=1).indices
+    tgt = torch.as_tensor(targets, device=base.device)
+    retrieved = (top == tgt[:, None]).any(dim=1)
+    logits = torch.zeros(len(users), k, device=base.device)
+    rows = torch.nonzero(retrieved).flatten().tolist()
+    for s in tqdm(range(0, len(rows), cfg.eval_batch_size), desc=f"{split} LLM", leave=False, disable=not cfg.progress):
+        batch = rows[s : s + cfg.eval_batch_size]
+        prompts = [build_prompt([names[i] for i in histories[r][-cfg.max_history:]], [names[int(i)] for i in top[r]])
+                   for r in batch]
+        logits[torch.as_tensor(batch)] = letter_logits(ranker, prompts, cfg.max_prompt_tokens, k)[1].to(logits.device)
+    scores = composite_scores(base, top, logits, retrieved)
+    result = evaluate(lambda pos: scores[torch.as_tensor(pos)], users, targets, ties=cfg.ties)
+    alone = evaluate(lambda pos: base[torch.as_tensor(pos)], users, targets, ties=cfg.ties)
+    in_top = torch.argsort(torch.argsort(-logits, dim=1), dim=1)  # 0-based rank of each candidate by the LLM
+    pos_t = (top == tgt[:, None]).float().argmax(dim=1)
+    ranker_ranks = (in_top[torch.arange(len(users)), pos_t] + 1).cpu().numpy()
+    extra = {"retriever": alone.metrics, "retrieved_share": float(retrieved.float().mean()), "llm_users": len(rows),
+             "llamarec_overall": llamarec_overall(alone.ranks + 1, ranker_ranks, k)}
+    return result, extra
+
+
+def train_llamarec(cfg: LlamaRecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
+    """Train (or resume) one LlamaRec ranker into ``out_dir``; returns the metrics.json record."""
+    cfg = validated(cfg)
+    if not cfg.dataset or not cfg.retriever_run:
+        raise ValueError("dataset and retriever_run: both required (a prepared data set, a finished LRURec run)")
+    with run_session(out_dir) as out:
+        return _train(cfg, out, replace_stale)
+
+
+def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
+    run = RunFolder(out_dir, to_dict(cfg), cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
+    set_threads(cfg.num_threads)
+    done = run.finished()
+    if done is not None:
+        return done
+    ckpt = run.load_checkpoint()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    ds = load_dataset(cfg.dataset)
+    corpus = [str(it.get("title") or "") for it in ds.items]
+    ranker = build_ranker(cfg.backbone, cfg.cache_dir, corpus, cfg.quantize, device, cfg.lora_r, cfg.lora_alpha,
+                          cfg.lora_dropout, cfg.lora_targets)
+    retriever = Retriever(cfg.retriever_run, device, cfg.mask_history)
+    names = titles(ds, ranker.tokenizer, cfg.max_title_tokens)
+    rng = np.random.default_rng([cfg.seed, 5])
+    users = seeded_subset(np.flatnonzero(ds.train_len >= 2), cfg.max_train_users, cfg.seed, 1)
+    rows = training_rows(ds, users, cfg, rng)
+    valid_users = eval_user_subset(ds, "valid", cfg.seed,
+                                   cfg.max_valid_users if cfg.max_valid_users is not None else cfg.max_eval_users)
+    params = [p for p in ranker.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
+    state = {"epoch": 0, "best_epoch": 0, "best_score": -1.0, "history": [], "wall": 0.0}
+    best = None
+    if ckpt is not None:
+        ranker.model.load_state_dict(ckpt["lora"], strict=False)
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        state, best = ckpt["state"], ckpt["best"]
+        set_rng_state(ckpt["rng"])
+    log.info("LlamaRec on %s: ranker %s (LoRA, %s), %d training rows from %d users, %d validation users",
+             ds.name, cfg.backbone, "4-bit" if ranker.quantized else "unquantised", len(rows), len(users),
+             len(valid_users))
+    t0 = time.perf_counter() - state["wall"]
+
+    def lora_state() -> dict:
+        return {k: v.detach().cpu().clone() for k, v in ranker.model.state_dict().items() if "lora_" in k}
+
+    while state["epoch"] < cfg.epochs and rows:
+        e = state["epoch"] + 1
+        ranker.model.train()
+        order = np.random.default_rng([cfg.seed, e]).permutation(len(rows))
+        total = 0.0
+        for s in tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {e}", leave=False, disable=not cfg.progress):
+            batch = [rows[i] for i in order[s : s + cfg.batch_size]]
+            prompts = [build_prompt([names[i] for i in h], [names[i] for i in c]) for h, c, _ in batch]
+            full, _ = letter_logits(ranker, prompts, cfg.max_prompt_tokens, cfg.n_candidates)
+            answer = torch.as_tensor([ranker.letter_ids[a] for _, _, a in batch], device=full.device)
+            loss = F.cross_entropy(full, answer)
+            check_loss(loss, f"epoch {e}, batch {s // cfg.batch_size}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(batch)
+        valid, _ = evaluate_split(ranker, retriever, ds, valid_users, "valid", names, cfg)
+        state["history"].append({"epoch": e, "loss": total / len(rows), "valid": valid.metrics})
+        if valid.metrics["ndcg@10"] > state["best_score"]:
+            state["best_epoch"], state["best_score"], best = e, valid.metrics["ndcg@10"], lora_state()
+        state["epoch"] = e
+        state["wall"] = time.perf_counter() - t0
+        log.info("epoch %d: loss %.4f, valid ndcg@10 %.4f", e, total / len(rows), valid.metrics["ndcg@10"])
+        run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            state=state, best=best)
+    if best is not None:
+        ranker.model.load_state_dict(best, strict=False)
+    results, extras = {}, {}
+    for split in ("valid", "test"):
+        cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
+        results[split], extras[split] = evaluate_split(ranker, retriever, ds, eval_user_subset(ds, split, cfg.seed, cap),
+                                                       split, names, cfg)
+    run.write_ranks(results)
+    run.write_model({"lora": lora_state(), "config": run.config})
+    record = {
+        "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
+        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
+        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
+        "test_extra": extras["test"], "valid_extra": extras["valid"], "best_epoch": state["best_epoch"],
+        "ties": cfg.ties, "stand_in_backbone": ranker.stand_in, "quantized": ranker.quantized,
+        "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
+        "trainable_parameters": sum(p.numel() for p in ranker.model.parameters() if p.requires_grad),
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    return run.write_metrics(record, device)

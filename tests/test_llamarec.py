@@ -1,0 +1,107 @@
+"""LlamaRec: the composite score on the shared evaluator, LoRA adapters, a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from laser_repro.eval.evaluator import evaluate
+from laser_repro.llamarec.scoring import LETTERS, build_prompt, composite_scores, llamarec_overall
+
+
+def test_composite_score_reproduces_llamarec_metrics_on_a_hand_example():
+    """3 users, 40 items, top 20. User 0: target retrieved, the LLM puts it first; user 1: retrieved,
+    the LLM puts it third; user 2: not retrieved (the LLM never runs)."""
+    n, k = 40, 20
+    retriever = -torch.arange(n, dtype=torch.float32).repeat(3, 1)  # item i scores -i: top 20 = items 0..19
+    targets = np.array([7, 12, 30])
+    top = torch.arange(k).repeat(3, 1)
+    retrieved = torch.tensor([True, True, False])
+    logits = torch.zeros(3, k)
+    logits[0, 7] = 5.0  # user 0: target first
+    logits[1, [3, 4, 12]] = torch.tensor([9.0, 8.0, 7.0])  # user 1: target third
+    scores = composite_scores(retriever, top, logits, retrieved)
+    assert bool((scores[:2, :k].min(dim=1).values > retriever[:2].max(dim=1).values).all())  # above every retriever score
+    torch.testing.assert_close(scores[2], retriever[2])  # not retrieved: the retriever's scores
+    res = evaluate(lambda pos: scores[torch.as_tensor(pos)], np.arange(3), targets)
+    assert res.ranks.tolist() == [0, 2, 30]
+    # LlamaRec's own formula: (subset metric) x (retrieved share); non-retrieved users score 0
+    own = llamarec_overall(np.array([8, 13, 31]), np.array([1, 3, 5]), k)
+    assert own["recall@10"] == pytest.approx(2 / 3) and own["ndcg@10"] == pytest.approx((1 + 1 / math.log2(4)) / 3)
+    assert res.metrics["recall@10"] == pytest.approx(own["recall@10"])
+    assert res.metrics["ndcg@10"] == pytest.approx(own["ndcg@10"])
+    assert res.metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 31) / 3)  # untruncated MRR (the suite's)
+
+
+def test_prompt_letters_candidates_in_order():
+    p = build_prompt(["kettle", "pan"], ["cup", "fork", "spoon"])
+    assert "User history: (1) kettle \n (2) pan; \n Candidate pool: (A) cup \n (B) fork \n (C) spoon" in p
+    assert p.endswith("### Response:\n") and LETTERS[19] == "T"
+    with pytest.raises(ValueError, match="at most 20"):
+        build_prompt([], ["x"] * 21)
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory):
+    from laser_repro.data.dataset import from_sequences, save_dataset
+
+    words = ("apple banana cherry dolphin eagle falcon guitar hammer igloo jaguar kettle lemon mango napkin "
+             "orange piano quartz rabbit saddle tiger umbrella violin walrus yacht zebra").split()
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(80):
+        s, n = int(rng.integers(len(words))), int(rng.integers(4, 8))
+        seqs.append([(s + j) % len(words) for j in range(n)])
+    items = [{"id": w, "title": f"the {w}", "brand": "", "category": ""} for w in words]
+    return save_dataset(from_sequences("ring", "synthetic", items, [f"u{i}" for i in range(80)], seqs),
+                        tmp_path_factory.mktemp("lr") / "ring")
+
+
+def test_lora_trains_only_the_adapters(ring, tmp_path):
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.llamarec.ranker import build_ranker, letter_logits
+
+    torch.manual_seed(0)
+    ds = load_dataset(ring)
+    ranker = build_ranker("tiny-llama", str(tmp_path), [it["title"] for it in ds.items], "auto",
+                          torch.device("cpu"), 8, 32, 0.0, ["q_proj", "v_proj"])
+    trainable = {n for n, p in ranker.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("q_proj" in n for n in trainable) and any("v_proj" in n for n in trainable)
+    assert not any("k_proj" in n or "mlp" in n for n in trainable)
+    before = {n: p.detach().clone() for n, p in ranker.model.named_parameters()}
+    opt = torch.optim.AdamW([p for p in ranker.model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):  # lora_B starts at zero: the second step moves lora_A too
+        full, _ = letter_logits(ranker, [build_prompt(["the apple"], ["the banana", "the tiger"])], 512, 2)
+        torch.nn.functional.cross_entropy(full, torch.tensor([ranker.letter_ids[1]])).backward()
+        opt.step()
+        opt.zero_grad()
+    for n, p in ranker.model.named_parameters():
+        assert torch.equal(p, before[n]) != (n in trainable), n
+
+
+def test_llamarec_end_to_end_on_a_tiny_model(ring, tmp_path):
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+    from laser_repro.llamarec.config import LlamaRecRunConfig
+    from laser_repro.llamarec.trainer import train_llamarec
+
+    retr = train_idrec(IDRecRunConfig(dataset=str(ring), model="lrurec", model_config={"hidden": 16, "max_len": 8},
+                                      max_epochs=15, lr=0.01, batch_size=32, progress=False), tmp_path / "lrurec")
+    assert retr["test"]["recall@10"] > 0.5  # the ring is learnable
+    cfg = LlamaRecRunConfig(dataset=str(ring), retriever_run=str(tmp_path / "lrurec"), backbone="tiny-llama",
+                            cache_dir=str(tmp_path / "cache"), n_candidates=5, max_train_users=10, lr=1e-3,
+                            warmup_steps=1, batch_size=8, progress=False, max_eval_users=30)
+    rec = train_llamarec(cfg, tmp_path / "llamarec")
+    extra = rec["test_extra"]
+    assert rec["train_rows"] > 10 and rec["test"]["n"] == 30 and 0 < extra["llm_users"] <= 30
+    assert extra["llm_users"] == round(extra["retrieved_share"] * 30)
+    # on the shared evaluator, Recall@10 and NDCG@10 equal LlamaRec's own overall metrics... (k = 5 < 10:
+    # every retrieved target is in the top 10, so Recall@10 = the retrieved share)
+    assert rec["test"]["recall@10"] == pytest.approx(extra["llamarec_overall"]["recall@10"])
+    assert rec["test"]["ndcg@10"] == pytest.approx(extra["llamarec_overall"]["ndcg@10"])
+    assert rec["test"]["recall@10"] == pytest.approx(extra["retrieved_share"])
+    assert rec["stand_in_backbone"] and not rec["quantized"]
