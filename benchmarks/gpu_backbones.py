@@ -91,6 +91,7 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
     from laser_repro.laser import template, trainer
     from laser_repro.laser.backbones import tiny_tokenizer
     from laser_repro.laser.config import LaserRunConfig, MFormerConfig
+    from laser_repro.laser.flops import dims, forward_flops_per_token, mfu, nonembedding_parameters, step_flops
     from laser_repro.laser.model import LaserModel
 
     kind = "tiny-gpt2" if family == "gpt2" else "tiny-llama"
@@ -141,6 +142,14 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
     item_tokens = sum(len(t) for t in model.tokens([[i] for i in range(n_items)], is_item=True)) + n_items * (
         model.prefix_len + model.suffix_len)
     assert torch.isfinite(items_table).all(), "non-finite item embeddings"
+    # FLOPs (laser_repro.laser.flops): the frozen backbone's forward + activation-gradient backward per step
+    layers, width = dims(backbone.model.config)
+    n_nonemb = nonembedding_parameters(backbone.model)
+    row_len = row_tokens / (4 * args.steps)
+    train_flops = step_flops(row_tokens, forward_flops_per_token(n_nonemb, layers, width, round(row_len)))
+    item_len = item_tokens / n_items
+    refresh_flops = item_tokens * forward_flops_per_token(n_nonemb, layers, width, round(item_len))
+    peak = args.peak_tflops * 1e12
     result = {
         "backbone": name,
         "parameters": sum(p.numel() for p in backbone.parameters()),
@@ -156,6 +165,18 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
         "refresh_tokens_per_s": item_tokens / refresh_s,
         "refresh_peak_gib": peak_gib(device),
         "full_refresh_estimate_s": ds.n_items / (n_items / refresh_s),
+        "nonembedding_parameters": n_nonemb,
+        "layers": layers,
+        "width": width,
+        "train_tokens": row_tokens,
+        "train_seq_len": round(row_len),
+        "train_flops": train_flops,
+        "train_s": train_s,
+        "train_tflops_per_s": train_flops / train_s / 1e12,
+        "train_mfu": mfu(train_flops, train_s, peak) if peak else None,
+        "refresh_flops": refresh_flops,
+        "refresh_s": refresh_s,
+        "refresh_mfu": mfu(refresh_flops, refresh_s, peak) if peak else None,
     }
     del model, backbone, opt, encoder
     if device.type == "cuda":
@@ -177,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=2048, help="items embedded in the timed refresh")
     ap.add_argument("--item-batch-size", type=int, default=128)
     ap.add_argument("--cache", default=tempfile.mkdtemp(prefix="laser-gpu-"), help="tokenizer cache folder")
+    ap.add_argument("--peak-tflops", type=float, default=989.0,
+                    help="dense bf16 peak of the GPU for MFU (H100/H200 SXM: 989); 0 = no MFU")
     ap.add_argument("--out", type=Path, default=HERE / "gpu_backbones.md", help="markdown report (JSON next to it)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -199,16 +222,24 @@ def main(argv: list[str] | None = None) -> int:
         f"M-Former {'tiny' if args.tiny else 'paper-size (K 8, top-3, L 32, d_m 768, Z 12)'}; batch 4; "
         f"{args.steps} timed steps; refresh of {min(args.items, ds.n_items)} items in batches of {args.item_batch_size}.",
         "",
-        "| backbone | params | train step s | rows/s | train tokens/s | train peak GiB | refresh items/s | refresh tokens/s | refresh peak GiB | full refresh est. s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| backbone | params | train step s | rows/s | train tokens/s | train TFLOP/s | train MFU | train peak GiB "
+        "| refresh items/s | refresh tokens/s | refresh MFU | refresh peak GiB | full refresh est. s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         def gib(v):
             return "n/a" if v is None else f"{v:.1f}"
 
+        def pct(v):
+            return "n/a" if v is None else f"{100 * v:.1f}%"
+
         lines.append(f"| {r['backbone']} | {r['parameters'] / 1e6:.0f}M | {r['train_step_s']:.3f} | {r['train_rows_per_s']:.1f} | "
-                     f"{r['train_tokens_per_s']:.0f} | {gib(r['train_peak_gib'])} | {r['refresh_items_per_s']:.1f} | "
-                     f"{r['refresh_tokens_per_s']:.0f} | {gib(r['refresh_peak_gib'])} | {r['full_refresh_estimate_s']:.0f} |")
+                     f"{r['train_tokens_per_s']:.0f} | {r['train_tflops_per_s']:.3g} | {pct(r['train_mfu'])} | "
+                     f"{gib(r['train_peak_gib'])} | {r['refresh_items_per_s']:.1f} | {r['refresh_tokens_per_s']:.0f} | "
+                     f"{pct(r['refresh_mfu'])} | {gib(r['refresh_peak_gib'])} | {r['full_refresh_estimate_s']:.0f} |")
+    lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
+              f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
+              f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results}, indent=2) + "\n")

@@ -40,3 +40,23 @@ def test_tiny_cpu_run_writes_report(tmp_path):
         assert r["trainable_parameters"] > 0 and r["dtype"] == "float32"
     text = out.read_text()
     assert "TINY logic check" in text and text.count("| gpt2-large |") == 1
+
+
+@pytest.mark.slow
+def test_tiny_cpu_run_flops_and_mfu_match_hand_arithmetic(tmp_path):
+    """FLOPs and MFU in the report follow 2 N + 4 L T d per token, x2 for a frozen-backbone step."""
+    mod = _load()
+    out = tmp_path / "gpu.md"
+    assert mod.main(["--tiny", "--device", "cpu", "--steps", "2", "--items", "8", "--sizes", "gpt2-large",
+                     "--peak-tflops", "0.5", "--cache", str(tmp_path / "c"), "--out", str(out)]) == 0
+    r = json.loads(out.with_suffix(".json").read_text())["results"][0]
+    # tiny GPT-2 (width 64, 2 layers, MLP 256) by hand: per layer c_attn 64*192+192, attn c_proj 64*64+64,
+    # two LayerNorms 4*64, c_fc 64*256+256, mlp c_proj 256*64+64; plus the final LayerNorm 2*64
+    per_layer = 64 * 192 + 192 + 64 * 64 + 64 + 4 * 64 + 64 * 256 + 256 + 256 * 64 + 64
+    assert r["nonembedding_parameters"] == 2 * per_layer + 2 * 64 == 100096
+    t = r["train_seq_len"]
+    assert r["train_flops"] == pytest.approx(2 * r["train_tokens"] * (2 * 100096 + 4 * 2 * t * 64))
+    assert r["train_mfu"] == pytest.approx(r["train_flops"] / r["train_s"] / 0.5e12)
+    assert r["train_tflops_per_s"] == pytest.approx(r["train_flops"] / r["train_s"] / 1e12)
+    assert r["refresh_mfu"] == pytest.approx(r["refresh_flops"] / r["refresh_s"] / 0.5e12)
+    assert "| gpt2-large |" in out.read_text() and "%" in out.read_text()
