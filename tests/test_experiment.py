@@ -157,11 +157,15 @@ def test_fig4_points_equal_to_the_main_config_read_the_main_run(tmp_path):
 def test_paper_config_counts(tmp_path):
     exp = paper_experiment(tmp_path)
     kinds = [registry.METHODS[r.method].trainer.name for r in exp.all_runs()]
-    # idrec: 6 Table 2 ID-trainer rows x 4 data sets x 3 seeds = 72, Figure 3's 15 BERT4Rec runs, and the
+    # idrec: 7 Table 2 ID-trainer rows (KAR included) x 4 data sets x 3 seeds = 84, Figure 3's 15 BERT4Rec runs, and the
     # LRURec retriever each LlamaRec run reads (12, found through the run's inputs)
     kinds += ["idrec" for r in exp.all_runs() if r.method == "llamarec"]  # one LRURec run per LlamaRec run
     assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer"), kinds.count("llamarec")) == (
-        87 + 12, 156, 4 * 3 + 6 * 3, 4 * 3)
+        84 + 15 + 12, 156, 4 * 3 + 6 * 3, 4 * 3)
+    kar = exp.resolved("arts", "kar", "main", 1)
+    assert kar.knowledge_generator == "chatglm2-6b" and kar.text_encoder == "chatglm2-6b"
+    assert kar.knowledge_file == exp.knowledge_file("arts", "chatglm2-6b")
+    assert exp.file_inputs("arts", "kar", "main", 1) == {"knowledge": kar.knowledge_file}
     llama = exp.resolved("pet", "llamarec", "main", 2)
     assert llama.retriever_run == exp.run_dir("pet", "lrurec", "main", 2) and llama.backbone == "llama2-7b"
     assert exp.run_inputs("pet", "llamarec", "main", 2) == {"lrurec": exp.run_dir("pet", "lrurec", "main", 2)}

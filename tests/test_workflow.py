@@ -77,7 +77,8 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
     # Table 2: 6 ID-trainer rows (SASRec, BERT4Rec, FDSA, RecGURU, ZESRec, and GRU4Rec, an extra row Figure 5
     # needs) on 4 data sets;
     # Figure 3: BERT4Rec on 5 fractions < 1 of Scientific.
-    idrec = 6 * datasets * seeds + 5 * seeds + datasets * seeds  # + LRURec, LlamaRec's retriever
+    # + KAR (its knowledge file: one kar_knowledge job per data set) + LRURec, LlamaRec's retriever
+    idrec = 6 * datasets * seeds + 5 * seeds + datasets * seeds + datasets * seeds
     laser = (
         3 * datasets * seeds  # Table 2: Laser-G/C/L main runs
         + 8 * seeds  # Table 3: ablations on Scientific
@@ -87,7 +88,8 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
         + (3 + 3 + 3 + 2) * seeds  # Figure 4: K, L, lambda, S grids minus the main point
         + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
     )
-    assert counts["train_small"] == idrec == 99
+    assert counts["train_small"] == idrec == 111
+    assert counts["kar_knowledge"] == datasets
     recformer = 4 * seeds + 6 * seeds  # Table 2 on 4 data sets; Figure 3: transfer from Pet at 6 fractions
     llamarec = datasets * seeds
     assert counts["train_large"] == laser + recformer + llamarec == 198
@@ -105,8 +107,8 @@ def test_embedded_default_dag(workdir):
     assert "download_raw" not in counts  # synthetic data is generated, never downloaded
     assert counts["prepare_dataset"] == 2
     # 6 ID-trainer methods (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec) x 2 data sets
-    # + BERT4Rec at fraction 0 and 0.2 + LRURec (LlamaRec's retriever) x 2
-    assert counts["train_small"] == 16
+    # + BERT4Rec at fraction 0 and 0.2 + LRURec (LlamaRec's retriever) x 2 + KAR x 2
+    assert counts["train_small"] == 18 and counts["kar_knowledge"] == 2
     # Table 2: 6 Laser + 2 RECFORMER + 2 LlamaRec; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3 Laser + 3 RECFORMER;
     # Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
     assert counts["train_large"] == 10 + 16 + 3 + 6 + 4 + 4

@@ -68,7 +68,7 @@ def train_inputs(wildcards) -> dict:
     inputs = {"config": EXP.run_config_file(*run_key(wildcards)), "data": data_stats(wildcards.dataset)}
     for role, run in EXP.run_inputs(*run_key(wildcards)).items():
         inputs[role] = f"{run}/metrics.json"
-    return inputs
+    return {**inputs, **EXP.file_inputs(*run_key(wildcards))}
 
 
 def data_stats_of(wildcards) -> str:

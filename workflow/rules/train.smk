@@ -69,3 +69,19 @@ rule train_large:
         "../envs/laser-repro.yaml"
     shell:
         TRAIN_SHELL
+
+
+rule kar_knowledge:
+    """KAR's knowledge texts for a data set (generated once, shared by every KAR run of it)."""
+    input:
+        data=data_stats_of,
+    output:
+        f"{PATHS['results']}/knowledge/{{dataset}}/{{generator}}.json",
+    params:
+        data=lambda wildcards, input: str(Path(input.data).parent),
+    log:
+        log_file("kar_knowledge", "{dataset}/{generator}"),
+    conda:
+        "../envs/laser-repro.yaml"
+    shell:
+        "laser-repro kar-knowledge --data {params.data} --generator {wildcards.generator} --out {output} > {log} 2>&1"

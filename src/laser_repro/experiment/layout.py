@@ -49,6 +49,11 @@ def run_config_file(configs_root: str, dataset: str, method: str, variant: str, 
     return f"{configs_root}/{RunKey(dataset, method, variant, int(seed)).rel}.yaml"
 
 
+def knowledge_file(results_root: str, dataset: str, generator: str) -> str:
+    """KAR's knowledge texts of one data set and generator (shared by every seed and run)."""
+    return f"{results_root}/knowledge/{dataset}/{generator}.json"
+
+
 # ---------------------------------------------------------------- values in names
 
 

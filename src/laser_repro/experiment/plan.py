@@ -187,7 +187,21 @@ class Experiment:
                                       "remove them")
             flat.update(overrides)
         flat.update(self.variant_overrides(dataset, m, variant, seed))
+        if m.knowledge:  # KAR: the knowledge file of its generator, one per data set (rule kar_knowledge)
+            generator = flat.get("knowledge_generator") or self._default(m, "knowledge_generator")
+            flat["knowledge_file"] = self.knowledge_file(dataset, generator)
         return nest(flat)
+
+    def _default(self, m: Method, key: str):
+        return getattr(m.trainer.config_cls()(), key)
+
+    def knowledge_file(self, dataset: str, generator: str) -> str:
+        return layout.knowledge_file(self.paths["results"], dataset, generator)
+
+    def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
+        """Files (not runs) a run reads, by role: KAR's knowledge file."""
+        cfg = self.resolved(dataset, method, variant, seed)
+        return {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
 
     def resolved(self, dataset: str, method: str, variant: str, seed: int):
         """The run-config dataclass of one run; errors name the run and the key."""

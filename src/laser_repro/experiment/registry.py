@@ -62,6 +62,7 @@ class Method:
     pretrained_on: str | None = None  # the paper's run was pre-trained on this corpus (runs without init_from: ‡)
     run_defaults: tuple[tuple[str, Any], ...] = ()  # (dotted run-config key, value): this method's own settings
     needs_runs: tuple[tuple[str, str], ...] = ()  # (run-config key, method): main runs of another method it reads
+    knowledge: bool = False  # reads a KAR knowledge file (rule kar_knowledge), named by its knowledge_generator
     summary: str = ""
 
     def base_config(self) -> dict[str, Any]:
@@ -81,6 +82,8 @@ class Method:
         if self.paper_backbone:
             out.append(f"backbone ({self.paper_backbone} in the paper)")
         out += [f"{method} run ({key})" for key, method in self.needs_runs]
+        if self.knowledge:
+            out.append("knowledge file (laser-repro kar-knowledge)")
         return out
 
 
@@ -118,6 +121,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            summary="Longformer over key-value item text, ID-free; two-stage fine-tuning"),
     Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
            summary="Laser on GPT2-Large"),
+    Method("kar", "KAR", "chatglm2", IDREC, paper_backbone="chatglm2-6b", knowledge=True,
+           summary="LLM knowledge (prompts -> texts -> encoder) fused into SASRec by hybrid experts"),
     Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,
            summary="Laser on ChatGLM2-6B"),
     Method("llamarec", "LlamaRec", "llama2", LLAMAREC, paper_backbone="llama2-7b",

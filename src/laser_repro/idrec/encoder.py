@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from laser_repro.idrec.base import SeqRecModel, pad_histories
-from laser_repro.idrec.registry import build_model
+from laser_repro.idrec.registry import build_model, features_of
 from laser_repro.io import read_json
 
 DEFAULT_WINDOW = 10  # spec: the last 10 items, for both the text and the collaborative input
@@ -100,9 +100,9 @@ def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window:
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing, the ID-model run did not finish")
     read_json(run_dir / "metrics.json")  # a broken file fails loudly here
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    feats = blob["state_dict"].get("text_features")  # text models keep their item features (row 0 = padding)
-    model = build_model(blob["model"], int(blob["n_items"]), blob["model_config"],
-                        text_features=None if feats is None else feats[1:])
+    sd = blob["state_dict"]  # feature buffers travel in model.pt (text features: row 0 = padding)
+    feats = {k: sd[k][1:] if k == "text_features" else sd[k] for k in features_of(blob["model"]) if k in sd}
+    model = build_model(blob["model"], int(blob["n_items"]), blob["model_config"], **feats)
     model.load_state_dict(blob["state_dict"])
     return CollaborativeEncoder(model.to(device), window=window, source=str(run_dir))
 

@@ -38,7 +38,7 @@ class FDSAConfig:
 
 class FDSA(SeqRecModel):
     name = "fdsa"
-    uses_text = True  # the trainer passes item-text features
+    features = ("text_features",)  # the trainer passes item-text features
 
     def __init__(self, n_items: int, config: FDSAConfig, text_features: torch.Tensor | None = None):
         super().__init__()

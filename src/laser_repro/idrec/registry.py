@@ -11,6 +11,7 @@ from laser_repro.idrec.base import SeqRecModel
 from laser_repro.idrec.bert4rec import BERT4Rec, BERT4RecConfig
 from laser_repro.idrec.fdsa import FDSA, FDSAConfig
 from laser_repro.idrec.gru4rec import GRU4Rec, GRU4RecConfig
+from laser_repro.kar.model import KAR, KARConfig
 from laser_repro.idrec.lrurec import LRURec, LRURecConfig
 from laser_repro.idrec.recguru import RecGURU, RecGURUConfig
 from laser_repro.idrec.sasrec import SASRec, SASRecConfig
@@ -24,12 +25,18 @@ MODELS: dict[str, tuple[type[SeqRecModel], type]] = {
     "recguru": (RecGURU, RecGURUConfig),
     "zesrec": (ZESRec, ZESRecConfig),
     "lrurec": (LRURec, LRURecConfig),
+    "kar": (KAR, KARConfig),
 }
+
+
+def features_of(name: str) -> tuple[str, ...]:
+    """Feature tensors the model is built with besides its config (``text_features``; KAR's knowledge)."""
+    return getattr(MODELS[name][0], "features", ())
 
 
 def uses_text(name: str) -> bool:
     """The model reads item-text features (the trainer encodes them with ``text_encoder``)."""
-    return getattr(MODELS[name][0], "uses_text", False)
+    return "text_features" in features_of(name)
 
 
 def model_config(name: str, overrides: dict[str, Any] | None = None, where: str = "model_config"):
@@ -40,14 +47,15 @@ def model_config(name: str, overrides: dict[str, Any] | None = None, where: str 
 
 
 def build_model(
-    name: str, n_items: int, overrides: dict[str, Any] | None = None, text_features: torch.Tensor | None = None
+    name: str, n_items: int, overrides: dict[str, Any] | None = None, text_features: torch.Tensor | None = None,
+    **features: torch.Tensor,
 ) -> SeqRecModel:
-    """Instantiate model ``name`` for ``n_items`` items (uses the current torch RNG for init)."""
+    """Instantiate model ``name`` for ``n_items`` items (uses the current torch RNG for init); the feature
+    tensors it declares (:func:`features_of`) are passed on."""
     cfg = model_config(name, overrides)
     cls = MODELS[name][0]
-    if uses_text(name):
-        return cls(n_items, cfg, text_features=text_features)
-    return cls(n_items, cfg)
+    given = {"text_features": text_features, **features}
+    return cls(n_items, cfg, **{k: given.get(k) for k in features_of(name)})
 
 
 def resolved_model_config(model: SeqRecModel) -> dict:

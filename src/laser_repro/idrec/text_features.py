@@ -39,11 +39,18 @@ def resolve_encoder(name: str) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64, device: Any = "cpu") -> np.ndarray:
-    """Embed ``texts`` with a frozen encoder; returns float32 ``[len(texts), width]``."""
+def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64, device: Any = "cpu",
+                 pooling: str | None = None) -> np.ndarray:
+    """Embed ``texts`` with a frozen encoder; returns float32 ``[len(texts), width]``. ``pooling`` (mean | cls)
+    overrides the encoder's default (KAR mean-pools every encoder)."""
     from transformers import AutoModel, AutoTokenizer
 
-    path, pooling = resolve_encoder(encoder)
+    from laser_repro.laser.backbones import HUB
+
+    if encoder in HUB or encoder == "smollm2":  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled
+        return encode_with_backbone(texts, encoder, batch_size, device)
+    path, default_pooling = resolve_encoder(encoder)
+    pooling = pooling or default_pooling
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path).to(device).eval()
@@ -66,4 +73,28 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
             emb = states[:, 0]
         out[idx] = emb.float().cpu().numpy()
     log.info("encoded %d item texts with %s (%s pooling, width %d)", len(texts), encoder, pooling, out.shape[1])
+    return out
+
+
+@torch.no_grad()
+def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, device: Any = "cpu") -> np.ndarray:
+    """Mean-pooled last-layer states of one of Laser's backbones (``laser.backbones.load_backbone``:
+    hub ids with their remote-code fixes, ``smollm2`` offline)."""
+    from laser_repro.laser.backbones import load_backbone
+
+    bb = load_backbone(name, device)
+    ids = bb.tokenize_many(list(texts))
+    out = np.zeros((len(texts), bb.hidden_size), dtype=np.float32)
+    for s in range(0, len(texts), batch_size):
+        chunk = [i[-MAX_TOKENS * 4:] for i in ids[s : s + batch_size]]
+        width = max(len(i) for i in chunk)
+        tok = torch.full((len(chunk), width), 0, dtype=torch.long)
+        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
+        for r, i in enumerate(chunk):  # left padding, as every backbone is fed
+            tok[r, width - len(i):] = torch.as_tensor(i)
+            mask[r, width - len(i):] = True
+        states = bb(bb.embed(tok.to(bb.model.device)), mask.to(bb.model.device)).float()
+        m = mask.to(states.device).unsqueeze(-1).float()
+        out[s : s + len(chunk)] = ((states * m).sum(1) / m.sum(1).clamp(min=1)).cpu().numpy()
+    log.info("encoded %d texts with %s (mean pooling, width %d)", len(texts), name, out.shape[1])
     return out

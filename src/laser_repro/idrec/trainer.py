@@ -29,7 +29,7 @@ from laser_repro.data.splits import sample_train_users
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
-from laser_repro.idrec.registry import build_model, model_config, uses_text
+from laser_repro.idrec.registry import build_model, features_of, model_config, uses_text
 from laser_repro.io import atomic_path
 from laser_repro.data.dataset import data_fingerprint
 from laser_repro.train.scaffold import (
@@ -45,6 +45,7 @@ from laser_repro.train.scaffold import (
 
 log = logging.getLogger("laser_repro.idrec")
 TEXT_FILE = "text_features.npy"
+KNOWLEDGE_FILE = "knowledge_features.npz"
 
 
 @dataclass
@@ -68,11 +69,43 @@ def resolved_config(cfg: IDRecRunConfig) -> dict:
     return out
 
 
-def eval_inputs(ds: SeqDataset, split: str, history_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, targets, right-padded history tokens) of every user with a ``split`` target."""
+def eval_inputs(ds: SeqDataset, split: str, history_len: int,
+                with_users: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, targets, right-padded history tokens) of every user with a ``split`` target; ``with_users``
+    appends each row's user index as a last column (models with ``needs_users``: KAR)."""
     users = ds.eval_users(split)
     tokens = pad_histories([ds.history_and_target(int(u), split)[0] for u in users], history_len)
+    if with_users:
+        tokens = np.concatenate([tokens, users[:, None].astype(np.int64)], axis=1)
     return users, ds.targets(split, users), tokens
+
+
+def training_instances(model: SeqRecModel, ds: SeqDataset, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's training instances of ``users``; with ``needs_users``, each row's user index appended."""
+    if not getattr(model, "needs_users", False):
+        return model.make_instances([ds.train_sequence(int(u)) for u in users])
+    parts = [model.make_instances([ds.train_sequence(int(u))]) for u in users]
+    X = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 1), np.int64)
+    col = np.repeat(users.astype(np.int64), [p[0].shape[0] for p in parts])
+    return np.concatenate([X, col[:, None]], axis=1), np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+
+
+def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> dict:
+    """KAR's encoded knowledge (items, users): mean-pooled ``text_encoder`` states, cached in the run folder."""
+    path = out_dir / KNOWLEDGE_FILE
+    if not path.exists():
+        from laser_repro.idrec.text_features import encode_texts
+        from laser_repro.kar.knowledge import stored_texts
+
+        if not cfg.knowledge_file:
+            raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
+        items, users = stored_texts(ds, cfg.knowledge_file)
+        vecs = encode_texts(items + users, cfg.text_encoder, cfg.text_batch_size, device, pooling="mean")
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, items=vecs[: len(items)], users=vecs[len(items):])
+    z = np.load(path)
+    return {"item_knowledge": torch.from_numpy(z["items"]), "user_knowledge": torch.from_numpy(z["users"])}
 
 
 def evaluate_model(
@@ -170,15 +203,17 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset)
     feats = item_text_features(ds, cfg, out_dir, device) if uses_text(cfg.model) else None
+    more = knowledge_features(ds, cfg, out_dir, device) if "item_knowledge" in features_of(cfg.model) else {}
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats).to(device)
+    model = build_model(cfg.model, ds.n_items, cfg.model_config, text_features=feats, **more).to(device)
     if cfg.init_from:
         init_weights_from(model, cfg)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     users = training_users(ds, cfg)
-    X, y = model.make_instances([ds.train_sequence(int(u)) for u in users])
-    valid_in = eval_inputs(ds, "valid", model.history_len)
+    X, y = training_instances(model, ds, users)
+    with_users = getattr(model, "needs_users", False)
+    valid_in = eval_inputs(ds, "valid", model.history_len, with_users)
     log.info(
         "%s on %s: %d items, %d training users, %d training instances, device %s, config %s",
         cfg.model, ds.name, ds.n_items, users.shape[0], X.shape[0], device, run.config_hash,
@@ -264,7 +299,8 @@ def _finish(cfg, run: RunFolder, ds, model, best_state, state, device, valid_in,
         model.load_state_dict(best_state)
     results = {
         "valid": evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties),
-        "test": evaluate_model(model, eval_inputs(ds, "test", model.history_len), device, cfg.eval_batch_size, cfg.ties),
+        "test": evaluate_model(model, eval_inputs(ds, "test", model.history_len, getattr(model, "needs_users", False)),
+                               device, cfg.eval_batch_size, cfg.ties),
     }
     run.write_ranks(results)
     run.write_model({

@@ -41,7 +41,7 @@ class ZESRecConfig:
 
 class ZESRec(SeqRecModel):
     name = "zesrec"
-    uses_text = True  # the trainer passes item-text features
+    features = ("text_features",)  # the trainer passes item-text features
 
     def __init__(self, n_items: int, config: ZESRecConfig, text_features: torch.Tensor | None = None):
         super().__init__()

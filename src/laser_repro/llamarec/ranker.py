@@ -42,16 +42,17 @@ def load_causal_lm(name: str, cache_dir: str | None, corpus: Sequence[str], quan
                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         return LlamaForCausalLM(cfg), tok, False
+    kw: dict[str, Any] = {}
     if name == "smollm2":
         source = str(smollm2_folder(cache_dir))
     elif name.startswith("local:"):
         source = name[len("local:"):]
     elif name in HUB:
         source = HUB[name].hub_id
+        kw["trust_remote_code"] = HUB[name].remote_code  # ChatGLM2 (KAR's generator): its remote code
     else:
         raise BackboneLoadError(f"backbone: unknown name {name!r} for LlamaRec; expected llama2-7b, smollm2, "
                                 "tiny-llama or local:PATH")
-    kw: dict[str, Any] = {}
     quantized = False
     if quantize != "none" and device.type == "cuda":
         try:
@@ -67,7 +68,7 @@ def load_causal_lm(name: str, cache_dir: str | None, corpus: Sequence[str], quan
             if quantize == "4bit":
                 raise BackboneLoadError("quantize: 4bit needs the bitsandbytes package on a CUDA machine") from None
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=kw.get("trust_remote_code", False))
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, **kw)
     except OSError as err:

@@ -1,0 +1,150 @@
+"""KAR's open-world knowledge: factorization prompts, generation, and a versioned cache (Xi et al., 2023).
+
+Prompts are KAR's product variants (its commented-out ones, which suit Amazon data) without the
+star ratings the RecFormer format lacks. The user prompt lists the titles of the first
+min(ceil(n/2), 15) items of the user's TRAINING part (KAR's history window; never validation or
+test items). Generators: ``template`` (deterministic "knowledge" from title, brand, category and
+history titles: a labelled stand-in that needs no LLM), or a causal LLM (``smollm2`` offline,
+``chatglm2-6b`` at paper scale) decoding greedily.
+
+The texts live in one JSON file per (data set, generator): :class:`KnowledgeStore`. Each entry is
+keyed by the sha256 of (generator, prompt version, prompt), so a changed prompt or generator
+never reuses a stale text, and an unchanged one is never generated twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+from laser_repro.data.dataset import SeqDataset
+from laser_repro.io import read_json, write_json
+
+log = logging.getLogger("laser_repro.kar")
+PROMPT_VERSION = "kar-product-v1"
+FACTORS = "genre, functionality, quality, price, design, reputation"
+
+
+def history_window(n: int) -> int:
+    """KAR's history length for a training part of ``n`` items: min(ceil(n / 2), 15)."""
+    return min(math.ceil(n / 2), 15)
+
+
+def item_prompt(item: dict) -> str:
+    return (f"Introduce product {item.get('title') or ''}, which is from brand {item.get('brand') or 'unknown'} "
+            f"and describe its attributes (including but not limited to {FACTORS}).")
+
+
+def user_prompt(titles: Sequence[str]) -> str:
+    hist = "; ".join(f'"{t}"' for t in titles)
+    return (f"Given user's product history: {hist}. Analyze user's preferences on product (consider factors like "
+            f"{FACTORS}).")
+
+
+def user_titles(ds: SeqDataset, u: int) -> list[str]:
+    seq = ds.train_sequence(u)
+    return [str(ds.items[int(i)].get("title") or "") for i in seq[: history_window(seq.shape[0])]]
+
+
+def template_item(item: dict) -> str:
+    return (f"{item.get('title') or ''}. Brand: {item.get('brand') or 'unknown'}. "
+            f"Category: {item.get('category') or 'unknown'}.")
+
+
+def template_user(titles: Sequence[str]) -> str:
+    return "Products the user chose: " + "; ".join(titles) + "."
+
+
+class KnowledgeStore:
+    """A JSON file of generated texts keyed by (generator, prompt version, prompt)."""
+
+    def __init__(self, path: str | Path, generator: str):
+        self.path, self.generator = Path(path), generator
+        self.entries: dict[str, str] = {}
+        if self.path.exists():
+            blob = read_json(self.path)
+            if not isinstance(blob, dict) or not isinstance(blob.get("entries"), dict):
+                raise ValueError(f"{self.path}: not a knowledge file (expected an object with 'entries')")
+            self.entries = blob["entries"]
+
+    def key(self, prompt: str) -> str:
+        return hashlib.sha256(f"{self.generator}\n{PROMPT_VERSION}\n{prompt}".encode()).hexdigest()
+
+    def get_many(self, prompts: Sequence[str], generate: Callable[[list[str]], list[str]],
+                 batch: int = 16) -> tuple[list[str], int]:
+        """Texts for ``prompts``, generating only the missing ones (saved after every batch); returns
+        (texts, number generated)."""
+        missing = [p for p in dict.fromkeys(prompts) if self.key(p) not in self.entries]
+        for s in range(0, len(missing), batch):
+            chunk = missing[s : s + batch]
+            for p, text in zip(chunk, generate(chunk)):
+                self.entries[self.key(p)] = text
+            self.save()
+        return [self.entries[self.key(p)] for p in prompts], len(missing)
+
+    def save(self) -> None:
+        write_json(self.path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "entries": self.entries})
+
+
+def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]]:
+    """(item texts, user texts) of every item and user from a knowledge file; missing entries are an error."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"knowledge_file: {path} not found (write it with `laser-repro kar-knowledge`)")
+    blob = read_json(path)
+    store = KnowledgeStore(path, str(blob.get("generator")))
+    item_p = [item_prompt(it) for it in ds.items]
+    user_p = [user_prompt(user_titles(ds, u)) for u in range(ds.n_users)]
+    missing = sum(store.key(p) not in store.entries for p in item_p + user_p)
+    if missing:
+        raise ValueError(f"{path}: {missing} of {len(item_p) + len(user_p)} item/user prompts have no text "
+                         f"(generator {store.generator}, prompt version {PROMPT_VERSION}); regenerate the file")
+    items = [store.entries[store.key(p)] for p in item_p]
+    users = [p.split(". Analyze")[0] + ". " + store.entries[store.key(p)] for p in user_p]
+    return items, users
+
+
+def template_generator(ds: SeqDataset) -> Callable[[list[str]], list[str]]:
+    """The stand-in: each prompt's deterministic "knowledge" (no LLM)."""
+    by_prompt = {item_prompt(it): template_item(it) for it in ds.items}
+    for u in range(ds.n_users):
+        titles = user_titles(ds, u)
+        by_prompt[user_prompt(titles)] = template_user(titles)
+    return lambda prompts: [by_prompt[p] for p in prompts]
+
+
+def llm_generator(name: str, cache_dir: str | None, device, max_new_tokens: int) -> Callable[[list[str]], list[str]]:
+    """Greedy decoding with a causal LLM (the LlamaRec ranker's loader: smollm2, tiny-llama, hub ids)."""
+    import torch
+
+    from laser_repro.llamarec.ranker import load_causal_lm
+
+    model, tok, _ = load_causal_lm(name, cache_dir, [], "none", device)
+    model.eval()
+    tok.padding_side = "left"
+
+    @torch.no_grad()
+    def generate(prompts: list[str]) -> list[str]:
+        batch = tok(prompts, return_tensors="pt", padding=True).to(device)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        return [tok.decode(o[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip() for o in out]
+
+    return generate
+
+
+def knowledge(ds: SeqDataset, store: KnowledgeStore, generate: Callable[[list[str]], list[str]],
+              users: Sequence[int] | None = None) -> tuple[list[str], list[str], int]:
+    """(item texts, user texts, generated count): prompt + answer for users (KAR's user text), the answer
+    for items. ``users`` limits the user prompts generated (others get an empty text)."""
+    item_p = [item_prompt(it) for it in ds.items]
+    all_users = range(ds.n_users) if users is None else users
+    user_p = {u: user_prompt(user_titles(ds, u)) for u in all_users}
+    items, n1 = store.get_many(item_p, generate)
+    answers, n2 = store.get_many(list(user_p.values()), generate)
+    user_text = [""] * ds.n_users
+    for (u, p), a in zip(user_p.items(), answers):
+        user_text[u] = p.split(". Analyze")[0] + ". " + a  # KAR: the history part of the prompt + the answer
+    return items, user_text, n1 + n2

