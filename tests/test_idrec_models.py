@@ -46,7 +46,7 @@ def test_length_buckets_partition_rows():
     assert [g.tolist() for g in groups] == [[3], [0, 1], [2]]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"kar"}))  # KAR rows carry a user column (tests/test_kar.py)
 def test_bucketed_user_states_equal_padded_batch(name):
     torch.manual_seed(0)
     model = build_model(name, 20, {"hidden": 16, "max_len": 12} | ({"inner": 32} if name not in ("gru4rec", "lrurec") else {})
