@@ -102,7 +102,7 @@ def test_compare_report_end_to_end(tmp_path):
     assert "| SASRec | scientific | R@10 | 13.11 | 13.00 ± 0.00 (n=2) | -0.11 | -0.8% |" in text
     assert "| Laser-C | scientific | R@10 | 14.06 | 20.00 ± 0.00 (n=2) |" in text
     assert "stand-in (minilm), not comparable" in text
-    assert "| LLM4REC | scientific | R@10 | 12.57 | — | — | — | — | not run (not implemented in this suite) |" in text
+    assert "| LLM4REC | scientific | R@10 | 12.57 | — | — | — | — | not run |" in text  # every row is implemented
     assert "| RecGURU | scientific | R@10 | 7.81 | — | — | — | — | not run |" in text  # implemented; no runs here
     assert "| SASRec | pet | R@10 | 8.81 | — | — | — | — | not run (data set not requested) |" in text
     assert "| scientific | N@10 | 7.22 | 10.27 | -29.7% |" in text  # Laser's RECFORMER vs RecFormer's own

@@ -160,8 +160,8 @@ def test_paper_config_counts(tmp_path):
     # idrec: 7 Table 2 ID-trainer rows (KAR included) x 4 data sets x 3 seeds = 84, Figure 3's 15 BERT4Rec runs, and the
     # LRURec retriever each LlamaRec run reads (12, found through the run's inputs)
     kinds += ["idrec" for r in exp.all_runs() if r.method == "llamarec"]  # one LRURec run per LlamaRec run
-    assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer"), kinds.count("llamarec")) == (
-        84 + 15 + 12, 156, 4 * 3 + 6 * 3, 4 * 3)
+    assert (kinds.count("idrec"), kinds.count("laser"), kinds.count("recformer"), kinds.count("llamarec"),
+            kinds.count("llm4rec")) == (84 + 15 + 12, 156, 4 * 3 + 6 * 3, 4 * 3, 4 * 3)
     kar = exp.resolved("arts", "kar", "main", 1)
     assert kar.knowledge_generator == "chatglm2-6b" and kar.text_encoder == "chatglm2-6b"
     assert kar.knowledge_file == exp.knowledge_file("arts", "chatglm2-6b")

@@ -91,9 +91,9 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
     assert counts["train_small"] == idrec == 111
     assert counts["kar_knowledge"] == datasets
     recformer = 4 * seeds + 6 * seeds  # Table 2 on 4 data sets; Figure 3: transfer from Pet at 6 fractions
-    llamarec = datasets * seeds
-    assert counts["train_large"] == laser + recformer + llamarec == 198
-    assert counts["write_run_config"] == idrec + laser + recformer + llamarec
+    llamarec = llm4rec = datasets * seeds
+    assert counts["train_large"] == laser + recformer + llamarec + llm4rec == 210
+    assert counts["write_run_config"] == idrec + laser + recformer + llamarec + llm4rec
     assert counts["download_raw"] == counts["prepare_dataset"] == 4
     assert counts["make_variant_table"] == 3
     for rule in ("make_table1", "make_table2", "plot_fig2", "plot_fig3", "plot_fig4", "plot_fig5", "compare_to_paper"):
@@ -109,9 +109,9 @@ def test_embedded_default_dag(workdir):
     # 6 ID-trainer methods (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec) x 2 data sets
     # + BERT4Rec at fraction 0 and 0.2 + LRURec (LlamaRec's retriever) x 2 + KAR x 2
     assert counts["train_small"] == 18 and counts["kar_knowledge"] == 2
-    # Table 2: 6 Laser + 2 RECFORMER + 2 LlamaRec; Tables 3/4: 8 + 8; Table 5: 3; Fig. 3: 3 Laser + 3 RECFORMER;
-    # Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
-    assert counts["train_large"] == 10 + 16 + 3 + 6 + 4 + 4
+    # Table 2: 6 Laser + 2 each of RECFORMER, LlamaRec, LLM4REC; Tables 3/4: 8 + 8; Table 5: 3;
+    # Fig. 3: 3 Laser + 3 RECFORMER; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
+    assert counts["train_large"] == 12 + 16 + 3 + 6 + 4 + 4
 
 
 CONFIG_TARGETS = {

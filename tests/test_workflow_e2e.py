@@ -347,8 +347,9 @@ def test_embedded_default_numbers_are_sane(e2e):
     assert e2e.proc.returncode == 0, e2e.proc.stderr[-4000:]
     runs = e2e.workdir / "results/default/runs"
     records = {p.parent.relative_to(runs).as_posix(): _strict_json(p) for p in runs.glob("*/*/*/seed~*/metrics.json")}
-    # 46 ID and Laser runs + RecGURU, ZESRec, LRURec, RECFORMER, LlamaRec x 2 data sets + 3 RECFORMER transfers
-    assert len(records) == 46 + 5 * 2 + 3
+    # 46 ID and Laser runs + RecGURU, ZESRec, KAR, LRURec, RECFORMER, LlamaRec, LLM4REC x 2 data sets
+    # + 3 RECFORMER transfers
+    assert len(records) == 46 + 7 * 2 + 3
     for name, rec in records.items():
         for split in ("valid", "test"):
             assert all(math.isfinite(v) for v in rec[split].values()), name

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "train an ID-trainer recommender (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec)"),
     "train-recformer": ("laser_repro.recformer.cli", "train RECFORMER (pre-training, two-stage fine-tuning)"),
     "kar-knowledge": ("laser_repro.kar.cli", "generate or reuse KAR's knowledge texts for a data set"),
+    "train-llm4rec": ("laser_repro.llm4rec.cli", "train LLM4REC (user/item tokens, graph attention bias)"),
     "train-llamarec": ("laser_repro.llamarec.cli", "train LlamaRec's LoRA ranker over an LRURec run's top 20"),
     "train-laser": ("laser_repro.laser.cli", "train Laser (Bi-Tuning + M-Former, two phases)"),
     "methods": ("laser_repro.experiment.cli", "list the registered methods, their trainers and what a run needs"),

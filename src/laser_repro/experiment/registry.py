@@ -99,7 +99,10 @@ RECFORMER = Trainer("recformer", "train-recformer", "laser_repro.recformer.confi
 LLAMAREC = Trainer("llamarec", "train-llamarec", "laser_repro.llamarec.config:LlamaRecRunConfig",
                    "laser_repro.llamarec.trainer:train_llamarec", method_key="method", compute="large")
 
-TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER, RECFORMER, LLAMAREC)}
+LLM4REC = Trainer("llm4rec", "train-llm4rec", "laser_repro.llm4rec.config:LLM4RecRunConfig",
+                  "laser_repro.llm4rec.trainer:train_llm4rec", method_key="method", compute="large")
+
+TRAINERS: dict[str, Trainer] = {t.name: t for t in (IDREC, LASER, RECFORMER, LLAMAREC, LLM4REC)}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("sasrec", "SASRec", "traditional", IDREC, summary="self-attentive sequential recommender (ID)"),
@@ -119,6 +122,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("recformer", "RECFORMER", "traditional", RECFORMER, paper_backbone="allenai/longformer-base-4096",
            pretrained_on="RecFormer's corpus (seven Amazon categories)",
            summary="Longformer over key-value item text, ID-free; two-stage fine-tuning"),
+    Method("llm4rec", "LLM4REC", "gpt2", LLM4REC, paper_backbone="gpt2-large",
+           summary="GPT-2 with user/item tokens and a graph attention bias (leave-one-out port)"),
     Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
            summary="Laser on GPT2-Large"),
     Method("kar", "KAR", "chatglm2", IDREC, paper_backbone="chatglm2-6b", knowledge=True,
