@@ -6,6 +6,8 @@ benchmarks/gpu_backbones.md appear only after someone runs it on a CUDA box:
 
     python benchmarks/gpu_backbones.py                  # CUDA, bf16, GPT2-Large- and Llama2-7B-sized
     python benchmarks/gpu_backbones.py --tiny --device cpu --out /tmp/x.md   # logic check on CPU
+    python benchmarks/gpu_carry.py          # (CPU machine) data, BERT4Rec run and fp16 MiniLM, < 64 MiB
+    python benchmarks/gpu_backbones.py --protocol benchmarks/out/gpu_carry   # + Laser's full protocol (a)
 
 For each backbone size it builds a RANDOM-initialised model from a config (no weights are
 downloaded; speed and memory do not depend on the weights) in bf16, wraps it in Laser's
@@ -189,6 +191,30 @@ def _refresh(model, n_items: int, batch_size: int) -> torch.Tensor:
     return model.embed_items(n_items, batch_size)
 
 
+def protocol_run(carry: Path, args, device: torch.device) -> dict:
+    """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
+    phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
+    BERT4Rec feeding a paper-size M-Former, no user caps. ``--protocol-caps`` (CPU logic checks only)
+    caps users and epochs."""
+    from laser_repro.laser.config import LaserRunConfig, PhaseConfig
+    from laser_repro.laser.trainer import train_laser
+
+    over: dict = {}
+    if args.protocol_caps:
+        from laser_repro.laser.tiny import TINY_MFORMER
+        from laser_repro.laser.config import MFormerConfig
+
+        over = dict(max_train_users=20, max_eval_users=30, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1),
+                    mformer=MFormerConfig(**TINY_MFORMER))
+    cfg = LaserRunConfig(dataset=str(carry / "data" / "scientific"), idrec_run=str(carry / "bert4rec"),
+                         backbone=f"local:{carry / 'minilm-fp16'}", method="laser", device=str(device),
+                         progress=False, cache_dir=str(args.cache), **over)
+    t0 = time.perf_counter()
+    rec = train_laser(cfg, Path(args.cache) / "protocol-run")
+    rec["protocol_wall_s"] = time.perf_counter() - t0
+    return rec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (with --tiny, for a logic check)")
@@ -198,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--items", type=int, default=2048, help="items embedded in the timed refresh")
     ap.add_argument("--item-batch-size", type=int, default=128)
     ap.add_argument("--cache", default=tempfile.mkdtemp(prefix="laser-gpu-"), help="tokenizer cache folder")
+    ap.add_argument("--protocol", type=Path, default=None,
+                    help="a folder written by benchmarks/gpu_carry.py: also run Laser's full protocol on Scientific")
+    ap.add_argument("--protocol-caps", action="store_true", help="cap users/epochs of --protocol (CPU logic check)")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the GPU for MFU (H100/H200 SXM: 989); 0 = no MFU")
     ap.add_argument("--out", type=Path, default=HERE / "gpu_backbones.md", help="markdown report (JSON next to it)")
@@ -240,9 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
               f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
               f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
+    protocol = protocol_run(args.protocol, args, device) if args.protocol else None
+    if protocol is not None:
+        t, v = protocol["test"], protocol["valid"]
+        lines += ["", "## Laser, full protocol on Scientific (MiniLM fp16, trained BERT4Rec, paper-size M-Former)"
+                  + (" (CAPPED logic check)" if args.protocol_caps else ""), "",
+                  f"Test users {t['n']}: R@10 {100 * t['recall@10']:.2f}, N@10 {100 * t['ndcg@10']:.2f}, MRR "
+                  f"{100 * t['mrr']:.2f} (x100); validation N@10 {100 * v['ndcg@10']:.2f}; reported phase "
+                  f"{protocol['best_phase']}, epoch {protocol['best_epoch']}; {len(protocol['history'])} epochs, "
+                  f"{protocol['item_refreshes']} item refreshes; wall {protocol['protocol_wall_s'] / 60:.1f} min."]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results}, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results,
+                                                         "protocol": protocol}, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
     return 0
 

