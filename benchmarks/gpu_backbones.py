@@ -191,6 +191,50 @@ def _refresh(model, n_items: int, batch_size: int) -> torch.Tensor:
     return model.embed_items(n_items, batch_size)
 
 
+def baseline_steps(args, device: torch.device, dtype: torch.dtype) -> dict:
+    """Issue 13: one LlamaRec ranker step (LoRA r 8 on q/v, batch of prompts) and one KAR generation batch
+    with a random Llama2-7B-shaped model (ChatGLM2's remote code cannot load offline; the same 7B class
+    of decoder stands in for its generation speed). Tokens/s of each."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, shape = (TINY if args.tiny else SIZES)["llama2-7b"]
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**shape)).to(device=device, dtype=dtype)
+    batch, prompt_len = (2, 64) if args.tiny else (12, 600)  # LlamaRec: micro-batch 12, prompts ~600 tokens
+    ids = torch.randint(0, shape["vocab_size"], (batch, prompt_len), device=device)
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
+                                                  target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
+
+    def ranker_step() -> None:
+        logits = peft_model(input_ids=ids).logits[:, -1].float()
+        torch.nn.functional.cross_entropy(logits, ids[:, 0]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    ranker_step()  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    ranker_step()
+    sync(device)
+    ranker_s = time.perf_counter() - t0
+    base = peft_model.unload() if hasattr(peft_model, "unload") else model
+    base.eval()
+    gen_batch, gen_prompt, new = (2, 16, 4) if args.tiny else (16, 128, 64)
+    prompts = torch.randint(0, shape["vocab_size"], (gen_batch, gen_prompt), device=device)
+    with torch.no_grad():
+        base.generate(prompts[:, :8], max_new_tokens=2, do_sample=False)  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        base.generate(prompts, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+        sync(device)
+    gen_s = time.perf_counter() - t0
+    return {"ranker_batch": batch, "ranker_prompt_tokens": prompt_len, "ranker_step_s": ranker_s,
+            "ranker_tokens_per_s": batch * prompt_len / ranker_s, "kar_batch": gen_batch,
+            "kar_new_tokens": new, "kar_generate_s": gen_s, "kar_new_tokens_per_s": gen_batch * new / gen_s}
+
+
 def protocol_run(carry: Path, args, device: torch.device) -> dict:
     """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
     phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
@@ -226,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=tempfile.mkdtemp(prefix="laser-gpu-"), help="tokenizer cache folder")
     ap.add_argument("--protocol", type=Path, default=None,
                     help="a folder written by benchmarks/gpu_carry.py: also run Laser's full protocol on Scientific")
+    ap.add_argument("--baselines", action="store_true",
+                    help="also time one LlamaRec ranker step and one KAR generation batch at Llama2-7B size")
     ap.add_argument("--protocol-caps", action="store_true", help="cap users/epochs of --protocol (CPU logic check)")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the GPU for MFU (H100/H200 SXM: 989); 0 = no MFU")
@@ -269,6 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
               f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
               f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
+    baselines = baseline_steps(args, device, dtype) if args.baselines else None
+    if baselines is not None:
+        b = baselines
+        lines += ["", "## LLM baselines at Llama2-7B size (random weights)", "",
+                  f"LlamaRec ranker step (LoRA r 8 on q/v, {b['ranker_batch']} prompts x {b['ranker_prompt_tokens']} "
+                  f"tokens): {b['ranker_step_s']:.3f} s, {b['ranker_tokens_per_s']:.0f} tokens/s. KAR generation "
+                  f"({b['kar_batch']} prompts, {b['kar_new_tokens']} new tokens each, greedy): {b['kar_generate_s']:.2f} s, "
+                  f"{b['kar_new_tokens_per_s']:.0f} new tokens/s."]
     protocol = protocol_run(args.protocol, args, device) if args.protocol else None
     if protocol is not None:
         t, v = protocol["test"], protocol["valid"]
@@ -281,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results,
-                                                         "protocol": protocol}, indent=2, default=str) + "\n")
+                                                         "baselines": baselines, "protocol": protocol},
+                                                        indent=2, default=str) + "\n")
     print(f"wrote {args.out}")
     return 0
 

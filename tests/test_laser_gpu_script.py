@@ -92,3 +92,15 @@ def test_protocol_run_from_a_carried_folder(tmp_path):
     proto = json.loads(out.with_suffix(".json").read_text())["protocol"]
     assert proto["test"]["n"] <= 30 and proto["backbone"]["name"].startswith("local:")
     assert "full protocol on Scientific" in out.read_text() and "CAPPED" in out.read_text()
+
+
+@pytest.mark.slow
+def test_baseline_steps_tiny_cpu(tmp_path):
+    mod = _load()
+    out = tmp_path / "gpu.md"
+    assert mod.main(["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large",
+                     "--cache", str(tmp_path / "c"), "--out", str(out), "--baselines"]) == 0
+    b = json.loads(out.with_suffix(".json").read_text())["baselines"]
+    assert b["ranker_tokens_per_s"] == pytest.approx(b["ranker_batch"] * b["ranker_prompt_tokens"] / b["ranker_step_s"])
+    assert b["kar_new_tokens_per_s"] == pytest.approx(b["kar_batch"] * b["kar_new_tokens"] / b["kar_generate_s"])
+    assert "LlamaRec ranker step" in out.read_text()
