@@ -148,7 +148,14 @@ def report(args) -> str:
     for v, (label, backbone, _) in VARIANTS.items():
         f = args.runs / v / "metrics.json"
         if not f.exists():
-            rows.append(f"| {label} | {backbone} | not run | | | | | — | — | — | |")
+            ckpt = args.runs / v / "checkpoint.pt"
+            if ckpt.exists():  # an unfinished run: its curve so far, no test
+                st = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
+                recs[v] = {"history": st["history"], "untrained_valid": st["untrained_valid"], "unfinished": True}
+                rows.append(f"| {label} | {backbone} | UNFINISHED ({st['phase']}, epoch {st['epoch']}; see its curve) "
+                            "| | | | | — | — | — | |")
+            else:
+                rows.append(f"| {label} | {backbone} | not run | | | | | — | — | — | |")
             continue
         r = recs[v] = json.loads(f.read_text())
         c = r["config"]
@@ -178,7 +185,7 @@ def report(args) -> str:
                   "feeds with them, and of the suffix vectors.", "",
                   "| run | item cosine mean (std) | tau | logit spread | token norm | prefix norm | suffix norm |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
-        for v in recs:
+        for v in [v for v in recs if not recs[v].get("unfinished")]:
             d = diagnose(args.runs / v)
             fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
             lines.append(f"| {v} | {d['item_cos_mean']:.3f} ({d['item_cos_std']:.3f}) | {d['tau']} | "
