@@ -55,3 +55,10 @@ def seeded_subset(users: np.ndarray, cap: int | None, seed: int, stream: int) ->
 def eval_user_subset(ds: SeqDataset, split: str, seed: int, cap: int | None) -> np.ndarray:
     """Users with a ``split`` target; a seeded subset of ``cap`` of them when set (smoke runs, curves)."""
     return seeded_subset(ds.eval_users(split), cap, seed, 2)
+
+
+def run_eval_users(ds: SeqDataset, split: str, cfg) -> np.ndarray:
+    """The users a run evaluates on ``split``: ``cfg.max_valid_users`` caps validation (selection) when set,
+    else ``cfg.max_eval_users`` caps both splits (smoke runs); seeded by ``cfg.seed``."""
+    cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
+    return eval_user_subset(ds, split, cfg.seed, cap)

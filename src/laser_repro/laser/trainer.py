@@ -33,7 +33,7 @@ from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
 from laser_repro.data.dataset import data_fingerprint
-from laser_repro.data.splits import eval_user_subset, seeded_subset
+from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
 from laser_repro.train.scaffold import (
     MODEL_FILE,
     RunFolder,
@@ -96,9 +96,7 @@ def training_rows(ds: SeqDataset, users: np.ndarray, min_history: int) -> tuple[
 def eval_users(ds: SeqDataset, split: str, cfg: LaserRunConfig, cap: int | None = None) -> np.ndarray:
     """Users with a ``split`` target; a seeded subset of ``cap`` users, else of ``max_valid_users``
     (validation) or ``max_eval_users`` (smoke runs) when set."""
-    if cap is None:
-        cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
-    return eval_user_subset(ds, split, cfg.seed, cap)
+    return run_eval_users(ds, split, cfg) if cap is None else eval_user_subset(ds, split, cfg.seed, cap)
 
 
 # ---------------------------------------------------------------------------------------

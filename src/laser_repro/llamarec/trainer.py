@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
-from laser_repro.data.splits import eval_user_subset, seeded_subset
+from laser_repro.data.splits import run_eval_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import pad_histories
 from laser_repro.idrec.encoder import load_collaborative_encoder
@@ -141,8 +141,7 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     rng = np.random.default_rng([cfg.seed, 5])
     users = seeded_subset(np.flatnonzero(ds.train_len >= 2), cfg.max_train_users, cfg.seed, 1)
     rows = training_rows(ds, users, cfg, rng)
-    valid_users = eval_user_subset(ds, "valid", cfg.seed,
-                                   cfg.max_valid_users if cfg.max_valid_users is not None else cfg.max_eval_users)
+    valid_users = run_eval_users(ds, "valid", cfg)
     params = [p for p in ranker.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
@@ -192,9 +191,8 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         ranker.model.load_state_dict(best, strict=False)
     results, extras = {}, {}
     for split in ("valid", "test"):
-        cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
-        results[split], extras[split] = evaluate_split(ranker, retriever, ds, eval_user_subset(ds, split, cfg.seed, cap),
-                                                       split, names, cfg)
+        results[split], extras[split] = evaluate_split(ranker, retriever, ds, run_eval_users(ds, split, cfg), split,
+                                                       names, cfg)
     run.write_ranks(results)
     run.write_model({"lora": lora_state(), "config": run.config})
     record = {

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
-from laser_repro.data.splits import eval_user_subset, seeded_subset
+from laser_repro.data.splits import run_eval_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.llm4rec.config import LLM4RecRunConfig
 from laser_repro.llm4rec.graph import ITEM
@@ -129,8 +129,7 @@ def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     if cfg.max_train_rows is not None and len(rows) > cfg.max_train_rows:
         keep = np.sort(np.random.default_rng([cfg.seed, 4]).choice(len(rows), cfg.max_train_rows, replace=False))
         rows = [rows[i] for i in keep]
-    valid_users = eval_user_subset(ds, "valid", cfg.seed,
-                                   cfg.max_valid_users if cfg.max_valid_users is not None else cfg.max_eval_users)
+    valid_users = run_eval_users(ds, "valid", cfg)
     params = [p for p in model.parameters() if p.requires_grad]
     pre_opt = torch.optim.Adam(params, lr=cfg.pretrain_lr)
     opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -207,8 +206,7 @@ def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         model.load_state_dict(best)
     results = {}
     for split in ("valid", "test"):
-        cap = cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None else cfg.max_eval_users
-        results[split] = evaluate_split(model, prompts, ds, eval_user_subset(ds, split, cfg.seed, cap), split, cfg)
+        results[split] = evaluate_split(model, prompts, ds, run_eval_users(ds, split, cfg), split, cfg)
     run.write_ranks(results)
     run.write_model({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config})
     record = {

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from laser_repro.config import to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
-from laser_repro.data.splits import eval_user_subset, sample_train_users, seeded_subset
+from laser_repro.data.splits import run_eval_users, sample_train_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.recformer.config import RecformerRunConfig
 from laser_repro.recformer.model import Built, Recformer, build, cosine_logits
@@ -207,8 +207,7 @@ def _train(cfg: RecformerRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         log.info("initialised from %s", cfg.init_from)
     tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens, cfg.max_attr_tokens)
     users = training_users(ds, cfg)
-    valid_users = eval_user_subset(ds, "valid", cfg.seed,
-                                   cfg.max_valid_users if cfg.max_valid_users is not None else cfg.max_eval_users)
+    valid_users = run_eval_users(ds, "valid", cfg)
     steps_per_epoch = math.ceil(len(users) / cfg.batch_size / cfg.grad_accumulation)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -374,9 +373,8 @@ def _finish(cfg, run: RunFolder, ds, model, tok, table, best1, best2, state, sta
         best = (1, state.best1_epoch)
     else:
         best = (0, -1)
-    results = {split: evaluate_split(model, tok, ds, eval_user_subset(
-                   ds, split, cfg.seed, cfg.max_valid_users if split == "valid" and cfg.max_valid_users is not None
-                   else cfg.max_eval_users), split, table, cfg) for split in ("valid", "test")}
+    results = {split: evaluate_split(model, tok, ds, run_eval_users(ds, split, cfg), split, table, cfg)
+               for split in ("valid", "test")}
     log.info("reported (stage %d, epoch %d): valid %s %.4f | test %s %.4f", best[0], best[1], SELECT_METRIC,
              results["valid"].metrics[SELECT_METRIC], SELECT_METRIC, results["test"].metrics[SELECT_METRIC])
     run.write_ranks(results)
