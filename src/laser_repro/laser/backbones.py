@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from laser_repro.train.scaffold import cpu_autocast
+from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,8 @@ def load_backbone(
         )
     bb.model.to(device=device, dtype=default_dtype(device))  # bf16 on CUDA, fp32 on CPU
     bb.autocast = cpu_autocast(precision, device)
+    if bb.autocast:
+        bb.info["attention"] = "fp32 SDPA under bf16 autocast" if fp32_attention(bb.model) else "as loaded"
     return bb.to(device)
 
 

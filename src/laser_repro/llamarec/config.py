@@ -25,6 +25,7 @@ class LlamaRecRunConfig:
     retriever_run: str | None = None  # a finished LRURec run (train-idrec, model lrurec): the retriever
     backbone: str = "llama2-7b"  # | smollm2 (offline stand-in) | tiny-llama (tests) | local:PATH
     cache_dir: str | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # CPU: auto = bf16 autocast where the CPU has bf16 units
     quantize: Literal["auto", "none", "4bit"] = "auto"  # auto = QLoRA (NF4) where CUDA and bitsandbytes exist
     n_candidates: int = 20  # letters A-T over the retriever's top 20
     max_history: int = 20  # last history items in the prompt

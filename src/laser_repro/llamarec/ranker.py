@@ -17,6 +17,7 @@ from torch import nn
 
 from laser_repro.laser.backbones import HUB, BackboneLoadError, _cache_root, smollm2_folder, tiny_tokenizer
 from laser_repro.llamarec.scoring import LETTERS
+from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
 log = logging.getLogger("laser_repro.llamarec")
 
@@ -28,6 +29,7 @@ class Ranker:
     letter_ids: list[int]
     stand_in: bool
     quantized: bool
+    autocast: bool = False  # bf16 autocast of the forward pass on CPU (attention in fp32: scaffold.fp32_attention)
 
 
 def load_causal_lm(name: str, cache_dir: str | None, corpus: Sequence[str], quantize: str, device: torch.device):
@@ -91,10 +93,13 @@ def letter_ids(tokenizer) -> list[int]:
 
 
 def build_ranker(name: str, cache_dir: str | None, corpus: Sequence[str], quantize: str, device: torch.device,
-                 r: int, alpha: float, dropout: float, targets: Sequence[str]) -> Ranker:
+                 r: int, alpha: float, dropout: float, targets: Sequence[str], precision: str = "auto") -> Ranker:
     from peft import LoraConfig, get_peft_model
 
     model, tok, quantized = load_causal_lm(name, cache_dir, corpus, quantize, device)
+    autocast = cpu_autocast(precision, device)
+    if autocast:
+        fp32_attention(model)
     if quantized:
         from peft import prepare_model_for_kbit_training
 
@@ -102,7 +107,7 @@ def build_ranker(name: str, cache_dir: str | None, corpus: Sequence[str], quanti
     lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                       bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora).to(device)
-    return Ranker(model, tok, letter_ids(tok), stand_in=name not in HUB, quantized=quantized)
+    return Ranker(model, tok, letter_ids(tok), stand_in=name not in HUB, quantized=quantized, autocast=autocast)
 
 
 def letter_logits(ranker: Ranker, prompts: Sequence[str], max_tokens: int, n_letters: int) -> torch.Tensor:
@@ -118,6 +123,7 @@ def letter_logits(ranker: Ranker, prompts: Sequence[str], max_tokens: int, n_let
         batch[r, width - len(i):] = torch.as_tensor(i)
         mask[r, width - len(i):] = 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    out = ranker.model(input_ids=batch.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ranker.autocast):
+        out = ranker.model(input_ids=batch.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev))
     last = out.logits[:, -1].float()
     return last, last[:, torch.as_tensor(ranker.letter_ids[:n_letters], device=dev)]

@@ -135,7 +135,7 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     ds = load_dataset(cfg.dataset)
     corpus = [str(it.get("title") or "") for it in ds.items]
     ranker = build_ranker(cfg.backbone, cfg.cache_dir, corpus, cfg.quantize, device, cfg.lora_r, cfg.lora_alpha,
-                          cfg.lora_dropout, cfg.lora_targets)
+                          cfg.lora_dropout, cfg.lora_targets, cfg.precision)
     retriever = Retriever(cfg.retriever_run, device, cfg.mask_history)
     names = titles(ds, ranker.tokenizer, cfg.max_title_tokens)
     rng = np.random.default_rng([cfg.seed, 5])
@@ -201,6 +201,7 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "test_extra": extras["test"], "valid_extra": extras["valid"], "best_epoch": state["best_epoch"],
         "ties": cfg.ties, "stand_in_backbone": ranker.stand_in, "quantized": ranker.quantized,
+        "cpu_bf16_autocast": ranker.autocast,
         "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
         "trainable_parameters": sum(p.numel() for p in ranker.model.parameters() if p.requires_grad),
         "wall_time_s": time.perf_counter() - t0,

@@ -22,6 +22,7 @@ class LLM4RecRunConfig:
     method: str = "llm4rec"
     backbone: str = "gpt2-large"  # Laser's LLM baselines share its GPT2-Large; offline: tiny-gpt2, smollm2
     cache_dir: str | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # CPU: auto = bf16 autocast where the CPU has bf16 units
     graph_bias: bool = True
     train_backbone: bool = True  # LLM4REC as committed trains GPT-2 (CLLM4Rec froze it)
     max_history: int = 50

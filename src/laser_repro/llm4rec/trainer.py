@@ -119,10 +119,11 @@ def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     device = resolve_device(cfg.device)
     ds = load_dataset(cfg.dataset)
     bb = load_backbone(cfg.backbone, device, [str(it.get("title") or "") for it in ds.items], cfg.cache_dir,
-                       precision="fp32")
+                       precision=cfg.precision)
     for p in bb.model.parameters():
         p.requires_grad_(cfg.train_backbone)
     model = LLM4Rec(bb.model, ds.n_users, ds.n_items, cfg.graph_bias).to(device)
+    model.autocast = bb.autocast
     prompts = Prompts(bb.tokenizer, ds, cfg.max_history)
     users = seeded_subset(np.flatnonzero(ds.train_len >= 2), cfg.max_train_users, cfg.seed, 1)
     rows = [(int(u), t) for u in users for t in range(1, ds.train_len[u])]
@@ -214,6 +215,7 @@ def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
         "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "best_epoch": state["best_epoch"], "ties": cfg.ties, "stand_in_backbone": cfg.backbone != "gpt2-large",
+        "cpu_bf16_autocast": model.autocast,
         "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
         "wall_time_s": time.perf_counter() - t0,
     }

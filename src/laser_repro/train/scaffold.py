@@ -97,6 +97,42 @@ def cpu_autocast(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or cpu_has_bf16()
 
 
+FP32_ATTENTION = "sdpa_fp32"  # the attention implementation fp32_attention registers
+
+
+def _sdpa_fp32(module, query, key, value, attention_mask, **kwargs):
+    """Hugging Face's SDPA attention, computed in fp32 outside autocast (the output in the input dtype)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    with torch.autocast("cpu", enabled=False):
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
+                                              **kwargs)
+    return out.to(dtype), weights
+
+
+def fp32_attention(model) -> bool:
+    """Run the attention of a Hugging Face ``model`` in fp32 under CPU bf16 autocast; True if switched.
+
+    torch's CPU SDPA is slow in bf16: its backward took 3x (tiny Llama) to 1.1x (MiniLM, SmolLM2)
+    the time of the whole fp32 attention step (``benchmarks/cpu_attention.md``). The matmuls of the
+    rest of the model stay in bf16. Models whose attention is not swappable (remote code) are left as
+    they are.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        return False
+    AttentionInterface.register(FP32_ATTENTION, _sdpa_fp32)
+    AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
+    model.set_attn_implementation(FP32_ATTENTION)
+    return config._attn_implementation == FP32_ATTENTION
+
+
 def check_loss(loss: torch.Tensor, where: str) -> None:
     """Stop the run on a non-finite loss (``where`` names the epoch and step)."""
     value = float(loss.detach())
