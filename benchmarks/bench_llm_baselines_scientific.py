@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm4rec-epochs", type=int, default=3, help="LLM4REC fine-tuning epochs (cap)")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.report_only:
         prepare(args.data)
         for step in args.steps:
