@@ -116,10 +116,10 @@ def _sdpa_fp32(module, query, key, value, attention_mask, **kwargs):
 def fp32_attention(model) -> bool:
     """Run the attention of a Hugging Face ``model`` in fp32 under CPU bf16 autocast; True if switched.
 
-    torch's CPU SDPA is slow in bf16: its backward took 3x (tiny Llama) to 1.1x (MiniLM, SmolLM2)
-    the time of the whole fp32 attention step (``benchmarks/cpu_attention.md``). The matmuls of the
-    rest of the model stay in bf16. Models whose attention is not swappable (remote code) are left as
-    they are.
+    torch's CPU SDPA is slow in bf16: a forward + backward step took 2.8x (tiny Llama), 1.2x (MiniLM)
+    and 1.1x (SmolLM2) as long as with fp32 attention, which is also closer to an all-fp32 forward
+    (``benchmarks/cpu_attention.md``). The matmuls of the rest of the model stay in bf16. Models whose
+    attention is not swappable (remote code) are left as they are.
     """
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
