@@ -24,23 +24,20 @@ import torch
 from tqdm import tqdm
 
 from laser_repro.config import to_dict
-from laser_repro.data.dataset import SeqDataset, load_dataset
+from laser_repro.data.dataset import SeqDataset
 from laser_repro.data.splits import sample_train_users
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, features_of, model_config, uses_text
 from laser_repro.io import atomic_path
-from laser_repro.data.dataset import data_fingerprint
 from laser_repro.train.scaffold import (
+    OpenedRun,
     RunFolder,
     check_loss,
-    resolve_device,
-    run_session,
+    run_trainer,
     seed_everything,
     set_rng_state,
-    set_threads,
-    validated,
 )
 
 log = logging.getLogger("laser_repro.idrec")
@@ -183,25 +180,12 @@ def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path, replace_stale: bool = 
     ``replace_stale``: a checkpoint or metrics.json of another config or data set is removed
     (the run starts over) instead of refused.
     """
-    cfg = validated(cfg)
-    if not cfg.dataset:
-        raise ValueError("dataset: missing; set it to a prepared data folder (`laser-repro data prepare`)")
-    with run_session(out_dir) as out:
-        return _train(cfg, out, replace_stale)
+    return run_trainer(cfg, out_dir, replace_stale, _train, config_of=resolved_config)
 
 
-def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
+def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     t_start = time.perf_counter()
-    set_threads(cfg.num_threads)
-    config = resolved_config(cfg)
-    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
-    done = run.finished()
-    if done is not None:
-        log.info("%s: finished run with the same config found; nothing to do", out_dir)
-        return done
-
-    device = resolve_device(cfg.device)
-    ds = load_dataset(cfg.dataset)
+    run, device, ds, out_dir = opened.run, opened.device, opened.data, opened.run.path
     feats = item_text_features(ds, cfg, out_dir, device) if uses_text(cfg.model) else None
     more = knowledge_features(ds, cfg, out_dir, device) if "item_knowledge" in features_of(cfg.model) else {}
     seed_everything(cfg.seed)
@@ -220,7 +204,7 @@ def _train(cfg: IDRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     )
 
     state, best_state, wall_before = TrainState(), None, 0.0
-    blob = run.load_checkpoint()
+    blob = opened.checkpoint
     if blob is not None:
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
@@ -302,19 +286,16 @@ def _finish(cfg, run: RunFolder, ds, model, best_state, state, device, valid_in,
         "test": evaluate_model(model, eval_inputs(ds, "test", model.history_len, getattr(model, "needs_users", False)),
                                device, cfg.eval_batch_size, cfg.ties),
     }
-    run.write_ranks(results)
-    run.write_model({
+    blob = {
         "model": cfg.model,
         "n_items": ds.n_items,
         "model_config": run.config["model_config"],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    })
+    }
     record = {
         "method": cfg.model,
         "dataset": ds.name,
         "seed": cfg.seed,
-        "valid": results["valid"].metrics,
-        "test": results["test"].metrics,
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
         "ties": cfg.ties,
@@ -324,7 +305,7 @@ def _finish(cfg, run: RunFolder, ds, model, best_state, state, device, valid_in,
         "train_time_s": state.elapsed_s,
         "wall_time_s": wall_before + (time.perf_counter() - t_start),  # all sessions, setup and evaluation included
     }
-    record = run.write_metrics(record, device)
+    record = run.write_outputs(results, blob, record, device)
     t = results["test"].metrics
     log.info(
         "best epoch %d: test recall@10 %.4f ndcg@10 %.4f mrr %.4f (n=%d) -> %s",

@@ -279,14 +279,16 @@ def _cache_root(cache_dir: str | Path | None) -> Path:
 
 
 def _tiny(name: str, corpus: Sequence[str], cache: Path) -> Backbone:
-    from transformers import GPT2Config, GPT2Model, LlamaConfig, LlamaModel
-
     tokenizer = tiny_tokenizer(name, corpus, cache)
-    if name == "tiny-gpt2":
+    if name == "tiny-gpt2":  # import only the family in use (each modeling module takes seconds to import)
+        from transformers import GPT2Config, GPT2Model
+
         cfg = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
                          eos_token_id=tokenizer.eos_token_id, **TINY_SIZES[name])
         cls, family = GPT2Model, "gpt2"
     else:
+        from transformers import LlamaConfig, LlamaModel
+
         cfg = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TINY_SIZES[name])
         cls, family = LlamaModel, "llama"

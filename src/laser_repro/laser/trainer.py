@@ -24,26 +24,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from laser_repro.config import to_dict
-from laser_repro.data.dataset import SeqDataset, load_dataset
+from laser_repro.data.dataset import SeqDataset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.experiment.registry import METHODS, stand_in
 from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
-from laser_repro.data.dataset import data_fingerprint
 from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
 from laser_repro.train.scaffold import (
     MODEL_FILE,
     RunFolder,
     check_loss,
-    resolve_device,
-    run_session,
-    seed_everything,
+    OpenedRun,
+    run_trainer,
     set_rng_state,
-    set_threads,
-    validated,
 )
 
 log = logging.getLogger("laser_repro.laser")
@@ -228,26 +223,11 @@ def train_laser(cfg: LaserRunConfig, out_dir: str | Path, replace_stale: bool = 
     ``replace_stale``: a checkpoint or metrics.json of another config or data set is removed
     (the run starts over) instead of refused.
     """
-    cfg = validated(cfg)
-    if not cfg.dataset:
-        raise ValueError("dataset: missing (path of a prepared data set folder)")
-    with run_session(out_dir) as out:
-        return _train(cfg, out, replace_stale)
+    return run_trainer(cfg, out_dir, replace_stale, _train)
 
 
-def _train(cfg: LaserRunConfig, out_dir: Path, replace_stale: bool) -> dict:
-    config = to_dict(cfg)
-    run = RunFolder(out_dir, config, cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
-    set_threads(cfg.num_threads)
-    done = run.finished()
-    if done is not None:
-        log.info("run already complete in %s", out_dir)
-        return done
-    ckpt = run.load_checkpoint()
-
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    ds = load_dataset(cfg.dataset)
+def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
+    run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     model = build_model(cfg, ds, device)
     rows = training_rows(ds, training_users(ds, cfg), cfg.min_train_history)
     valid_users = eval_users(ds, "valid", cfg)
@@ -374,16 +354,12 @@ def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, 
                for split in ("valid", "test")}
     log.info("reported (phase %d, epoch %d): valid %s | test %s", best_phase, best_epoch,
              _fmt(results["valid"].metrics), _fmt(results["test"].metrics))
-    run.write_ranks(results)
-    run.write_model({"trainable": model.trainable_state(), "config": run.config, "backbone": model.backbone.describe()})
     state.phase = "done"
     checkpoint()
     record = {
         "method": method_name(cfg),
         "dataset": ds.name,
         "seed": cfg.seed,
-        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
-        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "best_epoch": best_epoch,
         "best_phase": best_phase,
         "phase1_best_epoch": state.best1_epoch,
@@ -397,7 +373,8 @@ def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, 
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_rows": n_rows,
     }
-    return run.write_metrics(record, device)
+    blob = {"trainable": model.trainable_state(), "config": run.config, "backbone": model.backbone.describe()}
+    return run.write_outputs(results, blob, record, device)
 
 
 def method_name(cfg: LaserRunConfig) -> str:

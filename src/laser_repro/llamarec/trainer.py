@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from laser_repro.config import to_dict
-from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.dataset import SeqDataset
 from laser_repro.data.splits import run_eval_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import pad_histories
@@ -29,7 +28,7 @@ from laser_repro.llamarec.config import LlamaRecRunConfig
 from laser_repro.llamarec.ranker import Ranker, build_ranker, letter_logits
 from laser_repro.llamarec.scoring import build_prompt, composite_scores, llamarec_overall
 from laser_repro.train.scaffold import (
-    RunFolder, check_loss, resolve_device, run_session, seed_everything, set_rng_state, set_threads, validated)
+    DATASET_REQUIRED, OpenedRun, check_loss, run_trainer, set_rng_state)
 
 log = logging.getLogger("laser_repro.llamarec")
 
@@ -116,23 +115,12 @@ def evaluate_split(ranker: Ranker, retriever: Retriever, ds: SeqDataset, users: 
 
 def train_llamarec(cfg: LlamaRecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
     """Train (or resume) one LlamaRec ranker into ``out_dir``; returns the metrics.json record."""
-    cfg = validated(cfg)
-    if not cfg.dataset or not cfg.retriever_run:
-        raise ValueError("dataset and retriever_run: both required (a prepared data set, a finished LRURec run)")
-    with run_session(out_dir) as out:
-        return _train(cfg, out, replace_stale)
+    required = {**DATASET_REQUIRED, "retriever_run": "a finished LRURec run (train-idrec, model lrurec)"}
+    return run_trainer(cfg, out_dir, replace_stale, _train, required)
 
 
-def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
-    run = RunFolder(out_dir, to_dict(cfg), cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
-    set_threads(cfg.num_threads)
-    done = run.finished()
-    if done is not None:
-        return done
-    ckpt = run.load_checkpoint()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    ds = load_dataset(cfg.dataset)
+def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
+    run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     corpus = [str(it.get("title") or "") for it in ds.items]
     ranker = build_ranker(cfg.backbone, cfg.cache_dir, corpus, cfg.quantize, device, cfg.lora_r, cfg.lora_alpha,
                           cfg.lora_dropout, cfg.lora_targets, cfg.precision)
@@ -193,12 +181,8 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     for split in ("valid", "test"):
         results[split], extras[split] = evaluate_split(ranker, retriever, ds, run_eval_users(ds, split, cfg), split,
                                                        names, cfg)
-    run.write_ranks(results)
-    run.write_model({"lora": lora_state(), "config": run.config})
     record = {
         "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
-        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
-        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "test_extra": extras["test"], "valid_extra": extras["valid"], "best_epoch": state["best_epoch"],
         "ties": cfg.ties, "stand_in_backbone": ranker.stand_in, "quantized": ranker.quantized,
         "cpu_bf16_autocast": ranker.autocast,
@@ -206,4 +190,4 @@ def _train(cfg: LlamaRecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
         "trainable_parameters": sum(p.numel() for p in ranker.model.parameters() if p.requires_grad),
         "wall_time_s": time.perf_counter() - t0,
     }
-    return run.write_metrics(record, device)
+    return run.write_outputs(results, {"lora": lora_state(), "config": run.config}, record, device)

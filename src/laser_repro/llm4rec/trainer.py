@@ -22,15 +22,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from laser_repro.config import to_dict
-from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.dataset import SeqDataset
 from laser_repro.data.splits import run_eval_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.llm4rec.config import LLM4RecRunConfig
 from laser_repro.llm4rec.graph import ITEM
 from laser_repro.llm4rec.model import LLM4Rec, Prompt
 from laser_repro.train.scaffold import (
-    RunFolder, check_loss, resolve_device, run_session, seed_everything, set_rng_state, set_threads, validated)
+    check_loss, OpenedRun, run_trainer, set_rng_state)
 
 log = logging.getLogger("laser_repro.llm4rec")
 
@@ -84,11 +83,8 @@ def evaluate_split(model: LLM4Rec, prompts: Prompts, ds: SeqDataset, users: np.n
 
 
 def train_llm4rec(cfg: LLM4RecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
-    cfg = validated(cfg)
-    if not cfg.dataset:
-        raise ValueError("dataset: missing (path of a prepared data set folder)")
-    with run_session(out_dir) as out:
-        return _train(cfg, out, replace_stale)
+    """Train (or resume) one LLM4REC run into ``out_dir``; returns the metrics.json record."""
+    return run_trainer(cfg, out_dir, replace_stale, _train)
 
 
 def _epoch(model, opt, rows: list, make, loss_fn, cfg, tag: str, seed: list[int]) -> float:
@@ -106,18 +102,10 @@ def _epoch(model, opt, rows: list, make, loss_fn, cfg, tag: str, seed: list[int]
     return total / max(1, -(-len(order) // cfg.batch_size))
 
 
-def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
+def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
     from laser_repro.laser.backbones import load_backbone
 
-    run = RunFolder(out_dir, to_dict(cfg), cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
-    set_threads(cfg.num_threads)
-    done = run.finished()
-    if done is not None:
-        return done
-    ckpt = run.load_checkpoint()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    ds = load_dataset(cfg.dataset)
+    run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     bb = load_backbone(cfg.backbone, device, [str(it.get("title") or "") for it in ds.items], cfg.cache_dir,
                        precision=cfg.precision)
     for p in bb.model.parameters():
@@ -208,15 +196,12 @@ def _train(cfg: LLM4RecRunConfig, out_dir: Path, replace_stale: bool) -> dict:
     results = {}
     for split in ("valid", "test"):
         results[split] = evaluate_split(model, prompts, ds, run_eval_users(ds, split, cfg), split, cfg)
-    run.write_ranks(results)
-    run.write_model({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config})
     record = {
         "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
-        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
-        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "best_epoch": state["best_epoch"], "ties": cfg.ties, "stand_in_backbone": cfg.backbone != "gpt2-large",
         "cpu_bf16_autocast": model.autocast,
         "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
         "wall_time_s": time.perf_counter() - t0,
     }
-    return run.write_metrics(record, device)
+    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config}
+    return run.write_outputs(results, blob, record, device)

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from laser_repro.config import to_dict
-from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.dataset import SeqDataset, load_dataset
 from laser_repro.data.splits import run_eval_users, sample_train_users, seeded_subset
 from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.recformer.config import RecformerRunConfig
@@ -42,12 +41,9 @@ from laser_repro.train.scaffold import (
     RunFolder,
     check_loss,
     cpu_autocast,
-    resolve_device,
-    run_session,
-    seed_everything,
+    OpenedRun,
+    run_trainer,
     set_rng_state,
-    set_threads,
-    validated,
 )
 
 log = logging.getLogger("laser_repro.recformer")
@@ -180,24 +176,11 @@ def training_users(ds: SeqDataset, cfg: RecformerRunConfig) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 def train_recformer(cfg: RecformerRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
     """Train (or resume) one RECFORMER run into ``out_dir``; returns the metrics.json record."""
-    cfg = validated(cfg)
-    if not cfg.dataset:
-        raise ValueError("dataset: missing (path of a prepared data set folder)")
-    with run_session(out_dir) as out:
-        return _train(cfg, out, replace_stale)
+    return run_trainer(cfg, out_dir, replace_stale, _train)
 
 
-def _train(cfg: RecformerRunConfig, out_dir: Path, replace_stale: bool) -> dict:
-    run = RunFolder(out_dir, to_dict(cfg), cfg.EXECUTION_KEYS, data_fingerprint(cfg.dataset), replace_stale)
-    set_threads(cfg.num_threads)
-    done = run.finished()
-    if done is not None:
-        log.info("run already complete in %s", out_dir)
-        return done
-    ckpt = run.load_checkpoint()
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    ds = load_dataset(cfg.dataset)
+def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
+    run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     built: Built = build(cfg.encoder, cfg.max_items, cfg.max_tokens, cfg.attention_window, cfg.init_checkpoint)
     model = built.model.to(device)
     model.autocast = cpu_autocast(cfg.precision, device)
@@ -377,16 +360,13 @@ def _finish(cfg, run: RunFolder, ds, model, tok, table, best1, best2, state, sta
                for split in ("valid", "test")}
     log.info("reported (stage %d, epoch %d): valid %s %.4f | test %s %.4f", best[0], best[1], SELECT_METRIC,
              results["valid"].metrics[SELECT_METRIC], SELECT_METRIC, results["test"].metrics[SELECT_METRIC])
-    run.write_ranks(results)
-    run.write_model({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config})
     state.stage = "done"
     record = {
         "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
-        "valid": {**results["valid"].metrics, "n": int(results["valid"].users.shape[0])},
-        "test": {**results["test"].metrics, "n": int(results["test"].users.shape[0])},
         "best_stage": best[0], "best_epoch": best[1], "stage1_best_epoch": state.best1_epoch,
         "ties": cfg.ties, "stand_in_encoder": stand_in, "pretrain_steps": state.pretrain_steps,
         "item_encodings": state.item_encodings, "train_users": n_users, "history": state.history,
         "wall_time_s": time.perf_counter() - t_start,
     }
-    return run.write_metrics(record, device)
+    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config}
+    return run.write_outputs(results, blob, record, device)

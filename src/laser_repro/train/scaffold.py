@@ -35,13 +35,15 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from laser_repro.config import from_dict, to_dict
+from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json
 from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
@@ -266,6 +268,57 @@ class RunFolder:
                   "data_fingerprint": self.data_fingerprint}
         write_metrics(self.path, record)
         return record
+
+    def write_outputs(self, results: dict[str, EvalResult], model: dict, record: dict, device: Any) -> dict:
+        """The end of every run: ``ranks.npz``, ``model.pt``, then ``metrics.json``: ``record`` plus each
+        split's metrics (with its user count ``n``). Returns the record written."""
+        self.write_ranks(results)
+        self.write_model(model)
+        return self.write_metrics({**record, **{split: r.metrics for split, r in results.items()}}, device)
+
+
+@dataclass
+class OpenedRun:
+    """What :func:`open_run` hands a trainer: ``done`` is the finished record (then nothing else is set)."""
+
+    run: RunFolder
+    done: dict | None = None
+    checkpoint: dict | None = None
+    device: torch.device | None = None
+    data: SeqDataset | None = None
+
+
+DATASET_REQUIRED = {"dataset": "a prepared data set folder (`laser-repro data prepare`)"}
+
+
+def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[Any, OpenedRun], dict],
+                required: dict[str, str] = DATASET_REQUIRED, config_of: Callable[[Any], dict] | None = None) -> dict:
+    """One trainer session: validate ``cfg`` (each ``required`` key set; the value says what it must be),
+    hold the run folder's lock and log, open the run (:func:`open_run`; its resume contract is for
+    ``config_of(cfg)``, by default the resolved ``cfg``), then ``body(cfg, opened)`` trains and returns
+    the metrics record, unless the run is already finished (its record is returned)."""
+    cfg = validated(cfg)
+    for key, what in required.items():
+        if not getattr(cfg, key):
+            raise ValueError(f"{key}: missing; set it to {what}")
+    with run_session(out_dir) as out:
+        opened = open_run(cfg, out, replace_stale, None if config_of is None else config_of(cfg))
+        return opened.done if opened.done is not None else body(cfg, opened)
+
+
+def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None) -> OpenedRun:
+    """The opening every trainer shares: the run folder (the resume contract for ``config``, by default
+    the resolved ``cfg``), threads, "already finished", the checkpoint, the seed, the device, the data."""
+    run = RunFolder(out_dir, to_dict(cfg) if config is None else config, cfg.EXECUTION_KEYS,
+                    data_fingerprint(cfg.dataset), replace_stale)
+    set_threads(cfg.num_threads)
+    done = run.finished()
+    if done is not None:
+        log.info("%s: finished run with the same config found; nothing to do", out_dir)
+        return OpenedRun(run, done)
+    checkpoint = run.load_checkpoint()
+    seed_everything(cfg.seed)
+    return OpenedRun(run, None, checkpoint, resolve_device(cfg.device), load_dataset(cfg.dataset))
 
 
 @contextlib.contextmanager
