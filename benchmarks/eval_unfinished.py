@@ -6,6 +6,7 @@ For benchmark runs stopped by a time budget before early stopping: writes
 ``unfinished_eval.json`` next to the checkpoint (never metrics.json, which only a finished run has).
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -19,7 +20,8 @@ model = sys.argv[1]
 run = sys.argv[2] if len(sys.argv) > 2 else f"benchmarks/out/idrec_scientific/{model}/seed~0"
 blob = torch.load(f"{run}/checkpoint.pt", map_location="cpu", weights_only=False)
 ds = load_dataset("benchmarks/out/data/scientific")
-feats = torch.from_numpy(np.load(f"{run}/text_features.npy")) if model == "zesrec" else None
+cache = f"{run}/text_features.npz" if os.path.exists(f"{run}/text_features.npz") else f"{run}/text_features.npy"
+feats = None if model != "zesrec" else torch.from_numpy(np.load(cache)["vectors"] if cache.endswith("z") else np.load(cache))
 m = build_model(model, ds.n_items, {}, text_features=feats)
 m.load_state_dict(blob["best_state"])
 st = blob["state"]

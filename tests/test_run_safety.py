@@ -3,6 +3,7 @@ run folder, and results that never outlive a change of their data."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -186,3 +187,74 @@ def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
             assert after == before[t]
     assert "Nothing to be done" in subprocess.run([*base, "more.yaml", "-n"], cwd=wf, capture_output=True, text=True,
                                                   timeout=300).stdout
+
+
+# ---------------------------------------------------------------- inputs besides the data set
+
+
+def test_a_run_is_stale_once_a_run_it_reads_changes(data, tmp_path):
+    """init_from names another run: its resume hash joins this run's contract, so retraining the
+    upstream run (here with another seed) makes the downstream results and checkpoint stale."""
+    upstream, downstream = tmp_path / "up", tmp_path / "down"
+    first_up = train_idrec(cfg(data, seed=0), upstream)
+    down = train_idrec(cfg(data, init_from=str(upstream)), downstream)
+    assert down["config"]["input_fingerprints"] == {"init_from": first_up["resume_hash"]}
+    assert train_idrec(cfg(data, init_from=str(upstream)), downstream) == down  # unchanged input: nothing to do
+
+    second_up = train_idrec(cfg(data, seed=1), upstream, replace_stale=True)
+    assert second_up["resume_hash"] != first_up["resume_hash"]
+    with pytest.raises(scaffold.StaleRun, match=r"computed from other inputs \(init_from changed since\)"):
+        train_idrec(cfg(data, init_from=str(upstream)), downstream)
+    again = train_idrec(cfg(data, init_from=str(upstream)), downstream, replace_stale=True)
+    assert again["config"]["input_fingerprints"] == {"init_from": second_up["resume_hash"]}
+    assert again["resume_hash"] != down["resume_hash"]
+
+
+def test_input_fingerprints_of_files_runs_and_data_sets(data, tmp_path):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    @dataclass
+    class Reads:
+        INPUT_RUNS: ClassVar[tuple[str, ...]] = ("run",)
+        INPUT_FILES: ClassVar[tuple[str, ...]] = ("file",)
+        INPUT_DATASETS: ClassVar[tuple[str, ...]] = ("sets",)
+        run: str | None = None
+        file: str | None = None
+        sets: tuple = ()
+
+    assert scaffold.input_fingerprints(Reads()) == {}  # nothing named: nothing added (old hashes hold)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"weights")  # a run folder with a model but no metrics yet
+    (tmp_path / "k.json").write_text('{"a": 1}')
+    reads = Reads(run=str(tmp_path / "run"), file=str(tmp_path / "k.json"), sets=(str(data),))
+    fp = scaffold.input_fingerprints(reads)
+    assert fp["file"] == hashlib.sha256(b'{"a": 1}').hexdigest()[:16]
+    assert fp["run"] == hashlib.sha256(b"weights").hexdigest()[:16]
+    assert fp["sets[0]"] == data_fingerprint(data)
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"resume_hash": "abc123"}))
+    (tmp_path / "k.json").write_text('{"a": 2}')
+    fp2 = scaffold.input_fingerprints(reads)
+    assert fp2["run"] == "abc123" and fp2["file"] != fp["file"]
+
+
+def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
+    """A run folder's text-feature cache is reused for the same texts and encoder, and recomputed
+    (never reused) for other texts, another encoder or another pooling."""
+    from laser_repro.idrec import text_features as tf
+
+    calls = []
+
+    def fake_encode(texts, encoder, batch_size, device, pooling=None):
+        calls.append((tuple(texts), encoder, pooling))
+        return np.asarray([[len(t), len(encoder)] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(tf, "encode_texts", fake_encode)
+    path = tmp_path / "text_features.npz"
+    a = tf.encode_cached(path, ["pen", "ink"], "minilm", 8, "cpu")
+    assert tf.encode_cached(path, ["pen", "ink"], "minilm", 8, "cpu").tolist() == a.tolist()
+    assert len(calls) == 1  # reused
+    tf.encode_cached(path, ["pen", "paper"], "minilm", 8, "cpu")
+    b = tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu")
+    tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu", pooling="mean")
+    assert len(calls) == 4 and b.tolist() == [[3, 11], [5, 11]]

@@ -19,6 +19,8 @@ class IDRecRunConfig:
     # How a run executes, not what it computes: may change between resumed sessions.
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "text_batch_size")
+    INPUT_RUNS: ClassVar[tuple[str, ...]] = ("init_from",)  # fingerprinted into the resume contract
+    INPUT_FILES: ClassVar[tuple[str, ...]] = ("knowledge_file",)
     RANGES: ClassVar[dict[str, Range]] = {
         "seed": NON_NEGATIVE, "lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
         "max_epochs": POSITIVE, "patience": POSITIVE, "eval_every": POSITIVE, "train_user_fraction": FRACTION,

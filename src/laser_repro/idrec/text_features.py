@@ -8,11 +8,16 @@ Any other value (a Hugging Face id, or ``local:PATH``) loads a BERT-style encode
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from laser_repro.io import atomic_path
 
 log = logging.getLogger(__name__)
 MAX_TOKENS = 128
@@ -74,6 +79,29 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
         out[idx] = emb.float().cpu().numpy()
     log.info("encoded %d item texts with %s (%s pooling, width %d)", len(texts), encoder, pooling, out.shape[1])
     return out
+
+
+def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None) -> str:
+    """What an encoding depends on (the texts, the encoder, the pooling), as a short hash."""
+    blob = json.dumps([encoder, pooling, list(texts)], ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: int, device: Any,
+                  pooling: str | None = None) -> np.ndarray:
+    """:func:`encode_texts`, cached in ``path`` (an .npz) under :func:`encoding_key`: a cache of other
+    texts, another encoder or pooling is recomputed and replaced (it is this function's own file)."""
+    key = encoding_key(texts, encoder, pooling)
+    if path.exists():
+        with np.load(path) as z:
+            if "key" in z and str(z["key"]) == key:
+                return z["vectors"]
+        log.info("%s: encoded for other texts or another encoder; encoding again", path)
+    vectors = encode_texts(texts, encoder, batch_size, device, pooling)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, vectors=vectors, key=np.array(key))
+    return vectors
 
 
 @torch.no_grad()

@@ -30,7 +30,6 @@ from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.registry import build_model, features_of, model_config, uses_text
-from laser_repro.io import atomic_path
 from laser_repro.train.scaffold import (
     OpenedRun,
     RunFolder,
@@ -41,7 +40,7 @@ from laser_repro.train.scaffold import (
 )
 
 log = logging.getLogger("laser_repro.idrec")
-TEXT_FILE = "text_features.npy"
+TEXT_FILE = "text_features.npz"
 KNOWLEDGE_FILE = "knowledge_features.npz"
 
 
@@ -89,20 +88,15 @@ def training_instances(model: SeqRecModel, ds: SeqDataset, users: np.ndarray) ->
 
 def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> dict:
     """KAR's encoded knowledge (items, users): mean-pooled ``text_encoder`` states, cached in the run folder."""
-    path = out_dir / KNOWLEDGE_FILE
-    if not path.exists():
-        from laser_repro.idrec.text_features import encode_texts
-        from laser_repro.kar.knowledge import stored_texts
+    from laser_repro.idrec.text_features import encode_cached
+    from laser_repro.kar.knowledge import stored_texts
 
-        if not cfg.knowledge_file:
-            raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
-        items, users = stored_texts(ds, cfg.knowledge_file)
-        vecs = encode_texts(items + users, cfg.text_encoder, cfg.text_batch_size, device, pooling="mean")
-        with atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, items=vecs[: len(items)], users=vecs[len(items):])
-    z = np.load(path)
-    return {"item_knowledge": torch.from_numpy(z["items"]), "user_knowledge": torch.from_numpy(z["users"])}
+    if not cfg.knowledge_file:
+        raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
+    items, users = stored_texts(ds, cfg.knowledge_file)
+    vecs = encode_cached(out_dir / KNOWLEDGE_FILE, items + users, cfg.text_encoder, cfg.text_batch_size, device,
+                         pooling="mean")
+    return {"item_knowledge": torch.from_numpy(vecs[: len(items)]), "user_knowledge": torch.from_numpy(vecs[len(items):])}
 
 
 def evaluate_model(
@@ -122,18 +116,11 @@ def evaluate_model(
 
 
 def item_text_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> torch.Tensor:
-    """FDSA's item-text features, cached in the run folder."""
-    from laser_repro.idrec.text_features import encode_texts, item_text
+    """FDSA's and ZESRec's item-text features, cached in the run folder."""
+    from laser_repro.idrec.text_features import encode_cached, item_text
 
-    path = out_dir / TEXT_FILE
-    if path.exists():
-        feats = np.load(path)
-    else:
-        feats = encode_texts([item_text(it) for it in ds.items], cfg.text_encoder, cfg.text_batch_size, device)
-        with atomic_path(path, suffix=".npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, feats)
-    return torch.from_numpy(feats)
+    texts = [item_text(it) for it in ds.items]
+    return torch.from_numpy(encode_cached(out_dir / TEXT_FILE, texts, cfg.text_encoder, cfg.text_batch_size, device))
 
 
 ITEM_SPECIFIC = ("text_features",)  # per-data-set tensors a pre-trained run never passes on

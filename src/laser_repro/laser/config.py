@@ -97,6 +97,7 @@ class LaserRunConfig:
     # How a run executes, not what it trains: may change between resumed sessions.
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "item_batch_size", "cache_dir")
+    INPUT_RUNS: ClassVar[tuple[str, ...]] = ("idrec_run", "init_from")  # fingerprinted into the resume contract
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
         "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,

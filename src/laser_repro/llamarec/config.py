@@ -11,6 +11,7 @@ from laser_repro.config import NON_NEGATIVE, POSITIVE, POSITIVE_REAL, PROBABILIT
 @dataclass
 class LlamaRecRunConfig:
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size", "cache_dir")
+    INPUT_RUNS: ClassVar[tuple[str, ...]] = ("retriever_run",)  # fingerprinted into the resume contract
     RANGES: ClassVar[dict[str, Range]] = {
         "n_candidates": Range(1, 20), "max_history": POSITIVE, "max_title_tokens": POSITIVE,
         "max_prompt_tokens": POSITIVE, "lora_r": POSITIVE, "lora_alpha": POSITIVE_REAL, "lora_dropout": PROBABILITY,

@@ -26,6 +26,9 @@ class PretrainConfig:
 class RecformerRunConfig:
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "item_batch_size")
+    INPUT_RUNS: ClassVar[tuple[str, ...]] = ("init_from",)  # fingerprinted into the resume contract
+    INPUT_FILES: ClassVar[tuple[str, ...]] = ("init_checkpoint",)
+    INPUT_DATASETS: ClassVar[tuple[str, ...]] = ("pretrain.datasets",)
     RANGES: ClassVar[dict[str, Range]] = {
         "max_items": POSITIVE, "max_tokens": POSITIVE, "max_attr_tokens": POSITIVE, "attention_window": POSITIVE,
         "tau": POSITIVE_REAL, "lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,

@@ -15,7 +15,9 @@ One convention for every method:
   it again changes nothing.
 * **Data**: the prepared data set's fingerprint (``stats.json``) is part of the resume hash and of
   ``metrics.json``; a run config written for other data (its ``data_fingerprint``), or a checkpoint
-  of other data, is refused with the reason.
+  of other data, is refused with the reason. So are the fingerprints of the runs and files a run
+  reads (an ID model feeding Laser, LlamaRec's retriever, KAR's knowledge file; each config class
+  declares them: ``INPUT_RUNS``, ``INPUT_FILES``, ``INPUT_DATASETS``).
 * **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
   ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import math
 import os
@@ -185,11 +188,13 @@ class RunFolder:
     """One run's folder and the resume contract (see the module docstring).
 
     ``config`` is the resolved run config; ``data_fingerprint`` the prepared data set's (it
-    replaces the config's own ``data_fingerprint`` key, which is checked against it first).
+    replaces the config's own ``data_fingerprint`` key, which is checked against it first);
+    ``inputs`` the fingerprints of the run's other inputs (:func:`input_fingerprints`).
     """
 
     def __init__(self, out_dir: str | Path, config: dict, execution_keys: Sequence[str],
-                 data_fingerprint: str | None = None, replace_stale: bool = False):
+                 data_fingerprint: str | None = None, replace_stale: bool = False,
+                 inputs: dict[str, str] | None = None):
         self.path = Path(out_dir)
         written_for = config.get("data_fingerprint")
         if written_for and data_fingerprint and written_for != data_fingerprint:
@@ -197,6 +202,8 @@ class RunFolder:
                            f"config was written for {written_for} (the data was re-prepared since); rewrite the run "
                            "config (the workflow does) or set data_fingerprint to null")
         self.config = {**config, "data_fingerprint": data_fingerprint}
+        if inputs:  # runs without other inputs keep the config (and hashes) they always had
+            self.config["input_fingerprints"] = dict(inputs)
         self.data_fingerprint = data_fingerprint
         self.execution_keys = tuple(execution_keys)
         self.replace_stale = replace_stale
@@ -226,6 +233,11 @@ class RunFolder:
         if theirs and self.data_fingerprint and theirs != self.data_fingerprint:
             return (f"{what} of the data set with fingerprint {theirs}; the data set now has {self.data_fingerprint} "
                     "(re-prepared since)")
+        theirs = (blob.get("config") or {}).get("input_fingerprints", blob.get("input_fingerprints")) or {}
+        ours = self.config.get("input_fingerprints") or {}
+        changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        if changed and (theirs or "input_fingerprints" in blob):
+            return f"{what} computed from other inputs ({', '.join(changed)} changed since)"
         seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
         return f"{what} of a different run config" + (f" (seed {seed})" if seed is not None else "")
 
@@ -253,6 +265,7 @@ class RunFolder:
     def save_checkpoint(self, **blob: Any) -> None:
         save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
                                                "data_fingerprint": self.data_fingerprint,
+                                               "input_fingerprints": self.config.get("input_fingerprints", {}),
                                                "config": {"seed": self.config.get("seed")}})
 
     def write_ranks(self, results: dict[str, EvalResult]) -> None:
@@ -275,6 +288,46 @@ class RunFolder:
         self.write_ranks(results)
         self.write_model(model)
         return self.write_metrics({**record, **{split: r.metrics for split, r in results.items()}}, device)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _dotted(cfg, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part, None)
+    return cfg
+
+
+def input_fingerprints(cfg) -> dict[str, str]:
+    """Fingerprints of what a run reads besides its data set, from its config class's declarations:
+    ``INPUT_RUNS`` (finished runs: their metrics.json's resume hash, else their model.pt's sha256),
+    ``INPUT_FILES`` (sha256) and ``INPUT_DATASETS`` (prepared data sets: their fingerprints). They join
+    the resume contract, so a run never outlives a change of an input (a retrained ID model, a
+    regenerated knowledge file): its checkpoint and results become stale."""
+    out: dict[str, str] = {}
+    for key in getattr(cfg, "INPUT_RUNS", ()):
+        path = _dotted(cfg, key)
+        if not path:
+            continue
+        metrics, model = Path(path) / METRICS_FILE, Path(path) / MODEL_FILE
+        if metrics.exists():
+            out[key] = read_json(metrics).get("resume_hash") or file_digest(metrics)
+        elif model.exists():
+            out[key] = file_digest(model)
+    for key in getattr(cfg, "INPUT_FILES", ()):
+        path = _dotted(cfg, key)
+        if path and Path(path).is_file():
+            out[key] = file_digest(Path(path))
+    for key in getattr(cfg, "INPUT_DATASETS", ()):
+        for i, path in enumerate(_dotted(cfg, key) or []):
+            out[f"{key}[{i}]"] = data_fingerprint(path)
+    return out
 
 
 @dataclass
@@ -310,7 +363,7 @@ def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None
     """The opening every trainer shares: the run folder (the resume contract for ``config``, by default
     the resolved ``cfg``), threads, "already finished", the checkpoint, the seed, the device, the data."""
     run = RunFolder(out_dir, to_dict(cfg) if config is None else config, cfg.EXECUTION_KEYS,
-                    data_fingerprint(cfg.dataset), replace_stale)
+                    data_fingerprint(cfg.dataset), replace_stale, input_fingerprints(cfg))
     set_threads(cfg.num_threads)
     done = run.finished()
     if done is not None:
