@@ -124,6 +124,8 @@ def letter_logits(ranker: Ranker, prompts: Sequence[str], max_tokens: int, n_let
         mask[r, width - len(i):] = 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ranker.autocast):
-        out = ranker.model(input_ids=batch.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev))
+        # only the last position's logits: [B, L, V] over a 32k-49k vocabulary took >20 GB on CPU
+        out = ranker.model(input_ids=batch.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                           logits_to_keep=1)
     last = out.logits[:, -1].float()
     return last, last[:, torch.as_tensor(ranker.letter_ids[:n_letters], device=dev)]
