@@ -150,11 +150,19 @@ def report(args) -> str:
                           f"{r.get('train_time_s', 0):.0f} | {r.get('wall_time_s', 0):.0f} | {caps(r)} | "
                           f"{r['config'].get('num_threads', '—')} |")
     extra = []
-    for step in ("llamarec",):
-        for f in sorted((args.runs / step).glob("seed~*/metrics.json")):
-            r = json.loads(f.read_text())
-            if "llamarec_overall" in r:
-                extra += ["", f"LlamaRec's own metric formula on the same test users: {json.dumps(r['llamarec_overall'])}"]
+    for f in sorted((args.runs / "llamarec").glob("seed~*/metrics.json")):
+        r = json.loads(f.read_text())
+        t, x = r["test"], r.get("test_extra", {})
+        retr = x.get("retriever", {})
+        extra += ["", f"LlamaRec, seed {r['seed']}, on its {t['n']} seeded test users (x100):", "",
+                  "| scoring | Recall@10 | NDCG@10 | MRR |", "|---|---|---|---|",
+                  "| composite (LLM over the retriever's top 20, the suite's evaluator) | "
+                  + " | ".join(f"{100 * t[k]:.2f}" for k in METRICS) + " |",
+                  "| the LRURec retriever alone, same users | " + " | ".join(
+                      f"{100 * retr[k]:.2f}" if k in retr else "—" for k in METRICS) + " |", "",
+                  f"Target among the retriever's top 20 for {100 * x.get('retrieved_share', float('nan')):.1f}% of "
+                  f"these users ({x.get('llm_users', '—')} LLM prompts); LlamaRec's own formula (its metric "
+                  f"over the retrieved users and the rest): `{json.dumps(x.get('llamarec_overall'))}`."]
     text = "\n".join(head + timing + extra) + "\n"
     old = args.report.read_text() if args.report.exists() else ""
     if ANALYSIS in old:
