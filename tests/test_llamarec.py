@@ -83,6 +83,38 @@ def test_lora_trains_only_the_adapters(ring, tmp_path):
         assert torch.equal(p, before[n]) != (n in trainable), n
 
 
+def test_letter_logits_are_the_full_forwards_last_position_in_fp32(ring, tmp_path):
+    """The ranker's logits (body, then the head on the last state only) equal the whole model's
+    last-position logits; under bf16 autocast they stay fp32 (bf16 logits would tie letters)."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.llamarec.ranker import build_ranker, letter_logits
+
+    ds = load_dataset(ring)
+    prompts = [build_prompt(["the apple", "a pear"], ["the banana", "the tiger", "a plum"]),
+               build_prompt(["the tiger"], ["the apple", "a pear", "the banana"])]  # other lengths: left padding
+    kw = dict(corpus=[it["title"] for it in ds.items], quantize="auto", device=torch.device("cpu"), r=8, alpha=32,
+              dropout=0.0, targets=["q_proj", "v_proj"])
+    torch.manual_seed(0)
+    ranker = build_ranker("tiny-llama", str(tmp_path), precision="fp32", **kw)
+    ranker.model.eval()
+    full, letters = letter_logits(ranker, prompts, 512, 3)
+    tok = ranker.tokenizer
+    for row, prompt in enumerate(prompts):  # each prompt alone, unpadded, through the whole peft model
+        ids = torch.as_tensor([tok(prompt, add_special_tokens=True)["input_ids"]])
+        with torch.no_grad():
+            alone = ranker.model(input_ids=ids).logits[0, -1]
+        torch.testing.assert_close(full[row].detach(), alone, atol=1e-4, rtol=1e-4)
+    assert letters.shape == (2, 3) and torch.equal(letters, full[:, ranker.letter_ids[:3]])
+
+    torch.manual_seed(0)
+    bf16 = build_ranker("tiny-llama", str(tmp_path), precision="bf16", **kw)
+    assert bf16.autocast
+    _, mixed = letter_logits(bf16, prompts, 512, 3)
+    assert mixed.dtype == torch.float32
+    assert not torch.equal(mixed, mixed.bfloat16().float())  # not rounded to bf16
+    torch.testing.assert_close(mixed, letters, atol=0.1, rtol=0.05)  # bf16 body, same model
+
+
 def test_llamarec_end_to_end_on_a_tiny_model(ring, tmp_path):
     from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.trainer import train_idrec

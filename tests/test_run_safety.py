@@ -193,21 +193,44 @@ def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
 
 
 def test_a_run_is_stale_once_a_run_it_reads_changes(data, tmp_path):
-    """init_from names another run: its resume hash joins this run's contract, so retraining the
-    upstream run (here with another seed) makes the downstream results and checkpoint stale."""
+    """init_from names another run: the digest of its model.pt joins this run's contract, so
+    retraining the upstream run makes the downstream results and checkpoint stale (also when the
+    upstream config is the same: its weights are what the downstream run read)."""
     upstream, downstream = tmp_path / "up", tmp_path / "down"
-    first_up = train_idrec(cfg(data, seed=0), upstream)
+    train_idrec(cfg(data, seed=0), upstream)
+    first = scaffold.file_digest(upstream / "model.pt")
     down = train_idrec(cfg(data, init_from=str(upstream)), downstream)
-    assert down["config"]["input_fingerprints"] == {"init_from": first_up["resume_hash"]}
+    assert down["config"]["input_fingerprints"] == {"init_from": first}
     assert train_idrec(cfg(data, init_from=str(upstream)), downstream) == down  # unchanged input: nothing to do
 
-    second_up = train_idrec(cfg(data, seed=1), upstream, replace_stale=True)
-    assert second_up["resume_hash"] != first_up["resume_hash"]
+    train_idrec(cfg(data, seed=1), upstream, replace_stale=True)  # the upstream run is retrained
+    second = scaffold.file_digest(upstream / "model.pt")
+    assert second != first
     with pytest.raises(scaffold.StaleRun, match=r"computed from other inputs \(init_from changed since\)"):
         train_idrec(cfg(data, init_from=str(upstream)), downstream)
     again = train_idrec(cfg(data, init_from=str(upstream)), downstream, replace_stale=True)
-    assert again["config"]["input_fingerprints"] == {"init_from": second_up["resume_hash"]}
+    assert again["config"]["input_fingerprints"] == {"init_from": second}
     assert again["resume_hash"] != down["resume_hash"]
+
+
+def test_runs_without_other_inputs_keep_their_resume_hash(data, tmp_path):
+    """Declaring inputs adds nothing to a run that names none: its resume hash is the hash of the
+    config and the data fingerprint alone (what every earlier run recorded)."""
+    rec = train_idrec(cfg(data), tmp_path / "plain")
+    assert "input_fingerprints" not in rec["config"]
+    from laser_repro.idrec.trainer import resolved_config
+
+    expected = {**resolved_config(scaffold.validated(cfg(data))), "data_fingerprint": data_fingerprint(data)}
+    assert rec["resume_hash"] == scaffold.resume_hash(expected, IDRecRunConfig.EXECUTION_KEYS)
+
+
+def test_replacing_stale_results_removes_their_model_and_ranks(data, tmp_path):
+    run = tmp_path / "run"
+    train_idrec(cfg(data, seed=0), run)
+    folder = scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True)
+    assert folder.finished() is None  # another config: stale
+    assert not (run / "metrics.json").exists() and not (run / "model.pt").exists()
+    assert not (run / "ranks.npz").exists()
 
 
 def test_input_fingerprints_of_files_runs_and_data_sets(data, tmp_path):
@@ -225,17 +248,17 @@ def test_input_fingerprints_of_files_runs_and_data_sets(data, tmp_path):
 
     assert scaffold.input_fingerprints(Reads()) == {}  # nothing named: nothing added (old hashes hold)
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "model.pt").write_bytes(b"weights")  # a run folder with a model but no metrics yet
+    (tmp_path / "run" / "model.pt").write_bytes(b"weights")
     (tmp_path / "k.json").write_text('{"a": 1}')
-    reads = Reads(run=str(tmp_path / "run"), file=str(tmp_path / "k.json"), sets=(str(data),))
+    reads = Reads(run=str(tmp_path / "run"), file=str(tmp_path / "k.json"), sets=(str(data), str(tmp_path / "none")))
     fp = scaffold.input_fingerprints(reads)
-    assert fp["file"] == hashlib.sha256(b'{"a": 1}').hexdigest()[:16]
-    assert fp["run"] == hashlib.sha256(b"weights").hexdigest()[:16]
-    assert fp["sets[0]"] == data_fingerprint(data)
-    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"resume_hash": "abc123"}))
+    assert fp == {"run": hashlib.sha256(b"weights").hexdigest()[:16],
+                  "file": hashlib.sha256(b'{"a": 1}').hexdigest()[:16],
+                  "sets[0]": data_fingerprint(data)}  # a missing data set is left to the trainer
+    (tmp_path / "run" / "model.pt").write_bytes(b"retrained")
     (tmp_path / "k.json").write_text('{"a": 2}')
     fp2 = scaffold.input_fingerprints(reads)
-    assert fp2["run"] == "abc123" and fp2["file"] != fp["file"]
+    assert fp2["run"] != fp["run"] and fp2["file"] != fp["file"]
 
 
 def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):

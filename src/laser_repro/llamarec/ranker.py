@@ -123,9 +123,23 @@ def letter_logits(ranker: Ranker, prompts: Sequence[str], max_tokens: int, n_let
         batch[r, width - len(i):] = torch.as_tensor(i)
         mask[r, width - len(i):] = 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ranker.autocast):
-        # only the last position's logits: [B, L, V] over a 32k-49k vocabulary took >20 GB on CPU
-        out = ranker.model(input_ids=batch.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
-                           logits_to_keep=1)
-    last = out.logits[:, -1].float()
+    last = last_logits(ranker, batch.to(dev), mask.to(dev), positions.to(dev))
     return last, last[:, torch.as_tensor(ranker.letter_ids[:n_letters], device=dev)]
+
+
+def last_logits(ranker: Ranker, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Next-token logits at the last position, ``[B, V]`` float32.
+
+    A standard Hugging Face decoder runs its body (under CPU bf16 autocast when on) and then its LM
+    head on the last state only, in the head's weight dtype (fp32 on CPU): the full ``[B, L, V]``
+    logits of a 49k vocabulary took >20 GB on CPU, and bf16 logits would round the 20 letter scores
+    into ties. Other models (remote code) run whole and give their last position.
+    """
+    lm = ranker.model.get_base_model() if hasattr(ranker.model, "get_base_model") else ranker.model
+    body, head = getattr(lm, "model", None), lm.get_output_embeddings()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=ranker.autocast):
+        if body is not None and head is not None and not getattr(lm.config, "auto_map", None):
+            state = body(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state[:, -1]
+        else:
+            return ranker.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+    return head(state.to(head.weight.dtype)).float()

@@ -247,6 +247,9 @@ class RunFolder:
                            "delete it, use another --out folder, or pass --replace-stale to start over")
         log.warning("%s: %s; removing it and starting over", path, why)
         path.unlink()
+        if path.name == METRICS_FILE:  # its model and ranks go with it: nothing downstream may read them
+            for name in (MODEL_FILE, RANKS_FILE):
+                (self.path / name).unlink(missing_ok=True)
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint of this run, or None; refuses another config's.
@@ -306,19 +309,16 @@ def _dotted(cfg, key: str):
 
 def input_fingerprints(cfg) -> dict[str, str]:
     """Fingerprints of what a run reads besides its data set, from its config class's declarations:
-    ``INPUT_RUNS`` (finished runs: their metrics.json's resume hash, else their model.pt's sha256),
-    ``INPUT_FILES`` (sha256) and ``INPUT_DATASETS`` (prepared data sets: their fingerprints). They join
-    the resume contract, so a run never outlives a change of an input (a retrained ID model, a
-    regenerated knowledge file): its checkpoint and results become stale."""
+    ``INPUT_RUNS`` (runs: the sha256 of the model.pt a run reads, so a retrained upstream run counts as
+    changed even under the same config), ``INPUT_FILES`` (sha256) and ``INPUT_DATASETS`` (prepared
+    data sets: their fingerprints; missing folders are left to the trainer). They join the resume
+    contract, so a run never outlives a change of an input (a retrained ID model, a regenerated
+    knowledge file): its checkpoint and results become stale."""
     out: dict[str, str] = {}
     for key in getattr(cfg, "INPUT_RUNS", ()):
         path = _dotted(cfg, key)
-        if not path:
-            continue
-        metrics, model = Path(path) / METRICS_FILE, Path(path) / MODEL_FILE
-        if metrics.exists():
-            out[key] = read_json(metrics).get("resume_hash") or file_digest(metrics)
-        elif model.exists():
+        model = Path(path) / MODEL_FILE if path else None
+        if model is not None and model.exists():
             out[key] = file_digest(model)
     for key in getattr(cfg, "INPUT_FILES", ()):
         path = _dotted(cfg, key)
@@ -326,7 +326,8 @@ def input_fingerprints(cfg) -> dict[str, str]:
             out[key] = file_digest(Path(path))
     for key in getattr(cfg, "INPUT_DATASETS", ()):
         for i, path in enumerate(_dotted(cfg, key) or []):
-            out[f"{key}[{i}]"] = data_fingerprint(path)
+            if (Path(path) / "stats.json").exists():
+                out[f"{key}[{i}]"] = data_fingerprint(path)
     return out
 
 
@@ -362,7 +363,7 @@ def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[A
 def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None) -> OpenedRun:
     """The opening every trainer shares: the run folder (the resume contract for ``config``, by default
     the resolved ``cfg``), threads, "already finished", the checkpoint, the seed, the device, the data."""
-    run = RunFolder(out_dir, to_dict(cfg) if config is None else config, cfg.EXECUTION_KEYS,
+    run = RunFolder(out_dir, to_dict(cfg) if config is None else config, getattr(cfg, "EXECUTION_KEYS", ()),
                     data_fingerprint(cfg.dataset), replace_stale, input_fingerprints(cfg))
     set_threads(cfg.num_threads)
     done = run.finished()
