@@ -196,6 +196,8 @@ def baseline_steps(args, device: torch.device, dtype: torch.dtype) -> dict:
     with a random Llama2-7B-shaped model (ChatGLM2's remote code cannot load offline; the same 7B class
     of decoder stands in for its generation speed). Tokens/s of each."""
     from peft import LoraConfig, get_peft_model
+
+    from laser_repro.llamarec.ranker import Ranker, last_logits
     from transformers import LlamaConfig, LlamaForCausalLM
 
     _, shape = (TINY if args.tiny else SIZES)["llama2-7b"]
@@ -206,9 +208,11 @@ def baseline_steps(args, device: torch.device, dtype: torch.dtype) -> dict:
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05,
                                                   target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
+    ranker = Ranker(peft_model, None, [], stand_in=True, quantized=False)  # the suite's ranker code path
+    mask, positions = torch.ones_like(ids), torch.arange(prompt_len, device=device).expand_as(ids)
 
     def ranker_step() -> None:
-        logits = peft_model(input_ids=ids).logits[:, -1].float()
+        logits = last_logits(ranker, ids, mask, positions)
         torch.nn.functional.cross_entropy(logits, ids[:, 0]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
