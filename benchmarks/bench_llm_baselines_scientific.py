@@ -136,6 +136,7 @@ def report(args) -> str:
             "|---|---|---|---|---|---|---|---|"]
     timing = ["", "| Method | seed | epochs run | best epoch | train time (s) | wall (s) | caps (seeded) | threads |",
               "|---|---|---|---|---|---|---|---|"]
+    history: list[str] = []
     for step in STEPS:
         recs = [json.loads(f.read_text()) for f in sorted((args.runs / step).glob("seed~*/metrics.json"))]
         vals = {k: [100 * r["test"][k] for r in recs] for k in METRICS}
@@ -146,10 +147,18 @@ def report(args) -> str:
         head.append(f"| {step} | {who} | {len(recs)} | {n} | " + " | ".join(fmt(vals[k]) for k in METRICS)
                     + f" | {ref} |")
         for r in recs:
+            train_s = f"{r['train_time_s']:.0f}" if "train_time_s" in r else "—"
             timing.append(f"| {step} | {r['seed']} | {r.get('epochs_run', '—')} | {r.get('best_epoch', '—')} | "
-                          f"{r.get('train_time_s', 0):.0f} | {r.get('wall_time_s', 0):.0f} | {caps(r)} | "
+                          f"{train_s} | {r.get('wall_time_s', 0):.0f} | {caps(r)} | "
                           f"{r['config'].get('num_threads', '—')} |")
-    extra = []
+            if step in ("llamarec", "llm4rec"):
+                stages = []
+                for h in r.get("history", []):
+                    v = h.get("valid", {}).get("ndcg@10")
+                    stages.append(f"{h.get('stage', 'train')} {h['epoch']}: loss {h['loss']:.3f}"
+                                  + (f", valid NDCG@10 {100 * v:.2f}" if v is not None else ""))
+                history.append(f"- {step}, seed {r['seed']}: " + "; ".join(stages))
+    extra = ["", "Training history of the LLM runs (x100):", "", *history] if history else []
     for f in sorted((args.runs / "llamarec").glob("seed~*/metrics.json")):
         r = json.loads(f.read_text())
         t, x = r["test"], r.get("test_extra", {})
