@@ -78,6 +78,26 @@ def test_template_knowledge_and_missing_entries(data, tmp_path):
         kn.stored_texts(ds, tmp_path / "part.json")
 
 
+def test_llm_generated_knowledge_for_a_seeded_user_subset(data, tmp_path, capsys):
+    """The LLM path of `kar-knowledge` (a random tiny Llama here; smollm2 / chatglm2-6b take the same
+    loader): every item and a seeded subset of users get generated texts, greedy and cached."""
+    from laser_repro.cli import main as cli_main
+
+    out = tmp_path / "tiny.json"
+    args = ["kar-knowledge", "--data", str(data), "--generator", "tiny-llama", "--out", str(out),
+            "--max-users", "3", "--max-new-tokens", "4", "--cache-dir", str(tmp_path / "cache")]
+    assert cli_main(args) == 0
+    blob = json.loads(out.read_text())
+    assert blob["generator"] == "tiny-llama" and len(blob["entries"]) == 20 + 3
+    assert all(isinstance(t, str) for t in blob["entries"].values())
+    # a subset never feeds a KAR run silently: 80 prompts (20 items, 60 users), 23 texts, and the
+    # 3 generated user prompts also serve the 3 other users whose history is the same
+    with pytest.raises(ValueError, match="54 of 80 item/user prompts have no text"):
+        kn.stored_texts(load_dataset(data), out)
+    assert cli_main(args) == 0  # greedy decoding, everything cached: the file is unchanged
+    assert json.loads(out.read_text()) == blob
+
+
 def test_hea_routing_on_a_hand_example():
     # two experts with outputs [1, 0] and [0, 3]; gate logits (0, ln 3) -> weights 1/4, 3/4
     out = mix(torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([[[1.0, 0.0], [0.0, 3.0]]]))
