@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import math
 import os
@@ -294,11 +293,10 @@ class RunFolder:
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """A file's short fingerprint: the first 16 hex digits of its sha256 (``data.download.sha256_of``)."""
+    from laser_repro.data.download import sha256_of
+
+    return sha256_of(Path(path))[:16]
 
 
 def _dotted(cfg, key: str):
