@@ -55,7 +55,8 @@ def test_write_run_roundtrip(tmp_path):
     from laser_repro.artifacts.runs import load_group
     write_run(tmp_path, "d", "sasrec", "main", 0, [0, 5, 20, 1])
     g = load_group(tmp_path, Cell("d", "sasrec"), [0, 1])
-    assert len(g.runs) == 1 and g.missing == [tmp_path / "d/sasrec/main/seed~1/metrics.json"]
+    assert len(g.runs) == 1 and [gap.path for gap in g.missing] == [tmp_path / "d/sasrec/main/seed~1/metrics.json"]
+    assert g.missing[0].stale == "" and g.missing[0].markdown == f"`{g.missing[0].path}`"
     assert g.summary("test", "recall@10").mean == 0.75
     users, vals = g.per_user("test", "mrr")
     np.testing.assert_allclose(vals, [1.0, 1 / 6, 1 / 21, 0.5])

@@ -281,3 +281,51 @@ def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
     b = tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu")
     tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu", pooling="mean")
     assert len(calls) == 4 and b.tolist() == [[3, 11], [5, 11]]
+
+
+# ---------------------------------------------------------------- artifacts outside the workflow
+
+
+def test_artifacts_built_from_a_config_show_stale_results_as_gaps(tmp_path):
+    """`laser-repro artifact --config` runs outside Snakemake, so nothing reran the runs a changed
+    config or re-prepared data invalidated: their results are listed as stale gaps, never averaged."""
+    ring(tmp_path / "data" / "pet")
+    paths = {k: str(tmp_path / k) for k in ("raw", "data", "runs", "configs", "results", "figures", "logs")}
+    overlay = {"paths": paths, "seeds": [0], "table2": {"datasets": ["pet"]},
+               "run": {"idrec": {"max_epochs": 1, "progress": False}}}
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"method_run": {"sasrec": {"lr": 0.002}}}))
+    from laser_repro.experiment.plan import Experiment
+    from laser_repro.experiment.layout import RunKey
+    from dataclasses import astuple
+
+    files = [REPO / "config.yaml", tmp_path / "overlay.yaml"]
+    exp = Experiment.from_files(files)
+    key = RunKey("pet", "sasrec", "main", 0)
+    train_idrec(exp.resolved(*astuple(key)), exp.run_dir(*astuple(key)))
+
+    def table2(*more):
+        out = tmp_path / "table2.md"
+        assert cli_main(["artifact", "table2", *[a for f in [*files, *more] for a in ("--config", str(f))],
+                         "--out", str(out)]) == 0
+        return out.read_text()
+
+    current = table2()
+    assert f"`{tmp_path}/runs/pet/sasrec/main/seed~0/metrics.json`" not in current  # used, not missing
+    assert exp.stale_runs([key]) == {}
+    # another run config (a different lr): the result no longer answers it
+    changed = Experiment.from_files([*files, tmp_path / "lr.yaml"])
+    assert changed.stale_runs([key]) == {key.rel: "results of a different run config (seed 0)"}
+    text = table2(tmp_path / "lr.yaml")
+    assert (f"`{tmp_path}/runs/pet/sasrec/main/seed~0/metrics.json`: stale, results of a different run config"
+            in text)
+    sasrec_row = next(line for line in text.splitlines() if line.startswith("| SASRec"))
+    assert sasrec_row != next(line for line in current.splitlines() if line.startswith("| SASRec"))
+    assert "—" in sasrec_row
+    # the data re-prepared differently at the same path: stale under the original config too
+    shutil.rmtree(tmp_path / "data" / "pet")
+    ring(tmp_path / "data" / "pet", shift=3)
+    assert "the data set now has" in exp.stale_runs([key])[key.rel]
+    # a data set that is not prepared here cannot be checked: not used either
+    shutil.rmtree(tmp_path / "data" / "pet")
+    assert "is not prepared here" in exp.stale_runs([key])[key.rel]

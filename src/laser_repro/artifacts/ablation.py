@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from laser_repro.experiment import registry
 from laser_repro.experiment.specs import VariantTableSpec
@@ -20,7 +19,7 @@ from laser_repro.io import write_text
 from laser_repro.paper.reported import load_reported
 
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values
+from .runs import Gap, LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SPLIT = "test"
@@ -63,7 +62,7 @@ class AblationResult:
     tests: dict[tuple[str, str], PairedTest] = field(default_factory=dict)  # full vs variant
     ranking: dict[str, list[str]] = field(default_factory=dict)  # metric -> variants by mean, best first
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         return [p for g in self.groups.values() for p in g.missing]
 
     def change(self, variant: str, metric: str) -> float:
@@ -80,7 +79,7 @@ def compute_ablation(spec: VariantTableSpec) -> AblationResult:
     labels = {v: paper_rows[v]["label"] if v in paper_rows else v for v in variants}
     labels["main"] = label(spec.method)
     res = AblationResult(spec.table, spec.dataset, spec.method, list(spec.seeds), variants, labels)
-    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     for v in variants:
         for m in METRICS:
             res.summaries[(v, m)] = res.groups[v].summary(SPLIT, m)
@@ -149,7 +148,7 @@ def render_ablation(res: AblationResult) -> str:
     text += (md_table(["Variant", "Metric", "n", "t", "p", "full better, p < alpha"], test_rows,
                       ["l", "l", "r", "r", "r", "r"]) if test_rows else "No test: per-user ranks missing.") + "\n"
     missing = res.missing()
-    text += f"\n## Missing runs ({len(missing)})\n\n" + bullet_list([f"`{p}`" for p in missing]) + "\n"
+    text += f"\n## Missing runs ({len(missing)})\n\n" + bullet_list([p.markdown for p in missing]) + "\n"
     return text
 
 

@@ -4,7 +4,9 @@ An artifact reads what its spec names: finished run folders (metrics.json + rank
 Table 1 and Figure 2, prepared data sets; none trains anything. The spec is either a file the
 workflow wrote (``--spec results/specs/NAME.json``) or computed here from the workflow config
 (``--config config.yaml [--config overlay.yaml]``), the same way. Missing runs are shown as "—"
-and listed by path in the output.
+and listed by path in the output. With ``--config``, a finished run whose results no longer answer
+the config (another run config, re-prepared data, a retrained upstream run) counts as missing and
+is listed with the reason; in the workflow, Snakemake reruns such runs before any artifact.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def load_spec(args: argparse.Namespace):
         return from_file(args.artifact, args.spec)
     from laser_repro.experiment.plan import Experiment
 
-    return Experiment.from_files(args.config).spec(args.artifact)
+    exp = Experiment.from_files(args.config)
+    return exp.mark_stale(exp.spec(args.artifact))  # outside the workflow nothing else keeps results current
 
 
 def run(args: argparse.Namespace) -> int:

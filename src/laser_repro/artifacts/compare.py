@@ -10,7 +10,6 @@ set in Pet's role) is compared on claims only.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from laser_repro.io import write_text
 from laser_repro.paper.reported import PAPER_DATASETS, Cell, Reported, load_reported
@@ -26,7 +25,7 @@ from .fig3 import compute_fig3
 from .fig4 import compute_fig4
 from .fig5 import compute_fig5
 from .markdown import bullet_list, md_table
-from .runs import METRIC_LABELS, METRICS, RunGroup, label
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label
 from .significance import SeedSummary
 from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import HEADERS as T1_HEADERS
@@ -213,11 +212,12 @@ def section_figures(f2, f3, f4, f5) -> str:
     return text
 
 
-def section_missing(missing: dict[str, list[Path]]) -> str:
-    text = "## Missing runs\n\nEvery requested run that has no `metrics.json`, by artifact.\n"
+def section_missing(missing: dict[str, list[Gap]]) -> str:
+    text = ("## Missing runs\n\nEvery requested run that has no `metrics.json`, or whose `metrics.json` is stale "
+            "(it no longer answers the run's config, data or upstream runs), by artifact.\n")
     for name, paths in missing.items():
         uniq = list(dict.fromkeys(paths))
-        text += f"\n### {name} ({len(uniq)})\n\n" + bullet_list([f"`{p}`" for p in uniq]) + "\n"
+        text += f"\n### {name} ({len(uniq)})\n\n" + bullet_list([p.markdown for p in uniq]) + "\n"
     return text
 
 

@@ -17,7 +17,7 @@ from laser_repro.data.splits import cold_items
 from laser_repro.experiment.specs import Fig2Spec
 
 from .plotting import bar_panel, color_of, new_figure, note_missing, save_figure
-from .runs import METRIC_LABELS, METRICS, RunGroup, label, load_cells
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -33,13 +33,13 @@ class Fig2Data:
     groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         return [p for g in self.groups.values() for p in g.missing]
 
 
 def compute_fig2(spec: Fig2Spec) -> Fig2Data:
     data = Fig2Data(list(spec.datasets), list(spec.methods), list(spec.seeds))
-    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     for d in spec.datasets:
         ds_path = Path(spec.data_root) / d
         cold = None

@@ -14,7 +14,7 @@ from pathlib import Path
 from laser_repro.experiment.specs import Fig3Spec
 
 from .plotting import color_of, line_panel, new_figure, note_missing, save_figure
-from .runs import LONG_LABELS, RunGroup, label, load_cells
+from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -44,14 +44,14 @@ class Fig3Data:
             return f"{label(method)} (from {self.source})"
         return f"{label(method)} (target data only)"
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         return [p for g in self.groups.values() for p in g.missing]
 
 
 def compute_fig3(spec: Fig3Spec) -> Fig3Data:
     data = Fig3Data(spec.dataset, spec.source, list(spec.methods), list(spec.baselines), list(spec.fractions),
                     list(spec.seeds))
-    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     return data
 
 

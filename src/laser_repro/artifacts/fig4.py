@@ -14,7 +14,7 @@ from laser_repro.experiment import layout
 from laser_repro.experiment.specs import Fig4Spec, GridAxis
 
 from .plotting import COLORS, line_panel, new_figure, note_missing, save_figure
-from .runs import LONG_LABELS, RunGroup, label, load_cells
+from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "valid"
@@ -41,13 +41,13 @@ class Fig4Data:
         found = [(self.summary(axis, v, metric).mean, v) for v in self.axis(axis).values if self.groups[(axis, v)].found]
         return max(found)[1] if found else None
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         return list(dict.fromkeys(p for g in self.groups.values() for p in g.missing))
 
 
 def compute_fig4(spec: Fig4Spec) -> Fig4Data:
     data = Fig4Data(spec.dataset, spec.method, list(spec.axes), list(spec.seeds))
-    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     return data
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from laser_repro.experiment.specs import Fig5Spec
 
 from .plotting import color_of, bar_panel, new_figure, note_missing, save_figure
-from .runs import LONG_LABELS, RunGroup, label, load_cells
+from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -32,13 +32,13 @@ class Fig5Data:
     def summary(self, dataset: str, kind: str, idrec: str, metric: str) -> SeedSummary:
         return self.groups[(dataset, kind, idrec)].summary(SPLIT, metric)
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         return list(dict.fromkeys(p for g in self.groups.values() for p in g.missing))
 
 
 def compute_fig5(spec: Fig5Spec) -> Fig5Data:
     data = Fig5Data(list(spec.datasets), spec.method, list(spec.idrecs), list(spec.seeds))
-    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     return data
 
 

@@ -97,7 +97,7 @@ def _no_runs(ax) -> None:
     ax.text(0.5, 0.5, "no runs found", transform=ax.transAxes, ha="center", va="center", color="#7f7f7f")
 
 
-def note_missing(fig, missing: Sequence[Path], total: int) -> None:
+def note_missing(fig, missing: Sequence, total: int) -> None:
     """Say on the figure (and in the log) how many requested runs are missing."""
     if not missing:
         return

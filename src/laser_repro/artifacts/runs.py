@@ -8,6 +8,7 @@ remembers every requested run that is missing, so tables can list it instead of 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -65,6 +66,22 @@ def load_run(path: Path, seed: int) -> Run:
     return Run(path, seed, record, ranks)
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A requested run an artifact cannot use: its ``metrics.json`` is absent, or ``stale`` says why the
+    one there no longer answers the run's config."""
+
+    path: Path
+    stale: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path} (stale: {self.stale})" if self.stale else str(self.path)
+
+    @property
+    def markdown(self) -> str:
+        return f"`{self.path}`" + (f": stale, {self.stale}" if self.stale else "")
+
+
 @dataclass
 class RunGroup:
     """The seeds of one (dataset, method, variant): found runs and missing run paths."""
@@ -74,7 +91,7 @@ class RunGroup:
     variant: str
     seeds: tuple[int, ...]
     runs: list[Run] = field(default_factory=list)
-    missing: list[Path] = field(default_factory=list)
+    missing: list[Gap] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -138,21 +155,23 @@ def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return order[pos]
 
 
-def load_group(root: str | Path, cell: Cell, seeds: Sequence[int]) -> RunGroup:
-    """Load every requested seed of one spec cell; absent ones go to ``missing``."""
+def load_group(root: str | Path, cell: Cell, seeds: Sequence[int], stale: dict[str, str] | None = None) -> RunGroup:
+    """Load every requested seed of one spec cell; absent ones, and those ``stale`` names
+    (``RunKey.rel`` -> why), go to ``missing``."""
     group = RunGroup(cell.dataset, cell.method, cell.variant, tuple(int(s) for s in seeds))
-    for seed in group.seeds:
-        path = Path(layout.run_dir(str(root), cell.dataset, cell.method, cell.variant, seed))
-        if (path / "metrics.json").exists():
-            group.runs.append(load_run(path, seed))
+    for key in cell.runs(group.seeds):
+        path = Path(layout.run_dir(str(root), *dataclasses.astuple(key)))
+        why = (stale or {}).get(key.rel, "")
+        if (path / "metrics.json").exists() and not why:
+            group.runs.append(load_run(path, key.seed))
         else:
-            group.missing.append(path / "metrics.json")
+            group.missing.append(Gap(path / "metrics.json", why))
     return group
 
 
-def load_cells(root: str | Path, cells: dict, seeds: Sequence[int]) -> dict:
+def load_cells(root: str | Path, cells: dict, seeds: Sequence[int], stale: dict[str, str] | None = None) -> dict:
     """Every cell of a spec (key -> :class:`Cell`) loaded as a :class:`RunGroup` under the same key."""
-    return {key: load_group(root, cell, seeds) for key, cell in cells.items()}
+    return {key: load_group(root, cell, seeds, stale) for key, cell in cells.items()}
 
 
 def label(method: str) -> str:

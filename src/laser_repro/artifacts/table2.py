@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 from laser_repro.experiment import registry
@@ -21,7 +20,7 @@ from laser_repro.io import write_text
 from laser_repro.paper.reported import Reported, load_reported
 
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
@@ -60,7 +59,7 @@ class Table2Result:
     def baselines(self) -> list[str]:
         return self.run_rows(ours=False)
 
-    def missing(self) -> list[Path]:
+    def missing(self) -> list[Gap]:
         """Requested runs without metrics.json."""
         return [p for g in self.groups.values() for p in g.missing]
 
@@ -92,7 +91,7 @@ def best_of(summaries: dict[str, SeedSummary]) -> str | None:
 def compute_table2(spec: Table2Spec, reported: Reported | None = None) -> Table2Result:
     reported = reported or load_reported()
     res = Table2Result(list(spec.datasets), list(spec.seeds), table2_rows(reported, spec.methods))
-    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds)
+    res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     for (method, d), g in res.groups.items():
         for m in METRICS:
             res.summaries[(method, d, m)] = g.summary(SPLIT, m)
@@ -201,7 +200,7 @@ def render_table2(res: Table2Result) -> str:
         text += f"\n- {note}"
     missing = res.missing()
     text += f"\n\n## Missing runs ({len(missing)})\n\n"
-    text += bullet_list([f"`{p}`" for p in missing]) + "\n"
+    text += bullet_list([p.markdown for p in missing]) + "\n"
     return text
 
 

@@ -229,6 +229,36 @@ class Experiment:
                 out[role] = getattr(cfg, key)
         return out
 
+    def stale_runs(self, keys: Iterable[RunKey]) -> dict[str, str]:
+        """Finished runs among ``keys`` whose metrics.json no longer answers what this config asks for
+        (another run config, re-prepared data, a retrained upstream run): ``key.rel`` -> why. The trainer
+        would refuse or redo them; artifacts built outside the workflow show them as gaps."""
+        from laser_repro.io import read_json
+        from laser_repro.train.scaffold import run_folder
+
+        out: dict[str, str] = {}
+        for key in keys:
+            path = Path(self.run_dir(*dataclasses.astuple(key))) / "metrics.json"
+            if not path.exists():
+                continue
+            cfg = self.resolved(*dataclasses.astuple(key))
+            if not (Path(cfg.dataset) / "stats.json").exists():
+                out[key.rel] = f"its data set {cfg.dataset} is not prepared here, so it cannot be checked"
+                continue
+            trainer = self.method(key.method).trainer
+            why = run_folder(cfg, path.parent, config=trainer.resume_config(cfg)).stale_reason(read_json(path))
+            if why is not None:
+                out[key.rel] = why
+        return out
+
+    def mark_stale(self, spec: ArtifactSpec) -> ArtifactSpec:
+        """Set ``stale`` of ``spec`` (and of a comparison's parts) from :meth:`stale_runs`."""
+        found = self.stale_runs(spec.runs())
+        parts = list(spec.parts().values()) if isinstance(spec, CompareSpec) else []
+        for s in (spec, *parts):
+            s.stale = {k.rel: found[k.rel] for k in s.runs() if k.rel in found}
+        return spec
+
     def main_value(self, method: str, dataset: str, key: str):
         """The value of dotted run-config ``key`` in ``method``'s main run on ``dataset``."""
         node = self.resolved(dataset, method, layout.MAIN, self.seeds[0])

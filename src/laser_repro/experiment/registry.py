@@ -42,9 +42,14 @@ class Trainer:
     method_key: str  # run-config key that names the method (idrec: model; laser: method)
     compute: str  # "small" (minutes, ID-sized) or "large" (a language-model backbone): picks the rule
     backbone_key: str = "backbone"  # run-config key naming the pretrained model a method's runs use
+    config_of: str = ""  # "module:function" cfg -> the config its resume hash covers ("": the resolved cfg)
 
     def config_cls(self) -> type:
         return import_object(self.config_class)
+
+    def resume_config(self, cfg) -> dict | None:
+        """The config a run's resume hash covers (None: the resolved ``cfg`` itself)."""
+        return import_object(self.config_of)(cfg) if self.config_of else None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Method:
 
 IDREC = Trainer("idrec", "train-idrec", "laser_repro.idrec.config:IDRecRunConfig",
                 "laser_repro.idrec.trainer:train_idrec", method_key="model", compute="small",
+                config_of="laser_repro.idrec.trainer:resolved_config",
                 backbone_key="text_encoder")
 LASER = Trainer("laser", "train-laser", "laser_repro.laser.config:LaserRunConfig",
                 "laser_repro.laser.trainer:train_laser", method_key="method", compute="large")

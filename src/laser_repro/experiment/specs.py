@@ -38,6 +38,8 @@ class ArtifactSpec:
 
     runs_root: str = ""
     seeds: list[int] = field(default_factory=list)
+    # finished runs the artifact must not use, RunKey.rel -> why (set by Experiment.mark_stale)
+    stale: dict[str, str] = field(default_factory=dict)
 
     def cells(self) -> dict:
         return {}

@@ -222,10 +222,15 @@ class RunFolder:
         if not path.exists():
             return None
         record = read_json(path)
-        if record.get("resume_hash") == self.resume_hash:
+        why = self.stale_reason(record)
+        if why is None:
             return record
-        self._stale(path, self._why(record, "results"))
+        self._stale(path, why)
         return None
+
+    def stale_reason(self, record: dict) -> str | None:
+        """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
+        return None if record.get("resume_hash") == self.resume_hash else self._why(record, "results")
 
     def _why(self, blob: dict, what: str) -> str:
         theirs = blob.get("data_fingerprint") or (blob.get("config") or {}).get("data_fingerprint")
@@ -358,11 +363,17 @@ def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[A
         return opened.done if opened.done is not None else body(cfg, opened)
 
 
+def run_folder(cfg, out_dir: str | Path, replace_stale: bool = False, config: dict | None = None) -> RunFolder:
+    """The run folder of ``cfg`` with its resume contract (for ``config``, by default the resolved ``cfg``):
+    the data set's fingerprint and the fingerprints of the run's other inputs. Reads, never writes."""
+    return RunFolder(out_dir, to_dict(cfg) if config is None else config, getattr(cfg, "EXECUTION_KEYS", ()),
+                     data_fingerprint(cfg.dataset), replace_stale, input_fingerprints(cfg))
+
+
 def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None) -> OpenedRun:
     """The opening every trainer shares: the run folder (the resume contract for ``config``, by default
     the resolved ``cfg``), threads, "already finished", the checkpoint, the seed, the device, the data."""
-    run = RunFolder(out_dir, to_dict(cfg) if config is None else config, getattr(cfg, "EXECUTION_KEYS", ()),
-                    data_fingerprint(cfg.dataset), replace_stale, input_fingerprints(cfg))
+    run = run_folder(cfg, out_dir, replace_stale, config)
     set_threads(cfg.num_threads)
     done = run.finished()
     if done is not None:
