@@ -83,6 +83,8 @@ def test_cell_columns_verdicts():
     assert cols[5] == "within ±15%; paper inside CI"
     assert cell_columns(paper, summarize([0.05]), 100, 2, 15.0, None)[5] == "outside ±15%"
     assert cell_columns(paper, s, 100, 2, 15.0, "minilm")[5] == "stand-in (minilm), not comparable"
+    assert cell_columns(None, s, 100, 2, 15.0, "minilm")[5] == "stand-in (minilm); no paper value"
+    assert cell_columns(None, s, 100, 2, 15.0, None)[5] == "no paper value"
 
 
 def test_compare_report_end_to_end(tmp_path):
@@ -92,6 +94,7 @@ def test_compare_report_end_to_end(tmp_path):
     for seed in (0, 1):
         write_run(runs, "scientific", "sasrec", "main", seed, hits(13))
         write_run(runs, "scientific", "laser-c", "main", seed, hits(20), backbone="minilm")
+        write_run(runs, "scientific", "recformer", "main", seed, hits(15), config={"encoder": "minilm"})
     exp = paper_experiment(tmp_path, seeds=[0, 1], datasets={"synthetic": {"source": "synthetic"}},
                            table1={"datasets": ["scientific", "synthetic"]},
                            table2={"datasets": ["scientific", "synthetic"]}, fig2={"datasets": ["pet"]},
@@ -106,6 +109,17 @@ def test_compare_report_end_to_end(tmp_path):
     assert "| RecGURU | scientific | R@10 | 7.81 | — | — | — | — | not run |" in text  # implemented; no runs here
     assert "| SASRec | pet | R@10 | 8.81 | — | — | — | — | not run (data set not requested) |" in text
     assert "| scientific | N@10 | 7.22 | 10.27 | -29.7% |" in text  # Laser's RECFORMER vs RecFormer's own
+    # ... next to ours, marked: a MiniLM stand-in for Longformer, not pre-trained on RecFormer's corpus
+    assert ("| scientific | N@10 | 7.22 | 10.27 | -29.7% | 15.00 ± 0.00 (n=2); stand-in (minilm); not pre-trained |"
+            in text)
+    # Laser-C ran on a stand-in: the Improv. column, the claims and the figures' numbers say so
+    assert "| scientific | R@10 | 7.24 | 33.33 | +26.09 pp | stand-in (minilm), not comparable; Laser ahead in both |" in text
+    head = "† stand-in backbones, not the paper's models (not comparable to its numbers): "
+    claims = text[text.index("## The paper's claims"):text.index("## Table 1")]
+    assert head in claims and "Laser-C: minilm instead of chatglm2-6b" in claims
+    assert "RECFORMER: minilm instead of allenai/longformer-base-4096" in claims
+    figures = text[text.index("## The numbers behind the figures"):text.index("## The paper's own consistency")]
+    assert head + "Laser-C: minilm instead of chatglm2-6b." in figures  # Figure 3's Laser-C main run
     # the claim on Table 2 is evaluated on the one column pair we have: Laser-C 20% > SASRec 13%
     assert "| §5.2, Table 2 | Laser beats every baseline on every data set and metric |" in text
     claim_line = next(line for line in text.splitlines() if line.startswith("| §5.2, Table 2 |"))

@@ -56,7 +56,7 @@ def test_fig2_cold_subset_numbers_and_image(tmp_path):
     _assert_image(out)
 
 
-def test_fig3_fig4_fig5_images_and_variants(tmp_path):
+def test_fig3_fig4_fig5_images_and_variants(tmp_path, caplog):
     runs = tmp_path / "runs"
     r = lambda k: np.r_[np.zeros(k, int), np.full(20 - k, 50)]  # noqa: E731
     for seed in (0, 1):
@@ -75,8 +75,12 @@ def test_fig3_fig4_fig5_images_and_variants(tmp_path):
     assert d3.summary("bert4rec", 1, "recall@10").mean == pytest.approx(7 / 20)
     assert d3.missing() == []
     out3 = tmp_path / "fig3.png"
-    fig3.plot_fig3(d3, out3)
+    with caplog.at_level("WARNING", logger="laser_repro.artifacts"):
+        fig3.plot_fig3(d3, out3)
     _assert_image(out3)
+    # the Laser-C runs name no backbone (not the paper's ChatGLM2): the figure's footnote says so
+    assert ("† stand-in backbones, not the paper's models (not comparable to its numbers): Laser-C: unknown instead "
+            "of chatglm2-6b") in caplog.text
 
     axes = [GridAxis("K", "mformer.n_experts", [4, 8], 8), GridAxis("lambda", "loss.lb_weight", [0.01, 0.1], 0.010)]
     d4 = fig4.compute_fig4(Fig4Spec(runs_root=str(runs), seeds=[0, 1], dataset="sci", method="laser-c", axes=axes))

@@ -12,7 +12,7 @@ from laser_repro.runinfo import write_metrics
 
 
 def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None, targets=None,
-              backbone=None, users=None) -> Path:
+              backbone=None, users=None, config=None) -> Path:
     """A run folder whose metrics.json aggregates exactly the given per-user ranks."""
     test_ranks = np.asarray(test_ranks, dtype=np.int64)
     valid_ranks = test_ranks if valid_ranks is None else np.asarray(valid_ranks, dtype=np.int64)
@@ -20,7 +20,7 @@ def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None
     targets = np.zeros(test_ranks.size, dtype=np.int64) if targets is None else np.asarray(targets)
     results = {s: EvalResult(users, targets, r, aggregate(r)) for s, r in (("valid", valid_ranks), ("test", test_ranks))}
     out = Path(run_dir(str(root), dataset, method, variant, seed))
-    config = {"seed": seed}
+    config = {"seed": seed, **(config or {})}
     if backbone is not None:
         config["backbone"] = backbone
     write_metrics(out, {"method": method, "dataset": dataset, "seed": seed,

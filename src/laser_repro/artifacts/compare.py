@@ -25,7 +25,7 @@ from .fig3 import compute_fig3
 from .fig4 import compute_fig4
 from .fig5 import compute_fig5
 from .markdown import bullet_list, md_table
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, stand_in_note
 from .significance import SeedSummary
 from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import HEADERS as T1_HEADERS
@@ -56,7 +56,7 @@ def cell_columns(paper: Cell | None, ours: SeedSummary, scale: float, decimals: 
     our_text = f"{m:.{decimals}f}" + (f" ± {sd:.{decimals}f}" if ours.n > 1 else "") + f" (n={ours.n})"
     ci = f"[{ours.ci_low * scale:.{decimals}f}, {ours.ci_high * scale:.{decimals}f}]" if ours.n > 1 else "—"
     if paper is None or paper.value is None:
-        return [p, our_text, "—", "—", ci, "no paper value"]
+        return [p, our_text, "—", "—", ci, f"stand-in ({stand_in}); no paper value" if stand_in else "no paper value"]
     delta = m - paper.value
     scaled = SeedSummary(ours.n, m, sd, ours.ci_low * scale, ours.ci_high * scale)
     return [p, our_text, f"{delta:+.{decimals}f}", f"{delta / paper.value * 100:+.1f}%", ci,
@@ -100,13 +100,17 @@ def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> st
     for d in PAPER_DATASETS:
         for m in METRICS:
             paper = reported.table2("improv", d, m)
-            ours = t2.columns[(d, m)].improv if (d, m) in t2.columns else math.nan
+            col = t2.columns.get((d, m))
+            ours = col.improv if col else math.nan
             if math.isnan(ours):
                 improv.append([d, METRIC_LABELS[m], paper.text, "—", "—", "not run"])
             else:
                 same = (ours > 0) == (paper.value > 0)
-                improv.append([d, METRIC_LABELS[m], paper.text, f"{ours:.2f}", f"{ours - paper.value:+.2f} pp",
-                               "Laser ahead in both" if same and ours > 0 else ("sign agrees" if same else "sign differs")])
+                verdict = "Laser ahead in both" if same and ours > 0 else ("sign agrees" if same else "sign differs")
+                used = sorted({b for k in (col.best_laser, col.best_baseline) if (b := t2.groups[(k, d)].stand_in())})
+                if used:  # a side of the margin ran on a stand-in backbone: the paper's margin is not tested
+                    verdict = f"stand-in ({', '.join(used)}), not comparable; {verdict}"
+                improv.append([d, METRIC_LABELS[m], paper.text, f"{ours:.2f}", f"{ours - paper.value:+.2f} pp", verdict])
     extra = [d for d in t2.datasets if d not in PAPER_DATASETS]
     text = "## Table 2: overall performance (test, x100)\n\n"
     text += ("Provenance: per the spec, 17 of the 20 (method, data set) pairs of SASRec, BERT4Rec, RecGURU, ZESRec "
@@ -122,7 +126,19 @@ def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> st
     return text
 
 
-def section_recformer(reported: Reported) -> str:
+def _recformer_ours(t2: Table2Result, d: str, m: str) -> str:
+    """Our RECFORMER cell (x100) for the RECFORMER section, marked when it is a stand-in or not pre-trained."""
+    g = t2.groups.get(("recformer", d))
+    if g is None:
+        return "not run (not requested)"
+    s = t2.summaries[("recformer", d, m)]
+    if not s.n:
+        return "not run"
+    marks = (f"; stand-in ({g.stand_in()})" if g.stand_in() else "") + ("; not pre-trained" if g.not_pretrained() else "")
+    return _ms(s) + marks
+
+
+def section_recformer(reported: Reported, t2: Table2Result) -> str:
     body, gaps = [], []
     for d in PAPER_DATASETS:
         for m in METRICS:
@@ -132,13 +148,14 @@ def section_recformer(reported: Reported) -> str:
             if gap is not None:
                 gaps.append((d, m, gap))
             body.append([d, METRIC_LABELS[m], laser.text, own.text if own else "unknown",
-                         "—" if gap is None else f"{gap:+.1f}%", "not run (not implemented)"])
+                         "—" if gap is None else f"{gap:+.1f}%", _recformer_ours(t2, d, m)])
     known = "; ".join(f"{d} {METRIC_LABELS[m]}: {g:+.1f}%" for d, m, g in gaps) or "none"
     return ("## RECFORMER: the Laser paper's numbers vs RecFormer's own publication (x100)\n\n"
             "The spec says Laser's RECFORMER row is 13-25% below RecFormer's published results. Only published "
             "values we can source are recorded (the rest are 'unknown', never guessed); the gaps they give: "
             f"{known}.\n\n"
-            + md_table(["Data set", "Metric", "Laser paper (Table 2)", "RecFormer paper", "gap", "ours"], body) + "\n")
+            + md_table(["Data set", "Metric", "Laser paper (Table 2)", "RecFormer paper", "gap",
+                        "ours (mean ± std, n)"], body) + "\n")
 
 
 def section_ablation(res: AblationResult, reported: Reported, tolerance: float) -> str:
@@ -161,10 +178,13 @@ def section_ablation(res: AblationResult, reported: Reported, tolerance: float) 
     return text + md_table(["Row", "Metric", *CELL_HEADER], body, ["l", "l"] + ["r"] * 5 + ["l"]) + "\n"
 
 
-def section_claims(claims: list[C.Claim]) -> str:
+def section_claims(claims: list[C.Claim], stand_ins: str = "") -> str:
     body = [[c.where, c.text, c.paper, c.ours, f"**{c.verdict}**"] for c in claims]
-    return "## The paper's claims, checked against our runs\n\n" + md_table(
-        ["Where", "Claim", "Paper", "Ours", "verdict"], body, ["l"] * 5) + "\n"
+    text = "## The paper's claims, checked against our runs\n\n"
+    if stand_ins:
+        text += (f"{stand_ins}. A claim checked on these runs tests this suite's stand-ins, not the paper's "
+                 "models.\n\n")
+    return text + md_table(["Where", "Claim", "Paper", "Ours", "verdict"], body, ["l"] * 5) + "\n"
 
 
 def section_consistency(reported: Reported) -> str:
@@ -191,6 +211,9 @@ def _ms(s: SeedSummary) -> str:
 def section_figures(f2, f3, f4, f5) -> str:
     """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
     text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
+    note = stand_in_note(g for f in (f2, f3, f4, f5) for g in f.groups.values())
+    if note:
+        text += f"\n{note}.\n"
     body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get(d, "—"))]
             for d in f2.datasets for m in f2.methods]
     text += "\n### Figure 2: cold items (test)\n\n" + md_table(
@@ -262,9 +285,11 @@ def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
         f"Claims: {', '.join(f'{v} {k}' for k, v in counts.items())}. Missing runs: {n_missing} (listed at the end).",
         "",
     ]
-    parts = ["\n".join(head), section_claims(claims),
+    every_group = [*t2.groups.values(), *(g for a in abl.values() for g in a.groups.values()),
+                   *(g for f in (f2, f3, f4, f5) for g in f.groups.values())]
+    parts = ["\n".join(head), section_claims(claims, stand_in_note(every_group)),
              section_table1(spec.table1.data_root, spec.table1.datasets, reported),
-             section_table2(t2, reported, tol), section_recformer(reported),
+             section_table2(t2, reported, tol), section_recformer(reported, t2),
              *(section_ablation(abl[t], reported, tol) for t in ("table3", "table4", "table5")),
              section_figures(f2, f3, f4, f5), section_consistency(reported), section_missing(missing)]
     return "\n".join(parts)

@@ -16,8 +16,8 @@ from laser_repro.data.dataset import load_dataset
 from laser_repro.data.splits import cold_items
 from laser_repro.experiment.specs import Fig2Spec
 
-from .plotting import bar_panel, color_of, new_figure, note_missing, save_figure
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, load_cells
+from .plotting import bar_panel, color_of, new_figure, note_missing, note_stand_ins, save_figure
+from .runs import Gap, stand_in_note, METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -69,8 +69,9 @@ def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
         n = data.n_cold_users.get(d)
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))
         ax.set_ylabel("test metric on cold items (×100)")
-    note_missing(fig, data.missing(), len(data.datasets) * len(data.methods) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
+    notes = [note_missing(data.missing(), len(data.datasets) * len(data.methods) * len(data.seeds)),
+             note_stand_ins(stand_in_note(data.groups.values()))]
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds), footnotes=notes)
 
 
 def main(spec: Fig2Spec, out: str) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from laser_repro.experiment import layout
 from laser_repro.experiment.specs import Fig4Spec, GridAxis
 
-from .plotting import COLORS, line_panel, new_figure, note_missing, save_figure
-from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
+from .plotting import COLORS, line_panel, new_figure, note_missing, note_stand_ins, save_figure
+from .runs import Gap, stand_in_note, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "valid"
@@ -63,8 +63,9 @@ def plot_fig4(data: Fig4Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_xlabel(AXIS_LABELS.get(a.name, a.name))
         ax.set_ylabel("validation metric (×100)")
         ax.set_title(f"{label(data.method)}, {data.dataset}: {a.name}")
-    note_missing(fig, data.missing(), len({g.label for g in data.groups.values()}) * len(data.seeds))
-    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds))
+    notes = [note_missing(data.missing(), len({g.label for g in data.groups.values()}) * len(data.seeds)),
+             note_stand_ins(stand_in_note(data.groups.values()))]
+    return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds), footnotes=notes)
 
 
 def main(spec: Fig4Spec, out: str) -> str:

@@ -97,22 +97,28 @@ def _no_runs(ax) -> None:
     ax.text(0.5, 0.5, "no runs found", transform=ax.transAxes, ha="center", va="center", color="#7f7f7f")
 
 
-def note_missing(fig, missing: Sequence, total: int) -> None:
-    """Say on the figure (and in the log) how many requested runs are missing."""
+def note_missing(missing: Sequence, total: int) -> str:
+    """A footnote saying how many requested runs are missing ("" if none); each is logged."""
     if not missing:
-        return
+        return ""
     for p in missing:
         log.warning("missing run: %s", p)
-    with plt.rc_context(STYLE):
-        fig.text(0.99, 0.005, f"{len(missing)} of {total} requested runs missing (listed in the log and compare.md)",
-                 ha="right", va="bottom", fontsize=6, color="#7f7f7f")
+    return f"{len(missing)} of {total} requested runs missing or stale (listed in the log and compare.md)"
+
+
+def note_stand_ins(note: str) -> str:
+    """A footnote naming the stand-in backbones behind the figure (``runs.stand_in_note``); logged."""
+    if note:
+        log.warning("%s", note)
+    return note
 
 
 def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None = None,
-                n_seeds: int | None = None) -> tuple[Path, Path]:
+                n_seeds: int | None = None, footnotes: Sequence[str] = ()) -> tuple[Path, Path]:
     """Write ``out`` (PNG, 200 dpi) and the same name with .pdf, atomically.
 
-    With ``legend_ax``, its legend is drawn once above all panels.
+    With ``legend_ax``, its legend is drawn once above all panels; ``footnotes`` (missing runs,
+    stand-in backbones; empty ones skipped) are printed under the panels, one line each.
     """
     out = Path(out)
     if out.suffix.lower() != ".png":
@@ -127,8 +133,11 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
             top = 1.0 - (0.5 if legend_title else 0.3) / fig.get_figheight()
         note = "one seed: no error bars" if n_seeds == 1 else (
             f"error bars: ±1 sample std over {n_seeds or 'the'} seeds")
-        fig.text(0.01, 0.005, note, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
-        fig.tight_layout(rect=(0, 0.03, 1, top))
+        lines = [note, *(f for f in footnotes if f)]
+        line = 8.5 / 72 / fig.get_figheight()  # one 6 pt line, as a fraction of the figure height
+        for i, text in enumerate(reversed(lines)):
+            fig.text(0.01, 0.005 + i * line, text, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
+        fig.tight_layout(rect=(0, 0.005 + len(lines) * line, 1, top))
         with atomic_path(out, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=200, format="png")
         with atomic_path(pdf, suffix=".pdf") as tmp:

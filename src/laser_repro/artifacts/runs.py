@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -139,6 +139,20 @@ class RunGroup:
         """The backbone actually used when it is not the paper's (methods with a backbone), else None."""
         used = sorted({b for r in self.runs if (b := registry.stand_in(self.method, r.backbone))})
         return ", ".join(used) or None
+
+
+def stand_in_note(groups: Iterable[RunGroup]) -> str:
+    """One line naming every stand-in backbone among ``groups`` (by method label), or "" if none:
+    what a table, figure or claim built on them must say."""
+    used: dict[str, set[str]] = {}
+    for g in groups:
+        if (si := g.stand_in()):
+            paper = registry.METHODS[g.method].paper_backbone
+            used.setdefault(label(g.method), set()).add(f"{si} instead of {paper}")
+    if not used:
+        return ""
+    return ("† stand-in backbones, not the paper's models (not comparable to its numbers): "
+            + "; ".join(f"{m}: {', '.join(sorted(b))}" for m, b in used.items()))
 
 
 def common_users(user_arrays: Sequence[np.ndarray]) -> np.ndarray:
