@@ -6,7 +6,7 @@ import numpy as np
 
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.experiment.layout import run_dir
-from laser_repro.experiment.specs import Cell, to_json
+from laser_repro.experiment.specs import Cell, Fig5Spec, Table2Spec, to_json
 from laser_repro.eval.metrics import aggregate
 from laser_repro.runinfo import write_metrics
 
@@ -60,3 +60,34 @@ def test_write_run_roundtrip(tmp_path):
     assert g.summary("test", "recall@10").mean == 0.75
     users, vals = g.per_user("test", "mrr")
     np.testing.assert_allclose(vals, [1.0, 1 / 6, 1 / 21, 0.5])
+
+
+def test_artifact_outputs_never_replace_a_file_the_suite_did_not_write(tmp_path, caplog):
+    from laser_repro.artifacts.output import MARK
+    from laser_repro.cli import main as cli_main
+
+    runs = tmp_path / "runs"
+    write_run(runs, "pet", "sasrec", "main", 0, [0, 5, 20, 1])
+    spec = write_spec(tmp_path / "t2.json", Table2Spec(runs_root=str(runs), seeds=[0], datasets=["pet"],
+                                                      methods=["sasrec"]))
+    out = tmp_path / "table2.md"
+    out.write_text("my own notes\n")
+    assert cli_main(["artifact", "table2", "--spec", str(spec), "--out", str(out)]) != 0
+    assert "table2.md exists and was not written by `laser-repro artifact`" in caplog.text
+    assert "pass --force" in caplog.text
+    assert out.read_text() == "my own notes\n"  # untouched
+    assert cli_main(["artifact", "table2", "--spec", str(spec), "--out", str(out), "--force"]) == 0
+    text = out.read_text()
+    assert "| SASRec |" in text and text.rstrip().endswith(f"<!-- written by {MARK}; rebuild it rather than editing -->")
+    assert cli_main(["artifact", "table2", "--spec", str(spec), "--out", str(out)]) == 0  # ours: rebuilt freely
+    # a figure's PDF is written next to its PNG: a PDF of the user's own there is protected too
+    f5 = write_spec(tmp_path / "f5.json", Fig5Spec(runs_root=str(runs), seeds=[0], datasets=["pet"],
+                                                   method="laser-c", idrecs=["sasrec"], collaborative="bert4rec"))
+    png = tmp_path / "fig5.png"
+    png.with_suffix(".pdf").write_bytes(b"%PDF-1.4 someone else's")
+    assert cli_main(["artifact", "fig5", "--spec", str(f5), "--out", str(png)]) != 0
+    assert "fig5.pdf exists and was not written by" in caplog.text and not png.exists()
+    png.with_suffix(".pdf").unlink()
+    assert cli_main(["artifact", "fig5", "--spec", str(f5), "--out", str(png)]) == 0
+    assert MARK.encode() in png.read_bytes() and MARK.encode() in png.with_suffix(".pdf").read_bytes()
+    assert cli_main(["artifact", "fig5", "--spec", str(f5), "--out", str(png)]) == 0  # and rebuilt freely

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from laser_repro.experiment import registry
 from laser_repro.experiment.specs import VariantTableSpec
-from laser_repro.io import write_text
 from laser_repro.paper.reported import load_reported
 
+from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
 from .runs import Gap, LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
@@ -154,7 +154,7 @@ def render_ablation(res: AblationResult) -> str:
 
 def make_ablation(spec: VariantTableSpec, out) -> AblationResult:
     res = compute_ablation(spec)
-    write_text(out, render_ablation(res))
+    write_markdown(out, render_ablation(res))
     return res
 
 

@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         src.add_argument("--config", type=Path, action="append",
                          help="workflow config file(s), later ones overlaid (config.yaml, workflow/default.yaml)")
         kind = "PNG path (a PDF is written next to it)" if name.startswith("fig") else f"markdown file, e.g. results/{name}.md"
-        p.add_argument("--out", required=True, help=kind)
+        p.add_argument("--out", required=True, help=kind + "; a file this suite did not write is never replaced")
+        p.add_argument("--force", action="store_true", help="replace --out even if this suite did not write it")
 
 
 def load_spec(args: argparse.Namespace):
@@ -68,6 +69,9 @@ def load_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from .output import guard_out
+
+    guard_out(args.out, args.force)
     module = importlib.import_module(ARTIFACTS[args.artifact][0])
     out = module.main(load_spec(args), args.out)
     log.info("%s -> %s", args.artifact, out)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 
-from laser_repro.io import write_text
 from laser_repro.paper.reported import PAPER_DATASETS, Cell, Reported, load_reported
 
+from .output import write_markdown
 from . import claims as C
 from .ablation import AblationResult, compute_ablation
 from .consistency import all_checks, summarize_checks, verdict
@@ -297,5 +297,5 @@ def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
 
 def main(spec: CompareSpec, out: str) -> str:
     """CLI entry (``laser-repro artifact compare``)."""
-    write_text(out, build_compare(spec))
+    write_markdown(out, build_compare(spec))
     return out

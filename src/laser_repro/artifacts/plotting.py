@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from laser_repro.io import atomic_path  # noqa: E402
 
+from .output import FIGURE_METADATA  # noqa: E402
 from .significance import SeedSummary  # noqa: E402
 
 log = logging.getLogger("laser_repro.artifacts")
@@ -139,8 +140,8 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
             fig.text(0.01, 0.005 + i * line, text, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
         fig.tight_layout(rect=(0, 0.005 + len(lines) * line, 1, top))
         with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=200, format="png")
+            fig.savefig(tmp, dpi=200, format="png", metadata=FIGURE_METADATA["png"])
         with atomic_path(pdf, suffix=".pdf") as tmp:
-            fig.savefig(tmp, format="pdf")
+            fig.savefig(tmp, format="pdf", metadata=FIGURE_METADATA["pdf"])
     plt.close(fig)
     return out, pdf

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from laser_repro.io import read_json, write_text
+from laser_repro.io import read_json
 from laser_repro.paper.reported import Reported, load_reported
 
+from .output import write_markdown
 from .markdown import bullet_list, md_table
 
 COLUMNS = ("users", "items", "interactions", "avg_n", "density")
@@ -100,7 +101,7 @@ def render_table1(rows: list[Table1Row], data_dir: str | Path) -> str:
 
 def make_table1(data_dir: str | Path, datasets: Sequence[str], out: str | Path) -> list[Table1Row]:
     rows = compute_table1(data_dir, datasets)
-    write_text(out, render_table1(rows, data_dir))
+    write_markdown(out, render_table1(rows, data_dir))
     return rows
 
 

@@ -16,9 +16,9 @@ from typing import Sequence
 
 from laser_repro.experiment import registry
 from laser_repro.experiment.specs import Table2Spec
-from laser_repro.io import write_text
 from laser_repro.paper.reported import Reported, load_reported
 
+from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
 from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
@@ -206,7 +206,7 @@ def render_table2(res: Table2Result) -> str:
 
 def make_table2(spec: Table2Spec, out) -> Table2Result:
     res = compute_table2(spec)
-    write_text(out, render_table2(res))
+    write_markdown(out, render_table2(res))
     return res
 
 
