@@ -40,6 +40,13 @@ def test_table3_markers_and_stars(tmp_path):
     assert "| w/o M-Former | — | — | — |" in text
     assert "sci/laser-c/no-mformer/seed~1/metrics.json" in text
     assert "minilm instead of chatglm2-6b" in text and "-33.33" in text
+    assert "No test (per-user ranks missing" not in text
+    # a variant whose ranks are gone keeps its row, and its missing * is explained, not read as "not significant"
+    (tmp_path / "sci/laser-c/no-lb/seed~1/ranks.npz").unlink()
+    make_ablation(spec(tmp_path, "table3", [0, 1], ABLATIONS), out)
+    text = out.read_text()
+    assert "| w/o load-balancing loss | <u>0.7250 ± 0.0000</u>† |" in text
+    assert "No test (per-user ranks missing for it or the full model): w/o load-balancing loss." in text
 
 
 def test_table5_rows(tmp_path):

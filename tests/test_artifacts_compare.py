@@ -123,7 +123,10 @@ def test_compare_report_end_to_end(tmp_path):
     # the claim on Table 2 is evaluated on the one column pair we have: Laser-C 20% > SASRec 13%
     assert "| §5.2, Table 2 | Laser beats every baseline on every data set and metric |" in text
     claim_line = next(line for line in text.splitlines() if line.startswith("| §5.2, Table 2 |"))
-    assert "**holds (partial: 3 of 6 parts run)**" in claim_line
+    # ... and says which requested baselines it was not checked against (no runs), never counting it a full hold
+    assert ("**holds (partial: 3 of 6 parts run; without BERT4Rec, FDSA, GRU4Rec, KAR, LLM4REC, LlamaRec, RecGURU, "
+            "ZESRec)**") in claim_line
+    assert "Claims: 1 holds (partial), " in text
     assert "runs/scientific/bert4rec/frac~0/seed~1/metrics.json" in text
     assert "INCONSISTENT" in text and "Table 4's Laser-C (Pet) row" in text
     # the numbers behind Figure 5: SASRec alone (MRR = 0.13 + 0.87 / 51), its Laser-C run missing

@@ -134,6 +134,10 @@ def render_ablation(res: AblationResult) -> str:
         f"\\* = the full model is better than this variant: {TEST_NAME}, alpha = {ALPHA}, "
         f"no multiple-comparison correction; n = {', '.join(map(str, ns)) or '—'} paired test users.",
     ]
+    untested = [res.labels[v] for v in res.variants[1:] if res.groups[v].found
+                and not (res.groups[v].has_ranks and res.groups["main"].has_ranks)]
+    if untested:  # a missing * must not read as "not significant"
+        foot.append(f"No test (per-user ranks missing for it or the full model): {', '.join(untested)}.")
     if stand_ins:
         paper = getattr(registry.METHODS.get(res.method), "paper_backbone", None) or "the paper's backbone"
         by_backbone: dict[str, list[str]] = {}

@@ -271,7 +271,8 @@ def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
 
     counts = {}
     for c in claims:
-        key = c.verdict.split(" ")[0] if not c.verdict.startswith("not run") else "not run"
+        key = "not run" if c.verdict.startswith("not run") else (
+            c.verdict.split(" ")[0] + (" (partial)" if "partial" in c.verdict else ""))
         counts[key] = counts.get(key, 0) + 1
     n_missing = len({p for ps in missing.values() for p in ps})
     head = [
