@@ -109,3 +109,49 @@ def test_rows_are_the_requested_methods(runs, tmp_path):
     only = compute_table2(spec(runs, methods=["laser-c", "bert4rec"]))
     assert ("sasrec", "SASRec", "traditional", "not requested") in only.rows
     assert not any("sasrec" in str(p) for p in only.missing())
+
+
+def test_rows_on_a_subset_of_test_users_are_marked(runs, tmp_path):
+    """A run capped to a seeded subset of test users (LLM runs on CPU) is averaged with its n shown."""
+    for seed in (0, 1):
+        write_run(runs, "pet", "sasrec", "main", seed, ranks(range(10))[:25], users=np.arange(25))
+    out = tmp_path / "t2.md"
+    make_table2(spec(runs, datasets=("pet",), methods=["laser-c", "bert4rec", "sasrec"]), out)
+    text = out.read_text()
+    sasrec = next(line for line in text.splitlines() if line.startswith("| SASRec |"))
+    bert = next(line for line in text.splitlines() if line.startswith("| BERT4Rec |"))
+    assert sasrec.count("§") == 3 and "§" not in bert
+    assert ("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
+            "SASRec on pet: n = 25 of 40") in text
+
+
+def test_bad_metric_values_and_damaged_ranks_name_the_file(tmp_path):
+    import json
+
+    from laser_repro.artifacts.runs import load_group
+    from laser_repro.experiment.specs import Cell
+
+    path = write_run(tmp_path, "pet", "sasrec", "main", 0, ranks(range(10)))
+    record = json.loads((path / "metrics.json").read_text())
+    for bad in ("0.25", True, "abc"):
+        (path / "metrics.json").write_text(json.dumps({**record, "test": {**record["test"], "recall@10": bad}}))
+        with pytest.raises(ValueError, match=rf"{path / 'metrics.json'}: test.recall@10 is .*; expected a number"):
+            load_group(tmp_path, Cell("pet", "sasrec"), [0]).values("test", "recall@10")
+    (path / "metrics.json").write_text(json.dumps(record))
+    (path / "ranks.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match=rf"{path / 'ranks.npz'}: unreadable per-user ranks"):
+        load_group(tmp_path, Cell("pet", "sasrec"), [0])
+
+
+def test_kar_is_a_stand_in_when_either_model_is_not_chatglm2(runs, tmp_path):
+    """KAR uses ChatGLM2 twice (it writes the knowledge and encodes it): either one replaced is a stand-in."""
+    paper = {"text_encoder": "chatglm2-6b", "knowledge_generator": "chatglm2-6b"}
+    for seed in (0, 1):
+        write_run(runs, "pet", "kar", "main", seed, ranks(range(15)), config={**paper, "knowledge_generator": "template"})
+        write_run(runs, "syn", "kar", "main", seed, ranks(range(15)), config=paper)
+    res = compute_table2(spec(runs, methods=["laser-c", "bert4rec", "kar"]))
+    assert res.groups[("kar", "pet")].stand_in() == "template"
+    assert res.groups[("kar", "syn")].stand_in() is None
+    out = tmp_path / "t2.md"
+    make_table2(spec(runs, methods=["laser-c", "bert4rec", "kar"]), out)
+    assert "KAR on pet: template instead of chatglm2-6b" in out.read_text()

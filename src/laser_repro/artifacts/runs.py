@@ -39,16 +39,31 @@ class Run:
     def metric(self, split: str, name: str) -> float:
         """An aggregate metric from metrics.json; errors name the file and key."""
         try:
-            return float(self.record[split][name])
+            value = self.record[split][name]
         except (KeyError, TypeError):
             raise ValueError(f"{self.path / 'metrics.json'}: no {split}.{name!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{self.path / 'metrics.json'}: {split}.{name} is {value!r}; expected a number")
+        return float(value)
+
+    def n_users(self, split: str) -> int | None:
+        """How many users the run evaluated on ``split`` (metrics.json's ``n``), if recorded."""
+        part = self.record.get(split)
+        n = part.get("n") if isinstance(part, dict) else None
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
 
     @property
     def backbone(self) -> str | None:
         """The pretrained model the run used (its trainer's backbone key: backbone, text_encoder)."""
+        return self.backbones()[0]
+
+    def backbones(self) -> list[str | None]:
+        """Every pretrained model the run used: its trainer's backbone key, then the method's other ones
+        (KAR: the knowledge generator)."""
         cfg = self.record.get("config") or {}
         method = registry.METHODS.get(self.record.get("method", ""))
-        return cfg.get(method.trainer.backbone_key if method else "backbone")
+        keys = (method.trainer.backbone_key, *method.more_backbone_keys) if method else ("backbone",)
+        return [cfg.get(k) for k in keys]
 
     def split_ranks(self, split: str) -> EvalResult:
         if self.ranks is None or split not in self.ranks:
@@ -61,8 +76,16 @@ def load_run(path: Path, seed: int) -> Run:
     record = read_json(path / "metrics.json")
     if not isinstance(record, dict):
         raise ValueError(f"{path / 'metrics.json'}: expected a JSON object")
+    if not isinstance(record.get("config", {}), dict):
+        raise ValueError(f"{path / 'metrics.json'}: config is {type(record['config']).__name__}; expected an object")
     ranks_path = path / "ranks.npz"
-    ranks = load_ranks(ranks_path) if ranks_path.exists() else None
+    ranks = None
+    if ranks_path.exists():
+        try:
+            ranks = load_ranks(ranks_path)
+        except Exception as err:  # a damaged npz raises zipfile, pickle or key errors
+            raise ValueError(f"{ranks_path}: unreadable per-user ranks ({type(err).__name__}: {err}); "
+                             "rerun the run to rewrite it") from None
     return Run(path, seed, record, ranks)
 
 
@@ -114,6 +137,10 @@ class RunGroup:
     def summary(self, split: str, metric: str, subset: Callable[[EvalResult], np.ndarray] | None = None) -> SeedSummary:
         return summarize(self.values(split, metric, subset))
 
+    def n_users(self, split: str) -> list[int]:
+        """The distinct user counts the found seeds evaluated on ``split`` (recorded ones)."""
+        return sorted({n for r in self.runs if (n := r.n_users(split)) is not None})
+
     @property
     def has_ranks(self) -> bool:
         """Every found seed has per-user test ranks (paired tests and item subsets need them)."""
@@ -137,7 +164,7 @@ class RunGroup:
 
     def stand_in(self) -> str | None:
         """The backbone actually used when it is not the paper's (methods with a backbone), else None."""
-        used = sorted({b for r in self.runs if (b := registry.stand_in(self.method, r.backbone))})
+        used = sorted({b for r in self.runs for x in r.backbones() if (b := registry.stand_in(self.method, x))})
         return ", ".join(used) or None
 
 

@@ -123,6 +123,10 @@ def render_table2(res: Table2Result) -> str:
     stand_ins: dict[str, str] = {}
     scratch: dict[str, str] = {}
     not_run: dict[str, list[str]] = {NOT_IMPLEMENTED: [], NOT_REQUESTED: []}
+    # the most test users any row evaluated per data set: a row with fewer ran on a seeded subset (§)
+    full_n = {d: max((n for (_, dd), g in res.groups.items() if dd == d for n in g.n_users(SPLIT)), default=0)
+              for d in res.datasets}
+    subsets: dict[str, str] = {}
     for method, label, group, status in res.rows:
         if group != current_group:
             body.append([f"*{GROUP_TITLES.get(group, group)}*", *blank])
@@ -140,11 +144,15 @@ def render_table2(res: Table2Result) -> str:
             fresh = g.not_pretrained()
             if fresh:
                 scratch[label] = registry.METHODS[method].pretrained_on or ""
+            fewer = [n for n in g.n_users(SPLIT) if n < full_n[d]]
+            if fewer:
+                subsets[f"{label} on {d}"] = f"n = {', '.join(map(str, fewer))} of {full_n[d]}"
             for metric in METRICS:
                 col = res.columns[(d, metric)]
                 text = fmt_mean_std(res.summaries[(method, d, metric)], SCALE, 2, len(res.seeds))
                 cells.append(mark(text, bold=col.best_laser == method, underline=col.best_baseline == method,
-                                  star=col.best_laser == method and col.star, dagger=bool(si), ddagger=fresh))
+                                  star=col.best_laser == method and col.star, dagger=bool(si), ddagger=fresh)
+                             + ("§" if fewer else ""))
         body.append([label, *cells])
     improv = []
     for d in res.datasets:
@@ -180,6 +188,9 @@ def render_table2(res: Table2Result) -> str:
     if scratch:
         foot.append("‡ not pre-trained (trained on the target data set only; the paper's run was pre-trained): "
                     + "; ".join(f"{k}: on {v}" for k, v in scratch.items()))
+    if subsets:
+        foot.append("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
+                    + "; ".join(f"{k}: {v}" for k, v in subsets.items()))
     extras = [label for m, label, _, status in res.rows if status == RUN and not registry.METHODS[m].in_paper]
     if extras:
         foot.append(f"{', '.join(extras)}: run by this suite (not a row of the paper's Table 2); "

@@ -68,6 +68,7 @@ class Method:
     run_defaults: tuple[tuple[str, Any], ...] = ()  # (dotted run-config key, value): this method's own settings
     needs_runs: tuple[tuple[str, str], ...] = ()  # (run-config key, method): main runs of another method it reads
     knowledge: bool = False  # reads a KAR knowledge file (rule kar_knowledge), named by its knowledge_generator
+    more_backbone_keys: tuple[str, ...] = ()  # other run-config keys naming a pretrained model (paper: paper_backbone)
     summary: str = ""
 
     def base_config(self) -> dict[str, Any]:
@@ -133,6 +134,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("laser-g", "Laser-G", "gpt2", LASER, paper_backbone="gpt2-large", collaborative=True, ours=True,
            summary="Laser on GPT2-Large"),
     Method("kar", "KAR", "chatglm2", IDREC, paper_backbone="chatglm2-6b", knowledge=True,
+           more_backbone_keys=("knowledge_generator",),  # ChatGLM2 writes the knowledge and encodes it
            summary="LLM knowledge (prompts -> texts -> encoder) fused into SASRec by hybrid experts"),
     Method("laser-c", "Laser-C", "chatglm2", LASER, paper_backbone="chatglm2-6b", collaborative=True, ours=True,
            summary="Laser on ChatGLM2-6B"),
