@@ -214,7 +214,7 @@ def section_figures(f2, f3, f4, f5) -> str:
     note = stand_in_note(g for f in (f2, f3, f4, f5) for g in f.groups.values())
     if note:
         text += f"\n{note}.\n"
-    body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get(d, "—"))]
+    body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get((d, m), "—"))]
             for d in f2.datasets for m in f2.methods]
     text += "\n### Figure 2: cold items (test)\n\n" + md_table(
         ["Data set", "Method", *[METRIC_LABELS[k] for k in METRICS], "cold test users"], body) + "\n"

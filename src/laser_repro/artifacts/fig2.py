@@ -29,7 +29,12 @@ class Fig2Data:
     methods: list[str]
     seeds: list[int]
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (dataset, method, metric)
-    n_cold_users: dict[str, int] = field(default_factory=dict)
+    n_cold_users: dict[tuple[str, str], int] = field(default_factory=dict)  # (data set, method): cold test users
+
+    def cold_users_text(self, d: str) -> str | None:
+        """Cold test users of data set ``d`` ("n", or "n1/n2" when methods tested different user sets)."""
+        counts = sorted({n for (dd, _), n in self.n_cold_users.items() if dd == d})
+        return "/".join(map(str, counts)) if counts else None
     groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -55,8 +60,8 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])
                                                   if usable else SeedSummary(0, np.nan, np.nan, np.nan, np.nan))
-            if usable:
-                data.n_cold_users[d] = int(cold[g.runs[0].split_ranks(SPLIT).targets].sum())
+            if usable:  # the users every seed tested (capped runs may test fewer)
+                data.n_cold_users[(d, method)] = min(int(cold[r.split_ranks(SPLIT).targets].sum()) for r in g.runs)
     return data
 
 
@@ -66,7 +71,7 @@ def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
         series = [(label(m), color_of(m, i), [data.summaries[(d, m, k)] for k in METRICS])
                   for i, m in enumerate(data.methods)]
         bar_panel(ax, [METRIC_LABELS[k] for k in METRICS], series)
-        n = data.n_cold_users.get(d)
+        n = data.cold_users_text(d)
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))
         ax.set_ylabel("test metric on cold items (×100)")
     notes = [note_missing(data.missing(), len(data.datasets) * len(data.methods) * len(data.seeds)),

@@ -104,7 +104,8 @@ def note_missing(missing: Sequence, total: int) -> str:
         return ""
     for p in missing:
         log.warning("missing run: %s", p)
-    return f"{len(missing)} of {total} requested runs missing or stale (listed in the log and compare.md)"
+    return (f"{len(missing)} of {total} requested runs missing or stale (listed in the log and compare.md); "
+            "a point missing some seeds averages the seeds found")
 
 
 def note_stand_ins(note: str) -> str:
