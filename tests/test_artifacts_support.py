@@ -57,6 +57,11 @@ def test_write_run_roundtrip(tmp_path):
     g = load_group(tmp_path, Cell("d", "sasrec"), [0, 1])
     assert len(g.runs) == 1 and [gap.path for gap in g.missing] == [tmp_path / "d/sasrec/main/seed~1/metrics.json"]
     assert g.missing[0].stale == "" and g.missing[0].markdown == f"`{g.missing[0].path}`"
+    # a run folder copied to another seed's place is not read as that seed
+    import shutil
+    shutil.copytree(tmp_path / "d/sasrec/main/seed~0", tmp_path / "d/sasrec/main/seed~1")
+    g2 = load_group(tmp_path, Cell("d", "sasrec"), [0, 1])
+    assert len(g2.runs) == 1 and g2.missing[0].stale == "it records seed 0, but its folder is for 1 (copied or moved?)"
     assert g.summary("test", "recall@10").mean == 0.75
     users, vals = g.per_user("test", "mrr")
     np.testing.assert_allclose(vals, [1.0, 1 / 6, 1 / 21, 0.5])

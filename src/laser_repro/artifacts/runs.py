@@ -204,10 +204,22 @@ def load_group(root: str | Path, cell: Cell, seeds: Sequence[int], stale: dict[s
         path = Path(layout.run_dir(str(root), *dataclasses.astuple(key)))
         why = (stale or {}).get(key.rel, "")
         if (path / "metrics.json").exists() and not why:
-            group.runs.append(load_run(path, key.seed))
-        else:
-            group.missing.append(Gap(path / "metrics.json", why))
+            run = load_run(path, key.seed)
+            why = misplaced(run.record, key)
+            if not why:
+                group.runs.append(run)
+                continue
+        group.missing.append(Gap(path / "metrics.json", why))
     return group
+
+
+def misplaced(record: dict, key) -> str:
+    """Why a metrics.json does not belong in ``key``'s folder (another method or seed: copied or moved), or ""."""
+    for field_name, want in (("method", key.method), ("seed", key.seed)):
+        got = record.get(field_name)
+        if got is not None and got != want:
+            return f"it records {field_name} {got!r}, but its folder is for {want!r} (copied or moved?)"
+    return ""
 
 
 def load_cells(root: str | Path, cells: dict, seeds: Sequence[int], stale: dict[str, str] | None = None) -> dict:
