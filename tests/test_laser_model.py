@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -148,6 +149,41 @@ def test_backbone_errors_name_the_source(tmp_path):
         load_backbone(f"local:{tmp_path}")
     with pytest.raises(BackboneLoadError, match="needs the data set's texts"):
         load_backbone("tiny-llama")
+
+
+def test_a_missing_python_package_is_named_not_a_hub_download(tmp_path):
+    """ChatGLM2's remote tokenizer imports sentencepiece; transformers checks a remote file's imports
+    before running it. A folder whose remote tokenizer imports an absent package gets the package named
+    (pip install), not the hub-download recipe."""
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "chatglm", "auto_map": {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.X"}}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "XTokenizer", "auto_map": {"AutoTokenizer": ["tokenization_x.XTokenizer", None]}}))
+    (tmp_path / "tokenization_x.py").write_text(
+        "import not_a_package_anywhere\nfrom transformers import PreTrainedTokenizer\n"
+        "class XTokenizer(PreTrainedTokenizer):\n    pass\n")
+    with pytest.raises(BackboneLoadError, match="needs the Python package 'not_a_package_anywhere'") as err:
+        load_backbone(f"local:{tmp_path}")
+    assert "pip install not_a_package_anywhere" in str(err.value) and "hf download" not in str(err.value)
+
+
+def test_missing_package_reads_every_form_of_the_error():
+    from laser_repro.laser.backbones import missing_package
+
+    assert missing_package(ModuleNotFoundError("No module named 'google.protobuf'", name="google.protobuf")) == "protobuf"
+    assert missing_package(ImportError("LlamaTokenizer requires the SentencePiece library but it was not found")) == (
+        "sentencepiece")
+    listed = ImportError("This modeling file requires the following packages that were not found in your "
+                         "environment: sentencepiece, cpm_kernels. Run `pip install sentencepiece cpm_kernels`")
+    assert missing_package(listed) == "sentencepiece cpm_kernels"
+    try:  # found through the chain of causes
+        try:
+            raise ModuleNotFoundError("No module named 'gguf'", name="gguf")
+        except ModuleNotFoundError as inner:
+            raise OSError("could not read the file") from inner
+    except OSError as outer:
+        assert missing_package(outer) == "gguf"
+    assert missing_package(OSError("401 Unauthorized")) is None
 
 
 def test_local_folder_loads_like_the_hub(tmp_path):

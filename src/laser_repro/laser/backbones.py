@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -416,6 +417,11 @@ def missing_package(err: BaseException) -> str | None:
             root = err.name.split(".")[0]
             return PIP_NAMES.get(err.name, PIP_NAMES.get(root, root))
         if isinstance(err, ImportError):
+            # remote code (ChatGLM2's tokenizer) is import-checked first: "... requires the following packages
+            # that were not found in your environment: sentencepiece. Run `pip install sentencepiece`"
+            listed = re.search(r"not found in your environment: (.+?)\. Run", str(err))
+            if listed:
+                return " ".join(PIP_NAMES.get(n.strip(), n.strip()) for n in listed.group(1).split(","))
             for phrase, package in MISSING_PHRASES.items():
                 if phrase in str(err):
                     return package
