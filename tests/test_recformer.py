@@ -150,3 +150,77 @@ def test_recformer_learns_and_resumes(data, tmp_path):
     assert rec["test"]["ndcg@10"] > 1.6 * untrained["test"]["ndcg@10"]  # 12 items: chance is high
     again = trainer.train_recformer(dataclasses.replace(cfg, progress=True), tmp_path / "run")  # execution key only
     assert again["test"] == rec["test"]
+
+
+def test_stage2_carries_the_optimiser_and_schedule_of_stage1(data, tmp_path, monkeypatch):
+    """RecFormer's finetune.py keeps one AdamW and one linear schedule across the stages."""
+    real, seen = trainer.run_epoch, []
+
+    def spy(model, tok, ds, users, table, opt, sched, cfg, epoch, device):
+        seen.append((epoch, id(opt), id(sched), sched.last_epoch, len(opt.state)))
+        return real(model, tok, ds, users, table, opt, sched, cfg, epoch, device)
+
+    monkeypatch.setattr(trainer, "run_epoch", spy)
+    trainer.train_recformer(tiny(data, stage1_max_epochs=2, stage2_max_epochs=2), tmp_path / "run")
+    assert [e for e, *_ in seen] == [1, 2, 1001, 1002]
+    assert len({o for _, o, *_ in seen}) == 1 and len({s for _, _, s, *_ in seen}) == 1
+    steps = [n for *_, n, _ in seen]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[2] > steps[1]  # the schedule goes on counting
+    assert seen[2][4] > 0  # Adam's moments are carried into stage 2, not reset
+
+
+def test_pretraining_runs_over_every_listed_data_set(data, tmp_path, monkeypatch):
+    words = "north south east west up down left right".split()
+    other = save_dataset(from_sequences("compass", "synthetic",
+                                        [{"id": w, "title": w, "brand": "", "category": "ways"} for w in words],
+                                        [f"v{i}" for i in range(30)],
+                                        [[(i + k) % 8 for k in range(5)] for i in range(30)]), tmp_path / "compass")
+    real, seen = trainer.pretrain_examples, []
+
+    def spy(ds, users, rng):
+        seen.append(ds.name)
+        return real(ds, users, rng)
+
+    monkeypatch.setattr(trainer, "pretrain_examples", spy)
+    cfg = tiny(data, stage1_max_epochs=1, stage2_max_epochs=0,
+               pretrain=PretrainConfig(datasets=[str(data), str(other)], steps=8, batch_size=8))
+    rec = trainer.train_recformer(cfg, tmp_path / "run")
+    assert len(seen) == 8 and set(seen) == {"ring", "compass"}
+    assert set(rec["config"]["input_fingerprints"]) == {"pretrain.datasets[0]", "pretrain.datasets[1]"}
+    scratch = trainer.train_recformer(dataclasses.replace(cfg, pretrain=PretrainConfig()), tmp_path / "scratch")
+    assert rec["test"] != scratch["test"]  # the pre-trained encoder starts elsewhere
+
+
+def test_a_released_checkpoint_loads_under_its_own_names(tmp_path):
+    """RecFormer's released files name tensors as its RecformerModel / RecformerForSeqRec do
+    (``embeddings.item_position_embeddings``, ``lm_head.*``); every tensor lands in its place."""
+    from laser_repro.recformer.model import build
+
+    torch.manual_seed(0)
+    ref = build("tiny", 50, 64, 8).model.state_dict()
+    shifted = {k: v + 1.0 if v.is_floating_point() else v for k, v in ref.items()}
+    bare = {("embeddings.item_position_embeddings.weight" if k == "item_position.weight" else k[len("longformer."):]): v
+            for k, v in shifted.items() if k.startswith("longformer.") or k == "item_position.weight"}
+    torch.save(bare, tmp_path / "recformer_pretrain_ckpt.bin")  # convert_pretrain_ckpt.py's RecformerModel file
+    loaded = build("tiny", 50, 64, 8, checkpoint=str(tmp_path / "recformer_pretrain_ckpt.bin")).model.state_dict()
+    for k, v in shifted.items():
+        if not k.startswith("mlm_"):
+            torch.testing.assert_close(loaded[k], v, msg=k)
+    assert not torch.equal(loaded["mlm_bias"], shifted["mlm_bias"])  # not in that file: stays initialised
+    seqrec = {"longformer." + k: v for k, v in bare.items()}  # RecformerForSeqRec after fine-tuning
+    seqrec.update({"item_embedding.weight": torch.zeros(12, 64), "lm_head.dense.weight": shifted["mlm_transform.0.weight"],
+                   "lm_head.dense.bias": shifted["mlm_transform.0.bias"], "lm_head.bias": shifted["mlm_bias"],
+                   "lm_head.layer_norm.weight": shifted["mlm_transform.2.weight"],
+                   "lm_head.layer_norm.bias": shifted["mlm_transform.2.bias"], "lm_head.decoder.weight": torch.zeros(1)})
+    torch.save(seqrec, tmp_path / "seqrec.bin")
+    loaded = build("tiny", 50, 64, 8, checkpoint=str(tmp_path / "seqrec.bin")).model.state_dict()
+    for k, v in shifted.items():
+        torch.testing.assert_close(loaded[k], v, msg=k)
+    # another model's weights are refused, never half-loaded
+    torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(3, 64)}, tmp_path / "bert.bin")
+    with pytest.raises(ValueError, match="not a RecFormer checkpoint of this encoder"):
+        build("tiny", 50, 64, 8, checkpoint=str(tmp_path / "bert.bin"))
+    wide = dict(bare, **{"embeddings.item_position_embeddings.weight": torch.zeros(61, 64)})
+    torch.save(wide, tmp_path / "wide.bin")
+    with pytest.raises(ValueError, match="shapes differ"):
+        build("tiny", 50, 64, 8, checkpoint=str(tmp_path / "wide.bin"))

@@ -166,8 +166,55 @@ def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint
         offset = longformer.config.pad_token_id + 1
         built = Built(Recformer(longformer, max_items, offset), tokenizer, stand_in=encoder not in HUB)
     if checkpoint:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        missing, unexpected = built.model.load_state_dict(state, strict=False)
-        log.info("loaded %s: %d tensors missing, %d unexpected", checkpoint, len(missing), len(unexpected))
+        load_released(built.model, checkpoint)
     return built
+
+
+# the released checkpoints' names (RecFormer's convert_pretrain_ckpt.py / finetune.py) -> this module's
+RELEASED_NAMES = (("_forward_module.model.", ""), ("longformer.embeddings.item_position_embeddings.", "item_position."),
+                  ("lm_head.dense.", "mlm_transform.0."), ("lm_head.layer_norm.", "mlm_transform.2."),
+                  ("lm_head.bias", "mlm_bias"))
+RELEASED_DROPPED = ("lm_head.decoder.", "item_embedding.", "longformer.embeddings.position_ids", "sim.")
+
+
+def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A released RecFormer state dict renamed to :class:`Recformer`'s names. It may be a bare
+    ``RecformerModel`` (``embeddings.*``, ``encoder.*``), a ``RecformerForSeqRec`` / pre-training
+    model (``longformer.*``, ``lm_head.*``) or the raw Lightning checkpoint (``_forward_module.model.*``).
+    The tied LM decoder, the fine-tuned item table and position-id buffers are dropped (the item
+    table is re-encoded by stage 1)."""
+    out = {}
+    for name, value in state.items():
+        if name.startswith(("embeddings.", "encoder.")):
+            name = "longformer." + name
+        for old, new in RELEASED_NAMES:
+            if name.startswith(old):
+                name = new + name[len(old):]
+        if name.startswith(("embeddings.", "encoder.")):  # after stripping the Lightning prefix
+            name = "longformer." + name
+        if not name.startswith(RELEASED_DROPPED):
+            out[name] = value
+    return out
+
+
+def load_released(model: "Recformer", checkpoint: str) -> None:
+    """Load a released RecFormer checkpoint over ``model``; every encoder tensor must be in it."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"init_checkpoint {checkpoint}: expected a state dict, got {type(state).__name__}")
+    mapped = released_to_ours(state)
+    ours = model.state_dict()
+    missing = [k for k in ours if k not in mapped and not k.startswith(("mlm_", "longformer.pooler"))]
+    unexpected = [k for k in mapped if k not in ours]
+    if missing or unexpected:
+        raise ValueError(f"init_checkpoint {checkpoint}: not a RecFormer checkpoint of this encoder "
+                         f"({len(missing)} encoder tensors missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, "
+                         f"e.g. {unexpected[:3]})")
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(ours[k].shape)}" for k, v in mapped.items() if v.shape != ours[k].shape]
+    if wrong:
+        raise ValueError(f"init_checkpoint {checkpoint}: tensor shapes differ from the encoder's (released: "
+                         f"max_items 50, longformer-base): {wrong[:3]}")
+    model.load_state_dict(mapped, strict=False)
+    log.info("loaded %s: %d tensors (MLM head %s)", checkpoint, len(mapped),
+             "included" if "mlm_bias" in mapped else "not in it: stays initialised")

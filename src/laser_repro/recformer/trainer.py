@@ -314,7 +314,8 @@ def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 50 == 0 or step == p.steps - 1:
-            log.info("pre-training step %d: iic %.4f mlm %.4f", step, float(losses["iic"]), float(losses["mlm"]))
+            log.info("pre-training step %d: iic %.4f mlm %.4f", step, float(losses["iic"].detach()),
+                     float(losses["mlm"].detach()))
     model.word_embeddings.weight.requires_grad_(True)
     state.pretrain_steps = p.steps
 
