@@ -15,7 +15,11 @@ adapter with the paper-size M-Former (K 8, top-3, L 32, d_m 768, Z 12) and a lea
 and times (1) a phase-1 training step (batch 4 real history rows, loss over all items,
 backward to the M-Former/suffix, Adam step) and (2) an item refresh (eval, no grad, batched by
 text length). It reports tokens/s, rows or items/s and peak GPU memory, and writes a markdown
-report plus a JSON file next to it. Text is tokenised with a small BPE trained on the data set
+report plus a JSON file next to it, rewritten after every stage (a timeout keeps what finished).
+With ``--protocol`` it then runs (a): the full protocol's steps per epoch are printed, an epoch is
+timed from ``--protocol-probe-steps`` steps, and the epochs are capped to fit
+``--protocol-budget-min`` (default 6; the cap is stated in the report). Once a real run wrote
+``gpu_backbones.json``, ``scripts/measure_docs.py`` takes its GPU hours from it. Text is tokenised with a small BPE trained on the data set
 (the real tokenizers need the hub), so token counts differ from the real backbones'.
 """
 
@@ -180,10 +184,7 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
         "refresh_s": refresh_s,
         "refresh_mfu": mfu(refresh_flops, refresh_s, peak) if peak else None,
     }
-    del model, backbone, opt, encoder
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return result
+    return result  # the model is freed on return; the next size starts with torch.cuda.empty_cache()
 
 
 def _refresh(model, n_items: int, batch_size: int) -> torch.Tensor:
@@ -239,12 +240,58 @@ def baseline_steps(args, device: torch.device, dtype: torch.dtype) -> dict:
             "kar_new_tokens": new, "kar_generate_s": gen_s, "kar_new_tokens_per_s": gen_batch * new / gen_s}
 
 
+def budget_epochs(budget_s: float, epoch_s: float, phase1_max: int = 15, phase2: int = 5) -> tuple[int, int]:
+    """(phase-1 epochs, phase-2 epochs) that fit ``budget_s`` at ``epoch_s`` per epoch: the paper's
+    (15, 5) when they fit, else at least one phase-1 epoch and about a fifth of the rest in phase 2."""
+    n = int(budget_s // epoch_s) if epoch_s > 0 else phase1_max + phase2
+    if n >= phase1_max + phase2:
+        return phase1_max, phase2
+    two = min(phase2, max(0, n // 5))
+    return max(1, n - two), two
+
+
+def protocol_epoch_seconds(cfg, steps: int, device: torch.device) -> tuple[float, int, float]:
+    """(seconds per training epoch, rows per epoch, seconds per step) of ``cfg``'s Laser model, from
+    ``steps`` timed steps (batch ``cfg.optim.batch_size``) after one warm-up step. An epoch's item
+    refresh and validation are added by the caller's margin."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.laser import trainer
+
+    ds = load_dataset(cfg.dataset)
+    model = trainer.build_model(cfg, ds, device)
+    hist, tgt = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
+    b = cfg.optim.batch_size
+    table = torch.randn(ds.n_items, model.backbone.hidden_size, device=device)
+    opt, _ = trainer.make_optimizer(cfg, model, steps + 1)
+    order = np.random.default_rng(0).permutation(len(hist))
+    model.train()
+
+    def step(k: int) -> None:
+        idx = order[(k * b) % len(order):][:b]
+        model([hist[i] for i in idx], torch.as_tensor(tgt[idx]), table).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(0)
+    sync(device)
+    t0 = time.perf_counter()
+    for k in range(1, steps + 1):
+        step(k)
+    sync(device)
+    step_s = (time.perf_counter() - t0) / steps
+    n_steps = -(-len(hist) // b)
+    return n_steps * step_s, len(hist), step_s
+
+
 def protocol_run(carry: Path, args, device: torch.device) -> dict:
     """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
     phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
-    BERT4Rec feeding a paper-size M-Former, no user caps. ``--protocol-caps`` (CPU logic checks only)
-    caps users and epochs."""
-    from laser_repro.laser.config import LaserRunConfig, PhaseConfig
+    BERT4Rec feeding a paper-size M-Former, no user caps. The epochs are capped to fit
+    ``--protocol-budget-min`` from a measured step time (recorded in the report); ``--protocol-caps``
+    (CPU logic checks only) also caps users."""
+    import dataclasses
+
+    from laser_repro.laser.config import LaserRunConfig
     from laser_repro.laser.trainer import train_laser
 
     over: dict = {}
@@ -252,15 +299,39 @@ def protocol_run(carry: Path, args, device: torch.device) -> dict:
         from laser_repro.laser.tiny import TINY_MFORMER
         from laser_repro.laser.config import MFormerConfig
 
-        over = dict(max_train_users=20, max_eval_users=30, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1),
-                    mformer=MFormerConfig(**TINY_MFORMER))
+        over = dict(max_train_users=20, max_eval_users=30, mformer=MFormerConfig(**TINY_MFORMER))
     cfg = LaserRunConfig(dataset=str(carry / "data" / "scientific"), idrec_run=str(carry / "bert4rec"),
                          backbone=f"local:{carry / 'minilm-fp16'}", method="laser", device=str(device),
                          progress=False, cache_dir=str(args.cache), **over)
+    epoch_s, rows, step_s = protocol_epoch_seconds(cfg, args.protocol_probe_steps, device)
+    epoch_s *= PROTOCOL_MARGIN  # item refresh and validation of all users, each epoch
+    paper = (cfg.phases.phase1_max_epochs, cfg.phases.phase2_epochs)
+    p1, p2 = budget_epochs(args.protocol_budget_min * 60, epoch_s, *paper)
+    if args.protocol_caps:
+        p1, p2 = 1, 1
+    print(f"protocol: {rows} training rows = {-(-rows // cfg.optim.batch_size)} steps per epoch at "
+          f"{step_s * 1000:.1f} ms; ~{epoch_s / 60:.1f} min per epoch; running {p1} + {p2} epochs "
+          f"(paper: up to {paper[0]} + {paper[1]})", flush=True)
+    cfg = dataclasses.replace(cfg, phases=dataclasses.replace(cfg.phases, phase1_max_epochs=p1, phase2_epochs=p2))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the probe's model is gone: free its memory for the run
     t0 = time.perf_counter()
     rec = train_laser(cfg, Path(args.cache) / "protocol-run")
     rec["protocol_wall_s"] = time.perf_counter() - t0
+    rec["protocol_budget"] = {"budget_min": args.protocol_budget_min, "rows": rows, "step_ms": step_s * 1000,
+                              "epoch_s_estimate": epoch_s, "phase1_epochs": p1, "phase2_epochs": p2,
+                              "paper_epochs": paper, "capped": (p1, p2) != paper}
     return rec
+
+
+PROTOCOL_MARGIN = 1.3  # an epoch's item refresh and full validation on top of its training steps
+
+
+def write_report(out: Path, lines: list[str], payload: dict) -> None:
+    """The markdown report and its JSON, rewritten after every stage (a timeout keeps what finished)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baselines", action="store_true",
                     help="also time one LlamaRec ranker step and one KAR generation batch at Llama2-7B size")
     ap.add_argument("--protocol-caps", action="store_true", help="cap users/epochs of --protocol (CPU logic check)")
+    ap.add_argument("--protocol-budget-min", type=float, default=6.0,
+                    help="wall-clock budget of --protocol: its epochs are capped to fit (recorded in the report)")
+    ap.add_argument("--protocol-probe-steps", type=int, default=20, help="timed steps that estimate an epoch")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the GPU for MFU (H100/H200 SXM: 989); 0 = no MFU")
     ap.add_argument("--out", type=Path, default=HERE / "gpu_backbones.md", help="markdown report (JSON next to it)")
@@ -319,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
               f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
               f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
+    payload = {"device": gpu, "tiny": args.tiny, "results": results, "baselines": None, "protocol": None}
+    write_report(args.out, lines, payload)  # (b) is safe before anything longer starts
     baselines = baseline_steps(args, device, dtype) if args.baselines else None
+    payload["baselines"] = baselines
     if baselines is not None:
         b = baselines
         lines += ["", "## LLM baselines at Llama2-7B size (random weights)", "",
@@ -327,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"tokens): {b['ranker_step_s']:.3f} s, {b['ranker_tokens_per_s']:.0f} tokens/s. KAR generation "
                   f"({b['kar_batch']} prompts, {b['kar_new_tokens']} new tokens each, greedy): {b['kar_generate_s']:.2f} s, "
                   f"{b['kar_new_tokens_per_s']:.0f} new tokens/s."]
+    write_report(args.out, lines, payload)
     protocol = protocol_run(args.protocol, args, device) if args.protocol else None
+    payload["protocol"] = protocol
     if protocol is not None:
         t, v = protocol["test"], protocol["valid"]
         lines += ["", "## Laser, full protocol on Scientific (MiniLM fp16, trained BERT4Rec, paper-size M-Former)"
@@ -336,11 +415,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * t['mrr']:.2f} (x100); validation N@10 {100 * v['ndcg@10']:.2f}; reported phase "
                   f"{protocol['best_phase']}, epoch {protocol['best_epoch']}; {len(protocol['history'])} epochs, "
                   f"{protocol['item_refreshes']} item refreshes; wall {protocol['protocol_wall_s'] / 60:.1f} min."]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"device": gpu, "tiny": args.tiny, "results": results,
-                                                         "baselines": baselines, "protocol": protocol},
-                                                        indent=2, default=str) + "\n")
+        b = protocol["protocol_budget"]
+        lines += ["", f"Budget: {b['rows']} training rows per epoch ({b['step_ms']:.1f} ms per step of batch 4), about "
+                  f"{b['epoch_s_estimate'] / 60:.1f} min per epoch with refresh and validation; "
+                  + (f"CAPPED to {b['phase1_epochs']} + {b['phase2_epochs']} epochs (paper: up to "
+                     f"{b['paper_epochs'][0]} + {b['paper_epochs'][1]}) to fit "
+                     f"{b['budget_min']:g} min, so this is not the paper's full schedule."
+                     if b["capped"] else "the paper's full 15 + 5 epochs fit the budget.")]
+    write_report(args.out, lines, payload)
     print(f"wrote {args.out}")
     return 0
 

@@ -53,15 +53,36 @@ ASSUMPTIONS = (
 )
 
 
+GPU_REPORT = REPO / "benchmarks" / "gpu_backbones.json"  # written by benchmarks/gpu_backbones.py on a GPU
+MEASURED_AS = {"gpt2-large": "gpt2-large", "llama2-7b": "llama2-7b", "chatglm2-6b": "llama2-7b"}  # same size class
+
+
+def measured_speeds(path: Path = GPU_REPORT) -> tuple[dict[str, dict], str] | None:
+    """The GPU benchmark's results by backbone and its device, when a real (not tiny) run wrote them."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("tiny") or not data.get("results"):
+        return None
+    return {r["backbone"]: r for r in data["results"]}, data.get("device", "GPU")
+
+
 def tokens_per_s(backbone: str) -> float:
+    """Analytic forward tokens/s (peak x MFU / 2 N)."""
     return PEAK_FLOPS * MFU[backbone] / (2 * BACKBONE_PARAMS[backbone])
 
 
-def laser_hours(backbone: str, dataset: str, fraction: float = 1.0) -> float:
-    """Estimated GPU hours of one Laser run (paper Table 1 sizes)."""
+def laser_hours(backbone: str, dataset: str, fraction: float = 1.0, measured: dict[str, dict] | None = None) -> float:
+    """GPU hours of one Laser run (paper Table 1 sizes): from the GPU benchmark's measured training-step and
+    refresh tokens/s when ``measured`` has this backbone's size class, else from the analytic model."""
     stats = load_reported().table1(dataset)
     users, items, inters = (stats[k].value for k in ("users", "items", "interactions"))
     rows = (inters - 4 * users) * fraction
+    r = (measured or {}).get(MEASURED_AS.get(backbone, backbone))
+    if r is not None:
+        per_epoch_s = (rows * ROW_TOKENS / r["train_tokens_per_s"]
+                       + (items * ITEM_TOKENS + users * ROW_TOKENS) / r["refresh_tokens_per_s"])
+        return EPOCHS * per_epoch_s / 3600
     per_epoch = rows * ROW_TOKENS * TRAIN_COST + items * ITEM_TOKENS + users * ROW_TOKENS
     return EPOCHS * per_epoch / tokens_per_s(backbone) / 3600
 
@@ -118,7 +139,7 @@ def measure_tests() -> dict:
 
 
 # ---- the report -----------------------------------------------------------------------------
-def families(exp: Experiment) -> list[tuple[str, str, int, str, float | None]]:
+def families(exp: Experiment, measured: dict[str, dict] | None = None) -> list[tuple[str, str, int, str, float | None]]:
     """(method, dataset, runs, used by, estimated GPU hours) per (method, dataset)."""
     used: dict[tuple[str, str], Counter] = {}
     for name in ARTIFACTS:
@@ -137,7 +158,7 @@ def families(exp: Experiment) -> list[tuple[str, str, int, str, float | None]]:
             for r in keys:
                 cfg = exp.resolved(r.dataset, r.method, r.variant, r.seed)
                 frac = 1.0 if cfg.train_user_fraction is None else cfg.train_user_fraction
-                hours += laser_hours(m.paper_backbone, dataset, frac)
+                hours += laser_hours(m.paper_backbone, dataset, frac, measured)
         usage = ", ".join(f"{k} ({v})" for k, v in by.items())
         out.append((method, dataset, len(keys), usage, hours))
     return out
@@ -155,21 +176,30 @@ def render(counts: dict[str, int], exp: Experiment, timings: dict) -> str:
     lines += [f"| **total** | **{total}** |", "",
               "## Training runs per method and data set (all seeds)", "",
               "| method | data set | runs | read by (runs) | GPU hours (estimate) |", "|---|---|---:|---|---:|"]
+    gpu = measured_speeds()
+    measured, device = gpu if gpu else ({}, None)
     grand = 0.0
-    for method, dataset, n, usage, hours in families(exp):
+    for method, dataset, n, usage, hours in families(exp, measured):
         grand += hours or 0.0
         h = "minutes" if registry.METHODS[method].trainer.compute == "small" else (
             "not estimated" if hours is None else f"~{hours:,.0f}")
         lines.append(f"| {registry.METHODS[method].label} | {dataset} | {n} | {usage} | {h} |")
     lines += [f"| **total** | | **{len(exp.all_runs())}** | | **~{grand:,.0f}** |", "",
-              "## Estimated GPU hours of one Laser run", "",
-              "**Analytic estimates, not measurements** (no GPU has run `benchmarks/gpu_backbones.py` yet). "
-              f"Assumptions: {ASSUMPTIONS}", "",
-              "| backbone (forward tokens/s) | " + " | ".join(d.capitalize() for d in ("scientific", "arts", "pet", "games")) + " |",
-              "|---|---:|---:|---:|---:|"]
+              "## Estimated GPU hours of one Laser run", ""]
+    if measured:
+        lines += [f"**From measured throughput** (`benchmarks/gpu_backbones.py` on {device}: tokens/s of a training "
+                  "step and of an item refresh at each size class, random weights; ChatGLM2-6B uses the Llama2-7B "
+                  f"measurement). Other assumptions: {ASSUMPTIONS}", ""]
+    else:
+        lines += ["**Analytic estimates, not measurements** (no GPU has run `benchmarks/gpu_backbones.py` yet). "
+                  f"Assumptions: {ASSUMPTIONS}", ""]
+    lines += ["| backbone (forward tokens/s) | " + " | ".join(d.capitalize() for d in ("scientific", "arts", "pet", "games"))
+              + " |", "|---|---:|---:|---:|---:|"]
     for b in BACKBONE_PARAMS:
-        cells = " | ".join(f"{laser_hours(b, d):.1f} h" for d in ("scientific", "arts", "pet", "games"))
-        lines.append(f"| {b} (~{tokens_per_s(b) / 1e3:.0f}k) | {cells} |")
+        cells = " | ".join(f"{laser_hours(b, d, measured=measured):.1f} h" for d in ("scientific", "arts", "pet", "games"))
+        r = measured.get(MEASURED_AS[b])
+        speed = f"{r['refresh_tokens_per_s'] / 1e3:.0f}k measured" if r else f"~{tokens_per_s(b) / 1e3:.0f}k"
+        lines.append(f"| {b} ({speed}) | {cells} |")
     lines += ["", "The SLURM profile asks 48 h for `train_large`; a longer run (Arts/Pet on a 7B backbone) is "
               "resubmitted and continues from its last epoch's checkpoint.", "", "## Wall times of the README's commands", ""]
     if timings:

@@ -104,3 +104,45 @@ def test_baseline_steps_tiny_cpu(tmp_path):
     assert b["ranker_tokens_per_s"] == pytest.approx(b["ranker_batch"] * b["ranker_prompt_tokens"] / b["ranker_step_s"])
     assert b["kar_new_tokens_per_s"] == pytest.approx(b["kar_batch"] * b["kar_new_tokens"] / b["kar_generate_s"])
     assert "LlamaRec ranker step" in out.read_text()
+
+
+def test_protocol_budget_caps_epochs_to_the_time_left():
+    mod = _load()
+    assert mod.budget_epochs(600, 20) == (15, 5)  # 30 epochs fit: the paper's schedule
+    assert mod.budget_epochs(360, 30) == (10, 2)  # 12 fit: a fifth of them in phase 2
+    assert mod.budget_epochs(360, 90) == (4, 0)
+    assert mod.budget_epochs(60, 500) == (1, 0)  # never less than one phase-1 epoch
+
+
+@pytest.mark.slow
+def test_the_backbone_report_survives_a_failing_protocol_run(tmp_path):
+    """(b) is written before (a) starts: a protocol run that dies (here: no carry folder) leaves it."""
+    mod = _load()
+    out = tmp_path / "gpu.md"
+    with pytest.raises(Exception):
+        mod.main(["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large",
+                  "--cache", str(tmp_path / "c"), "--out", str(out), "--protocol", str(tmp_path / "no-carry")])
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert [r["backbone"] for r in data["results"]] == ["gpt2-large"] and data["protocol"] is None
+    assert "| gpt2-large |" in out.read_text()
+
+
+def test_gpu_hours_come_from_the_measured_throughput_once_a_gpu_ran(tmp_path):
+    """measure_docs.py replaces its analytic estimates with the GPU benchmark's tokens/s when a real
+    (not tiny) run wrote benchmarks/gpu_backbones.json; a tiny logic check never counts."""
+    spec = importlib.util.spec_from_file_location("measure_docs", SCRIPT.parents[1] / "scripts" / "measure_docs.py")
+    md = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(md)
+    report = tmp_path / "gpu.json"
+    row = {"backbone": "llama2-7b", "train_tokens_per_s": 1000.0, "refresh_tokens_per_s": 4000.0}
+    report.write_text(json.dumps({"device": "NVIDIA H200", "tiny": True, "results": [row]}))
+    assert md.measured_speeds(report) is None
+    report.write_text(json.dumps({"device": "NVIDIA H200", "tiny": False, "results": [row]}))
+    measured, device = md.measured_speeds(report)
+    assert device == "NVIDIA H200"
+    # Scientific (Table 1): 11,041 users, 5,327 items, 76,896 interactions; rows = interactions - 4 x users
+    rows = 76896 - 4 * 11041
+    per_epoch = rows * md.ROW_TOKENS / 1000.0 + (5327 * md.ITEM_TOKENS + 11041 * md.ROW_TOKENS) / 4000.0
+    assert md.laser_hours("chatglm2-6b", "scientific", measured=measured) == pytest.approx(md.EPOCHS * per_epoch / 3600)
+    # GPT2-Large was not measured here: still the analytic model
+    assert md.laser_hours("gpt2-large", "scientific", measured=measured) == md.laser_hours("gpt2-large", "scientific")
