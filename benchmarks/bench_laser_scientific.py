@@ -82,11 +82,55 @@ def train(args) -> None:
         over = {**METHODS["bert4rec"].base_config(), "dataset": str(args.data), "seed": 0,
                 "num_threads": args.threads, "progress": False}
         train_idrec(from_dict(IDRecRunConfig, over), args.idrec_run)
+    if args.same_budget_bert4rec:
+        train_bert4rec_budget(args)
     for v in args.variants:
         print(f"== {v}", flush=True)
         t0 = time.time()
         rec = trainer.train_laser(run_config(v, args), args.runs / v)
         print(f"== {v}: test ndcg@10 {rec['test']['ndcg@10']:.4f} ({time.time() - t0:.0f} s)", flush=True)
+
+
+BUDGET_RUN = "bert4rec-budget"  # BERT4Rec trained on as many seeded users as the Laser runs
+
+
+def train_bert4rec_budget(args) -> dict:
+    """(a') BERT4Rec at Laser's training budget: a seeded fraction of the users giving ``--train-users``
+    training users (the ID trainer draws a fraction, so the users are as many, not the same ones)."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.experiment.registry import METHODS
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+
+    pool = int((load_dataset(args.data).train_len >= 2).sum())
+    over = {**METHODS["bert4rec"].base_config(), "dataset": str(args.data), "seed": 0, "num_threads": args.threads,
+            "progress": False, "train_user_fraction": round(args.train_users / pool, 6)}
+    print(f"== {BUDGET_RUN}: fraction {over['train_user_fraction']} of {pool} users", flush=True)
+    return train_idrec(from_dict(IDRecRunConfig, over), args.runs / BUDGET_RUN)
+
+
+def paired_tests(folders: dict[str, Path], pairs: list[tuple[str, str]], metric: str = "ndcg@10") -> list[str]:
+    """Markdown rows of two-sided paired t-tests on per-user test ``metric`` (common users)."""
+    from laser_repro.artifacts.significance import paired_ttest
+    from laser_repro.eval.evaluator import load_ranks
+    from laser_repro.eval.metrics import per_user_metrics
+
+    per = {}
+    for name, folder in folders.items():
+        if (folder / "ranks.npz").exists():
+            res = load_ranks(folder / "ranks.npz")["test"]
+            per[name] = dict(zip(res.users.tolist(), per_user_metrics(res.ranks)[metric]))
+    rows = []
+    for a, b in pairs:
+        if a not in per or b not in per:
+            rows.append(f"| {a} vs {b} | — | — | — | — | not run |")
+            continue
+        users = sorted(set(per[a]) & set(per[b]))
+        t = paired_ttest(np.array([per[a][u] for u in users]), np.array([per[b][u] for u in users]))
+        rows.append(f"| {a} vs {b} | {t.n} | {100 * t.mean_a:.2f} vs {100 * t.mean_b:.2f} | {t.t:.2f} | {t.p:.2g} | "
+                    + ("a better" if t.p < 0.05 and t.mean_a > t.mean_b else "b better" if t.p < 0.05 else "no difference")
+                    + " |")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,6 +188,13 @@ def report(args) -> str:
                     f"| {b.get('wall_time_s', 0) / 60:.0f} |")
     else:
         rows.append("| (a) BERT4Rec alone | — | missing run | | | | | — | — | — | |")
+    budget = args.runs / BUDGET_RUN / "metrics.json"
+    if budget.exists():
+        b = json.loads(budget.read_text())
+        rows.append(f"| (a') BERT4Rec at the same budget (seeded fraction {b['config']['train_user_fraction']}) | — "
+                    f"| {b['train_users']} (seeded) | {b['train_instances']} instances | {b['valid']['n']} "
+                    f"| {b['test']['n']} | epoch {b['best_epoch']} | {x100(b['test'], 'recall@10')} "
+                    f"| {x100(b['test'], 'ndcg@10')} | {x100(b['test'], 'mrr')} | {b['wall_time_s'] / 60:.0f} |")
     recs = {}
     for v, (label, backbone, _) in VARIANTS.items():
         f = args.runs / v / "metrics.json"
@@ -165,6 +216,15 @@ def report(args) -> str:
     lines += rows
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
+    folders = {"bert4rec": args.idrec_run, BUDGET_RUN: args.runs / BUDGET_RUN,
+               **{v: args.runs / v for v in VARIANTS}}
+    pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
+    pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main")]
+    lines += ["## Paired t-tests (test NDCG@10 per user, two-sided, common test users)", "",
+              "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
+              "'a better' / 'b better' at p < 0.05.", "",
+              "| a vs b | n | a vs b (x100) | t | p | verdict |", "|---|---:|---|---:|---:|---|",
+              *paired_tests(folders, pairs), ""]
     if recs:
         lines += ["## Learning curves (NDCG@10 x100)", "",
                   "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
@@ -214,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phase1-epochs", type=int, default=2)
     ap.add_argument("--phase2-epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--same-budget-bert4rec", action="store_true",
+                    help="also train (a'): BERT4Rec on as many seeded training users as --train-users")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
