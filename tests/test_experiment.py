@@ -173,3 +173,23 @@ def test_paper_config_counts(tmp_path):
     guru = exp.resolved("scientific", "recguru", "main", 0)
     assert (guru.lr, guru.batch_size) == (0.01, 1024)  # RecGURU's own settings (registry run_defaults)
     assert (REPO / "workflow" / "rules" / "common.smk").read_text().count("\n") <= 160
+
+
+def test_data_sets_a_run_pretrains_on_are_its_inputs(tmp_path):
+    """ZESRec's pretrain_datasets (and RECFORMER's pretrain.datasets) become rule inputs: prepared first."""
+    pet = f"{tmp_path}/data/pet"
+    exp = paper_experiment(tmp_path, method_run={"zesrec": {"pretrain_datasets": [pet], "pretrain_epochs": 2},
+                                                 "recformer": {"pretrain": {"datasets": [pet], "steps": 5}}})
+    assert exp.file_inputs("scientific", "zesrec", "main", 0) == {"pretrain_datasets_0": f"{pet}/stats.json"}
+    assert exp.file_inputs("scientific", "recformer", "main", 0) == {"pretrain_datasets_0": f"{pet}/stats.json"}
+    assert exp.file_inputs("scientific", "sasrec", "main", 0) == {}
+
+
+def test_a_run_counts_as_pretrained_by_any_route():
+    from laser_repro.artifacts.runs import pretrained
+
+    assert not pretrained({"init_from": None, "pretrain_datasets": [], "pretrain": {"steps": 0}})
+    assert pretrained({"init_from": "runs/pet/zesrec/main/seed~0"})
+    assert pretrained({"pretrain_datasets": ["data/pet"], "pretrain_epochs": 2})
+    assert pretrained({"pretrain": {"datasets": ["data/pet"], "steps": 100}})
+    assert pretrained({"init_checkpoint": "recformer_pretrain_ckpt.bin"})

@@ -161,3 +161,33 @@ def test_a_trained_zesrec_run_loads_as_a_collaborative_encoder(zes):
     enc = load_collaborative_encoder(tmp / "pretrain", window=4)
     C, mask = enc.encode([[1, 2, 3], [4]], "cpu")
     assert C.shape == (2, 3, enc.d_c) and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_zesrec_pretrains_on_a_list_of_source_data_sets(zes):
+    """pretrain_datasets: every epoch passes over each source (its own item texts), then the target trains;
+    zero-shot on a target with other item ids, the pre-trained model beats the cold one."""
+    tmp, source, target, _ = zes
+    other = ring(tmp, "source-b", 7, order=np.random.default_rng(9).permutation(N))  # a third item order
+    cold = train_idrec(config(target, "zesrec", train_user_fraction=0.0), tmp / "cold-list")
+    cfg = config(target, "zesrec", train_user_fraction=0.0, pretrain_datasets=[str(source), str(other)],
+                 pretrain_epochs=8)
+    rec = train_idrec(cfg, tmp / "pretrained-list")
+    p = rec["pretrain"]
+    assert p["datasets"] == ["source", "source-b"] and p["epochs"] == 8 and min(p["instances"]) > 100
+    assert [(h["epoch"], h["dataset"]) for h in p["history"][:3]] == [(1, "source"), (1, "source-b"), (2, "source")]
+    assert p["history"][-1]["loss"] < p["history"][0]["loss"]
+    assert set(rec["config"]["input_fingerprints"]) == {"pretrain_datasets[0]", "pretrain_datasets[1]"}
+    assert rec["test"]["ndcg@10"] > 2 * cold["test"]["ndcg@10"] and rec["test"]["recall@10"] > 0.4
+    assert train_idrec(cfg, tmp / "pretrained-list") == rec  # finished: nothing to do
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model": "sasrec", "pretrain_datasets": ["x"], "pretrain_epochs": 1}, "only ZESRec"),
+    ({"model": "zesrec", "pretrain_datasets": ["x"]}, "set both"),
+    ({"model": "zesrec", "pretrain_epochs": 2}, "set both"),
+])
+def test_pretraining_settings_are_checked(override, message):
+    from laser_repro.config import ConfigError, from_dict, to_dict
+
+    with pytest.raises(ConfigError, match=message):
+        from_dict(IDRecRunConfig, {**to_dict(IDRecRunConfig()), **override})

@@ -157,15 +157,22 @@ class RunGroup:
         return users, vals / len(results)
 
     def not_pretrained(self) -> bool:
-        """The paper pre-trained this method, and some run here started from scratch (no init_from)."""
+        """The paper pre-trained this method, and some run here started from scratch: no ``init_from``,
+        no pre-training data sets (ZESRec's ``pretrain_datasets``, RECFORMER's ``pretrain.steps``) and no
+        released checkpoint (``init_checkpoint``)."""
         m = registry.METHODS.get(self.method)
-        return bool(m and m.pretrained_on) and any(not (r.record.get("config") or {}).get("init_from")
-                                                   for r in self.runs)
+        return bool(m and m.pretrained_on) and any(not pretrained(r.record.get("config") or {}) for r in self.runs)
 
     def stand_in(self) -> str | None:
         """The backbone actually used when it is not the paper's (methods with a backbone), else None."""
         used = sorted({b for r in self.runs for x in r.backbones() if (b := registry.stand_in(self.method, x))})
         return ", ".join(used) or None
+
+
+def pretrained(config: dict) -> bool:
+    """A run config that starts from pre-trained weights of this method (any of the suite's routes)."""
+    steps = (config.get("pretrain") or {}).get("steps", 0) if isinstance(config.get("pretrain"), dict) else 0
+    return bool(config.get("init_from") or config.get("init_checkpoint") or config.get("pretrain_datasets") or steps)
 
 
 def stand_in_note(groups: Iterable[RunGroup]) -> str:

@@ -199,9 +199,17 @@ class Experiment:
         return layout.knowledge_file(self.paths["results"], dataset, generator)
 
     def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
-        """Files (not runs) a run reads, by role: KAR's knowledge file."""
+        """Files (not runs) a run reads, by role: KAR's knowledge file; the stats.json of every data set it
+        pre-trains on (its config class's ``INPUT_DATASETS``), so those are prepared first."""
         cfg = self.resolved(dataset, method, variant, seed)
-        return {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
+        out = {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
+        for key in getattr(cfg, "INPUT_DATASETS", ()):
+            node = cfg
+            for part in key.split("."):
+                node = getattr(node, part, None)
+            for i, path in enumerate(node or []):
+                out[f"{key.replace('.', '_')}_{i}"] = f"{path}/stats.json"
+        return out
 
     def resolved(self, dataset: str, method: str, variant: str, seed: int):
         """The run-config dataclass of one run; errors name the run and the key."""

@@ -21,10 +21,12 @@ class IDRecRunConfig:
                                                  "text_batch_size")
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("init_from",)  # fingerprinted into the resume contract
     INPUT_FILES: ClassVar[tuple[str, ...]] = ("knowledge_file",)
+    INPUT_DATASETS: ClassVar[tuple[str, ...]] = ("pretrain_datasets",)
     RANGES: ClassVar[dict[str, Range]] = {
         "seed": NON_NEGATIVE, "lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
         "max_epochs": POSITIVE, "patience": POSITIVE, "eval_every": POSITIVE, "train_user_fraction": FRACTION,
         "eval_batch_size": POSITIVE, "text_batch_size": POSITIVE, "num_threads": NON_NEGATIVE,
+        "pretrain_epochs": NON_NEGATIVE,
     }
 
     dataset: str = ""  # path to a prepared data folder (`laser-repro data prepare`)
@@ -44,6 +46,8 @@ class IDRecRunConfig:
     train_user_fraction: float = 1.0  # Figure 3: seeded fraction of training users; 0 = untrained
     init_from: str | None = None  # a finished run folder of the same model (pre-training, e.g. ZESRec on source
     #                               data sets): its weights initialise this run, item-specific tensors excepted
+    pretrain_datasets: list[str] = field(default_factory=list)  # ZESRec: prepared source data sets trained on first
+    pretrain_epochs: int = 0  # passes over every source data set before the target's training (0 = none)
     # evaluation
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     eval_batch_size: int = 4096
@@ -61,6 +65,13 @@ class IDRecRunConfig:
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"select_metric: {self.select_metric!r} is not a validation metric; expected one of "
                               f"{list(SELECT_METRICS)}")
+        if bool(self.pretrain_datasets) != (self.pretrain_epochs > 0):
+            raise ConfigError("pretrain_datasets / pretrain_epochs: set both (a list of prepared source data sets and "
+                              f"epochs > 0) or neither; got {len(self.pretrain_datasets)} data sets, "
+                              f"{self.pretrain_epochs} epochs")
+        if self.pretrain_datasets and self.model != "zesrec":
+            raise ConfigError(f"pretrain_datasets: only ZESRec (text only) transfers every weight across data sets; "
+                              f"{self.model!r} has item-ID tables of its own data set")
         from laser_repro.idrec.registry import model_config  # the model classes (and torch) only when checked
 
         model_config(self.model, self.model_config)  # names, types and ranges of the model's overrides

@@ -56,6 +56,7 @@ class TrainState:
     elapsed_s: float = 0.0  # time spent in training epochs (all sessions)
     wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
     history: list[dict] = field(default_factory=list)
+    pretrain: dict | None = None  # what pre-training on source data sets ran (ZESRec), once done
 
 
 def resolved_config(cfg: IDRecRunConfig) -> dict:
@@ -202,6 +203,12 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         wall_before = state.wall_s
         log.info("resumed from %s after epoch %d (best epoch %d)", run.checkpoint_path, state.epoch, state.best_epoch)
 
+    if cfg.pretrain_datasets and state.pretrain is None:  # before the target's first epoch (checkpointed once done)
+        from laser_repro.idrec.pretrain import pretrain
+
+        state.pretrain = pretrain(model, cfg, out_dir, device, feats)
+        run.save_checkpoint(model=model.state_dict(), optimizer=optimizer.state_dict(), best_state=best_state,
+                            state=asdict(state))
     if X.shape[0] == 0:
         log.info("no training instances (train_user_fraction=%s): the model stays untrained", cfg.train_user_fraction)
         state.stopped = True
@@ -289,6 +296,7 @@ def _finish(cfg, run: RunFolder, ds, model, best_state, state, device, valid_in,
         "train_users": int(users.shape[0]),
         "train_instances": int(X.shape[0]),
         "history": state.history,
+        **({"pretrain": state.pretrain} if state.pretrain else {}),
         "train_time_s": state.elapsed_s,
         "wall_time_s": wall_before + (time.perf_counter() - t_start),  # all sessions, setup and evaluation included
     }

@@ -23,6 +23,13 @@ from laser_repro.idrec.base import MODEL_RANGES, SeqRecModel, check_heads, last_
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
+def padded(text_features: torch.Tensor) -> torch.Tensor:
+    """Item-text features with a zero row 0 (padding) in front, as fp32."""
+    out = torch.zeros(text_features.shape[0] + 1, text_features.shape[1])
+    out[1:] = text_features.float()
+    return out
+
+
 @dataclass
 class ZESRecConfig:
     RANGES: ClassVar[dict[str, Range]] = MODEL_RANGES
@@ -50,17 +57,23 @@ class ZESRec(SeqRecModel):
                              f"(got {None if text_features is None else tuple(text_features.shape)})")
         self.n_items, self.config, self.hidden = n_items, config, config.hidden
         c = config
-        feats = torch.zeros(n_items + 1, text_features.shape[1])
-        feats[1:] = text_features.float()
-        self.register_buffer("text_features", feats)  # row 0 = padding; per data set, never transferred
+        self.register_buffer("text_features", padded(text_features))  # row 0 = padding; per data set, never transferred
         self.item_net = nn.Sequential(  # the universal item-embedding network
-            nn.Linear(feats.shape[1], c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden))
+            nn.Linear(text_features.shape[1], c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden))
         self.pos_emb = nn.Embedding(c.max_len, c.hidden)
         self.ln = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
         self.encoder = TransformerEncoder(c.layers, c.hidden, c.heads, c.inner, c.dropout, c.attn_dropout,
                                           c.layer_norm_eps)
         self.apply(lambda m: init_weights(m, c.init_std))
+
+    def use_items(self, text_features: torch.Tensor) -> None:
+        """Switch to another data set's items (pre-training on source data sets): their text features."""
+        if text_features.shape[1] != self.text_features.shape[1]:
+            raise ValueError(f"text features of width {text_features.shape[1]}; this model reads "
+                             f"{self.text_features.shape[1]} (use the same text_encoder for every data set)")
+        self.text_features = padded(text_features).to(self.text_features.device)
+        self.n_items = text_features.shape[0]
 
     def _items(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.item_net(self.text_features[tokens])
