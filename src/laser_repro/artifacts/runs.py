@@ -181,7 +181,7 @@ def stand_in_note(groups: Iterable[RunGroup]) -> str:
     used: dict[str, set[str]] = {}
     for g in groups:
         if (si := g.stand_in()):
-            paper = registry.METHODS[g.method].paper_backbone
+            paper = getattr(registry.METHODS.get(g.method), "paper_backbone", None) or "the paper's backbone"
             used.setdefault(label(g.method), set()).add(f"{si} instead of {paper}")
     if not used:
         return ""
