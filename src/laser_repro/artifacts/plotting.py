@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -135,7 +136,8 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
             top = 1.0 - (0.5 if legend_title else 0.3) / fig.get_figheight()
         note = "one seed: no error bars" if n_seeds == 1 else (
             f"error bars: ±1 sample std over {n_seeds or 'the'} seeds")
-        lines = [note, *(f for f in footnotes if f)]
+        width = int(fig.get_figwidth() * 22)  # characters of 6 pt text per line at this width
+        lines = [note, *(line for f in footnotes if f for line in textwrap.wrap(f, width))]
         line = 8.5 / 72 / fig.get_figheight()  # one 6 pt line, as a fraction of the figure height
         for i, text in enumerate(reversed(lines)):
             fig.text(0.01, 0.005 + i * line, text, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
