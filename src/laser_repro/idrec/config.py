@@ -22,6 +22,8 @@ class IDRecRunConfig:
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("init_from",)  # fingerprinted into the resume contract
     INPUT_FILES: ClassVar[tuple[str, ...]] = ("knowledge_file",)
     INPUT_DATASETS: ClassVar[tuple[str, ...]] = ("pretrain_datasets",)
+    # keys added after runs were made: at these values they leave a run's config (and hashes) as before
+    HASH_NEUTRAL: ClassVar[dict[str, Any]] = {"pretrain_datasets": [], "pretrain_epochs": 0}
     RANGES: ClassVar[dict[str, Range]] = {
         "seed": NON_NEGATIVE, "lr": POSITIVE_REAL, "weight_decay": NON_NEGATIVE, "batch_size": POSITIVE,
         "max_epochs": POSITIVE, "patience": POSITIVE, "eval_every": POSITIVE, "train_user_fraction": FRACTION,

@@ -366,8 +366,11 @@ def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[A
 def run_folder(cfg, out_dir: str | Path, replace_stale: bool = False, config: dict | None = None) -> RunFolder:
     """The run folder of ``cfg`` with its resume contract (for ``config``, by default the resolved ``cfg``):
     the data set's fingerprint and the fingerprints of the run's other inputs. Reads, never writes."""
-    return RunFolder(out_dir, to_dict(cfg) if config is None else config, getattr(cfg, "EXECUTION_KEYS", ()),
-                     data_fingerprint(cfg.dataset), replace_stale, input_fingerprints(cfg))
+    config = to_dict(cfg) if config is None else config
+    neutral = getattr(cfg, "HASH_NEUTRAL", {})  # keys added later whose default changes nothing: left out at
+    config = {k: v for k, v in config.items() if not (k in neutral and v == neutral[k])}  # it, old runs stay valid
+    return RunFolder(out_dir, config, getattr(cfg, "EXECUTION_KEYS", ()), data_fingerprint(cfg.dataset),
+                     replace_stale, input_fingerprints(cfg))
 
 
 def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None) -> OpenedRun:
