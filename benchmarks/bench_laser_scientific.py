@@ -172,29 +172,27 @@ def x100(m: dict, k: str) -> str:
     return f"{100 * m[k]:.2f}" if m and k in m else "—"
 
 
+def idrec_row(path: Path, label: str) -> str:
+    """A BERT4Rec run's row of the results table (its training users, or "all")."""
+    if not path.exists():
+        return f"| {label} | — | missing run | | | | | — | — | — | |"
+    b = json.loads(path.read_text())
+    frac = b["config"].get("train_user_fraction", 1.0)
+    users = "all" if frac >= 1.0 else f"{b['train_users']} (seeded fraction {frac})"
+    return (f"| {label} | — | {users} | {b.get('train_instances', '—')} instances | {b['valid'].get('n', 'all')} "
+            f"| {b['test'].get('n', 'all')} | epoch {b.get('best_epoch', '?')} | {x100(b['test'], 'recall@10')} "
+            f"| {x100(b['test'], 'ndcg@10')} | {x100(b['test'], 'mrr')} | {b.get('wall_time_s', 0) / 60:.0f} |")
+
+
 def report(args) -> str:
     lines = ["# Laser on the real Scientific set (first real-data result)", "",
              "Written by `python benchmarks/bench_laser_scientific.py --report-only` from the runs that "
              "`bench_laser_scientific.py` trained (see its docstring for the commands). Values x100.", ""]
-    bert = args.idrec_run / "metrics.json"
     rows = ["| system | backbone | training users | train rows | valid users | test users | best (phase, epoch) "
             "| test R@10 | test N@10 | test MRR | wall (min) |",
             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-    if bert.exists():
-        b = json.loads(bert.read_text())
-        rows.append(f"| (a) BERT4Rec alone (ID benchmark, seed 0; the M-Former's input) | — | all | — "
-                    f"| {b['valid'].get('n', 'all')} | {b['test'].get('n', 'all')} | epoch {b.get('best_epoch', '?')} "
-                    f"| {x100(b['test'], 'recall@10')} | {x100(b['test'], 'ndcg@10')} | {x100(b['test'], 'mrr')} "
-                    f"| {b.get('wall_time_s', 0) / 60:.0f} |")
-    else:
-        rows.append("| (a) BERT4Rec alone | — | missing run | | | | | — | — | — | |")
-    budget = args.runs / BUDGET_RUN / "metrics.json"
-    if budget.exists():
-        b = json.loads(budget.read_text())
-        rows.append(f"| (a') BERT4Rec at the same budget (seeded fraction {b['config']['train_user_fraction']}) | — "
-                    f"| {b['train_users']} (seeded) | {b['train_instances']} instances | {b['valid']['n']} "
-                    f"| {b['test']['n']} | epoch {b['best_epoch']} | {x100(b['test'], 'recall@10')} "
-                    f"| {x100(b['test'], 'ndcg@10')} | {x100(b['test'], 'mrr')} | {b['wall_time_s'] / 60:.0f} |")
+    rows.append(idrec_row(args.idrec_run / "metrics.json", "(a) BERT4Rec alone (ID benchmark, seed 0; the M-Former's input)"))
+    rows.append(idrec_row(args.runs / BUDGET_RUN / "metrics.json", "(a') BERT4Rec at the same budget"))
     recs = {}
     for v, (label, backbone, _) in VARIANTS.items():
         f = args.runs / v / "metrics.json"
