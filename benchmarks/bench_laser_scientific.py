@@ -110,23 +110,19 @@ def train_bert4rec_budget(args) -> dict:
 
 
 def paired_tests(folders: dict[str, Path], pairs: list[tuple[str, str]], metric: str = "ndcg@10") -> list[str]:
-    """Markdown rows of two-sided paired t-tests on per-user test ``metric`` (common users)."""
+    """Markdown rows of two-sided paired t-tests on per-user test ``metric`` (common users; seed-averaged
+    per user as the tables do: ``artifacts.runs.paired_values``)."""
+    from laser_repro.artifacts.runs import RunGroup, load_run, paired_values
     from laser_repro.artifacts.significance import paired_ttest
-    from laser_repro.eval.evaluator import load_ranks
-    from laser_repro.eval.metrics import per_user_metrics
 
-    per = {}
-    for name, folder in folders.items():
-        if (folder / "ranks.npz").exists():
-            res = load_ranks(folder / "ranks.npz")["test"]
-            per[name] = dict(zip(res.users.tolist(), per_user_metrics(res.ranks)[metric]))
+    groups = {name: RunGroup("scientific", name, "main", (0,), runs=[load_run(folder, 0)])
+              for name, folder in folders.items() if (folder / "ranks.npz").exists()}
     rows = []
     for a, b in pairs:
-        if a not in per or b not in per:
+        if a not in groups or b not in groups:
             rows.append(f"| {a} vs {b} | — | — | — | — | not run |")
             continue
-        users = sorted(set(per[a]) & set(per[b]))
-        t = paired_ttest(np.array([per[a][u] for u in users]), np.array([per[b][u] for u in users]))
+        t = paired_ttest(*paired_values(groups[a], groups[b], "test", metric))
         rows.append(f"| {a} vs {b} | {t.n} | {100 * t.mean_a:.2f} vs {100 * t.mean_b:.2f} | {t.t:.2f} | {t.p:.2g} | "
                     + ("a better" if t.p < 0.05 and t.mean_a > t.mean_b else "b better" if t.p < 0.05 else "no difference")
                     + " |")

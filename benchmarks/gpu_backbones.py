@@ -117,22 +117,7 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
     hist, tgt = trainer.training_rows(ds, users, 2)
     order = np.random.default_rng(0).permutation(len(hist))[: 4 * (args.steps + 1)]
     table = torch.randn(ds.n_items, backbone.hidden_size, device=device)
-    opt, _ = trainer.make_optimizer(cfg, model, args.steps)
-    model.train()
-
-    def step(idx) -> None:
-        out = model([hist[i] for i in idx], torch.as_tensor(tgt[idx]), table)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step(order[:4])  # warm-up (kernels, allocator)
-    sync(device)
-    t0 = time.perf_counter()
-    for s in range(1, args.steps + 1):
-        step(order[4 * s : 4 * s + 4])
-    sync(device)
-    train_s = time.perf_counter() - t0
+    train_s = timed_steps(model, cfg, hist, tgt, table, [order[4 * s : 4 * s + 4] for s in range(args.steps + 1)], device)
     train_peak = peak_gib(device)
     row_tokens = sum(len(t) for t in model.tokens([hist[i] for i in order[4:]])) + 4 * args.steps * (
         model.prefix_len + model.suffix_len)
@@ -185,6 +170,25 @@ def bench_one(name: str, family: str, shape: dict, ds, args, device: torch.devic
         "refresh_mfu": mfu(refresh_flops, refresh_s, peak) if peak else None,
     }
     return result  # the model is freed on return; the next size starts with torch.cuda.empty_cache()
+
+
+def timed_steps(model, cfg, hist, tgt, table: torch.Tensor, batches: list, device: torch.device) -> float:
+    """Seconds of Laser training steps (loss over all items, backward, Adam as the trainer makes it) on
+    ``batches[1:]`` (row indices), after ``batches[0]`` warms up kernels and the allocator."""
+    from laser_repro.laser import trainer
+
+    opt, _ = trainer.make_optimizer(cfg, model, len(batches))
+    model.train()
+    t0 = 0.0
+    for k, idx in enumerate(batches):
+        if k == 1:
+            sync(device)
+            t0 = time.perf_counter()
+        model([hist[i] for i in idx], torch.as_tensor(tgt[idx]), table).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def _refresh(model, n_items: int, batch_size: int) -> torch.Tensor:
@@ -262,23 +266,9 @@ def protocol_epoch_seconds(cfg, steps: int, device: torch.device) -> tuple[float
     hist, tgt = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
     b = cfg.optim.batch_size
     table = torch.randn(ds.n_items, model.backbone.hidden_size, device=device)
-    opt, _ = trainer.make_optimizer(cfg, model, steps + 1)
     order = np.random.default_rng(0).permutation(len(hist))
-    model.train()
-
-    def step(k: int) -> None:
-        idx = order[(k * b) % len(order):][:b]
-        model([hist[i] for i in idx], torch.as_tensor(tgt[idx]), table).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step(0)
-    sync(device)
-    t0 = time.perf_counter()
-    for k in range(1, steps + 1):
-        step(k)
-    sync(device)
-    step_s = (time.perf_counter() - t0) / steps
+    batches = [order[(k * b) % len(order):][:b] for k in range(steps + 1)]
+    step_s = timed_steps(model, cfg, hist, tgt, table, batches, device) / steps
     n_steps = -(-len(hist) // b)
     return n_steps * step_s, len(hist), step_s
 

@@ -131,6 +131,13 @@ def _check_type(value: Any, typ: Any, key: str) -> Any:
     return value
 
 
+def dotted(obj: Any, key: str) -> Any:
+    """The value of a dotted config ``key`` (``pretrain.datasets``) of a config object; None where a part is missing."""
+    for part in key.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
 def to_dict(obj: Any) -> dict:
     """Dataclass -> plain dict (the resolved config recorded in metrics.json)."""
     return dataclasses.asdict(obj)

@@ -17,7 +17,7 @@ from laser_repro.data.splits import cold_items
 from laser_repro.experiment.specs import Fig2Spec
 
 from .plotting import bar_panel, color_of, new_figure, note_missing, note_stand_ins, save_figure
-from .runs import Gap, stand_in_note, METRIC_LABELS, METRICS, RunGroup, label, load_cells
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -30,13 +30,13 @@ class Fig2Data:
     seeds: list[int]
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (dataset, method, metric)
     n_cold_users: dict[tuple[str, str], int] = field(default_factory=dict)  # (data set, method): cold test users
+    groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def cold_users_text(self, d: str) -> str | None:
         """Cold test users of data set ``d`` ("n", or "n1/n2" when methods tested different user sets)."""
         counts = sorted({n for (dd, _), n in self.n_cold_users.items() if dd == d})
         return "/".join(map(str, counts)) if counts else None
-    groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
     def missing(self) -> list[Gap]:
         return [p for g in self.groups.values() for p in g.missing]
@@ -75,7 +75,7 @@ def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))
         ax.set_ylabel("test metric on cold items (×100)")
     notes = [note_missing(data.missing(), len(data.datasets) * len(data.methods) * len(data.seeds)),
-             note_stand_ins(stand_in_note(data.groups.values()))]
+             note_stand_ins(data.groups.values())]
     return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds), footnotes=notes)
 
 

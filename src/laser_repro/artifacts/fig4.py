@@ -14,7 +14,7 @@ from laser_repro.experiment import layout
 from laser_repro.experiment.specs import Fig4Spec, GridAxis
 
 from .plotting import COLORS, line_panel, new_figure, note_missing, note_stand_ins, save_figure
-from .runs import Gap, stand_in_note, LONG_LABELS, RunGroup, label, load_cells
+from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "valid"
@@ -64,7 +64,7 @@ def plot_fig4(data: Fig4Data, out: str | Path) -> tuple[Path, Path]:
         ax.set_ylabel("validation metric (×100)")
         ax.set_title(f"{label(data.method)}, {data.dataset}: {a.name}")
     notes = [note_missing(data.missing(), len({g.label for g in data.groups.values()}) * len(data.seeds)),
-             note_stand_ins(stand_in_note(data.groups.values()))]
+             note_stand_ins(data.groups.values())]
     return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds), footnotes=notes)
 
 

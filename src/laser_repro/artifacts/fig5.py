@@ -13,7 +13,7 @@ from pathlib import Path
 from laser_repro.experiment.specs import Fig5Spec
 
 from .plotting import color_of, bar_panel, new_figure, note_missing, note_stand_ins, save_figure
-from .runs import Gap, stand_in_note, LONG_LABELS, RunGroup, label, load_cells
+from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
@@ -54,7 +54,7 @@ def plot_fig5(data: Fig5Data, out: str | Path) -> tuple[Path, Path]:
             ax.set_title(f"{d.capitalize()}: {LONG_LABELS[m]}")
             ax.set_ylabel(f"test {LONG_LABELS[m]} (×100)")
     notes = [note_missing(data.missing(), len(data.groups) * len(data.seeds)),
-             note_stand_ins(stand_in_note(data.groups.values()))]
+             note_stand_ins(data.groups.values())]
     return save_figure(fig, out, legend_ax=axes[0][0], n_seeds=len(data.seeds), footnotes=notes)
 
 

@@ -10,7 +10,7 @@ import logging
 import math
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import matplotlib
 
@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from laser_repro.io import atomic_path  # noqa: E402
 
 from .output import FIGURE_METADATA  # noqa: E402
+from .runs import stand_in_note  # noqa: E402
 from .significance import SeedSummary  # noqa: E402
 
 log = logging.getLogger("laser_repro.artifacts")
@@ -109,8 +110,9 @@ def note_missing(missing: Sequence, total: int) -> str:
             "a point missing some seeds averages the seeds found")
 
 
-def note_stand_ins(note: str) -> str:
-    """A footnote naming the stand-in backbones behind the figure (``runs.stand_in_note``); logged."""
+def note_stand_ins(groups: Iterable) -> str:
+    """A footnote naming the stand-in backbones behind the figure's run ``groups`` ("" if none); logged."""
+    note = stand_in_note(groups)
     if note:
         log.warning("%s", note)
     return note

@@ -171,7 +171,8 @@ class RunGroup:
 
 def pretrained(config: dict) -> bool:
     """A run config that starts from pre-trained weights of this method (any of the suite's routes)."""
-    steps = (config.get("pretrain") or {}).get("steps", 0) if isinstance(config.get("pretrain"), dict) else 0
+    pretrain = config.get("pretrain")
+    steps = pretrain.get("steps", 0) if isinstance(pretrain, dict) else 0
     return bool(config.get("init_from") or config.get("init_checkpoint") or config.get("pretrain_datasets") or steps)
 
 

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterable
 
-from laser_repro.config import ConfigError, from_dict, to_dict
+from laser_repro.config import ConfigError, dotted, from_dict, to_dict
 
 from . import layout, registry
 from .config import WorkflowConfigError, flatten, load, nest, validate
@@ -204,10 +204,7 @@ class Experiment:
         cfg = self.resolved(dataset, method, variant, seed)
         out = {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
         for key in getattr(cfg, "INPUT_DATASETS", ()):
-            node = cfg
-            for part in key.split("."):
-                node = getattr(node, part, None)
-            for i, path in enumerate(node or []):
+            for i, path in enumerate(dotted(cfg, key) or []):
                 out[f"{key.replace('.', '_')}_{i}"] = f"{path}/stats.json"
         return out
 

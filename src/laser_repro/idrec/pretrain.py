@@ -31,7 +31,6 @@ def pretrain(model, cfg, out_dir: Path, device: torch.device, target_features: t
     for i, path in enumerate(cfg.pretrain_datasets):
         ds = load_dataset(path)
         feats = item_text_features(ds, cfg, Path(out_dir) / f"pretrain-{i}", device)
-        model.use_items(feats)
         X, y = training_instances(model, ds, np.flatnonzero(ds.train_len >= 2))
         sources.append((ds.name, feats, X, y))
     t0 = time.perf_counter()

@@ -171,7 +171,7 @@ def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint
 
 
 # the released checkpoints' names (RecFormer's convert_pretrain_ckpt.py / finetune.py) -> this module's
-RELEASED_NAMES = (("_forward_module.model.", ""), ("longformer.embeddings.item_position_embeddings.", "item_position."),
+RELEASED_NAMES = (("longformer.embeddings.item_position_embeddings.", "item_position."),
                   ("lm_head.dense.", "mlm_transform.0."), ("lm_head.layer_norm.", "mlm_transform.2."),
                   ("lm_head.bias", "mlm_bias"))
 RELEASED_DROPPED = ("lm_head.decoder.", "item_embedding.", "longformer.embeddings.position_ids", "sim.")
@@ -185,13 +185,12 @@ def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     table is re-encoded by stage 1)."""
     out = {}
     for name, value in state.items():
-        if name.startswith(("embeddings.", "encoder.")):
+        name = name.removeprefix("_forward_module.model.")
+        if name.startswith(("embeddings.", "encoder.")):  # a bare RecformerModel
             name = "longformer." + name
         for old, new in RELEASED_NAMES:
             if name.startswith(old):
                 name = new + name[len(old):]
-        if name.startswith(("embeddings.", "encoder.")):  # after stripping the Lightning prefix
-            name = "longformer." + name
         if not name.startswith(RELEASED_DROPPED):
             out[name] = value
     return out

@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from laser_repro.config import from_dict, to_dict
+from laser_repro.config import dotted, from_dict, to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json
@@ -304,12 +304,6 @@ def file_digest(path: Path) -> str:
     return sha256_of(Path(path))[:16]
 
 
-def _dotted(cfg, key: str):
-    for part in key.split("."):
-        cfg = getattr(cfg, part, None)
-    return cfg
-
-
 def input_fingerprints(cfg) -> dict[str, str]:
     """Fingerprints of what a run reads besides its data set, from its config class's declarations:
     ``INPUT_RUNS`` (runs: the sha256 of the model.pt a run reads, so a retrained upstream run counts as
@@ -319,16 +313,16 @@ def input_fingerprints(cfg) -> dict[str, str]:
     knowledge file): its checkpoint and results become stale."""
     out: dict[str, str] = {}
     for key in getattr(cfg, "INPUT_RUNS", ()):
-        path = _dotted(cfg, key)
+        path = dotted(cfg, key)
         model = Path(path) / MODEL_FILE if path else None
         if model is not None and model.exists():
             out[key] = file_digest(model)
     for key in getattr(cfg, "INPUT_FILES", ()):
-        path = _dotted(cfg, key)
+        path = dotted(cfg, key)
         if path and Path(path).is_file():
             out[key] = file_digest(Path(path))
     for key in getattr(cfg, "INPUT_DATASETS", ()):
-        for i, path in enumerate(_dotted(cfg, key) or []):
+        for i, path in enumerate(dotted(cfg, key) or []):
             if (Path(path) / "stats.json").exists():
                 out[f"{key}[{i}]"] = data_fingerprint(path)
     return out
@@ -367,8 +361,9 @@ def run_folder(cfg, out_dir: str | Path, replace_stale: bool = False, config: di
     """The run folder of ``cfg`` with its resume contract (for ``config``, by default the resolved ``cfg``):
     the data set's fingerprint and the fingerprints of the run's other inputs. Reads, never writes."""
     config = to_dict(cfg) if config is None else config
-    neutral = getattr(cfg, "HASH_NEUTRAL", {})  # keys added later whose default changes nothing: left out at
-    config = {k: v for k, v in config.items() if not (k in neutral and v == neutral[k])}  # it, old runs stay valid
+    # keys added later are left out at their no-op defaults, so runs made before them stay valid
+    neutral = getattr(cfg, "HASH_NEUTRAL", {})
+    config = {k: v for k, v in config.items() if not (k in neutral and v == neutral[k])}
     return RunFolder(out_dir, config, getattr(cfg, "EXECUTION_KEYS", ()), data_fingerprint(cfg.dataset),
                      replace_stale, input_fingerprints(cfg))
 
