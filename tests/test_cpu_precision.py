@@ -55,6 +55,21 @@ def test_fp32_attention_switches_and_keeps_the_outputs():
     assert err_swapped <= err_bf16 * 1.5  # no worse than bf16 attention (usually better)
 
 
+def test_fp32_attention_is_bf16_without_grad():
+    """Item refresh and evaluation (no grad) take bf16 SDPA, faster on CPU; training steps take fp32."""
+    model = tiny_llama()
+    ids = torch.randint(1, 50, (3, 12))
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[1, :4] = 0
+    with torch.no_grad():
+        bf16_sdpa = states(model, ids, mask, autocast=True)
+        assert scaffold.fp32_attention(model)
+        no_grad = states(model, ids, mask, autocast=True)
+    with_grad = states(model, ids, mask, autocast=True).detach()
+    assert torch.equal(no_grad, bf16_sdpa)
+    assert not torch.equal(with_grad, bf16_sdpa)
+
+
 def test_fp32_attention_leaves_other_models_alone():
     assert not scaffold.fp32_attention(nn.Linear(2, 2))  # no Hugging Face attention
     model = tiny_llama()
@@ -71,5 +86,5 @@ def test_tiny_backbones_get_fp32_attention_under_autocast(name, tmp_path):
     on = load_backbone(name, "cpu", corpus, cache_dir=tmp_path, precision="bf16")
     off = load_backbone(name, "cpu", corpus, cache_dir=tmp_path, precision="fp32")
     assert on.model.config._attn_implementation == scaffold.FP32_ATTENTION
-    assert on.describe()["attention"] == "fp32 SDPA under bf16 autocast"
+    assert on.describe()["attention"] == "bf16 autocast; SDPA in fp32 with grad, bf16 without"
     assert off.model.config._attn_implementation == "sdpa" and "attention" not in off.describe()

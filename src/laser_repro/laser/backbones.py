@@ -223,7 +223,7 @@ def load_backbone(
     bb.model.to(device=device, dtype=default_dtype(device))  # bf16 on CUDA, fp32 on CPU
     bb.autocast = cpu_autocast(precision, device)
     if bb.autocast:
-        bb.info["attention"] = "fp32 SDPA under bf16 autocast" if fp32_attention(bb.model) else "as loaded"
+        bb.info["attention"] = "bf16 autocast; SDPA in fp32 with grad, bf16 without" if fp32_attention(bb.model) else "as loaded"
     return bb.to(device)
 
 
