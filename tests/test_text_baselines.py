@@ -10,6 +10,7 @@ import torch
 
 from laser_repro.data.dataset import from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
+from laser_repro.idrec.base import length_buckets
 from laser_repro.idrec.recguru import RecGURU, RecGURUConfig, bpr_loss, sampled_softmax_loss
 from laser_repro.idrec.trainer import init_weights_from, train_idrec
 
@@ -74,6 +75,28 @@ def test_recguru_instances_stages_and_detached_encoder():
     model.batch_loss(tokens, torch.zeros(2), rng).backward()
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.encoder.parameters())
     assert float(model.decoder[0].ffn[0].weight.grad.abs().sum()) > 0  # BPR trains the decoder only
+
+
+class SameNegatives:
+    """An rng stand-in whose every negative is item 1, whatever the shape asked for."""
+
+    def integers(self, low, high, size):
+        return np.full(size, 1)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_recguru_bucketed_loss_is_the_whole_batch_mean(stage):
+    """The loss runs per length bucket; it must equal the mean over every valid position of the whole
+    padded batch (a mean of bucket means would weight the short rows' few positions up)."""
+    torch.manual_seed(0)
+    model = RecGURU(N, RecGURUConfig(**SMALL)).eval()  # no dropout: both paths see the same numbers
+    model.stage = stage
+    X, _ = model.make_instances([np.array([3, 4]), np.array([1, 2, 3]), np.arange(6), np.arange(12), np.arange(5, 10)])
+    tokens = torch.as_tensor(X)
+    assert len(length_buckets(tokens)) == 4
+    whole, n = model._bucket_loss(tokens, SameNegatives())
+    assert n == 1 + 2 + 5 + 8 + 4
+    assert model.batch_loss(tokens, torch.zeros(5), SameNegatives()).item() == pytest.approx(whole.item(), rel=1e-5)
 
 
 def test_recguru_scores_depend_only_on_the_history():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from laser_repro.config import NON_NEGATIVE, POSITIVE, Range
-from laser_repro.idrec.base import MODEL_RANGES, PAD, SeqRecModel, check_heads
+from laser_repro.idrec.base import MODEL_RANGES, PAD, SeqRecModel, check_heads, length_buckets, trim
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
 
@@ -165,10 +165,19 @@ class RecGURU(SeqRecModel):
         return tokens, np.zeros(len(keep), dtype=np.int64)
 
     def batch_loss(self, tokens: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Next-item loss at every position of the shifted sequence (stage 1 or 2, see module doc)."""
+        """Next-item loss at every position of the shifted sequence (stage 1 or 2, see module doc): the mean
+        over the batch's positions, computed per length bucket (rows are independent; most are ~5 items
+        long, padded to ``max_len + 1``)."""
+        total, count = 0.0, 0
+        for rows in length_buckets(tokens):
+            loss, n = self._bucket_loss(trim(tokens[rows]), rng)
+            total, count = total + loss * n, count + n
+        return total / count
+
+    def _bucket_loss(self, tokens: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
+        """(mean loss over the valid positions, their number) of right-padded rows ``tokens``."""
         lengths = (tokens > PAD).sum(dim=1)
-        width = int(lengths.max())
-        tokens = tokens[:, :width]
+        width = tokens.shape[1]
         memory = self.encode(tokens)  # the autoencoder reads the whole sequence
         if self.stage == 2:
             memory = memory.detach()
@@ -182,4 +191,5 @@ class RecGURU(SeqRecModel):
         k = self.config.ae_negatives if self.stage == 1 else self.config.bpr_negatives
         neg_items = torch.as_tensor(rng.integers(1, self.n_items + 1, size=(*nxt.shape, k)), device=tokens.device)
         neg = torch.einsum("bld,blkd->blk", states, table[neg_items])
-        return sampled_softmax_loss(pos, neg, valid) if self.stage == 1 else bpr_loss(pos, neg, valid)
+        loss = sampled_softmax_loss(pos, neg, valid) if self.stage == 1 else bpr_loss(pos, neg, valid)
+        return loss, int(valid.sum())
