@@ -167,6 +167,26 @@ def test_init_from_copies_every_weight_but_the_item_features(zes):
         init_weights_from(build_model("sasrec", N, SMALL), config(target, "sasrec", init_from=str(tmp / "pretrain")))
 
 
+def test_a_new_stage_stops_against_its_own_best_and_keeps_the_overall_best():
+    """BPR starts below the reconstruction stage's best; it must get its patience against its own
+    best (here it improves for 3 evaluations, then fails twice), and the selected epoch stays the
+    best of any stage (epoch 2)."""
+    from laser_repro.idrec.trainer import TrainState
+
+    state, patience = TrainState(), 2
+    stage1, stage2 = [0.50, 0.60, 0.55], [0.10, 0.20, 0.30, 0.25, 0.28, 0.40]
+    stopped_at = None
+    for epoch, score in enumerate(stage1 + stage2, 1):
+        if epoch == len(stage1) + 1:
+            state.new_stage()
+        state.observe(epoch, score)
+        if epoch > len(stage1) and state.bad_evals >= patience:
+            stopped_at = epoch
+            break
+    assert stopped_at == 8  # 0.25 and 0.28 fail to beat 0.30; against 0.60 it would stop at epoch 5
+    assert (state.best_epoch, state.best_score) == (2, 0.60)
+
+
 def test_recguru_early_stopping_restarts_at_the_bpr_stage(tmp_path):
     """A reconstruction stage that stops improving must not end the run before BPR trains."""
     data = ring(tmp_path, "ring", 0)

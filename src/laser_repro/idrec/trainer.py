@@ -51,12 +51,29 @@ class TrainState:
     epoch: int = 0  # completed epochs
     best_epoch: int = 0  # 0 = the untrained model
     best_score: float = float("-inf")
-    bad_evals: int = 0
+    bad_evals: int = 0  # evaluations since the current stage's best (early stopping)
+    stage_best: float = float("-inf")  # the best score since the current training stage began
     stopped: bool = False
     elapsed_s: float = 0.0  # time spent in training epochs (all sessions)
     wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
     history: list[dict] = field(default_factory=list)
     pretrain: dict | None = None  # what pre-training on source data sets ran (ZESRec), once done
+
+    def new_stage(self) -> None:
+        """A new training stage (RecGURU's BPR after reconstruction): early stopping counts against the
+        stage's own best from here, while the selected epoch stays the best of any stage."""
+        self.bad_evals, self.stage_best = 0, float("-inf")
+
+    def observe(self, epoch: int, score: float) -> bool:
+        """Record a validation ``score``; True when it is the best so far (the epoch to keep)."""
+        best = score > self.best_score
+        if best:
+            self.best_score, self.best_epoch = score, epoch
+        if score > self.stage_best:
+            self.stage_best, self.bad_evals = score, 0
+        else:
+            self.bad_evals += 1
+        return best
 
 
 def resolved_config(cfg: IDRecRunConfig) -> dict:
@@ -215,19 +232,16 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     while not state.stopped and state.epoch < cfg.max_epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
-        if model.start_epoch(epoch):  # a new training stage: its early stopping counts from here
-            state.bad_evals = 0
+        if model.start_epoch(epoch):
+            state.new_stage()
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir)
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
             score = valid[cfg.select_metric]
             record["valid"] = valid
-            if score > state.best_score:
-                state.best_score, state.best_epoch, state.bad_evals = score, epoch, 0
+            if state.observe(epoch, score):
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                state.bad_evals += 1
             state.stopped = state.bad_evals >= cfg.patience and model.can_stop(epoch)
         record["time_s"] = time.perf_counter() - t0
         state.history.append(record)
