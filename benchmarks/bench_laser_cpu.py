@@ -34,7 +34,7 @@ import torch
 from laser_repro.data.dataset import SeqDataset
 from laser_repro.laser import trainer
 from laser_repro.laser.config import LaserRunConfig, MFormerConfig, OptimConfig, PhaseConfig
-from laser_repro.laser.flops import dims, forward_flops_per_token, mfu, nonembedding_parameters, step_flops
+from laser_repro.laser.flops import dims, forward_flops_per_token, nonembedding_parameters, step_flops
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"

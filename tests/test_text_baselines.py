@@ -11,7 +11,7 @@ import torch
 from laser_repro.data.dataset import from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.base import length_buckets
-from laser_repro.idrec.recguru import RecGURU, RecGURUConfig, bpr_loss, sampled_softmax_loss
+from laser_repro.idrec.recguru import RecGURU, RecGURUConfig, bpr_loss, noam, sampled_softmax_loss
 from laser_repro.idrec.trainer import init_weights_from, train_idrec
 
 WORDS = ("apple banana cherry dolphin eagle falcon guitar hammer igloo jaguar kettle lemon mango napkin "
@@ -97,6 +97,26 @@ def test_recguru_bucketed_loss_is_the_whole_batch_mean(stage):
     whole, n = model._bucket_loss(tokens, SameNegatives())
     assert n == 1 + 2 + 5 + 8 + 4
     assert model.batch_loss(tokens, torch.zeros(5), SameNegatives()).item() == pytest.approx(whole.item(), rel=1e-5)
+
+
+def test_noam_schedule_on_hand_values():
+    assert noam(1, 32, 1000) == pytest.approx(32 ** -0.5 * 1000 ** -1.5)  # 5.59e-6: linear warm-up from ~0
+    assert noam(1000, 32, 1000) == pytest.approx(0.0055902, rel=1e-4)  # the peak, at the end of warm-up
+    assert noam(4000, 32, 1000) == pytest.approx(0.0055902 / 2, rel=1e-4)  # then 1 / sqrt(step)
+
+
+def test_recguru_stage_one_follows_noam_then_the_run_lr(tmp_path):
+    """The trainer sets every step's lr from the model: Noam through stage 1 (counted over the run's
+    steps), the run's lr in stage 2; Adam with the official betas and eps."""
+    data = ring(tmp_path, "ring", 0)  # 160 users, batch 64: 3 steps per epoch
+    mc = {**SMALL, "ae_epochs": 2, "ae_warmup": 1000}
+    train_idrec(config(data, "recguru", model_config=mc, max_epochs=2), tmp_path / "r")
+    group = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(noam(6, 16, 1000))  # step 6 of stage 1, d_model 16
+    assert group["betas"] == (0.9, 0.99) and group["eps"] == 1e-9
+    train_idrec(config(data, "recguru", model_config=mc, max_epochs=3), tmp_path / "r3")
+    group = torch.load(tmp_path / "r3" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["lr"] == 0.01  # stage 2: the run's lr
 
 
 def test_recguru_scores_depend_only_on_the_history():

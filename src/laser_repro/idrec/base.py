@@ -139,6 +139,15 @@ class SeqRecModel(nn.Module):
         when ``epoch`` begins a new stage (early stopping then restarts its count)."""
         return False
 
+    def optimizer_options(self) -> dict:
+        """Keyword arguments of the model's own Adam settings (betas, eps) over torch's defaults."""
+        return {}
+
+    def learning_rate(self, step: int, lr: float) -> float:
+        """The learning rate of optimiser step ``step`` (1-based, counted from the run's first step):
+        the run's ``lr`` unless the model schedules its own (RecGURU's warm-up)."""
+        return lr
+
     def can_stop(self, epoch: int) -> bool:
         """Early stopping may end the run after ``epoch`` (False while an earlier, fixed-length stage runs)."""
         return True

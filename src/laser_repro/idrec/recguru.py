@@ -7,9 +7,11 @@ predicts the next item by a dot product with the shared item table (all items at
 
 Two stages (official ``train_auto.py``), switched by epoch (``ae_epochs``):
 1. autoencoder reconstruction: sampled softmax of each next item against ``ae_negatives``
-   uniform negatives (:func:`sampled_softmax_loss`);
+   uniform negatives (:func:`sampled_softmax_loss`), under the official Noam schedule
+   (:func:`noam`, ``ae_warmup`` steps) instead of the run's lr;
 2. recommendation: BPR against ``bpr_negatives`` uniform negatives per position
-   (:func:`bpr_loss`), with the encoder output detached (the official ``fix_enc``).
+   (:func:`bpr_loss`), with the encoder output detached (the official ``fix_enc``), at the run's lr.
+Both stages use the official Adam betas (0.9, 0.99) and eps 1e-9.
 
 Training instances are whole training sequences (the decoder predicts every next item), not
 RecBole's prefixes. Full ranking at evaluation: the decoder's last state against every item.
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from laser_repro.config import NON_NEGATIVE, POSITIVE, Range
+from laser_repro.config import NON_NEGATIVE, POSITIVE, POSITIVE_REAL, Range
 from laser_repro.idrec.base import MODEL_RANGES, PAD, SeqRecModel, check_heads, length_buckets, trim
 from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_weights
 
@@ -34,7 +36,8 @@ from laser_repro.idrec.layers import TransformerEncoder, attention_mask, init_we
 @dataclass
 class RecGURUConfig:
     RANGES: ClassVar[dict[str, Range]] = {**MODEL_RANGES, "ae_epochs": NON_NEGATIVE, "ae_negatives": POSITIVE,
-                                          "bpr_negatives": POSITIVE}
+                                          "bpr_negatives": POSITIVE, "ae_warmup": NON_NEGATIVE,
+                                          "adam_beta2": Range(0, 1), "adam_eps": POSITIVE_REAL}
     check = check_heads
 
     hidden: int = 32  # d_model (official CLI default)
@@ -44,7 +47,10 @@ class RecGURUConfig:
     max_len: int = 50  # RecFormer: 50 items "for all baselines" (official code: 100)
     dropout: float = 0.5
     attn_dropout: float = 0.5
-    ae_epochs: int = 10  # stage 1 (reconstruction) epochs before stage 2 (BPR); 0 = BPR only
+    ae_epochs: int = 100  # stage 1 (reconstruction) epochs before stage 2 (BPR); 0 = BPR only (official: 500)
+    ae_warmup: int = 1000  # stage 1's Noam schedule: warm-up steps (official n_warmup_steps); 0 = the run's lr
+    adam_beta2: float = 0.99  # official Adam betas (0.9, 0.99) and eps 1e-9, both stages
+    adam_eps: float = 1e-9
     ae_negatives: int = 30  # sampled-softmax negatives per position (stage 1)
     bpr_negatives: int = 5  # BPR negatives per position (stage 2)
     layer_norm_eps: float = 1e-12
@@ -59,6 +65,12 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
     out[:, 0::2] = torch.sin(pos * rate)
     out[:, 1::2] = torch.cos(pos * rate)[:, : dim // 2]
     return out
+
+
+def noam(step: int, d_model: int, warmup: int) -> float:
+    """Noam learning rate (Vaswani et al.; RecGURU's ``ScheduledOptim``, factor 1) of 1-based ``step``:
+    d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), rising linearly to its peak at ``warmup``."""
+    return d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)
 
 
 def sampled_softmax_loss(pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -151,6 +163,15 @@ class RecGURU(SeqRecModel):
         True at the first BPR epoch after a reconstruction stage."""
         self.stage = 1 if epoch <= self.config.ae_epochs else 2
         return epoch == self.config.ae_epochs + 1 and self.config.ae_epochs > 0
+
+    def optimizer_options(self) -> dict:
+        return {"betas": (0.9, self.config.adam_beta2), "eps": self.config.adam_eps}
+
+    def learning_rate(self, step: int, lr: float) -> float:
+        """Stage 1 with ``ae_warmup``: the official Noam schedule (:func:`noam`); stage 2: the run's ``lr``."""
+        if self.stage == 1 and self.config.ae_warmup > 0:
+            return noam(step, self.hidden, self.config.ae_warmup)
+        return lr
 
     def can_stop(self, epoch: int) -> bool:
         """The reconstruction stage always runs its ``ae_epochs``; early stopping acts in stage 2 only."""

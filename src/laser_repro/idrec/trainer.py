@@ -198,7 +198,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     if cfg.init_from:
         init_weights_from(model, cfg)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **model.optimizer_options())
     users = training_users(ds, cfg)
     X, y = training_instances(model, ds, users)
     with_users = getattr(model, "needs_users", False)
@@ -234,7 +234,8 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         t0 = time.perf_counter()
         if model.start_epoch(epoch):
             state.new_stage()
-        loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir)
+        loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir,
+                          first_step=(epoch - 1) * -(-X.shape[0] // cfg.batch_size))
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
@@ -262,8 +263,9 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
 
 
 def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConfig, epoch: int, device,
-               out_dir: Path) -> float:
-    """One pass over the shuffled instances; every random draw is seeded by (seed, epoch)."""
+               out_dir: Path, first_step: int = 0) -> float:
+    """One pass over the shuffled instances; every random draw is seeded by (seed, epoch). ``first_step``:
+    optimiser steps before this epoch (the model's learning-rate schedule counts from the run's start)."""
     torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
     rng = np.random.default_rng([cfg.seed, epoch])  # order and cloze masks
     order = rng.permutation(X.shape[0])
@@ -279,6 +281,8 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
         check_loss(loss, f"{out_dir}: epoch {epoch}, step {step} (lr {cfg.lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = model.learning_rate(first_step + step, cfg.lr)
         optimizer.step()
         total += float(loss.detach()) * idx.shape[0]
         n += idx.shape[0]
