@@ -207,6 +207,16 @@ def test_a_new_stage_stops_against_its_own_best_and_keeps_the_overall_best():
     assert (state.best_epoch, state.best_score) == (2, 0.60)
 
 
+def test_a_checkpoint_from_before_stage_best_keeps_counting_against_the_best():
+    """A state saved without ``stage_best`` (older checkpoints, single-stage models) resumes with the bar
+    it had: a worse score is one more bad evaluation, not a reset."""
+    from laser_repro.idrec.trainer import TrainState
+
+    state = TrainState.restore({"epoch": 12, "best_epoch": 5, "best_score": 0.08, "bad_evals": 7})
+    assert not state.observe(13, 0.07)
+    assert state.bad_evals == 8 and state.best_epoch == 5
+
+
 def test_recguru_early_stopping_restarts_at_the_bpr_stage(tmp_path):
     """A reconstruction stage that stops improving must not end the run before BPR trains."""
     data = ring(tmp_path, "ring", 0)

@@ -14,6 +14,7 @@ Outputs in the run folder: ``metrics.json`` (runinfo schema), ``ranks.npz`` (val
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,12 @@ class TrainState:
     wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
     history: list[dict] = field(default_factory=list)
     pretrain: dict | None = None  # what pre-training on source data sets ran (ZESRec), once done
+
+    @classmethod
+    def restore(cls, saved: dict) -> "TrainState":
+        """The state of a checkpoint; one written before ``stage_best`` existed counts against ``best_score``
+        (what its early stopping did then)."""
+        return cls(**{"stage_best": saved.get("best_score", float("-inf")), **saved})
 
     def new_stage(self) -> None:
         """A new training stage (RecGURU's BPR after reconstruction): early stopping counts against the
@@ -214,7 +221,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         model.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
         best_state = None if blob["best_state"] is None else {k: v.to(device) for k, v in blob["best_state"].items()}
-        state = TrainState(**blob["state"])
+        state = TrainState.restore(blob["state"])
         if "rng" in blob:  # checkpoints written before the shared scaffolding carry none
             set_rng_state(blob["rng"])
         wall_before = state.wall_s
@@ -235,7 +242,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         if model.start_epoch(epoch):
             state.new_stage()
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir,
-                          first_step=(epoch - 1) * -(-X.shape[0] // cfg.batch_size))
+                          first_step=(epoch - 1) * math.ceil(X.shape[0] / cfg.batch_size))
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
         if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
@@ -277,12 +284,13 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
         idx = order[start : start + cfg.batch_size]
         tokens = torch.as_tensor(X[idx], device=device)
         targets = torch.as_tensor(y[idx], device=device)
+        lr = model.learning_rate(first_step + step, cfg.lr)
         loss = model.batch_loss(tokens, targets, rng)
-        check_loss(loss, f"{out_dir}: epoch {epoch}, step {step} (lr {cfg.lr:g})")
+        check_loss(loss, f"{out_dir}: epoch {epoch}, step {step} (lr {lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for group in optimizer.param_groups:
-            group["lr"] = model.learning_rate(first_step + step, cfg.lr)
+            group["lr"] = lr
         optimizer.step()
         total += float(loss.detach()) * idx.shape[0]
         n += idx.shape[0]
