@@ -14,6 +14,7 @@ from laser_repro.laser import template
 from laser_repro.laser.backbones import BackboneLoadError, load_backbone
 from laser_repro.laser.config import BiTuningConfig, LossConfig, MFormerConfig, TemplateConfig
 from laser_repro.laser.inputs import HistoryTokens
+from laser_repro.laser.model import NO_GRAD_PAD_MULTIPLE
 from laser_repro.laser.tiny import TINY_MFORMER, tiny_config
 from laser_repro.laser.trainer import build_model
 
@@ -110,6 +111,23 @@ def test_padding_invariance(ds, cache, backbone, precision, atol):
         alone = m.embed([hist]).h[0]
         scale = float(alone.detach().abs().max())
         assert torch.allclose(alone, together[k], atol=atol * scale), (backbone, k, (alone - together[k]).abs().max())
+
+
+def test_no_grad_batches_are_padded_to_few_lengths(ds, cache):
+    """No-grad forwards (item refresh, evaluation) see lengths that are multiples of NO_GRAD_PAD_MULTIPLE, so the
+    CPU kernels' per-shape state stays bounded; training batches are padded only to their longest row."""
+    m = _model(ds, cache, backbone_precision="fp32")
+    seen: list[int] = []
+    hook = m.backbone.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1]))
+    batch = [SEQS[0], SEQS[1], [3], SEQS[2]]
+    longest = max(len(t) for t in m.tokens(batch)) + m.prefix_len + m.suffix_len
+    h = m.embed(batch).h
+    with torch.no_grad():
+        padded = m.embed(batch).h
+    hook.remove()
+    assert seen[0] == longest and longest % NO_GRAD_PAD_MULTIPLE != 0
+    assert seen[1] == longest + (-longest % NO_GRAD_PAD_MULTIPLE)
+    assert torch.allclose(h, padded, atol=1e-5)  # fp32: the extra padding changes nothing
 
 
 def test_backbone_quirks(ds, cache):
@@ -219,6 +237,9 @@ def _manual(m, hist, prefix: bool = True, suffix_vectors=None, append_eos: bool 
             encoder_items=None):
     """Eq. 1 built by hand: [prefix][tokens][suffix] through the backbone, no padding.
 
+    Compare it with ``embed`` in fp32: under bf16 autocast the padding that no-grad batches get differs
+    by bf16 rounding (``test_padding_invariance``).
+
     The encoder reads ``encoder_items`` (default: the items the text shows, ``m.tokens.kept``).
     """
     ids = list(m.tokens([hist])[0]) + ([m.backbone.eos_id] if append_eos else [])
@@ -239,7 +260,7 @@ def _manual(m, hist, prefix: bool = True, suffix_vectors=None, append_eos: bool 
 
 
 def test_main_layout_is_prefix_tokens_suffix(ds, cache):
-    m = _model(ds, cache)
+    m = _model(ds, cache, backbone_precision="fp32")
     assert m.prefix_len == TINY_MFORMER["n_queries"] and m.suffix_len == 1
     with torch.no_grad():
         assert torch.allclose(m.embed([SEQS[2]]).h[0], _manual(m, SEQS[2], suffix_vectors=m.suffix), atol=1e-5)
@@ -247,7 +268,7 @@ def test_main_layout_is_prefix_tokens_suffix(ds, cache):
 
 def test_encoder_reads_the_items_the_text_shows(ds, cache):
     """When the token budget drops old items, the collaborative input drops them too (never disagrees)."""
-    m = _model(ds, cache)
+    m = _model(ds, cache, backbone_precision="fp32")
     hist = SEQS[2]
     window = list(hist[-m.cfg.template.window:])
     shown = list(m.tokens.kept([hist])[0])
@@ -260,7 +281,7 @@ def test_encoder_reads_the_items_the_text_shows(ds, cache):
 
 
 def test_switch_no_prefix(ds, cache):
-    m = _model(ds, cache, bituning=BiTuningConfig(prefix="none"))
+    m = _model(ds, cache, bituning=BiTuningConfig(prefix="none"), backbone_precision="fp32")
     assert m.mformer is None and m.prefix is None and m.prefix_len == 0 and m.encoder is None
     with torch.no_grad():
         assert torch.allclose(m.embed([SEQS[0]]).h[0], _manual(m, SEQS[0], prefix=False, suffix_vectors=m.suffix), atol=1e-5)
@@ -269,7 +290,7 @@ def test_switch_no_prefix(ds, cache):
 
 
 def test_switch_no_mformer_learnable_prefix(ds, cache):
-    m = _model(ds, cache, bituning=BiTuningConfig(prefix="learnable", n_prefix=5))
+    m = _model(ds, cache, bituning=BiTuningConfig(prefix="learnable", n_prefix=5), backbone_precision="fp32")
     assert m.mformer is None and tuple(m.prefix.shape) == (5, m.backbone.hidden_size) and m.prefix_len == 5
     with torch.no_grad():
         x = torch.cat([m.prefix, m.backbone.embed(torch.tensor([list(m.tokens([SEQS[1]])[0])]))[0], m.suffix])[None]
@@ -279,18 +300,18 @@ def test_switch_no_mformer_learnable_prefix(ds, cache):
 
 
 def test_switch_suffix_mean_and_eos(ds, cache):
-    mean = _model(ds, cache, bituning=BiTuningConfig(suffix="mean"))
+    mean = _model(ds, cache, bituning=BiTuningConfig(suffix="mean"), backbone_precision="fp32")
     assert mean.suffix is None and mean.suffix_len == 0
     with torch.no_grad():
         assert torch.allclose(mean.embed([SEQS[3]]).h[0], _manual(mean, SEQS[3], pool="mean"), atol=1e-5)
         batch = mean.embed([SEQS[0], SEQS[3]]).h  # mean over real positions only
         assert torch.allclose(batch[1], _manual(mean, SEQS[3], pool="mean"), atol=1e-5)
-    text = _model(ds, cache, bituning=BiTuningConfig(suffix="mean", pool="text"))
+    text = _model(ds, cache, bituning=BiTuningConfig(suffix="mean", pool="text"), backbone_precision="fp32")
     with torch.no_grad():
         pooled = text.embed([SEQS[0], SEQS[3]]).h
         assert torch.allclose(pooled[1], _manual(text, SEQS[3], pool="mean-text"), atol=1e-5)
         assert not torch.allclose(pooled[1], _manual(text, SEQS[3], pool="mean"), atol=1e-3)  # prefix excluded
-    eos = _model(ds, cache, bituning=BiTuningConfig(suffix="eos"), backbone="minilm")
+    eos = _model(ds, cache, bituning=BiTuningConfig(suffix="eos"), backbone="minilm", backbone_precision="fp32")
     assert eos.suffix is None and eos.suffix_len == 1
     with torch.no_grad():
         assert torch.allclose(eos.embed([SEQS[3]]).h[0], _manual(eos, SEQS[3], append_eos=True), atol=1e-5)
@@ -298,7 +319,7 @@ def test_switch_suffix_mean_and_eos(ds, cache):
 
 
 def test_switch_s_suffix_vectors_are_averaged(ds, cache):
-    m = _model(ds, cache, bituning=BiTuningConfig(n_suffix=3))
+    m = _model(ds, cache, bituning=BiTuningConfig(n_suffix=3), backbone_precision="fp32")
     assert tuple(m.suffix.shape) == (3, m.backbone.hidden_size)
     with torch.no_grad():
         assert torch.allclose(m.embed([SEQS[1]]).h[0], _manual(m, SEQS[1], suffix_vectors=m.suffix), atol=1e-5)

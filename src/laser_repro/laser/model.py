@@ -21,6 +21,8 @@ from laser_repro.laser.inputs import HistoryTokens
 from laser_repro.laser.losses import iic_loss, load_balancing_loss, total_loss
 from laser_repro.laser.mformer import MFormer
 
+NO_GRAD_PAD_MULTIPLE = 32  # no-grad batches are left-padded to a multiple of this many positions
+
 
 @dataclass
 class Embedding:
@@ -138,6 +140,9 @@ class LaserModel(nn.Module):
                 parts.append(self.suffix.to(tok.dtype))
             rows.append(torch.cat(parts))
         embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_side="left")
+        if not torch.is_grad_enabled():  # few distinct shapes: CPU kernels keep state per shape
+            extra = -embeds.shape[1] % NO_GRAD_PAD_MULTIPLE
+            embeds = nn.functional.pad(embeds, (0, 0, extra, 0))
         row_len = torch.tensor([r.shape[0] for r in rows], device=dev)
         t = embeds.shape[1]
         mask = torch.arange(t, device=dev).unsqueeze(0) >= (t - row_len).unsqueeze(1)
