@@ -22,6 +22,7 @@ the metrics. Writes benchmarks/laser_cpu.md (keeping bench_laser_smoke.py's sect
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import tempfile
@@ -88,6 +89,18 @@ def config(backbone: str, cache: str, precision: str = "auto", **kw) -> LaserRun
                           optim=OptimConfig(batch_size=BATCH, lr=1e-3), progress=False, **kw)
 
 
+def bare_steps(bb, shapes: list[tuple[int, int]], std: float):
+    """A bare backbone step (forward + backward to ``inputs_embeds``), cycling through the batch ``shapes``."""
+    shape_it = itertools.cycle(shapes)
+
+    def step() -> None:
+        b, t = next(shape_it)
+        x = (torch.randn(b, t, bb.hidden_size) * std).requires_grad_(True)
+        bb(x, torch.ones(b, t, dtype=torch.long))[:, -1].float().sum().backward()
+
+    return step
+
+
 def bench(ds: SeqDataset, backbone: str, steps: int, cache: str) -> dict:
     from laser_repro.idrec.encoder import random_collaborative_encoder  # noqa: F401 (build_model uses it)
 
@@ -119,16 +132,9 @@ def bench(ds: SeqDataset, backbone: str, steps: int, cache: str) -> dict:
     out, std = {}, bb.embedding_std  # (a property that reads the whole token table: once, outside the timing)
     for precision in ("bf16", "fp32"):
         bb.autocast = precision == "bf16"
-        shape_it = iter(shapes * 3)
-
-        def bare_step() -> None:
-            b, t = next(shape_it)
-            x = (torch.randn(b, t, bb.hidden_size) * std).requires_grad_(True)
-            bb(x, torch.ones(b, t, dtype=torch.long))[:, -1].float().sum().backward()
-
-        out[precision] = timed(bare_step, steps)
+        out[precision] = timed(bare_steps(bb, shapes, std), steps)
     bb.autocast = True
-    attention_share = attention_time_share(bare_step, steps)
+    attention_share = attention_time_share(bare_steps(bb, shapes, std), steps)
     layers, width = dims(bb.model.config)
     n = nonembedding_parameters(bb.model)
     mean_t = float(np.mean([t for _, t in shapes]))
