@@ -177,12 +177,12 @@ def same_model_precision(run: Path, n_rows: int = 32) -> dict:
     import json
 
     from laser_repro.artifacts.significance import paired_ttest
-    from laser_repro.config import from_dict
+    from laser_repro.train.scaffold import recorded_config
     from laser_repro.data.dataset import load_dataset
     from laser_repro.eval.metrics import per_user_metrics
 
     rec = json.loads((run / "metrics.json").read_text())
-    base = from_dict(LaserRunConfig, {k: v for k, v in rec["config"].items() if k != "input_fingerprints"})
+    base = recorded_config(LaserRunConfig, rec)
     ds = load_dataset(base.dataset)
     users = trainer.eval_users(ds, "test", base)
     hist, tgt = trainer.training_rows(ds, trainer.training_users(ds, base), base.min_train_history)

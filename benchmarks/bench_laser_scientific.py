@@ -36,6 +36,7 @@ from bench_laser_cpu import CPU_MFORMER  # the M-Former of the real-data runs
 from laser_repro.config import from_dict
 from laser_repro.laser import trainer
 from laser_repro.laser.config import BiTuningConfig, LaserRunConfig, OptimConfig, PhaseConfig
+from laser_repro.train.scaffold import recorded_config
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "laser_scientific.md"
@@ -135,7 +136,7 @@ def paired_tests(folders: dict[str, Path], pairs: list[tuple[str, str]], metric:
 def diagnose(folder: Path, n_pairs: int = 20000, n_rows: int = 64) -> dict:
     """Anisotropy, logit spread and prefix scale of the selected model of one run."""
     metrics = json.loads((folder / "metrics.json").read_text())
-    cfg = dataclasses.replace(from_dict(LaserRunConfig, metrics["config"]), num_threads=0, progress=False)
+    cfg = dataclasses.replace(recorded_config(LaserRunConfig, metrics), num_threads=0, progress=False)
     table = torch.load(folder / "checkpoint.pt", map_location="cpu", weights_only=False)["table"].float()
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, table.shape[0], n_pairs), rng.integers(0, table.shape[0], n_pairs)

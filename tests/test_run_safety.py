@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from laser_repro.cli import main as cli_main
+from laser_repro.config import to_dict
 from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.trainer import train_idrec
@@ -201,6 +202,9 @@ def test_a_run_is_stale_once_a_run_it_reads_changes(data, tmp_path):
     first = scaffold.file_digest(upstream / "model.pt")
     down = train_idrec(cfg(data, init_from=str(upstream)), downstream)
     assert down["config"]["input_fingerprints"] == {"init_from": first}
+    back = scaffold.recorded_config(IDRecRunConfig, down)  # the recorded config reads back, fingerprints aside
+    assert all(to_dict(back)[k] == v for k, v in down["config"].items() if k != "input_fingerprints")
+    assert back.init_from == str(upstream) and back.data_fingerprint == down["data_fingerprint"]
     assert train_idrec(cfg(data, init_from=str(upstream)), downstream) == down  # unchanged input: nothing to do
 
     train_idrec(cfg(data, seed=1), upstream, replace_stale=True)  # the upstream run is retrained

@@ -309,6 +309,12 @@ def file_digest(path: Path) -> str:
     return sha256_of(Path(path))[:16]
 
 
+def recorded_config(cls, record: dict):
+    """The ``cls`` run config a finished run recorded (``metrics.json``'s ``config``), without the
+    input fingerprints the trainer added to it (:func:`input_fingerprints`)."""
+    return from_dict(cls, {k: v for k, v in record["config"].items() if k != "input_fingerprints"})
+
+
 def input_fingerprints(cfg) -> dict[str, str]:
     """Fingerprints of what a run reads besides its data set, from its config class's declarations:
     ``INPUT_RUNS`` (runs: the sha256 of the model.pt a run reads, so a retrained upstream run counts as
