@@ -11,6 +11,7 @@ import torch
 from laser_repro.data.dataset import from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.base import length_buckets
+from laser_repro.idrec.layers import attention_mask
 from laser_repro.idrec.recguru import RecGURU, RecGURUConfig, bpr_loss, noam, sampled_softmax_loss
 from laser_repro.idrec.trainer import init_weights_from, train_idrec
 
@@ -126,6 +127,19 @@ def test_recguru_scores_depend_only_on_the_history():
     b = torch.tensor([[1, 2, 3, 0, 0, 0, 0, 0]])  # more padding: same scores
     np.testing.assert_allclose(model.full_scores(a).detach(), model.full_scores(b).detach(), atol=1e-5)
     assert not torch.allclose(model.full_scores(a), model.full_scores(torch.tensor([[1, 2, 4, 0, 0]])))
+
+
+def test_recguru_user_vector_is_the_encoder_state_at_eos():
+    """encode() runs the encoder's last layer at the EOS rows only: the same vectors as the full states there."""
+    torch.manual_seed(0)
+    model = RecGURU(N, RecGURUConfig(**SMALL)).eval()
+    tokens = torch.tensor([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [6, 7, 8, 9, 10]])
+    lengths = torch.tensor([3, 2, 5])
+    with_eos = torch.nn.functional.pad(tokens, (0, 1))
+    with_eos[torch.arange(3), lengths] = model.eos
+    full = model.encoder(model._embed(with_eos), attention_mask(with_eos, causal=False))
+    torch.testing.assert_close(model.encode(tokens), full[torch.arange(3), lengths], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(model.encode(tokens), full[:, 0], atol=1e-3)  # not any position's state
 
 
 def test_recguru_learns_the_ring(tmp_path):

@@ -137,8 +137,8 @@ class RecGURU(SeqRecModel):
         with_eos = F.pad(tokens, (0, 1))
         rows = torch.arange(tokens.shape[0], device=tokens.device)
         with_eos[rows, lengths] = self.eos
-        states = self.encoder(self._embed(with_eos), attention_mask(with_eos, causal=False))
-        return states[rows, lengths]
+        # the last layer only at the EOS rows (the same math, without the other positions' outputs)
+        return self.encoder(self._embed(with_eos), attention_mask(with_eos, causal=False), query=lengths)
 
     def decode(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Decoder states ``[B, L, hidden]`` of right-padded ``tokens`` given user vectors ``memory``."""
