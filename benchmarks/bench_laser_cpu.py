@@ -177,9 +177,9 @@ def same_model_precision(run: Path, n_rows: int = 32) -> dict:
     import json
 
     from laser_repro.artifacts.significance import paired_ttest
-    from laser_repro.train.scaffold import recorded_config
     from laser_repro.data.dataset import load_dataset
     from laser_repro.eval.metrics import per_user_metrics
+    from laser_repro.train.scaffold import recorded_config
 
     rec = json.loads((run / "metrics.json").read_text())
     base = recorded_config(LaserRunConfig, rec)
