@@ -113,6 +113,49 @@ def test_embedded_default_dag(workdir):
     assert counts["train_large"] == 12 + 16 + 3 + 6 + 4 + 4
 
 
+def test_small_files_are_shell_jobs_that_write_what_the_experiment_resolved(tmp_path):
+    """Rules write_run_config and write_artifact_spec run `laser-repro write-config` (a Snakemake run:
+    block is spawned as a whole new Snakemake process, ~5 s a job): the JSON passes through the shell
+    intact, and the files hold exactly what the experiment model resolves (plus the data's fingerprint)."""
+    import json
+
+    import yaml
+
+    from laser_repro.data.dataset import data_fingerprint
+    from laser_repro.experiment.plan import Experiment
+    from laser_repro.experiment.specs import to_json
+
+    work = copy_workflow(tmp_path / "wf")
+    for rules in ("train.smk", "artifacts.smk"):
+        assert "\n    run:" not in (work / "workflow" / "rules" / rules).read_text()
+    run = "results/default/configs/synthetic/laser-c/tpl-no-phrase/seed~0.yaml"
+    snakemake(work, run, "results/default/specs/table3.json", "--cores", "1",
+              "--configfile", "workflow/default.yaml", timeout=300)
+    exp = Experiment.from_files([work / "config.yaml", work / "workflow" / "default.yaml"])
+    written = yaml.safe_load((work / run).read_text())
+    expected = exp.resolved_dict("synthetic", "laser-c", "tpl-no-phrase", 0)
+    assert written == {**expected, "data_fingerprint": data_fingerprint(work / "results/default/data/synthetic")}
+    assert written["template"]["variant"] == "no-phrase" and written["backbone"] == "tiny-llama"
+    spec = json.loads((work / "results/default/specs/table3.json").read_text())
+    assert spec == to_json(exp.spec("table3")) and spec["variants"][0] == "no-prefix"
+
+
+def test_write_config_refuses_bad_input_and_writes_nothing(tmp_path, caplog):
+    from laser_repro.cli import main
+
+    out = tmp_path / "x.yaml"
+    assert main(["write-config", "spec", "--json", "[1, 2]", "--out", str(out)]) == 1
+    assert "expected a JSON object, got list" in caplog.text
+    assert main(["write-config", "run", "--json", "{\"seed\": 0", "--out", str(out)]) == 1
+    assert "--json: not valid JSON" in caplog.text
+    assert main(["write-config", "run", "--json", "{}", "--out", str(out)]) == 1
+    assert "--data: required for a run config" in caplog.text
+    assert main(["write-config", "run", "--json", "{}", "--data", str(tmp_path / "none/stats.json"),
+                 "--out", str(out)]) == 1
+    assert "none/stats.json not found" in caplog.text
+    assert not out.exists()
+
+
 CONFIG_TARGETS = {
     "main": "results/configs/scientific/laser-c/main/seed~1.yaml",
     "xfer": "results/configs/scientific/laser-c/xfer~pet-frac~0.05/seed~0.yaml",

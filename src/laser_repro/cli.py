@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-llamarec": ("laser_repro.llamarec.cli", "train LlamaRec's LoRA ranker over an LRURec run's top 20"),
     "train-laser": ("laser_repro.laser.cli", "train Laser (Bi-Tuning + M-Former, two phases)"),
     "methods": ("laser_repro.experiment.cli", "list the registered methods, their trainers and what a run needs"),
+    "write-config": ("laser_repro.experiment.write",
+                     "write a resolved run config or an artifact spec (the workflow's small files)"),
     "artifact": ("laser_repro.artifacts.cli", "build a paper table, figure or the reported-vs-reproduced comparison"),
 }
 

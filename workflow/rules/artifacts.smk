@@ -12,8 +12,10 @@ rule write_artifact_spec:
         log_file("write_artifact_spec", "{artifact}"),
     wildcard_constraints:
         artifact="table[1-5]|fig[2-5]|compare",
-    run:
-        write_artifact_spec(output[0], params.spec)
+    conda:
+        "../envs/laser-repro.yaml"
+    shell:
+        "laser-repro write-config spec --json {params.spec:q} --out {output} > {log} 2>&1"
 
 
 rule make_table1:

@@ -8,6 +8,7 @@ Which runs exist, what each trains and what each artifact reads are decided in t
 (laser_repro.experiment.plan), never here.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -51,8 +52,9 @@ def metrics_of(runs) -> list:
 # ---------------------------------------------------------------- training
 
 
-def params_run_config(wildcards) -> dict:
-    return EXP.resolved_dict(*run_key(wildcards))
+def params_run_config(wildcards) -> str:
+    """The resolved run config as JSON (rule write_run_config passes it to `laser-repro write-config`)."""
+    return json.dumps(EXP.resolved_dict(*run_key(wildcards)))
 
 
 def params_run_dir(wildcards) -> str:
@@ -73,17 +75,6 @@ def train_inputs(wildcards) -> dict:
 
 def data_stats_of(wildcards) -> str:
     return data_stats(wildcards.dataset)
-
-
-def write_run_config(path, resolved, stats) -> None:
-    """Write a resolved run config (every dataclass field, the data's fingerprint) atomically."""
-    import yaml
-    from laser_repro.data.dataset import data_fingerprint
-    from laser_repro.io import write_text
-
-    resolved = {**resolved, "data_fingerprint": data_fingerprint(Path(stats).parent)}
-    header = "# Resolved run config written by the workflow (rule write_run_config); do not edit.\n"
-    write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
 
 
 # ---------------------------------------------------------------- data
@@ -129,16 +120,10 @@ def download_category(wildcards) -> str:
 # ---------------------------------------------------------------- artifacts
 
 
-def params_artifact_spec(wildcards) -> dict:
+def params_artifact_spec(wildcards) -> str:
     from laser_repro.experiment.specs import to_json
 
-    return to_json(EXP.spec(wildcards.artifact))
-
-
-def write_artifact_spec(path, spec) -> None:
-    from laser_repro.io import write_json
-
-    write_json(path, spec)
+    return json.dumps(to_json(EXP.spec(wildcards.artifact)))
 
 
 def artifact_inputs(artifact):

@@ -17,8 +17,10 @@ rule write_run_config:
         run=params_run_config,
     log:
         log_file("write_run_config", "{dataset}/{method}/{variant}/seed~{seed}"),
-    run:
-        write_run_config(output[0], params.run, input.data)
+    conda:
+        "../envs/laser-repro.yaml"
+    shell:
+        "laser-repro write-config run --json {params.run:q} --data {input.data} --out {output} > {log} 2>&1"
 
 
 TRAIN_SHELL = (
