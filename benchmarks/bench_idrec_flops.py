@@ -31,23 +31,6 @@ MODELS = ("sasrec", "bert4rec", "fdsa", "zesrec")  # one training stage, one los
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
 
 
-def matmul_peak(dtype, n: int = 2048, reps: int = 10, rounds: int = 5) -> float:
-    """GFLOP/s of an ``n`` x ``n`` matmul in ``dtype`` on this machine: the best of ``rounds`` rounds of
-    ``reps`` products, after 3 warm-up products (the best round makes the floor a lower bound)."""
-    import torch
-
-    a = torch.randn(n, n).to(dtype)
-    for _ in range(3):
-        a @ a
-    best = 0.0
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(reps):
-            a @ a
-        best = max(best, reps * 2 * n**3 / (time.perf_counter() - t) / 1e9)
-    return best
-
-
 def epochs_to_stop(run_root: Path) -> list[int]:
     """``epochs_run`` of every finished seed of one model's benchmark runs."""
     return [json.loads(p.read_text())["epochs_run"] for p in sorted(run_root.glob("seed~*/metrics.json"))]
@@ -167,7 +150,9 @@ def main() -> None:
     from laser_repro.io import write_text
 
     torch.set_num_threads(args.threads)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    from bench_laser_cpu import matmul_gflops  # the one definition of the machine's peak
+
+    peaks = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     rows = [measure(m, args.data, args.runs, args.cache, args.time_steps) for m in args.models]
     old = args.report.read_text() if args.report.exists() else None
     write_text(args.report, report(rows, peaks, args.threads, old))

@@ -54,14 +54,20 @@ def load_data() -> tuple[SeqDataset, str]:
     return synthetic.prepare(Path(tempfile.mkdtemp()) / "raw", "synthetic"), "synthetic (embedded default)"
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, rounds: int = 5) -> float:
+    """GFLOP/s of an ``n`` x ``n`` matmul in ``dtype``: the best of ``rounds`` rounds of ``reps`` products after
+    3 warm-up products. The rate of one round moves by up to 2x between runs on a shared machine (bf16: 485-1,112
+    measured on 2026-12-01); the best round is the peak the targets are measured against."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    best = 0.0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def timed(fn, reps: int) -> float:
@@ -231,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Data: {data_name}. Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{args.threads} torch threads; load average {load[0]:.1f} at the end.",
         "",
-        f"Every figure comes from this run. Matmul peak (2048², {args.threads} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"Every figure comes from this run. Matmul peak (2048², {args.threads} threads, best of 5 rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, "
         f"bf16 {peaks['bf16']:.0f} GFLOP/s. Rows are real training rows (batch {BATCH}, bucketed by length), with "
         "the M-Former of the real-data runs (K 8, top-3, L 32, d_m 128, Z 2) and one suffix vector.",
         "",

@@ -27,6 +27,22 @@ def test_paper_shapes_are_the_real_ones():
     assert "NOT YET RUN ON A GPU" in SCRIPT.read_text()
 
 
+def test_timings_run_on_the_carried_data(tmp_path):
+    """On the GPU machine ../shared is absent: with --protocol, the timings read the carried Scientific,
+    not a synthetic stand-in."""
+    from laser_repro.data.dataset import save_dataset
+    from laser_repro.data.sources import synthetic
+
+    mod = _load()
+    carried = synthetic.prepare(tmp_path / "raw", "carried")
+    save_dataset(carried, tmp_path / "carry" / "data" / "scientific")
+    ds, name = mod.load_data(tmp_path / "carry")
+    assert name == "Scientific (real, carried)" and ds.n_items == carried.n_items
+    assert ds.fingerprint() == carried.fingerprint()
+    _, fallback = mod.load_data(tmp_path / "no-carry")
+    assert fallback != name
+
+
 @pytest.mark.slow
 def test_tiny_cpu_run_writes_report(tmp_path):
     mod = _load()
@@ -110,7 +126,8 @@ def test_protocol_budget_caps_epochs_to_the_time_left():
     mod = _load()
     assert mod.budget_epochs(600, 20) == (15, 5)  # 30 epochs fit: the paper's schedule
     assert mod.budget_epochs(360, 30) == (10, 2)  # 12 fit: a fifth of them in phase 2
-    assert mod.budget_epochs(360, 90) == (4, 0)
+    assert mod.budget_epochs(360, 90) == (3, 1)  # 4 fit: both phases still run
+    assert mod.budget_epochs(120, 60) == (1, 1)
     assert mod.budget_epochs(60, 500) == (1, 0)  # never less than one phase-1 epoch
 
 

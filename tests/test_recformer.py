@@ -113,6 +113,38 @@ def test_pretraining_steps_lower_the_mlm_and_contrastive_losses(data):
     assert first["loss"] == pytest.approx(first["iic"] + 0.1 * first["mlm"], rel=1e-5)
 
 
+def test_one_step_of_the_pretraining_routine_lowers_both_losses_and_keeps_word_embeddings(data):
+    """trainer.pretrain itself, one optimiser step: on the batch and masks it drew (replayed from its seed,
+    scored without dropout) the contrastive and the MLM loss both fall; the word embeddings stay frozen.
+    The offline MiniLM-initialised encoder: a random tiny one maps every sequence to nearly the same
+    vector, so one step cannot move its contrastive loss off ln(batch)."""
+    from laser_repro.recformer.model import build
+
+    torch.manual_seed(0)
+    cfg = tiny(data, encoder="minilm", pretrain=PretrainConfig(datasets=[str(data)], steps=1, batch_size=16, lr=1e-4,
+                                                               mlm_probability=0.3))
+    built = build("minilm", cfg.max_items, cfg.max_tokens, cfg.attention_window)
+    ds = load_dataset(data)
+    tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens)
+
+    def drawn_batch_losses() -> dict[str, float]:  # the draws of trainer.pretrain's only step, in its order
+        rng = np.random.default_rng([cfg.seed, 7])
+        rng.integers(1)
+        users = rng.choice(np.flatnonzero(ds.train_len >= 2), cfg.pretrain.batch_size, replace=False)
+        hist, pos = trainer.pretrain_examples(ds, users, rng)
+        built.model.eval()
+        with torch.no_grad():
+            return {k: float(v) for k, v in trainer.pretrain_losses(built.model, tok, hist, pos, cfg, rng).items()}
+
+    before, words = drawn_batch_losses(), built.model.word_embeddings.weight.detach().clone()
+    state = trainer.TrainState()
+    trainer.pretrain(built.model, tok, cfg, state, torch.device("cpu"))
+    after = drawn_batch_losses()
+    assert after["iic"] < before["iic"] and after["mlm"] < before["mlm"], (before, after)
+    assert torch.equal(built.model.word_embeddings.weight, words) and state.pretrain_steps == 1
+    assert built.model.word_embeddings.weight.requires_grad  # unfrozen again for fine-tuning
+
+
 def test_mlm_mask_only_touches_item_text():
     batch = {"input_ids": torch.arange(40).reshape(2, 20) + 10,
              "token_type_ids": torch.tensor([[0] + [1, 2] * 8 + [3, 3, 3]] * 2)}
@@ -150,6 +182,30 @@ def test_recformer_learns_and_resumes(data, tmp_path):
     assert rec["test"]["ndcg@10"] > 1.6 * untrained["test"]["ndcg@10"]  # 12 items: chance is high
     again = trainer.train_recformer(dataclasses.replace(cfg, progress=True), tmp_path / "run")  # execution key only
     assert again["test"] == rec["test"]
+
+
+@pytest.mark.parametrize("kill_at", [2, 4])  # during stage 1's second epoch / stage 2's first epoch
+def test_a_killed_run_resumes_to_identical_metrics(data, tmp_path, monkeypatch, kill_at):
+    cfg = tiny(data, stage1_max_epochs=3, stage2_max_epochs=2, stage1_patience=5, stage2_patience=5)
+    reference = trainer.train_recformer(cfg, tmp_path / "reference")
+    real, calls = trainer.run_epoch, {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "run_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_recformer(cfg, tmp_path / "killed")
+    assert not (tmp_path / "killed" / "metrics.json").exists() and (tmp_path / "killed" / "checkpoint.pt").exists()
+    monkeypatch.setattr(trainer, "run_epoch", real)
+    resumed = trainer.train_recformer(cfg, tmp_path / "killed")
+    assert "resumed from" in (tmp_path / "killed" / "train.log").read_text()
+    assert [h["stage"] for h in reference["history"]] == [1, 1, 1, 2, 2]
+    for key in ("valid", "test", "history", "best_stage", "best_epoch", "item_encodings"):
+        assert resumed[key] == reference[key], key
 
 
 def test_stage2_carries_the_optimiser_and_schedule_of_stage1(data, tmp_path, monkeypatch):
