@@ -88,19 +88,11 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(main_run):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [2, 4])  # during phase 1's second epoch / phase 2's first epoch
-def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_path, monkeypatch, kill_at):
+def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_path, monkeypatch, kill_on_call,
+                                                      kill_at):
     cfg, _, reference = main_run
     out = tmp_path / "killed"
-    real = trainer.run_epoch
-    calls = {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == kill_at:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "run_epoch", dying)
+    real = kill_on_call(trainer, "run_epoch", kill_at)
     with pytest.raises(KeyboardInterrupt):
         trainer.train_laser(cfg, out)
     assert not (out / "metrics.json").exists()

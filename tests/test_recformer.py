@@ -185,18 +185,10 @@ def test_recformer_learns_and_resumes(data, tmp_path):
 
 
 @pytest.mark.parametrize("kill_at", [2, 4])  # during stage 1's second epoch / stage 2's first epoch
-def test_a_killed_run_resumes_to_identical_metrics(data, tmp_path, monkeypatch, kill_at):
+def test_a_killed_run_resumes_to_identical_metrics(data, tmp_path, monkeypatch, kill_on_call, kill_at):
     cfg = tiny(data, stage1_max_epochs=3, stage2_max_epochs=2, stage1_patience=5, stage2_patience=5)
     reference = trainer.train_recformer(cfg, tmp_path / "reference")
-    real, calls = trainer.run_epoch, {"n": 0}
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == kill_at:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "run_epoch", dying)
+    real = kill_on_call(trainer, "run_epoch", kill_at)
     with pytest.raises(KeyboardInterrupt):
         trainer.train_recformer(cfg, tmp_path / "killed")
     assert not (tmp_path / "killed" / "metrics.json").exists() and (tmp_path / "killed" / "checkpoint.pt").exists()
