@@ -48,6 +48,33 @@ def test_training_rows_are_every_prefix_with_next_item():
     assert trainer.training_users(ds, cfg).tolist() == [0]  # user 1 has no row; cap keeps one user
 
 
+def test_no_grad_batch_sizes_default_by_device(data, cache, monkeypatch):
+    """eval_batch_size / item_batch_size 0 (the default): 16 users / 32 items per forward on CPU (the fastest
+    measured, benchmarks/laser_batches.md), 64 / 128 on a GPU; a size in the run config is used as given."""
+    from laser_repro.config import ConfigError, from_dict
+    from laser_repro.laser.config import no_grad_batch
+
+    cfg = LaserRunConfig(dataset=str(data))
+    assert (cfg.eval_batch_size, cfg.item_batch_size) == (0, 0)
+    assert [no_grad_batch(0, k, "cpu") for k in ("eval", "item")] == [16, 32]
+    assert [no_grad_batch(0, k, "cuda") for k in ("eval", "item")] == [64, 128]
+    assert no_grad_batch(7, "eval", "cpu") == 7 and no_grad_batch(7, "item", "cuda") == 7
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        from_dict(LaserRunConfig, {"dataset": str(data), "eval_batch_size": -1})
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(data)
+    model = trainer.build_model(tiny_config(data, cache, item_batch_size=0, eval_batch_size=0), ds, torch.device("cpu"))
+    seen = []
+    real_items, real_users = model.embed_items, model.embed_users
+    monkeypatch.setattr(model, "embed_items", lambda n, b, *a: seen.append(("item", b)) or real_items(n, b, *a))
+    monkeypatch.setattr(model, "embed_users", lambda h, b: seen.append(("eval", b)) or real_users(h, b))
+    state = trainer.TrainState()
+    table = trainer.refresh_items(model, ds.n_items, model.cfg, state, "test")
+    trainer.evaluate_split(model, ds, ds.eval_users("valid")[:3], "valid", table, model.cfg)
+    assert seen == [("item", 32), ("eval", 16)]
+
+
 def test_two_phase_run_writes_the_run_folder(main_run):
     cfg, out, record = main_run
     for f in ("metrics.json", "ranks.npz", "train.log", "checkpoint.pt", "model.pt"):

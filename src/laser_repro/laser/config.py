@@ -92,6 +92,17 @@ class OptimConfig:
     length_buckets: int = 32  # rows of similar length share a batch (sorted within runs of this many batches); 1 = off
 
 
+# No-grad batch sizes (users at evaluation, items in a refresh) when the run config leaves them at 0. CPU: the
+# sizes that measured fastest for MiniLM and SmolLM2 (benchmarks/laser_batches.md: 1.2-2x the old 64 / 128);
+# GPU: the sizes chosen before any GPU ran.
+NO_GRAD_BATCH = {"cpu": {"eval": 16, "item": 32}, "gpu": {"eval": 64, "item": 128}}
+
+
+def no_grad_batch(size: int, kind: str, device_type: str) -> int:
+    """``size``, or when it is 0 the default of ``kind`` ("eval" | "item") on a ``device_type`` device."""
+    return size or NO_GRAD_BATCH["cpu" if device_type == "cpu" else "gpu"][kind]
+
+
 @dataclass
 class LaserRunConfig:
     # How a run executes, not what it trains: may change between resumed sessions.
@@ -100,8 +111,8 @@ class LaserRunConfig:
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("idrec_run", "init_from")  # fingerprinted into the resume contract
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
-        "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
-        "item_batch_size": POSITIVE,
+        "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": NON_NEGATIVE,
+        "item_batch_size": NON_NEGATIVE,
     }
 
     dataset: str = ""  # prepared data set folder (laser-repro data prepare)
@@ -131,6 +142,6 @@ class LaserRunConfig:
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"  # auto = cuda if available else cpu
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
-    eval_batch_size: int = 64  # users embedded per forward pass at evaluation
-    item_batch_size: int = 128  # items embedded per forward pass in an item refresh
+    eval_batch_size: int = 0  # users embedded per forward pass at evaluation; 0 = by device (NO_GRAD_BATCH)
+    item_batch_size: int = 0  # items embedded per forward pass in an item refresh; 0 = by device (NO_GRAD_BATCH)
     progress: bool = True  # tqdm progress bars on stderr
