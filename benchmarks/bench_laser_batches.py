@@ -19,18 +19,12 @@ from pathlib import Path
 
 import torch
 
-from bench_laser_cpu import config, load_data
+from bench_laser_cpu import config, load_data, timed
 from laser_repro.laser import trainer
 from laser_repro.laser.config import no_grad_batch
 
 HERE = Path(__file__).resolve().parent
 SIZES = (8, 16, 32, 64, 128, 256)
-
-
-def once(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def sweep(ds, backbone: str, cache: str, n_items: int, n_users: int) -> dict:
@@ -41,8 +35,8 @@ def sweep(ds, backbone: str, cache: str, n_items: int, n_users: int) -> dict:
     users = [ds.history_and_target(int(u), "test")[0] for u in ds.eval_users("test")[:n_users]]
     model.embed_items(min(64, n_items), 32)  # one warm-up of each path, then one timed pass per size
     model.embed_users(users[:32], 32)
-    items = {b: n_items / once(lambda b=b: model.embed_items(n_items, b)) for b in SIZES}
-    evals = {b: len(users) / once(lambda b=b: model.embed_users(users, b)) for b in SIZES}
+    items = {b: n_items / timed(lambda b=b: model.embed_items(n_items, b), 1, warm_up=False) for b in SIZES}
+    evals = {b: len(users) / timed(lambda b=b: model.embed_users(users, b), 1, warm_up=False) for b in SIZES}
     return {"items": items, "users": evals, "n_items": n_items, "n_users": len(users)}
 
 

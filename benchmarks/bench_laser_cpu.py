@@ -34,7 +34,7 @@ import torch
 
 from laser_repro.data.dataset import SeqDataset
 from laser_repro.laser import trainer
-from laser_repro.laser.config import LaserRunConfig, MFormerConfig, OptimConfig, PhaseConfig, no_grad_batch
+from laser_repro.laser.config import LaserRunConfig, MFormerConfig, OptimConfig, PhaseConfig
 from laser_repro.laser.flops import dims, forward_flops_per_token, nonembedding_parameters, step_flops
 
 HERE = Path(__file__).resolve().parent
@@ -70,8 +70,10 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, rounds: int
     return best
 
 
-def timed(fn, reps: int) -> float:
-    fn()  # warm-up
+def timed(fn, reps: int, warm_up: bool = True) -> float:
+    """Seconds per call of ``fn`` over ``reps`` calls, after one untimed call unless ``warm_up`` is False."""
+    if warm_up:
+        fn()
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
@@ -200,7 +202,7 @@ def same_model_precision(run: Path, n_rows: int = 32) -> dict:
         model.load_trainable_state(torch.load(run / "model.pt", map_location="cpu", weights_only=False)["trainable"])
         model.eval()
         with torch.no_grad():
-            table = model.embed_items(ds.n_items, no_grad_batch(cfg.item_batch_size, "item", "cpu"))
+            table = model.embed_items(ds.n_items, cfg.item_batch_size)
             res = trainer.evaluate_split(model, ds, users, "test", table, cfg)
             loss = float(model(hist[:n_rows], torch.as_tensor(tgt[:n_rows]), table).loss)
         out[precision] = {"metrics": res.metrics, "ranks": res.ranks, "loss": loss}

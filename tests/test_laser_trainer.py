@@ -65,10 +65,15 @@ def test_no_grad_batch_sizes_default_by_device(data, cache, monkeypatch):
 
     ds = load_dataset(data)
     model = trainer.build_model(tiny_config(data, cache, item_batch_size=0, eval_batch_size=0), ds, torch.device("cpu"))
-    seen = []
-    real_items, real_users = model.embed_items, model.embed_users
-    monkeypatch.setattr(model, "embed_items", lambda n, b, *a: seen.append(("item", b)) or real_items(n, b, *a))
-    monkeypatch.setattr(model, "embed_users", lambda h, b: seen.append(("eval", b)) or real_users(h, b))
+    from laser_repro.laser import model as model_module
+
+    seen = []  # the batch size each no-grad pass resolved (the model resolves 0 on its own device)
+
+    def resolved(size, kind, device_type):
+        seen.append((kind, no_grad_batch(size, kind, device_type)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(model_module, "no_grad_batch", resolved)
     state = trainer.TrainState()
     table = trainer.refresh_items(model, ds.n_items, model.cfg, state, "test")
     trainer.evaluate_split(model, ds, ds.eval_users("valid")[:3], "valid", table, model.cfg)

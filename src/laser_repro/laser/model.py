@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from laser_repro.laser.backbones import Backbone
-from laser_repro.laser.config import LaserRunConfig
+from laser_repro.laser.config import LaserRunConfig, no_grad_batch
 from laser_repro.laser.inputs import HistoryTokens
 from laser_repro.laser.losses import iic_loss, load_balancing_loss, total_loss
 from laser_repro.laser.mformer import MFormer
@@ -170,7 +170,9 @@ class LaserModel(nn.Module):
 
     @torch.no_grad()
     def embed_items(self, n_items: int, batch_size: int, progress: Callable | None = None) -> torch.Tensor:
-        """All item embeddings [I, H] (eval mode, no grad), batched by text length."""
+        """All item embeddings [I, H] (eval mode, no grad), batched by text length; ``batch_size`` 0 = the
+        device's default (:data:`laser_repro.laser.config.NO_GRAD_BATCH`)."""
+        batch_size = no_grad_batch(batch_size, "item", self.device.type)
         was_training = self.training
         self.eval()
         histories = [[i] for i in range(n_items)]
@@ -185,7 +187,9 @@ class LaserModel(nn.Module):
 
     @torch.no_grad()
     def embed_users(self, histories: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
-        """User embeddings [U, H] in eval mode, batched by text length (order preserved)."""
+        """User embeddings [U, H] in eval mode, batched by text length (order preserved); ``batch_size`` 0 = the
+        device's default (:data:`laser_repro.laser.config.NO_GRAD_BATCH`)."""
+        batch_size = no_grad_batch(batch_size, "eval", self.device.type)
         was_training = self.training
         self.eval()
         lengths = np.array([len(t) for t in self.tokens(histories)])

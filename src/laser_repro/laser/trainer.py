@@ -29,7 +29,7 @@ from laser_repro.eval.evaluator import EvalResult, evaluate
 from laser_repro.experiment.registry import METHODS, stand_in
 from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
-from laser_repro.laser.config import LaserRunConfig, no_grad_batch
+from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
 from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
 from laser_repro.train.scaffold import (
@@ -198,8 +198,7 @@ def refresh_items(model: LaserModel, n_items: int, cfg: LaserRunConfig, state: T
     """All item embeddings with the current weights (no grad, eval mode); logged and counted."""
     t0 = time.perf_counter()
     bar = (lambda b: tqdm(b, desc="item refresh", leave=False)) if cfg.progress else None
-    device = next(model.parameters()).device.type
-    table = model.embed_items(n_items, no_grad_batch(cfg.item_batch_size, "item", device), bar)
+    table = model.embed_items(n_items, cfg.item_batch_size, bar)
     state.refreshes += 1
     log.info("item refresh #%d (%s): %d items in %.1fs", state.refreshes, why, n_items, time.perf_counter() - t0)
     return table
@@ -209,8 +208,7 @@ def evaluate_split(model: LaserModel, ds: SeqDataset, users: np.ndarray, split: 
                    cfg: LaserRunConfig) -> EvalResult:
     """Full ranking of all items by cosine (Eqs. 2-3) with the shared evaluator."""
     histories = [ds.history_and_target(int(u), split)[0] for u in users]
-    device = next(model.parameters()).device.type
-    h = F.normalize(model.embed_users(histories, no_grad_batch(cfg.eval_batch_size, "eval", device)).float(), dim=-1)
+    h = F.normalize(model.embed_users(histories, cfg.eval_batch_size).float(), dim=-1)
     items = F.normalize(table.float(), dim=-1)
     return evaluate(lambda pos: h[torch.as_tensor(pos, device=h.device)] @ items.T, users,
                     ds.targets(split, users), ties=cfg.ties)
