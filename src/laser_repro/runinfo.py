@@ -58,14 +58,37 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name and its bf16 matrix units, e.g. 'AMD EPYC, avx512_bf16'.
+
+    The bf16 speed of a CPU depends on these units (AMX tiles run a large bf16 matmul about twice as fast as
+    AVX512-BF16 on the same core count), so every speed figure names them. ``cpuinfo`` defaults to
+    /proc/cpuinfo; 'unknown' where it cannot be read.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return platform.processor() or "unknown"
+    name, flags = "unknown", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and name == "unknown":
+            name = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return ", ".join([name, *units]) if units else f"{name}, no bf16 units"
+
+
 def device_description(device: Any) -> str:
-    """Human-readable device, e.g. 'cpu (x86_64, 2 threads)' or the CUDA device name."""
+    """Human-readable device, e.g. 'cpu (AMD EPYC, avx512_bf16; x86_64, 2 threads)' or the CUDA device name."""
     import torch
 
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"cuda:{dev.index or 0} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_model()}; {platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def provenance(config: dict, device: Any) -> dict:
