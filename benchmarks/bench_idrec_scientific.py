@@ -9,6 +9,10 @@ processes (``--models sasrec`` in one, ``--models bert4rec`` in another, then ``
 
     python benchmarks/bench_idrec_scientific.py --threads 1 --models sasrec
     python benchmarks/bench_idrec_scientific.py --report-only
+
+Finished runs are also kept as committed records (``benchmarks/records/idrec_scientific/``: metrics.json,
+ranks.npz, protocols.json; see records.py), read where the run folder is absent. The report is not
+rewritten where it would drop or blank a model's numbers (``--allow-gaps`` overrides).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from records import finished, sync, write_report
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "amazon-scientific-recformer"
 REPORT = Path(__file__).with_name("idrec_scientific.md")
+RECORDS = REPO / "benchmarks" / "records" / "idrec_scientific"  # committed records of finished runs (records.py)
 PAPER = {  # Table 2, Scientific, x100 (copied from RecFormer's paper; RecBole under UniSRec's settings)
     "sasrec": {"recall@10": 13.11, "ndcg@10": 8.03, "mrr": 7.12},
     "bert4rec": {"recall@10": 10.61, "ndcg@10": 7.90, "mrr": 7.59},
@@ -78,6 +85,8 @@ def protocol_variants(run: Path, data: Path) -> dict[str, dict]:
     import torch
 
     cache = run / "protocols.json"
+    if not (run / "model.pt").exists():  # a committed record: its cached variants, if it has them
+        return json.loads(cache.read_text()) if cache.exists() else None
     if cache.exists() and cache.stat().st_mtime >= (run / "model.pt").stat().st_mtime:
         return json.loads(cache.read_text())
     from laser_repro.data.dataset import load_dataset
@@ -143,13 +152,11 @@ def report(args) -> str:
               "|---|---|---|---|---|---|---|---|"]
     variants = ["", "| Model | Evaluation protocol | Recall@10 | NDCG@10 | MRR | MRR@10 | n seeds |", "|---|---|---|---|---|---|---|"]
     for model in args.models:
-        recs, runs = [], []
-        for run in sorted((args.runs / model).glob("seed~*")):
-            if (run / "metrics.json").exists():
-                recs.append(json.loads((run / "metrics.json").read_text()))
-                runs.append(run)
-        if recs and args.protocols:
-            pv = [protocol_variants(run, args.data) for run in runs]
+        runs = finished(args.runs / model, RECORDS / model)
+        recs = [json.loads((run / "metrics.json").read_text()) for run in runs]
+        pv = [protocol_variants(run, args.data) for run in runs] if args.protocols else []
+        sync(args.runs / model, RECORDS / model, extra=("protocols.json",))
+        if recs and pv and None not in pv:
             rows = [("ours: full ranking, ties pessimistic, history not masked (default)", [r["test"] for r in recs]),
                     ("ties optimistic (RecFormer)", [p["optimistic"] for p in pv]),
                     ("history items masked to -inf (RecBole full-sort)", [p["history_masked"] for p in pv])]
@@ -190,9 +197,9 @@ def report(args) -> str:
     settings = ["", "Settings of each model's runs (from their metrics.json; the registry's method settings over the "
                 "IDRecRunConfig defaults):", ""]
     for model in args.models:
-        f = next(iter(sorted((args.runs / model).glob("seed~*/metrics.json"))), None)
+        f = next(iter(finished(args.runs / model, RECORDS / model)), None)
         if f is not None:
-            c = json.loads(f.read_text())["config"]
+            c = json.loads((f / "metrics.json").read_text())["config"]
             extra = f", text encoder {c['text_encoder']}" if model in ("fdsa", "zesrec") else ""
             settings.append(f"- {model}: lr {c['lr']}, batch {c['batch_size']}, patience {c['patience']}{extra}, "
                             f"model {json.dumps(c['model_config'], sort_keys=True)}")
@@ -213,14 +220,15 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="write the report even where it would drop or blank a model's numbers")
     p.add_argument("--no-protocols", dest="protocols", action="store_false",
                    help="skip re-evaluating finished runs under other protocols (optimistic ties, history masking)")
     args = p.parse_args()
     if not args.report_only:
         train_all(args)
-    from laser_repro.io import write_text
-
-    write_text(args.report, report(args))
+    write_report(args.report, report(args), list(PAPER), args.allow_gaps,
+                 f"not in --models, or neither a run folder under {args.runs} nor a record under {RECORDS}")
     print(args.report.read_text())
 
 

@@ -6,7 +6,8 @@
 Side by side at one training budget (issue 11): (a) BERT4Rec alone (the ID benchmark's seed-0 run,
 which also feeds the M-Former), (b) Laser, (c) Laser "w/o M-Former" (learnable prefix), (d) Laser
 "w/o prefix", all with MiniLM-L6 (a real pretrained stand-in for the paper's LLMs) and, with
-``--variants smollm2``, Laser on SmolLM2-135M (a real Llama-family decoder).
+``--variants smollm2 smollm2-no-mformer smollm2-no-prefix``, the same three on SmolLM2-135M (a real
+Llama-family decoder; a third of the training users, half the validation and curve users).
 
 Budget on 2 cores: a seeded subset of training users (``--train-users``), a seeded validation cap
 (``--valid-users``), 2 phase-1 epochs (each with an item refresh) and 1 phase-2 epoch, batch 8,
@@ -14,6 +15,11 @@ lr 1e-3 (the CPU M-Former of ``bench_laser_cpu.py``). Every one of the 11,039 te
 the selected epoch; the learning curve tests a seeded subset (``--curve-users``) after every epoch.
 All caps are recorded in each run's metrics.json. Runs resume when re-run. Nothing here is tuned
 towards a paper number.
+
+The report reads the run folders (``--runs``, not committed) and copies each finished run's metrics.json,
+ranks.npz and diagnostics into ``benchmarks/records/laser_scientific/`` (committed), so a later machine without
+the run folders still reports them, t-tests included. Runs from before the records existed keep their lines
+from the previous report, named as such under the results table.
 
 The report (benchmarks/laser_scientific.md) adds diagnostics of the selected models: the anisotropy
 of the item table (mean cosine of random item pairs), the spread of the logits cos/tau, and the norm
@@ -33,7 +39,9 @@ import numpy as np
 import torch
 
 from bench_laser_cpu import CPU_MFORMER  # the M-Former of the real-data runs
+from records import keep_record, kept_lines, source
 from laser_repro.config import from_dict
+from laser_repro.io import write_text
 from laser_repro.laser import trainer
 from laser_repro.laser.config import BiTuningConfig, LaserRunConfig, OptimConfig, PhaseConfig
 from laser_repro.train.scaffold import recorded_config
@@ -49,13 +57,17 @@ VARIANTS = {  # name -> (label, backbone, bituning overrides)
     "no-mformer": ("Laser w/o M-Former (learnable prefix)", "minilm", {"prefix": "learnable"}),
     "no-prefix": ("Laser w/o prefix", "minilm", {"prefix": "none"}),
     "smollm2": ("Laser (M-Former prefix + suffix)", "smollm2", {}),
+    "smollm2-no-mformer": ("Laser w/o M-Former (learnable prefix)", "smollm2", {"prefix": "learnable"}),
+    "smollm2-no-prefix": ("Laser w/o prefix", "smollm2", {"prefix": "none"}),
 }
+# Committed records of finished runs (records.py), so the report survives a machine whose benchmarks/out is gone
+RECORDS = HERE / "records" / "laser_scientific"
 METRICS = ("recall@10", "ndcg@10", "mrr")
 
 
 def run_config(variant: str, args) -> LaserRunConfig:
     _, backbone, bituning = VARIANTS[variant]
-    small = backbone == "smollm2"
+    small = backbone == "smollm2"  # a third of the training users, half the validation and curve users
     return LaserRunConfig(
         dataset=str(args.data), idrec_run=str(args.idrec_run), backbone=backbone, cache_dir=str(args.cache),
         mformer=CPU_MFORMER, bituning=BiTuningConfig(**bituning),
@@ -65,7 +77,7 @@ def run_config(variant: str, args) -> LaserRunConfig:
         max_valid_users=args.valid_users // 2 if small else args.valid_users,
         test_curve_users=args.curve_users // 2 if small else args.curve_users,
         max_eval_users=args.smollm2_test_users if small else args.test_users,
-        num_threads=args.threads, progress=False, eval_batch_size=64, item_batch_size=128,
+        num_threads=args.threads, progress=False,  # no-grad batches: the device default (laser_batches.md)
     )
 
 
@@ -73,7 +85,8 @@ def train(args) -> None:
     if not (args.data / "stats.json").exists():
         sys.exit(f"{args.data}: no prepared Scientific data; prepare it with `laser-repro data prepare --source "
                  f"recformer --input ../shared/data/amazon-scientific-recformer --name scientific --out {args.data}`")
-    if not (args.idrec_run / "metrics.json").exists():  # the ID benchmark's seed-0 BERT4Rec (same config)
+    needs_idrec = any(VARIANTS[v][2].get("prefix", "mformer") == "mformer" for v in args.variants)
+    if needs_idrec and not (args.idrec_run / "metrics.json").exists():  # the ID benchmark's seed-0 BERT4Rec
         from laser_repro.config import from_dict
         from laser_repro.experiment.registry import METHODS
         from laser_repro.idrec.config import IDRecRunConfig
@@ -182,18 +195,35 @@ def idrec_row(path: Path, label: str) -> str:
 
 
 def report(args) -> str:
+    """The report from the run folders in ``--runs`` (synced into the committed records), else the records, else
+    the previous report's lines for that run (named under the results table), else a 'not run' gap."""
+    old = REPORT.read_text() if REPORT.exists() else ""
+    folders = {"bert4rec": args.idrec_run, BUDGET_RUN: args.runs / BUDGET_RUN, **{v: args.runs / v for v in VARIANTS}}
+    for name, folder in folders.items():
+        if (folder / "metrics.json").exists() and (folder / "ranks.npz").exists():
+            keep_record(folder, RECORDS / name)
+    found = {name: source(folder, RECORDS / name) for name, folder in folders.items()}
+    kept: list[str] = []
+
+    def old_or(names: list[str], starts: str, fallback: list[str], block: bool = False) -> list[str]:
+        lines = kept_lines(old, starts, block)
+        kept.extend(n for n in names if lines and n not in kept)
+        return lines or fallback
+
     lines = ["# Laser on the real Scientific set (first real-data result)", "",
              "Written by `python benchmarks/bench_laser_scientific.py --report-only` from the runs that "
-             "`bench_laser_scientific.py` trained (see its docstring for the commands). Values x100.", ""]
+             "`bench_laser_scientific.py` trained (see its docstring for the commands) or their committed records "
+             "(`benchmarks/records/laser_scientific/`). Values x100.", ""]
     rows = ["| system | backbone | training users | train rows | valid users | test users | best (phase, epoch) "
             "| test R@10 | test N@10 | test MRR | wall (min) |",
             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-    rows.append(idrec_row(args.idrec_run / "metrics.json", "(a) BERT4Rec alone (ID benchmark, seed 0; the M-Former's input)"))
-    rows.append(idrec_row(args.runs / BUDGET_RUN / "metrics.json", "(a') BERT4Rec at the same budget"))
+    for name, label in (("bert4rec", "(a) BERT4Rec alone (ID benchmark, seed 0; the M-Former's input)"),
+                        (BUDGET_RUN, "(a') BERT4Rec at the same budget")):
+        rows += ([idrec_row(found[name] / "metrics.json", label)] if found[name]
+                 else old_or([name], f"| {label} |", [idrec_row(folders[name] / "metrics.json", label)]))
     recs = {}
     for v, (label, backbone, _) in VARIANTS.items():
-        f = args.runs / v / "metrics.json"
-        if not f.exists():
+        if found[v] is None:
             ckpt = args.runs / v / "checkpoint.pt"
             if ckpt.exists():  # an unfinished run: its curve so far, no test
                 st = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
@@ -201,55 +231,80 @@ def report(args) -> str:
                 rows.append(f"| {label} | {backbone} | UNFINISHED ({st['phase']}, epoch {st['epoch']}; see its curve) "
                             "| | | | | — | — | — | |")
             else:
-                rows.append(f"| {label} | {backbone} | not run | | | | | — | — | — | |")
+                rows += old_or([v], f"| {label} | {backbone} |", [f"| {label} | {backbone} | not run | | | | | — | — | — | |"])
             continue
-        r = recs[v] = json.loads(f.read_text())
+        r = recs[v] = json.loads((found[v] / "metrics.json").read_text())
         c = r["config"]
         rows.append(f"| {label} | {backbone} | {c['max_train_users']} (seeded) | {r['train_rows']} | {r['valid']['n']} "
                     f"| {r['test']['n']} | {r['best_phase']}, {r['best_epoch']} | {x100(r['test'], 'recall@10')} "
                     f"| {x100(r['test'], 'ndcg@10')} | {x100(r['test'], 'mrr')} | {r['wall_time_s'] / 60:.0f} |")
     lines += rows
+    kept_note = len(lines)
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
-    folders = {"bert4rec": args.idrec_run, BUDGET_RUN: args.runs / BUDGET_RUN,
-               **{v: args.runs / v for v in VARIANTS}}
     pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
-    pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main")]
+    pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
+              ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
+    tests = paired_tests({k: f for k, f in found.items() if f}, pairs)
+    for i, (a, b) in enumerate(pairs):
+        if tests[i].endswith("not run |"):
+            tests[i:i + 1] = old_or([n for n in (a, b) if not found[n]], f"| {a} vs {b} |", [tests[i]])
     lines += ["## Paired t-tests (test NDCG@10 per user, two-sided, common test users)", "",
               "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
               "'a better' / 'b better' at p < 0.05.", "",
-              "| a vs b | n | a vs b (x100) | t | p | verdict |", "|---|---:|---|---:|---:|---|",
-              *paired_tests(folders, pairs), ""]
-    if recs:
-        lines += ["## Learning curves (NDCG@10 x100)", "",
-                  "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
-                  "Epoch -1 = before training (untrained prefix/suffix, first item refresh).", ""]
-        for v, r in recs.items():
-            n_curve = next((h["test"]["n"] for h in r["history"] if "test" in h), 0)
-            lines += [f"**{v}** ({VARIANTS[v][1]}; curve test users {n_curve})", "",
-                      "| phase | epoch | loss | valid N@10 | curve-test N@10 |", "|---|---:|---:|---:|---:|",
-                      f"| — | -1 | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
-            for h in r["history"]:
-                lines.append(f"| {h['phase']} | {h['epoch']} | {h['loss']:.3f} | {x100(h['valid'], 'ndcg@10')} "
-                             f"| {x100(h.get('test', {}), 'ndcg@10')} |")
-            lines.append("")
-        lines += ["## Diagnostics of the selected models", "",
-                  "Item cosine: mean (std) cosine of 20,000 random pairs of the final item table. Logit spread: "
-                  "std of those cosines / tau, the scale at which Eq. 6 separates items. Norms: mean L2 norm of the "
-                  "backbone's input token embeddings of 64 training histories, of the prefix vectors the model "
-                  "feeds with them, and of the suffix vectors.", "",
-                  "| run | item cosine mean (std) | tau | logit spread | token norm | prefix norm | suffix norm |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for v in [v for v in recs if not recs[v].get("unfinished")]:
-            d = diagnose(args.runs / v)
-            fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
-            lines.append(f"| {v} | {d['item_cos_mean']:.3f} ({d['item_cos_std']:.3f}) | {d['tau']} | "
-                         f"{d['logit_std']:.2f} | {fmt(d['token_norm'])} | {fmt(d['prefix_norm'])} | "
-                         f"{fmt(d['suffix_norm'])} |")
+              "| a vs b | n | a vs b (x100) | t | p | verdict |", "|---|---:|---|---:|---:|---|", *tests, ""]
+    lines += ["## Learning curves (NDCG@10 x100)", "",
+              "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
+              "Epoch -1 = before training (untrained prefix/suffix, first item refresh).", ""]
+    for v in VARIANTS:
+        if v not in recs:
+            block = old_or([v], f"**{v}** (", [], block=True)
+            lines += block + ([""] if block and block[-1] else [])
+            continue
+        r = recs[v]
+        n_curve = next((h["test"]["n"] for h in r["history"] if "test" in h), 0)
+        lines += [f"**{v}** ({VARIANTS[v][1]}; curve test users {n_curve})", "",
+                  "| phase | epoch | loss | valid N@10 | curve-test N@10 |", "|---|---:|---:|---:|---:|",
+                  f"| — | -1 | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
+        for h in r["history"]:
+            lines.append(f"| {h['phase']} | {h['epoch']} | {h['loss']:.3f} | {x100(h['valid'], 'ndcg@10')} "
+                         f"| {x100(h.get('test', {}), 'ndcg@10')} |")
         lines.append("")
-    old = REPORT.read_text() if REPORT.exists() else ""
+    lines += ["## Diagnostics of the selected models", "",
+              "Item cosine: mean (std) cosine of 20,000 random pairs of the final item table. Logit spread: "
+              "std of those cosines / tau, the scale at which Eq. 6 separates items. Norms: mean L2 norm of the "
+              "backbone's input token embeddings of 64 training histories, of the prefix vectors the model "
+              "feeds with them, and of the suffix vectors.", "",
+              "| run | item cosine mean (std) | tau | logit spread | token norm | prefix norm | suffix norm |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for v in VARIANTS:
+        d = diagnostics(args.runs / v, RECORDS / v)
+        if d is None:
+            lines += old_or([v], f"| {v} |", [])
+            continue
+        fmt = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
+        lines.append(f"| {v} | {d['item_cos_mean']:.3f} ({d['item_cos_std']:.3f}) | {d['tau']} | "
+                     f"{d['logit_std']:.2f} | {fmt(d['token_norm'])} | {fmt(d['prefix_norm'])} | "
+                     f"{fmt(d['suffix_norm'])} |")
+    lines.append("")
+    if kept:
+        lines.insert(kept_note, "\nKept from the previous version of this report (no run folder or record of them "
+                     "on this machine; they ran before records were kept): the rows, t-tests, curves and diagnostics "
+                     f"of {', '.join(kept)}.")
     analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ANALYSIS + "\n"
     return "\n".join(lines) + "\n" + analysis
+
+
+def diagnostics(run: Path, record: Path) -> dict | None:
+    """:func:`diagnose` of a finished run folder (saved into its record), else the record's, else None."""
+    from laser_repro.io import write_json
+
+    if (run / "metrics.json").exists() and (run / "checkpoint.pt").exists():
+        d = diagnose(run)
+        write_json(record / "diagnostics.json", d)
+        return d
+    f = record / "diagnostics.json"
+    return json.loads(f.read_text()) if f.exists() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.report_only:
         train(args)
-    REPORT.write_text(report(args))
+    write_text(REPORT, report(args))
     print(f"wrote {REPORT}")
     return 0
 

@@ -18,7 +18,10 @@ Steps (each resumes when re-run; runs go to ``--runs``):
   users, 1 collaborative epoch, 1 fine-tuning epoch of 960 rows, 300 validation and 2,000 test users.
 
 The report (``benchmarks/llm_baselines_scientific.md``) puts every finished run next to the paper's
-Table 2 cells (x100; from ``reported.yaml``). Nothing here is tuned towards a paper number.
+Table 2 cells (x100; from ``reported.yaml``). Finished runs are also kept as committed records
+(``benchmarks/records/llm_baselines/``, see records.py), read where the run folder is absent; the report is
+not rewritten where it would lose a method's numbers (``--allow-gaps`` overrides). Nothing here is tuned
+towards a paper number.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from records import finished, sync, write_report
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
 REPORT = HERE / "llm_baselines_scientific.md"
+RECORDS = HERE / "records" / "llm_baselines"  # committed records of finished runs (records.py)
 METRICS = ("recall@10", "ndcg@10", "mrr")
 ID_STEPS = ("lrurec", "kar")
 STEPS = ID_STEPS + ("llamarec", "llm4rec")
@@ -138,7 +144,8 @@ def report(args) -> str:
               "|---|---|---|---|---|---|---|---|"]
     history: list[str] = []
     for step in STEPS:
-        recs = [json.loads(f.read_text()) for f in sorted((args.runs / step).glob("seed~*/metrics.json"))]
+        sync(args.runs / step, RECORDS / step)
+        recs = [json.loads((f / "metrics.json").read_text()) for f in finished(args.runs / step, RECORDS / step)]
         vals = {k: [100 * r["test"][k] for r in recs] for k in METRICS}
         who = {"lrurec": "— (ID model)", "kar": "template knowledge, MiniLM-L6 encoder",
                "llamarec": "SmolLM2-135M + LoRA", "llm4rec": "SmolLM2-135M"}[step]
@@ -159,8 +166,8 @@ def report(args) -> str:
                                   + (f", valid NDCG@10 {100 * v:.2f}" if v is not None else ""))
                 history.append(f"- {step}, seed {r['seed']}: " + "; ".join(stages))
     extra = ["", "Training history of the LLM runs (x100):", "", *history] if history else []
-    for f in sorted((args.runs / "llamarec").glob("seed~*/metrics.json")):
-        r = json.loads(f.read_text())
+    for f in finished(args.runs / "llamarec", RECORDS / "llamarec"):
+        r = json.loads((f / "metrics.json").read_text())
         t, x = r["test"], r.get("test_extra", {})
         retr = x.get("retriever", {})
         extra += ["", f"LlamaRec, seed {r['seed']}, on its {t['n']} seeded test users (x100):", "",
@@ -198,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm4rec-collab-epochs", type=int, default=1, help="LLM4REC collaborative pre-training epochs")
     p.add_argument("--llm4rec-epochs", type=int, default=1, help="LLM4REC fine-tuning epochs (cap)")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from finished runs")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="write the report even where it would replace a method's numbers with 'not run'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.report_only:
@@ -209,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 train_llamarec(args)
             else:
                 train_llm4rec(args)
-    args.report.write_text(report(args))
+    write_report(args.report, report(args), list(STEPS), args.allow_gaps,
+                 f"neither a run folder under {args.runs} nor a record under {RECORDS}")
     print(f"wrote {args.report}")
     return 0
 

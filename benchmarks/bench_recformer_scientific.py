@@ -21,11 +21,14 @@ from pathlib import Path
 
 import torch
 
+from laser_repro.io import write_text
 from laser_repro.recformer.config import RecformerRunConfig
 from laser_repro.recformer.trainer import train_recformer
+from records import keep_record, source
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "recformer_scientific.md"
+RECORDS = HERE / "records" / "recformer_scientific"  # committed records of finished runs (records.py)
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
 PAPER = {"laser_table2": {"recall@10": 11.14, "ndcg@10": 7.22, "mrr": 6.50},  # Laser's RECFORMER row
          "recformer_own": {"recall@10": 14.48, "ndcg@10": 10.27, "mrr": 9.51}}  # RecFormer's Table 2 (spec §3)
@@ -42,12 +45,20 @@ def config(args) -> RecformerRunConfig:
 
 
 def report(args) -> str:
-    f = args.run / "metrics.json"
+    """The report from the run folder (synced into its committed record), else from the record; with neither,
+    the previous report unchanged (or 'Not run yet.' where there is none)."""
+    old = REPORT.read_text() if REPORT.exists() else ""
+    record = RECORDS / args.run.name
+    if (args.run / "metrics.json").exists() and (args.run / "ranks.npz").exists():
+        keep_record(args.run, record)
+    found = source(args.run, record)
     lines = ["# RECFORMER on the real Scientific set (offline MiniLM-initialised Longformer)", "",
-             "Written by `python benchmarks/bench_recformer_scientific.py` (see its docstring). Values x100.", ""]
-    if not f.exists():
-        return "\n".join(lines + ["Not run yet.", ""])
-    r = json.loads(f.read_text())
+             "Written by `python benchmarks/bench_recformer_scientific.py` (see its docstring) from its run folder "
+             "or the run's committed record (`benchmarks/records/recformer_scientific/`). Values x100.", ""]
+    if found is None:
+        print(f"{args.run}: no finished run and no record; the report is left as it is")
+        return old or "\n".join(lines + ["Not run yet.", ""])
+    r = json.loads((found / "metrics.json").read_text())
     c = r["config"]
     lines += [f"Encoder `{c['encoder']}` (stand-in: a Longformer initialised from MiniLM-L6, not pre-trained), "
               f"{r['train_users']} seeded training users, {r['valid']['n']} validation users, {r['test']['n']} test "
@@ -64,7 +75,6 @@ def report(args) -> str:
     for h in r["history"]:
         v = h.get("valid", {}).get("ndcg@10")
         lines.append(f"| {h['stage']} | {h['epoch']} | {h['loss']:.3f} | {'—' if v is None else f'{100 * v:.2f}'} |")
-    old = REPORT.read_text() if REPORT.exists() else ""
     return "\n".join(lines) + "\n\n" + (old[old.index(ANALYSIS):] if ANALYSIS in old else ANALYSIS + "\n")
 
 
@@ -83,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not args.report_only:
         train_recformer(config(args), args.run)
-    REPORT.write_text(report(args))
+    write_text(REPORT, report(args))
     print(REPORT.read_text())
     return 0
 

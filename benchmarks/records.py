@@ -1,0 +1,90 @@
+"""Committed records of benchmark runs, so a report survives a machine without its run folders.
+
+Run folders (``benchmarks/out/``, git-ignored) hold checkpoints and weights and do not travel between
+machines. A report script copies each finished run's ``metrics.json`` and ``ranks.npz`` (recompressed,
+~100 KB for 11,039 test users) into ``benchmarks/records/<benchmark>/<run>/``, which is committed, and
+reads a run from its folder where present, else from its record. For runs from before the records existed,
+:func:`kept_lines` carries the previous report's lines over, and the report names them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from laser_repro.io import atomic_path, write_text
+
+RECORD_FILES = ("metrics.json", "ranks.npz")
+
+
+def keep_record(run: Path, record: Path) -> None:
+    """Copy a finished run's metrics.json and ranks.npz (recompressed: ~5x smaller) into the committed records,
+    atomically; the arrays and their dtypes are unchanged."""
+    metrics, ranks = RECORD_FILES
+    with atomic_path(record / metrics) as tmp:
+        tmp.write_bytes((run / metrics).read_bytes())
+    with np.load(run / ranks) as z, atomic_path(record / ranks, suffix=".npz") as tmp:
+        arrays = {k: z[k] for k in z.files}
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def source(run: Path, record: Path) -> Path | None:
+    """Where a finished run's results are: its run folder if here, else its committed record, else None."""
+    return next((f for f in (run, record) if (f / "metrics.json").exists()), None)
+
+
+def kept_lines(old: str, starts: str, block: bool = False) -> list[str]:
+    """Lines of the previous report for a run that is neither here nor recorded: the first line that
+    starts with ``starts`` (and, with ``block``, the lines after it up to the next blank line after a table)."""
+    lines = old.splitlines()
+    i = next((k for k, line in enumerate(lines) if line.startswith(starts)), None)
+    if i is None:
+        return []
+    if not block:
+        return [lines[i]]
+    j = i + 1
+    while j < len(lines) and (not lines[j] or lines[j].startswith("|")) and not (
+            j > i + 2 and not lines[j] and lines[j - 1].startswith("|")):
+        j += 1
+    return lines[i:j]
+
+
+def sync(runs: Path, records: Path, pattern: str = "seed~*", extra: tuple[str, ...] = ()) -> None:
+    """Keep a record of every finished run folder ``runs/<pattern>`` (metrics.json and ranks.npz present), with
+    the small ``extra`` files it has (e.g. a cache of derived metrics)."""
+    for run in sorted(runs.glob(pattern)):
+        if all((run / name).exists() for name in RECORD_FILES):
+            keep_record(run, records / run.name)
+            for name in extra:
+                if (run / name).exists():
+                    with atomic_path(records / run.name / name) as tmp:
+                        tmp.write_bytes((run / name).read_bytes())
+
+
+def finished(runs: Path, records: Path, pattern: str = "seed~*") -> list[Path]:
+    """Finished runs by name: the run folder where it has metrics.json, else the record; sorted by name."""
+    names = {p.parent.name for root in (runs, records) for p in root.glob(f"{pattern}/metrics.json")}
+    return [source(runs / n, records / n) for n in sorted(names)]
+
+
+def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
+    """The ``keys`` (row starts such as ``| fdsa |``) that had a result in the previous report (a row starting with
+    the key and not saying 'not run') and have none in the new one: what writing ``new`` would lose."""
+    def has_result(text: str, key: str) -> bool:
+        return any(line.startswith(key) and "not run" not in line for line in text.splitlines())
+
+    return [k for k in keys if has_result(old, k) and not has_result(new, k)]
+
+
+def write_report(path: Path, text: str, names: list[str], allow_gaps: bool, where: str) -> None:
+    """Write ``text`` to the report ``path`` atomically, unless it would lose the results of one of ``names`` (rows
+    starting ``| name |``) that the report has now: then exit naming them (``where``: where their runs were sought)."""
+    old = path.read_text() if path.exists() else ""
+    lost = lost_rows(old, text, [f"| {n} |" for n in names])
+    if lost and not allow_gaps:
+        sys.exit(f"{path}: not rewritten: it has results for {', '.join(k.strip('| ') for k in lost)} that this "
+                 f"call would blank or drop ({where}); run them, or pass --allow-gaps")
+    write_text(path, text)

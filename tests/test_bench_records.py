@@ -1,0 +1,161 @@
+"""benchmarks/bench_laser_scientific.py keeps what it computed: committed records of finished runs, and the
+previous report's lines for runs that are neither here nor recorded (never a silent gap)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+OLD = """# Laser on the real Scientific set (first real-data result)
+
+| system | backbone | training users | train rows | valid users | test users | best (phase, epoch) | test R@10 | test N@10 | test MRR | wall (min) |
+|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|
+| Laser w/o prefix | minilm | 1000 (seeded) | 3107 | 1000 | 11039 | 2, 0 | 9.42 | 5.24 | 4.39 | 28 |
+
+| a vs b | n | a vs b (x100) | t | p | verdict |
+|---|---:|---|---:|---:|---|
+| main vs no-prefix | 11039 | 3.86 vs 5.24 | -9.61 | 8.8e-22 | b better |
+
+**no-prefix** (minilm; curve test users 500)
+
+| phase | epoch | loss | valid N@10 | curve-test N@10 |
+|---|---:|---:|---:|---:|
+| 1 | 0 | 8.247 | 4.98 | 4.58 |
+
+**smollm2** (smollm2; curve test users 250)
+
+| run | item cosine mean (std) | tau | logit spread | token norm | prefix norm | suffix norm |
+|---|---:|---:|---:|---:|---:|---:|
+| no-prefix | 0.632 (0.075) | 0.05 | 1.50 | 1.131 | — | 1.368 |
+
+<!-- analysis: hand-written, kept when the tables above are regenerated -->
+Hand-written text.
+"""
+
+
+def _load(monkeypatch, tmp_path, name="bench_laser_scientific"):
+    monkeypatch.syspath_prepend(str(BENCH))  # the scripts import records (and bench_laser_cpu)
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "REPORT", tmp_path / "report.md")
+    monkeypatch.setattr(mod, "RECORDS", tmp_path / "records")
+    return mod
+
+
+def test_kept_lines_take_one_row_or_one_curve_block(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    assert mod.kept_lines(OLD, "| Laser w/o prefix | minilm |") == [OLD.splitlines()[4]]
+    block = mod.kept_lines(OLD, "**no-prefix** (", block=True)
+    assert block[0].startswith("**no-prefix**") and block[-1] == "| 1 | 0 | 8.247 | 4.98 | 4.58 |" and len(block) == 5
+    assert mod.kept_lines(OLD, "| Laser w/o prefix | smollm2 |") == []
+
+
+def test_a_record_is_used_when_the_run_folder_is_gone(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    run, record = tmp_path / "runs" / "x", tmp_path / "records" / "x"
+    assert mod.source(run, record) is None
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"test": {"ndcg@10": 0.05}}))
+    ranks = {"test_users": np.arange(11039), "test_targets": np.arange(11039) % 5327, "test_ranks": np.arange(11039) % 97}
+    np.savez(run / "ranks.npz", **ranks)
+    mod.keep_record(run, record)
+    with np.load(record / "ranks.npz") as z:
+        assert sorted(z.files) == sorted(ranks) and all(np.array_equal(z[k], v) and z[k].dtype == v.dtype
+                                                        for k, v in ranks.items())
+    assert (record / "ranks.npz").stat().st_size < (run / "ranks.npz").stat().st_size / 3
+    assert json.loads((record / "metrics.json").read_text()) == {"test": {"ndcg@10": 0.05}}
+    assert mod.source(run, record) == run  # the run folder, where present, wins
+    for f in run.iterdir():
+        f.unlink()
+    assert mod.source(run, record) == record
+
+
+def test_report_keeps_the_previous_lines_of_runs_it_cannot_find_and_names_them(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    mod.REPORT.write_text(OLD)
+    args = argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs")
+    text = mod.report(args)
+    assert "| Laser w/o prefix | minilm | 1000 (seeded) | 3107 | 1000 | 11039 | 2, 0 | 9.42 | 5.24 | 4.39 | 28 |" in text
+    assert "| main vs no-prefix | 11039 | 3.86 vs 5.24 | -9.61 | 8.8e-22 | b better |" in text
+    assert "| 1 | 0 | 8.247 | 4.98 | 4.58 |" in text and "| no-prefix | 0.632 (0.075) |" in text
+    assert "| Laser w/o prefix | smollm2 | not run |" in text  # never run, never reported: a visible gap
+    assert "| smollm2-no-prefix vs bert4rec | — | — | — | — | not run |" in text
+    kept = next(line for line in text.splitlines() if line.startswith("Kept from the previous version"))
+    assert "no-prefix" in kept and "main" in kept and "smollm2-no-prefix" not in kept
+    assert text.endswith("Hand-written text.\n")
+
+
+def test_recformer_report_without_run_or_record_is_left_as_it_is(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_recformer_scientific")
+    args = argparse.Namespace(run=tmp_path / "runs" / "seed~0")
+    assert mod.report(args).endswith("Not run yet.\n")  # nothing before: a visible gap
+    mod.REPORT.write_text(OLD)
+    assert mod.report(args) == OLD  # never replaced by a gap
+
+
+def test_recformer_report_reads_the_record_when_the_run_folder_is_gone(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_recformer_scientific")
+    run = tmp_path / "runs" / "seed~0"
+    run.mkdir(parents=True)
+    metrics = {"config": {"encoder": "minilm", "max_tokens": 256, "lr": 5e-5, "batch_size": 16}, "train_users": 800,
+               "valid": {"n": 400}, "test": {"n": 11039, "recall@10": 0.0812, "ndcg@10": 0.0456, "mrr": 0.0401},
+               "wall_time_s": 1500.0, "device": "cpu", "best_stage": 2, "best_epoch": 0,
+               "history": [{"stage": 1, "epoch": 0, "loss": 3.2, "valid": {"ndcg@10": 0.04}}]}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    np.savez(run / "ranks.npz", test_users=np.arange(3), test_targets=np.arange(3), test_ranks=np.arange(3))
+    first = mod.report(args := argparse.Namespace(run=run))
+    assert "| ours (stage 2, epoch 0) | 8.12 | 4.56 | 4.01 |" in first
+    for f in run.iterdir():
+        f.unlink()
+    assert mod.report(args) == first and (tmp_path / "records" / "seed~0" / "ranks.npz").exists()
+
+
+def test_finished_runs_prefer_folders_and_fall_back_to_records(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import records
+
+    runs, recs = tmp_path / "runs", tmp_path / "records"
+    for seed in (0, 1):
+        run = runs / f"seed~{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"seed": seed}))
+        np.savez(run / "ranks.npz", test_ranks=np.arange(4))
+    (runs / "seed~1" / "protocols.json").write_text("{}")
+    (runs / "seed~2").mkdir()  # unfinished: no metrics.json
+    records.sync(runs, recs, extra=("protocols.json",))
+    assert sorted(p.name for p in recs.iterdir()) == ["seed~0", "seed~1"]
+    assert (recs / "seed~1" / "protocols.json").exists() and not (recs / "seed~0" / "protocols.json").exists()
+    (runs / "seed~0" / "metrics.json").unlink()
+    assert records.finished(runs, recs) == [recs / "seed~0", runs / "seed~1"]
+
+
+def test_lost_rows_names_what_a_rewrite_would_blank_or_drop(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from records import lost_rows
+
+    old = "| sasrec | ndcg@10 | 8.03 | 9.20 (n=3) |\n| fdsa | ndcg@10 | 7.16 | not run | — |\n| kar | 0 | 12 |"
+    new = "| sasrec | ndcg@10 | 8.03 | not run | — |\n| fdsa | ndcg@10 | 7.16 | 6.9 (n=1) |"
+    assert lost_rows(old, new, ["| sasrec |", "| fdsa |", "| kar |", "| zesrec |"]) == ["| sasrec |", "| kar |"]
+    assert lost_rows(old, old, ["| sasrec |", "| kar |"]) == []
+
+
+def test_write_report_refuses_to_blank_a_result(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import pytest
+    from records import write_report
+
+    path = tmp_path / "r.md"
+    path.write_text("| kar | 13.07 |\n")
+    with pytest.raises(SystemExit, match="results for kar"):
+        write_report(path, "| kar | not run |\n", ["kar", "lrurec"], False, "no runs here")
+    assert path.read_text() == "| kar | 13.07 |\n"
+    write_report(path, "| kar | 13.10 |\n| lrurec | 14.2 |\n", ["kar", "lrurec"], False, "")
+    write_report(path, "| kar | not run |\n", ["kar"], True, "")  # --allow-gaps
+    assert path.read_text() == "| kar | not run |\n"
