@@ -36,12 +36,16 @@ from laser_repro.data.dataset import SeqDataset
 from laser_repro.laser import trainer
 from laser_repro.laser.config import LaserRunConfig, MFormerConfig, OptimConfig, PhaseConfig
 from laser_repro.laser.flops import dims, forward_flops_per_token, nonembedding_parameters, step_flops
+from laser_repro.runinfo import cpu_model
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
 # Paper counts (K 8, top-3, L 32) at a CPU-sized width and depth: the M-Former of the real-data runs.
 CPU_MFORMER = MFormerConfig(n_experts=8, top_k=3, n_queries=32, d_model=128, n_layers=2, n_heads=4, intermediate=512)
 BATCH = 8
+# Sections of the report this script keeps when it rewrites the rest: earlier machines' figures (by hand) and
+# bench_laser_smoke.py's section, in that order.
+MACHINES, SMOKE = "<!-- machines:start -->", "<!-- smoke:start -->"
 
 
 def load_data() -> tuple[SeqDataset, str]:
@@ -236,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Written by `benchmarks/bench_laser_cpu.py --threads {args.threads} --steps {args.steps}"
         f"{' --check-precision' if args.check_precision else ''}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"Data: {data_name}. Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"Data: {data_name}. Machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, "
         f"{args.threads} torch threads; load average {load[0]:.1f} at the end.",
         "",
         f"Every figure comes from this run. Matmul peak (2048², {args.threads} threads, best of 5 rounds): fp32 {peaks['fp32']:.0f} GFLOP/s, "
@@ -294,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"within bf16 rounding, read as: no significant per-user difference): "
                   f"{'met' if within else 'NOT met'}."]
     previous = args.out.read_text() if args.out.exists() else ""
-    smoke = previous[previous.index("<!-- smoke:start -->"):] if "<!-- smoke:start -->" in previous else ""
-    args.out.write_text("\n".join(lines) + "\n" + ("\n" + smoke if smoke else ""))
+    kept = [previous[previous.index(mark):] for mark in (MACHINES, SMOKE) if mark in previous][:1]  # hand-kept
+    args.out.write_text("\n".join(lines) + "\n" + "".join("\n" + k for k in kept))
     print(f"wrote {args.out}")
     return 0
 
