@@ -37,7 +37,8 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/tmp/laser-repro-bench/data/scientific"))
+    p.add_argument("--data", type=Path, default=REPO / "benchmarks" / "out" / "data" / "scientific",
+                   help="prepared data folder (made if missing; the one the other benchmarks use)")
     p.add_argument("--model-run", type=Path, default=REPO / "benchmarks/out/idrec_scientific/sasrec/seed~0",
                    help="a finished SASRec run folder (random weights if absent: same cost)")
     p.add_argument("--threads", type=int, default=2)

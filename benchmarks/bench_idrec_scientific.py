@@ -212,7 +212,8 @@ def report(args) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/tmp/laser-repro-bench/data/scientific"), help="prepared data folder (made if missing)")
+    p.add_argument("--data", type=Path, default=REPO / "benchmarks" / "out" / "data" / "scientific",
+                   help="prepared data folder (made if missing; the one the other benchmarks use)")
     p.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "out" / "idrec_scientific", help="run folders")
     p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec"], choices=list(PAPER),
                    help="models to train and report (the report lists exactly these)")
