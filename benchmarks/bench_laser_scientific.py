@@ -41,7 +41,7 @@ import torch
 from bench_laser_cpu import CPU_MFORMER  # the M-Former of the real-data runs
 from records import keep_record, kept_lines, source
 from laser_repro.config import from_dict
-from laser_repro.io import write_text
+from laser_repro.io import write_json, write_text
 from laser_repro.laser import trainer
 from laser_repro.laser.config import BiTuningConfig, LaserRunConfig, OptimConfig, PhaseConfig
 from laser_repro.train.scaffold import recorded_config
@@ -68,8 +68,9 @@ METRICS = ("recall@10", "ndcg@10", "mrr")
 def run_config(variant: str, args) -> LaserRunConfig:
     _, backbone, bituning = VARIANTS[variant]
     small = backbone == "smollm2"  # a third of the training users, half the validation and curve users
+    uses_idrec = bituning.get("prefix", "mformer") == "mformer"  # only the M-Former reads the BERT4Rec run
     return LaserRunConfig(
-        dataset=str(args.data), idrec_run=str(args.idrec_run), backbone=backbone, cache_dir=str(args.cache),
+        dataset=str(args.data), idrec_run=str(args.idrec_run) if uses_idrec else None, backbone=backbone, cache_dir=str(args.cache),
         mformer=CPU_MFORMER, bituning=BiTuningConfig(**bituning),
         phases=PhaseConfig(phase1_max_epochs=args.phase1_epochs, phase1_patience=2, phase2_epochs=args.phase2_epochs),
         optim=OptimConfig(batch_size=8, lr=1e-3),
@@ -204,6 +205,7 @@ def report(args) -> str:
             keep_record(folder, RECORDS / name)
     found = {name: source(folder, RECORDS / name) for name, folder in folders.items()}
     kept: list[str] = []
+    unfinished: list[str] = []  # reruns in progress whose previous results are kept meanwhile
 
     def old_or(names: list[str], starts: str, fallback: list[str], block: bool = False) -> list[str]:
         lines = kept_lines(old, starts, block)
@@ -225,9 +227,12 @@ def report(args) -> str:
     for v, (label, backbone, _) in VARIANTS.items():
         if found[v] is None:
             ckpt = args.runs / v / "checkpoint.pt"
-            if ckpt.exists():  # an unfinished run: its curve so far, no test
+            previous = kept_lines(old, f"| {label} | {backbone} |")
+            if ckpt.exists() and previous:  # a rerun in progress: the previous results stay until it finishes
+                unfinished.append(v)
+            if ckpt.exists() and not previous:  # an unfinished run: its curve so far, no test
                 st = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
-                recs[v] = {"history": st["history"], "untrained_valid": st["untrained_valid"], "unfinished": True}
+                recs[v] = {"history": st["history"], "untrained_valid": st["untrained_valid"]}
                 rows.append(f"| {label} | {backbone} | UNFINISHED ({st['phase']}, epoch {st['epoch']}; see its curve) "
                             "| | | | | — | — | — | |")
             else:
@@ -247,8 +252,8 @@ def report(args) -> str:
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
     tests = paired_tests({k: f for k, f in found.items() if f}, pairs)
     for i, (a, b) in enumerate(pairs):
-        if tests[i].endswith("not run |"):
-            tests[i:i + 1] = old_or([n for n in (a, b) if not found[n]], f"| {a} vs {b} |", [tests[i]])
+        if tests[i].endswith("not run |") and not (found[a] or found[b]):  # never an old run against a new one
+            tests[i:i + 1] = old_or([a, b], f"| {a} vs {b} |", [tests[i]])
     lines += ["## Paired t-tests (test NDCG@10 per user, two-sided, common test users)", "",
               "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
               "'a better' / 'b better' at p < 0.05.", "",
@@ -290,15 +295,14 @@ def report(args) -> str:
     if kept:
         lines.insert(kept_note, "\nKept from the previous version of this report (no run folder or record of them "
                      "on this machine; they ran before records were kept): the rows, t-tests, curves and diagnostics "
-                     f"of {', '.join(kept)}.")
+                     f"of {', '.join(kept)}." + (f" Reruns in progress (their previous results stay until they finish): "
+                                                 f"{', '.join(unfinished)}." if unfinished else ""))
     analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ANALYSIS + "\n"
     return "\n".join(lines) + "\n" + analysis
 
 
 def diagnostics(run: Path, record: Path) -> dict | None:
     """:func:`diagnose` of a finished run folder (saved into its record), else the record's, else None."""
-    from laser_repro.io import write_json
-
     if (run / "metrics.json").exists() and (run / "checkpoint.pt").exists():
         d = diagnose(run)
         write_json(record / "diagnostics.json", d)

@@ -218,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                 train_llamarec(args)
             else:
                 train_llm4rec(args)
-    write_report(args.report, report(args), list(STEPS), args.allow_gaps,
-                 f"neither a run folder under {args.runs} nor a record under {RECORDS}")
-    print(f"wrote {args.report}")
+    if write_report(args.report, report(args), list(STEPS), args.allow_gaps,
+                    f"neither a run folder under {args.runs} nor a record under {RECORDS}", strict=args.report_only):
+        print(f"wrote {args.report}")
     return 0
 
 

@@ -36,11 +36,15 @@ def source(run: Path, record: Path) -> Path | None:
     return next((f for f in (run, record) if (f / "metrics.json").exists()), None)
 
 
+NO_RESULT = ("not run", "missing run", "UNFINISHED")  # a report line with one of these carries no result
+
+
 def kept_lines(old: str, starts: str, block: bool = False) -> list[str]:
-    """Lines of the previous report for a run that is neither here nor recorded: the first line that
-    starts with ``starts`` (and, with ``block``, the lines after it up to the next blank line after a table)."""
+    """Lines of the previous report for a run that is neither here nor recorded: the first line that starts with
+    ``starts`` and carries a result (and, with ``block``, the lines after it up to the blank line after a table)."""
     lines = old.splitlines()
-    i = next((k for k, line in enumerate(lines) if line.startswith(starts)), None)
+    i = next((k for k, line in enumerate(lines) if line.startswith(starts) and not any(m in line for m in NO_RESULT)),
+             None)
     if i is None:
         return []
     if not block:
@@ -71,20 +75,26 @@ def finished(runs: Path, records: Path, pattern: str = "seed~*") -> list[Path]:
 
 
 def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
-    """The ``keys`` (row starts such as ``| fdsa |``) that had a result in the previous report (a row starting with
-    the key and not saying 'not run') and have none in the new one: what writing ``new`` would lose."""
-    def has_result(text: str, key: str) -> bool:
-        return any(line.startswith(key) and "not run" not in line for line in text.splitlines())
+    """The ``keys`` (row starts such as ``| fdsa |``) with fewer result lines in ``new`` than in ``old`` (lines that
+    start with the key and carry a result): a blanked or dropped method, a lost seed or a lost table of it."""
+    def results(text: str, key: str) -> int:
+        return sum(line.startswith(key) and not any(m in line for m in NO_RESULT) for line in text.splitlines())
 
-    return [k for k in keys if has_result(old, k) and not has_result(new, k)]
+    return [k for k in keys if results(new, k) < results(old, k)]
 
 
-def write_report(path: Path, text: str, names: list[str], allow_gaps: bool, where: str) -> None:
-    """Write ``text`` to the report ``path`` atomically, unless it would lose the results of one of ``names`` (rows
-    starting ``| name |``) that the report has now: then exit naming them (``where``: where their runs were sought)."""
+def write_report(path: Path, text: str, names: list[str], allow_gaps: bool, where: str, strict: bool = True) -> bool:
+    """Write ``text`` to the report ``path`` atomically, unless it would lose results of one of ``names`` (rows
+    starting ``| name |``) that the report has now (``where``: where their runs were sought). Then exit non-zero
+    naming them, or with ``strict`` False (after training: the runs are safe) print that and return False."""
     old = path.read_text() if path.exists() else ""
     lost = lost_rows(old, text, [f"| {n} |" for n in names])
     if lost and not allow_gaps:
-        sys.exit(f"{path}: not rewritten: it has results for {', '.join(k.strip('| ') for k in lost)} that this "
-                 f"call would blank or drop ({where}); run them, or pass --allow-gaps")
+        why = (f"{path}: not rewritten: it has results for {', '.join(k.strip('| ') for k in lost)} that this call "
+               f"would blank or drop ({where}); run them, or pass --allow-gaps")
+        if strict:
+            sys.exit(why)
+        print(why)
+        return False
     write_text(path, text)
+    return True

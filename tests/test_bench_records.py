@@ -90,6 +90,18 @@ def test_report_keeps_the_previous_lines_of_runs_it_cannot_find_and_names_them(m
     kept = next(line for line in text.splitlines() if line.startswith("Kept from the previous version"))
     assert "no-prefix" in kept and "main" in kept and "smollm2-no-prefix" not in kept
     assert text.endswith("Hand-written text.\n")
+    mod.REPORT.write_text(text)
+    assert mod.report(args) == text  # idempotent: its own 'not run' rows are never kept as results
+
+
+def test_report_keeps_the_previous_results_while_a_rerun_is_unfinished(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    mod.REPORT.write_text(OLD)
+    (tmp_path / "runs" / "no-prefix").mkdir(parents=True)
+    (tmp_path / "runs" / "no-prefix" / "checkpoint.pt").write_bytes(b"")  # a rerun in progress
+    text = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
+    assert "| Laser w/o prefix | minilm | 1000 (seeded) | 3107 |" in text and "UNFINISHED" not in text
+    assert "Reruns in progress (their previous results stay until they finish): no-prefix." in text
 
 
 def test_recformer_report_without_run_or_record_is_left_as_it_is(monkeypatch, tmp_path):
@@ -144,6 +156,11 @@ def test_lost_rows_names_what_a_rewrite_would_blank_or_drop(monkeypatch):
     new = "| sasrec | ndcg@10 | 8.03 | not run | — |\n| fdsa | ndcg@10 | 7.16 | 6.9 (n=1) |"
     assert lost_rows(old, new, ["| sasrec |", "| fdsa |", "| kar |", "| zesrec |"]) == ["| sasrec |", "| kar |"]
     assert lost_rows(old, old, ["| sasrec |", "| kar |"]) == []
+    three = "| fdsa | ndcg@10 | 7.16 | 10.02 (n=3) |\n" + "".join(f"| fdsa | {s} | 12 | 30 |\n" for s in range(3))
+    one = "| fdsa | ndcg@10 | 7.16 | 9.90 (n=1) |\n| fdsa | 0 | 12 | 30 |\n"
+    assert lost_rows(three, one, ["| fdsa |"]) == ["| fdsa |"]  # two seeds lost
+    unfinished = "| fdsa | ndcg@10 | 7.16 | not run |\n| fdsa | 1 (UNFINISHED, best valid ndcg@10 0.09) | 4 |\n"
+    assert lost_rows(three, unfinished, ["| fdsa |"]) == ["| fdsa |"]  # a run in progress is no result
 
 
 def test_write_report_refuses_to_blank_a_result(monkeypatch, tmp_path):
@@ -159,3 +176,16 @@ def test_write_report_refuses_to_blank_a_result(monkeypatch, tmp_path):
     write_report(path, "| kar | 13.10 |\n| lrurec | 14.2 |\n", ["kar", "lrurec"], False, "")
     write_report(path, "| kar | not run |\n", ["kar"], True, "")  # --allow-gaps
     assert path.read_text() == "| kar | not run |\n"
+
+
+def test_llm_baselines_report_reads_records_when_the_run_folders_are_gone(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_llm_baselines_scientific")
+    rec = tmp_path / "records" / "kar" / "seed~0"
+    rec.mkdir(parents=True)
+    (rec / "metrics.json").write_text(json.dumps({
+        "seed": 0, "test": {"n": 11039, "recall@10": 0.1307, "ndcg@10": 0.0938, "mrr": 0.0872},
+        "config": {"num_threads": 1}, "wall_time_s": 600.0}))
+    args = argparse.Namespace(runs=tmp_path / "runs", report=tmp_path / "report.md")
+    text = mod.report(args)
+    assert "| kar | template knowledge, MiniLM-L6 encoder | 1 | 11039 | 13.07 | 9.38 | 8.72 |" in text
+    assert "| lrurec | — (ID model) | 0 | — | not run | not run | not run |" in text

@@ -23,3 +23,13 @@ def test_cpu_model_names_the_bf16_units_from_cpuinfo():
 def test_cpu_device_description_carries_the_cpu_model():
     desc = device_description("cpu")
     assert desc.startswith(f"cpu ({cpu_model()}; ") and desc.endswith(" threads)")
+
+
+def test_cpu_model_where_cpuinfo_cannot_be_read(monkeypatch):
+    from pathlib import Path
+
+    def unreadable(self, *a, **k):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    assert cpu_model().endswith(", bf16 units unknown")

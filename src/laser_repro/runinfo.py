@@ -63,13 +63,13 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 
     The bf16 speed of a CPU depends on these units (AMX tiles run a large bf16 matmul about twice as fast as
     AVX512-BF16 on the same core count), so every speed figure names them. ``cpuinfo`` defaults to
-    /proc/cpuinfo; 'unknown' where it cannot be read.
+    /proc/cpuinfo; where it cannot be read, the platform's processor name with "bf16 units unknown".
     """
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return platform.processor() or "unknown"
+            return f"{platform.processor() or 'unknown'}, bf16 units unknown"
     name, flags = "unknown", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
