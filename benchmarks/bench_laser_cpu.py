@@ -36,6 +36,7 @@ from laser_repro.data.dataset import SeqDataset
 from laser_repro.laser import trainer
 from laser_repro.laser.config import LaserRunConfig, MFormerConfig, OptimConfig, PhaseConfig
 from laser_repro.laser.flops import dims, forward_flops_per_token, nonembedding_parameters, step_flops
+from laser_repro.io import write_text
 from laser_repro.runinfo import cpu_model
 
 HERE = Path(__file__).resolve().parent
@@ -43,9 +44,9 @@ SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
 # Paper counts (K 8, top-3, L 32) at a CPU-sized width and depth: the M-Former of the real-data runs.
 CPU_MFORMER = MFormerConfig(n_experts=8, top_k=3, n_queries=32, d_model=128, n_layers=2, n_heads=4, intermediate=512)
 BATCH = 8
-# Sections of the report this script keeps when it rewrites the rest: earlier machines' figures (by hand) and
-# bench_laser_smoke.py's section, in that order.
-MACHINES, SMOKE = "<!-- machines:start -->", "<!-- smoke:start -->"
+# Sections of the report this script keeps when it rewrites the rest, in this order: earlier machines' figures (a
+# run on another CPU is moved there, see kept_sections) and bench_laser_smoke.py's section.
+MACHINES, MACHINE_END, SMOKE = "<!-- machines:start -->", "<!-- machines:end -->", "<!-- smoke:start -->"
 
 
 def load_data() -> tuple[SeqDataset, str]:
@@ -216,6 +217,22 @@ def same_model_precision(run: Path, n_rows: int = 32) -> dict:
             "rank_moved": float((a["ranks"] != b["ranks"]).mean()), "n": int(len(users)), "p": test.p}
 
 
+def kept_sections(previous: str, cpu: str) -> str:
+    """What a rewrite keeps of the ``previous`` report: its machines and smoke sections; and, when ``previous`` was
+    measured on another CPU than ``cpu``, its measured sections too, moved into the machines section (demoted
+    headings), so no machine's figures are lost."""
+    top_end = min([previous.index(m) for m in (MACHINES, SMOKE) if m in previous] or [len(previous)])
+    top, tail = previous[:top_end].strip(), previous[top_end:]
+    line = next((x for x in top.splitlines() if x.startswith("Written by")), "")
+    if not top or f"Machine: {cpu} (" in line:
+        return tail
+    moved = "\n".join("##" + x if x.startswith("#") else x for x in top.splitlines()[1:]).strip()
+    if MACHINES not in tail:
+        tail = f"{MACHINES}\n## Earlier machines\n{MACHINE_END}\n" + ("\n" + tail if tail else "")
+    i = tail.index(MACHINE_END)
+    return tail[:i] + "\n### An earlier run\n\n" + moved + "\n" + tail[i:]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -299,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"within bf16 rounding, read as: no significant per-user difference): "
                   f"{'met' if within else 'NOT met'}."]
     previous = args.out.read_text() if args.out.exists() else ""
-    kept = [previous[previous.index(mark):] for mark in (MACHINES, SMOKE) if mark in previous][:1]  # hand-kept
-    args.out.write_text("\n".join(lines) + "\n" + "".join("\n" + k for k in kept))
+    write_text(args.out, "\n".join(lines) + "\n\n" + kept_sections(previous, cpu_model()))
     print(f"wrote {args.out}")
     return 0
 

@@ -189,3 +189,36 @@ def test_llm_baselines_report_reads_records_when_the_run_folders_are_gone(monkey
     text = mod.report(args)
     assert "| kar | template knowledge, MiniLM-L6 encoder | 1 | 11039 | 13.07 | 9.38 | 8.72 |" in text
     assert "| lrurec | — (ID model) | 0 | — | not run | not run | not run |" in text
+
+
+PREVIOUS_CPU = """# Laser CPU speed
+
+Written by `benchmarks/bench_laser_cpu.py` on 2026-12-04. Machine: Intel(R) Xeon(R), amx_bf16, avx512_bf16 (x86_64), 2 cores.
+
+| backbone | bare / bf16 peak |
+|---|---:|
+| minilm | 21% |
+
+## fp32 vs bf16 autocast on a short real run
+
+same model: met.
+
+<!-- smoke:start -->
+smoke run
+<!-- smoke:end -->
+"""
+
+
+def test_laser_cpu_rewrite_keeps_a_run_from_another_cpu(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from bench_laser_cpu import MACHINE_END, MACHINES, kept_sections
+
+    kept = kept_sections(PREVIOUS_CPU, "AMD EPYC, avx512_bf16")
+    assert kept.index(MACHINES) < kept.index("### An earlier run") < kept.index("| minilm | 21% |") < kept.index(
+        "#### fp32 vs bf16 autocast") < kept.index(MACHINE_END) < kept.index("<!-- smoke:start -->\nsmoke run")
+    assert "Machine: Intel(R) Xeon(R), amx_bf16" in kept
+    same = kept_sections(PREVIOUS_CPU, "Intel(R) Xeon(R), amx_bf16, avx512_bf16")
+    assert same == PREVIOUS_CPU[PREVIOUS_CPU.index("<!-- smoke:start -->"):]  # same CPU: its figures are replaced
+    again = kept_sections("# Laser CPU speed\n\nWritten by x. Machine: Other CPU (x86_64).\n\n| t |\n\n" + kept, "AMD EPYC, avx512_bf16")
+    assert again.count("### An earlier run") == 2 and again.count(MACHINES) == 1  # a third CPU: both kept
+    assert kept_sections("", "AMD EPYC, avx512_bf16") == ""
