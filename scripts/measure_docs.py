@@ -113,7 +113,9 @@ def time_command(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    from laser_repro.runinfo import cpu_model
+
+    return f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
 
 def measure_default() -> dict:
