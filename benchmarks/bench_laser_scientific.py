@@ -201,8 +201,7 @@ def report(args) -> str:
     old = REPORT.read_text() if REPORT.exists() else ""
     folders = {"bert4rec": args.idrec_run, BUDGET_RUN: args.runs / BUDGET_RUN, **{v: args.runs / v for v in VARIANTS}}
     for name, folder in folders.items():
-        if (folder / "metrics.json").exists() and (folder / "ranks.npz").exists():
-            keep_record(folder, RECORDS / name)
+        keep_record(folder, RECORDS / name)
     found = {name: source(folder, RECORDS / name) for name, folder in folders.items()}
     kept: list[str] = []
     unfinished: list[str] = []  # reruns in progress whose previous results are kept meanwhile
@@ -302,12 +301,12 @@ def report(args) -> str:
 
 
 def diagnostics(run: Path, record: Path) -> dict | None:
-    """:func:`diagnose` of a finished run folder (saved into its record), else the record's, else None."""
-    if (run / "metrics.json").exists() and (run / "checkpoint.pt").exists():
-        d = diagnose(run)
-        write_json(record / "diagnostics.json", d)
-        return d
-    f = record / "diagnostics.json"
+    """:func:`diagnose` of a finished run folder, computed once per checkpoint and saved into its record; else the
+    record's; else None."""
+    f, ckpt = record / "diagnostics.json", run / "checkpoint.pt"
+    if (run / "metrics.json").exists() and ckpt.exists() and not (
+            f.exists() and f.stat().st_mtime >= ckpt.stat().st_mtime):
+        write_json(f, diagnose(run))
     return json.loads(f.read_text()) if f.exists() else None
 
 

@@ -49,8 +49,7 @@ def report(args) -> str:
     the previous report unchanged (or 'Not run yet.' where there is none)."""
     old = REPORT.read_text() if REPORT.exists() else ""
     record = RECORDS / args.run.name
-    if (args.run / "metrics.json").exists() and (args.run / "ranks.npz").exists():
-        keep_record(args.run, record)
+    keep_record(args.run, record)
     found = source(args.run, record)
     lines = ["# RECFORMER on the real Scientific set (offline MiniLM-initialised Longformer)", "",
              "Written by `python benchmarks/bench_recformer_scientific.py` (see its docstring) from its run folder "

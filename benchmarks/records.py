@@ -19,16 +19,22 @@ from laser_repro.io import atomic_path, write_text
 RECORD_FILES = ("metrics.json", "ranks.npz")
 
 
-def keep_record(run: Path, record: Path) -> None:
-    """Copy a finished run's metrics.json and ranks.npz (recompressed: ~5x smaller) into the committed records,
-    atomically; the arrays and their dtypes are unchanged."""
+def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:
+    """Copy a finished run's metrics.json and ranks.npz (recompressed: ~5x smaller; arrays and dtypes unchanged),
+    with the small ``extra`` files it has (e.g. a cache of derived metrics), into its committed ``record``,
+    atomically. False, and nothing copied, when the run is not finished (either file missing)."""
     metrics, ranks = RECORD_FILES
-    with atomic_path(record / metrics) as tmp:
-        tmp.write_bytes((run / metrics).read_bytes())
+    if not all((run / name).exists() for name in RECORD_FILES):
+        return False
+    for name in (metrics, *extra):
+        if (run / name).exists():
+            with atomic_path(record / name) as tmp:
+                tmp.write_bytes((run / name).read_bytes())
     with np.load(run / ranks) as z, atomic_path(record / ranks, suffix=".npz") as tmp:
         arrays = {k: z[k] for k in z.files}
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+    return True
 
 
 def source(run: Path, record: Path) -> Path | None:
@@ -57,15 +63,9 @@ def kept_lines(old: str, starts: str, block: bool = False) -> list[str]:
 
 
 def sync(runs: Path, records: Path, pattern: str = "seed~*", extra: tuple[str, ...] = ()) -> None:
-    """Keep a record of every finished run folder ``runs/<pattern>`` (metrics.json and ranks.npz present), with
-    the small ``extra`` files it has (e.g. a cache of derived metrics)."""
+    """:func:`keep_record` of every run folder ``runs/<pattern>`` (the finished ones are recorded)."""
     for run in sorted(runs.glob(pattern)):
-        if all((run / name).exists() for name in RECORD_FILES):
-            keep_record(run, records / run.name)
-            for name in extra:
-                if (run / name).exists():
-                    with atomic_path(records / run.name / name) as tmp:
-                        tmp.write_bytes((run / name).read_bytes())
+        keep_record(run, records / run.name, extra)
 
 
 def finished(runs: Path, records: Path, pattern: str = "seed~*") -> list[Path]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,26 @@ def test_laser_cpu_rewrite_keeps_a_run_from_another_cpu(monkeypatch):
     again = kept_sections("# Laser CPU speed\n\nWritten by x. Machine: Other CPU (x86_64).\n\n| t |\n\n" + kept, "AMD EPYC, avx512_bf16")
     assert again.count("### An earlier run") == 2 and again.count(MACHINES) == 1  # a third CPU: both kept
     assert kept_sections("", "AMD EPYC, avx512_bf16") == ""
+
+
+def test_diagnostics_are_computed_once_per_checkpoint(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    run, record = tmp_path / "runs" / "v", tmp_path / "records" / "v"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "checkpoint.pt").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(mod, "diagnose", lambda folder: calls.append(folder) or {"item_cos_mean": 0.5})
+    assert mod.diagnostics(run, record) == {"item_cos_mean": 0.5} and calls == [run]
+    assert mod.diagnostics(run, record) == {"item_cos_mean": 0.5} and calls == [run]  # cached in the record
+    os.utime(run / "checkpoint.pt", (time.time() + 10, time.time() + 10))  # a newer checkpoint: computed again
+    mod.diagnostics(run, record)
+    assert calls == [run, run]
+
+
+def test_keep_record_skips_an_unfinished_run(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")  # no ranks.npz yet
+    assert mod.keep_record(run, tmp_path / "records" / "x") is False and not (tmp_path / "records").exists()
