@@ -9,24 +9,40 @@ reads a run from its folder where present, else from its record. For runs from b
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from laser_repro.io import atomic_path, write_text
+from laser_repro.io import atomic_path, write_json, write_text
 
 RECORD_FILES = ("metrics.json", "ranks.npz")
+REPO_PREFIX = str(Path(__file__).resolve().parents[1]) + "/"
+
+
+def repo_relative(obj: Any) -> Any:
+    """``obj`` with every string path under this repository made relative to it: a committed record names no
+    machine's folders (the recorded config_hash still identifies the run as it was trained)."""
+    if isinstance(obj, dict):
+        return {k: repo_relative(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [repo_relative(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(REPO_PREFIX):
+        return obj[len(REPO_PREFIX):]
+    return obj
 
 
 def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:
-    """Copy a finished run's metrics.json and ranks.npz (recompressed: ~5x smaller; arrays and dtypes unchanged),
-    with the small ``extra`` files it has (e.g. a cache of derived metrics), into its committed ``record``,
-    atomically. False, and nothing copied, when the run is not finished (either file missing)."""
+    """Copy a finished run's metrics.json (:func:`repo_relative`), its ranks.npz (recompressed: ~5x smaller; arrays
+    and dtypes unchanged) and the small ``extra`` files it has (e.g. a cache of derived metrics) into its committed
+    ``record``, atomically. False, and nothing copied, when the run is not finished (either file missing)."""
     metrics, ranks = RECORD_FILES
     if not all((run / name).exists() for name in RECORD_FILES):
         return False
-    for name in (metrics, *extra):
+    write_json(record / metrics, repo_relative(json.loads((run / metrics).read_text())))
+    for name in extra:
         if (run / name).exists():
             with atomic_path(record / name) as tmp:
                 tmp.write_bytes((run / name).read_bytes())

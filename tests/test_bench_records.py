@@ -247,3 +247,19 @@ def test_keep_record_skips_an_unfinished_run(monkeypatch, tmp_path):
     run.mkdir(parents=True)
     (run / "metrics.json").write_text("{}")  # no ranks.npz yet
     assert mod.keep_record(run, tmp_path / "records" / "x") is False and not (tmp_path / "records").exists()
+
+
+def test_a_record_names_no_folder_of_this_machine(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    import records
+
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    here = records.REPO_PREFIX + "benchmarks/out/data/scientific"
+    (run / "metrics.json").write_text(json.dumps({"config": {"dataset": here, "seeds": [here], "lr": 0.001},
+                                                  "elsewhere": "/data/x"}))
+    np.savez(run / "ranks.npz", test_ranks=np.arange(3))
+    assert mod.keep_record(run, tmp_path / "records" / "x")
+    assert json.loads((tmp_path / "records" / "x" / "metrics.json").read_text()) == {
+        "config": {"dataset": "benchmarks/out/data/scientific", "seeds": ["benchmarks/out/data/scientific"],
+                   "lr": 0.001}, "elsewhere": "/data/x"}
