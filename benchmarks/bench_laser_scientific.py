@@ -250,9 +250,14 @@ def report(args) -> str:
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
     tests = paired_tests({k: f for k, f in found.items() if f}, pairs)
+    reported = set(kept) | {name for name, f in found.items() if f}  # run, whether or not its ranks are here
     for i, (a, b) in enumerate(pairs):
-        if tests[i].endswith("not run |") and not (found[a] or found[b]):  # never an old run against a new one
-            tests[i:i + 1] = old_or([a, b], f"| {a} vs {b} |", [tests[i]])
+        if tests[i].endswith("not run |"):
+            lost = [x for x in (a, b) if x in reported and not found[x]]
+            gap = (tests[i] if any(x not in reported for x in (a, b)) else tests[i].replace(
+                "not run |", f"no per-user ranks of {' and '.join(lost)} (run before records were kept) |"))
+            # an old test is kept only when neither side is here: never an old run against a new one
+            tests[i:i + 1] = old_or([a, b], f"| {a} vs {b} |", [gap]) if not (found[a] or found[b]) else [gap]
     lines += ["## Paired t-tests (test NDCG@10 per user, two-sided, common test users)", "",
               "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
               "'a better' / 'b better' at p < 0.05.", "",

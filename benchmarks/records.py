@@ -58,7 +58,7 @@ def source(run: Path, record: Path) -> Path | None:
     return next((f for f in (run, record) if (f / "metrics.json").exists()), None)
 
 
-NO_RESULT = ("not run", "missing run", "UNFINISHED")  # a report line with one of these carries no result
+NO_RESULT = ("not run", "missing run", "UNFINISHED", "no per-user ranks")  # a report line with one of these carries no result
 
 
 def kept_lines(old: str, starts: str, block: bool = False) -> list[str]:

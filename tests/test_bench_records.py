@@ -96,6 +96,27 @@ def test_report_keeps_the_previous_lines_of_runs_it_cannot_find_and_names_them(m
     assert mod.report(args) == text  # idempotent: its own 'not run' rows are never kept as results
 
 
+def test_a_test_against_a_run_without_ranks_names_the_lost_ranks_not_a_missing_run(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    mod.REPORT.write_text(OLD)  # no-prefix (minilm) reported there, before records were kept
+    rec = tmp_path / "records" / "main"
+    rec.mkdir(parents=True)
+    test = {"n": 3, "recall@10": 0.1, "ndcg@10": 0.05, "mrr": 0.04}
+    (rec / "metrics.json").write_text(json.dumps({
+        "config": {"max_train_users": 1000}, "train_rows": 3107, "valid": {"n": 1000}, "test": test,
+        "best_phase": 2, "best_epoch": 0, "wall_time_s": 600.0, "untrained_valid": {"ndcg@10": 0.01},
+        "history": [{"phase": 1, "epoch": 0, "loss": 8.4, "valid": {"ndcg@10": 0.02}}]}))
+    np.savez(rec / "ranks.npz", test_users=np.arange(3), test_targets=np.arange(3), test_ranks=np.array([0, 5, 20]))
+    text = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
+    assert "| Laser (M-Former prefix + suffix) | minilm | 1000 (seeded) | 3107 | 1000 | 3 | 2, 0 | 10.00 |" in text
+    # the old main-vs-no-prefix test is not kept (main is new), and no-prefix did run: its ranks are what is missing
+    assert ("| main vs no-prefix | — | — | — | — | no per-user ranks of no-prefix (run before records were kept) |"
+            in text)
+    assert "| main vs bert4rec | — | — | — | — | not run |" in text  # bert4rec is nowhere: a plain gap
+    mod.REPORT.write_text(text)
+    assert mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs")) == text
+
+
 def test_report_keeps_the_previous_results_while_a_rerun_is_unfinished(monkeypatch, tmp_path):
     mod = _load(monkeypatch, tmp_path)
     mod.REPORT.write_text(OLD)
