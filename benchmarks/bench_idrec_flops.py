@@ -23,17 +23,31 @@ import statistics
 import time
 from pathlib import Path
 
+from records import finished
+
 REPO = Path(__file__).resolve().parents[1]
 REPORT = Path(__file__).with_name("idrec_flops.md")
 OFFLINE = {"text_encoder": "minilm"}  # as bench_idrec_scientific.py: MiniLM features stand in for BERT-base
 TARGET_MIN = 10.0
 MODELS = ("sasrec", "bert4rec", "fdsa", "zesrec")  # one training stage, one loss (RecGURU has two)
+RECORDS = REPO / "benchmarks" / "records" / "idrec_scientific"  # bench_idrec_scientific.py's committed records
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
 
 
-def epochs_to_stop(run_root: Path) -> list[int]:
-    """``epochs_run`` of every finished seed of one model's benchmark runs."""
-    return [json.loads(p.read_text())["epochs_run"] for p in sorted(run_root.glob("seed~*/metrics.json"))]
+def epochs_to_stop(run_root: Path, record_root: Path) -> list[int]:
+    """``epochs_run`` of every finished seed of one model's benchmark runs: its run folders, else their committed
+    records (``bench_idrec_scientific.py``'s)."""
+    return [json.loads((f / "metrics.json").read_text())["epochs_run"] for f in finished(run_root, record_root)]
+
+
+def old_epochs(old: str | None, model: str) -> list[int]:
+    """The seeds' epochs to early stopping that the previous report gave ``model`` ("89 (78, 92, 98)"), for runs
+    from before records were kept: the run-level columns are never blanked for want of the run folders."""
+    for line in (old or "").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == model and len(cells) > 4 and "(" in cells[4]:
+            return [int(e) for e in cells[4].split("(")[1].rstrip(")").split(",")]
+    return []
 
 
 def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: int) -> dict:
@@ -87,7 +101,7 @@ def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: in
     eval_s = time.perf_counter() - t
     return {"model": model_name, "instances": int(X.shape[0]), "batch_size": cfg.batch_size, "batches": len(batches),
             "train_tflop": train_flops / 1e12, "eval_tflop": eval_flops / 1e12, "s_per_step": s_per_step,
-            "eval_s": eval_s, "epochs": epochs_to_stop(runs / model_name)}
+            "eval_s": eval_s, "epochs": epochs_to_stop(runs / model_name, RECORDS / model_name)}
 
 
 def report(rows: list[dict], peaks: dict[str, float], threads: int, old: str | None) -> str:
@@ -110,6 +124,7 @@ def report(rows: list[dict], peaks: dict[str, float], threads: int, old: str | N
         "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        r = {**r, "epochs": r["epochs"] or old_epochs(old, r["model"])}
         per_epoch = r["train_tflop"] + r["eval_tflop"]
         s_epoch = r["s_per_step"] * r["batches"] + r["eval_s"]
         cells = ["—"] * 5

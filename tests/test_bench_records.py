@@ -284,3 +284,21 @@ def test_a_record_names_no_folder_of_this_machine(monkeypatch, tmp_path):
     assert json.loads((tmp_path / "records" / "x" / "metrics.json").read_text()) == {
         "config": {"dataset": "benchmarks/out/data/scientific", "seeds": ["benchmarks/out/data/scientific"],
                    "lr": 0.001}, "elsewhere": "/data/x"}
+
+
+def test_flops_report_keeps_the_epochs_to_early_stopping_without_the_run_folders(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_idrec_flops")
+    row = {"model": "zesrec", "batches": 22, "train_tflop": 1.8, "eval_tflop": 0.2, "s_per_step": 1.0, "eval_s": 2.0,
+           "epochs": []}
+    peaks = {"fp32": 200.0, "bf16": 400.0}
+    blank = mod.report([row], peaks, 2, None)
+    assert "| zesrec | 22 | 1.800 | 0.200 | — | — | — | — | 1.00 | 24.0 | — | 83 |" in blank  # nothing to go on
+    old = "| zesrec | 22 | 1.816 | 0.178 | 89 (78, 92, 98) | 178 | 13.4 **(> 10)** | 6.1 | 0.98 | 22.9 | 34.1 | 87 |\n"
+    assert mod.old_epochs(old, "zesrec") == [78, 92, 98] and mod.old_epochs(old, "fdsa") == []
+    # mean 89.3 epochs x 2.0 TFLOP = 179 TFLOP; at 200 GFLOP/s 14.9 min; 24 s per epoch -> 35.7 min
+    assert "| zesrec | 22 | 1.800 | 0.200 | 89 (78, 92, 98) | 179 | 14.9 **(> 10)** | 7.4 | 1.00 | 24.0 | 35.7 | 83 |" in (
+        mod.report([row], peaks, 2, old))
+    rec = tmp_path / "records" / "zesrec" / "seed~0"  # a committed record wins over the old report
+    rec.mkdir(parents=True)
+    (rec / "metrics.json").write_text(json.dumps({"epochs_run": 40}))
+    assert mod.epochs_to_stop(tmp_path / "runs" / "zesrec", tmp_path / "records" / "zesrec") == [40]
