@@ -24,7 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from records import finished, sync, write_report
+from records import finished, sync, unpoolable, write_report
+
+from laser_repro.idrec.config import IDRecRunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "amazon-scientific-recformer"
@@ -58,7 +60,6 @@ def prepare(data_dir: Path) -> Path:
 def train_all(args) -> None:
     from laser_repro.config import from_dict
     from laser_repro.experiment.registry import METHODS
-    from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.trainer import train_idrec
 
     data = prepare(args.data)
@@ -155,6 +156,9 @@ def report(args) -> str:
     for model in args.models:
         runs = finished(args.runs / model, RECORDS / model)
         recs = [json.loads((run / "metrics.json").read_text()) for run in runs]
+        unfit = unpoolable(recs, args.data, IDRecRunConfig.EXECUTION_KEYS)
+        if unfit:  # never a mean over seeds of other settings or of other data
+            runs, recs = [], []
         pv = [protocol_variants(run, args.data) for run in runs] if args.protocols else []
         sync(args.runs / model, RECORDS / model, extra=("protocols.json",))
         if recs and pv and None not in pv:
@@ -174,7 +178,7 @@ def report(args) -> str:
                 ok = "yes" if abs(rel) <= TARGET_REL else "**no**"
                 lines.append(f"| {model} | {m} | {paper:.2f} | {fmt(vals)} (n={len(vals)}) | {100 * rel:+.1f}% | {ok} |")
             else:
-                lines.append(f"| {model} | {m} | {paper:.2f} | not run | — | — |")
+                lines.append(f"| {model} | {m} | {paper:.2f} | {unfit or 'not run'} | — | — |")
         for r in recs:
             per_epoch = r["train_time_s"] / max(r["epochs_run"], 1)
             timing.append(

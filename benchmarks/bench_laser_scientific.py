@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from bench_laser_cpu import CPU_MFORMER  # the M-Former of the real-data runs
-from records import keep_record, kept_lines, source
+from records import in_progress, keep_record, kept_lines, source, stale_inputs
 from laser_repro.config import from_dict
 from laser_repro.io import write_json, write_text
 from laser_repro.laser import trainer
@@ -203,8 +203,17 @@ def report(args) -> str:
     for name, folder in folders.items():
         keep_record(folder, RECORDS / name)
     found = {name: source(folder, RECORDS / name) for name, folder in folders.items()}
+    # a result whose data or BERT4Rec input has changed here is shown as stale, never as a result
+    def reads_bert4rec(metrics: dict) -> bool:  # only the M-Former reads the ID model
+        return (metrics.get("config") or {}).get("bituning", {}).get("prefix", "mformer") == "mformer"
+
+    metrics = {name: json.loads((f / "metrics.json").read_text()) for name, f in found.items() if f}
+    stale = {name: stale_inputs(m, getattr(args, "data", None),
+                                {"idrec_run": folders["bert4rec"]} if name in VARIANTS and reads_bert4rec(m) else {})
+             for name, m in metrics.items()}
+    stale = {name: why for name, why in stale.items() if why}
     kept: list[str] = []
-    unfinished: list[str] = []  # reruns in progress whose previous results are kept meanwhile
+    unfinished = [n for n, f in folders.items() if found[n] and in_progress(f)]  # reruns: earlier results until done
 
     def old_or(names: list[str], starts: str, fallback: list[str], block: bool = False) -> list[str]:
         lines = kept_lines(old, starts, block)
@@ -220,10 +229,16 @@ def report(args) -> str:
             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for name, label in (("bert4rec", "(a) BERT4Rec alone (ID benchmark, seed 0; the M-Former's input)"),
                         (BUDGET_RUN, "(a') BERT4Rec at the same budget")):
+        if name in stale:
+            rows.append(f"| {label} | — | STALE: {'; '.join(stale[name])} | | | | | — | — | — | |")
+            continue
         rows += ([idrec_row(found[name] / "metrics.json", label)] if found[name]
                  else old_or([name], f"| {label} |", [idrec_row(folders[name] / "metrics.json", label)]))
     recs = {}
     for v, (label, backbone, _) in VARIANTS.items():
+        if v in stale:
+            rows.append(f"| {label} | {backbone} | STALE: {'; '.join(stale[v])} | | | | | — | — | — | |")
+            continue
         if found[v] is None:
             ckpt = args.runs / v / "checkpoint.pt"
             previous = kept_lines(old, f"| {label} | {backbone} |")
@@ -231,7 +246,7 @@ def report(args) -> str:
                 unfinished.append(v)
             if ckpt.exists() and not previous:  # an unfinished run: its curve so far, no test
                 st = torch.load(ckpt, map_location="cpu", weights_only=False)["state"]
-                recs[v] = {"history": st["history"], "untrained_valid": st["untrained_valid"]}
+                recs[v] = {"history": st["history"], "untrained_valid": st["untrained_valid"], "unfinished": True}
                 rows.append(f"| {label} | {backbone} | UNFINISHED ({st['phase']}, epoch {st['epoch']}; see its curve) "
                             "| | | | | — | — | — | |")
             else:
@@ -249,10 +264,12 @@ def report(args) -> str:
     pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
-    tests = paired_tests({k: f for k, f in found.items() if f}, pairs)
+    tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
     reported = set(kept) | {name for name, f in found.items() if f}  # run, whether or not its ranks are here
     for i, (a, b) in enumerate(pairs):
-        if tests[i].endswith("not run |"):
+        if a in stale or b in stale:
+            tests[i] = f"| {a} vs {b} | — | — | — | — | STALE: {' and '.join(x for x in (a, b) if x in stale)} |"
+        elif tests[i].endswith("not run |"):
             lost = [x for x in (a, b) if x in reported and not found[x]]
             gap = (tests[i] if any(x not in reported for x in (a, b)) else tests[i].replace(
                 "not run |", f"no per-user ranks of {' and '.join(lost)} (run before records were kept) |"))
@@ -266,13 +283,16 @@ def report(args) -> str:
               "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
               "Epoch -1 = before training (untrained prefix/suffix, first item refresh).", ""]
     for v in VARIANTS:
+        if v in stale:
+            continue
         if v not in recs:
             block = old_or([v], f"**{v}** (", [], block=True)
             lines += block + ([""] if block and block[-1] else [])
             continue
         r = recs[v]
         n_curve = next((h["test"]["n"] for h in r["history"] if "test" in h), 0)
-        lines += [f"**{v}** ({VARIANTS[v][1]}; curve test users {n_curve})", "",
+        lines += [f"**{v}** ({VARIANTS[v][1]}; curve test users {n_curve}"
+                  + ("; UNFINISHED, the curve so far)" if r.get("unfinished") else ")"), "",
                   "| phase | epoch | loss | valid N@10 | curve-test N@10 |", "|---|---:|---:|---:|---:|",
                   f"| — | -1 | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
         for h in r["history"]:
@@ -287,6 +307,8 @@ def report(args) -> str:
               "| run | item cosine mean (std) | tau | logit spread | token norm | prefix norm | suffix norm |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for v in VARIANTS:
+        if v in stale:
+            continue
         d = diagnostics(args.runs / v, RECORDS / v)
         if d is None:
             lines += old_or([v], f"| {v} |", [])
@@ -296,11 +318,15 @@ def report(args) -> str:
                      f"{d['logit_std']:.2f} | {fmt(d['token_norm'])} | {fmt(d['prefix_norm'])} | "
                      f"{fmt(d['suffix_norm'])} |")
     lines.append("")
-    if kept:
-        lines.insert(kept_note, "\nKept from the previous version of this report (no run folder or record of them "
-                     "on this machine; they ran before records were kept): the rows, t-tests, curves and diagnostics "
-                     f"of {', '.join(kept)}." + (f" Reruns in progress (their previous results stay until they finish): "
-                                                 f"{', '.join(unfinished)}." if unfinished else ""))
+    notes = ([f"Kept from the previous version of this report (no run folder or record of them on this machine; they "
+              f"ran before records were kept): the rows, t-tests, curves and diagnostics of {', '.join(kept)}."]
+             if kept else [])
+    notes += [f"Reruns in progress (their previous results stay until they finish): {', '.join(unfinished)}."] \
+        if unfinished else []
+    notes += [f"Stale (results of other data or another BERT4Rec input than this machine's; not shown, not tested): "
+              f"{', '.join(stale)}."] if stale else []
+    if notes:
+        lines.insert(kept_note, "\n" + " ".join(notes))
     analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ANALYSIS + "\n"
     return "\n".join(lines) + "\n" + analysis
 

@@ -34,7 +34,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from records import finished, sync, write_report
+from records import finished, sync, unpoolable, write_report
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "amazon-scientific-recformer"
@@ -146,6 +146,10 @@ def report(args) -> str:
     for step in STEPS:
         sync(args.runs / step, RECORDS / step)
         recs = [json.loads((f / "metrics.json").read_text()) for f in finished(args.runs / step, RECORDS / step)]
+        unfit = unpoolable(recs, args.data)
+        if unfit:  # never a mean over seeds of other settings or of other data
+            head.append(f"| {step} | {unfit} | | | | | | |")
+            continue
         vals = {k: [100 * r["test"][k] for r in recs] for k in METRICS}
         who = {"lrurec": "— (ID model)", "kar": "template knowledge, MiniLM-L6 encoder",
                "llamarec": "SmolLM2-135M + LoRA", "llm4rec": "SmolLM2-135M"}[step]

@@ -24,7 +24,7 @@ import torch
 from laser_repro.io import write_text
 from laser_repro.recformer.config import RecformerRunConfig
 from laser_repro.recformer.trainer import train_recformer
-from records import keep_record, source
+from records import in_progress, keep_record, source, stale_inputs
 
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "recformer_scientific.md"
@@ -58,6 +58,12 @@ def report(args) -> str:
         print(f"{args.run}: no finished run and no record; the report is left as it is")
         return old or "\n".join(lines + ["Not run yet.", ""])
     r = json.loads((found / "metrics.json").read_text())
+    why = stale_inputs(r, getattr(args, "data", None))
+    if why:  # a result of other data than this machine's: never shown as a result
+        return "\n".join(lines + [f"STALE: {'; '.join(why)}. Rerun it.", ""])
+    if in_progress(args.run):
+        lines += [f"A rerun is in progress in `{args.run.name}`: the results below are the previous run's until it "
+                  "finishes.", ""]
     c = r["config"]
     lines += [f"Encoder `{c['encoder']}` (stand-in: a Longformer initialised from MiniLM-L6, not pre-trained), "
               f"{r['train_users']} seeded training users, {r['valid']['n']} validation users, {r['test']['n']} test "

@@ -41,16 +41,53 @@ def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:
     metrics, ranks = RECORD_FILES
     if not all((run / name).exists() for name in RECORD_FILES):
         return False
-    write_json(record / metrics, repo_relative(json.loads((run / metrics).read_text())))
+    # metrics.json, the mark of a finished record, goes last (as the trainers write a run): a failure on the way
+    # leaves the previous record whole or an unfinished one, never new metrics next to old ranks
+    (record / metrics).unlink(missing_ok=True)
     for name in extra:
         if (run / name).exists():
             with atomic_path(record / name) as tmp:
                 tmp.write_bytes((run / name).read_bytes())
+        else:  # derived from an earlier run: it must not outlive it
+            (record / name).unlink(missing_ok=True)
     with np.load(run / ranks) as z, atomic_path(record / ranks, suffix=".npz") as tmp:
         arrays = {k: z[k] for k in z.files}
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
+    write_json(record / metrics, repo_relative(json.loads((run / metrics).read_text())))
     return True
+
+
+def in_progress(run: Path) -> bool:
+    """A run folder with a checkpoint and no metrics.json: a (re)run under way (or abandoned)."""
+    return (run / "checkpoint.pt").exists() and not (run / "metrics.json").exists()
+
+
+def stale_inputs(metrics: dict, data: Path | None = None, runs: dict[str, Path] | None = None) -> list[str]:
+    """Why a finished run's results no longer answer its inputs as they are here: the prepared ``data`` now has
+    another fingerprint, or an input run (``runs``: its config key -> the run folder now, e.g. the BERT4Rec run
+    Laser reads) has another model.pt than the one the run was trained from. Inputs absent here are not judged."""
+    from laser_repro.data.dataset import data_fingerprint
+    from laser_repro.train.scaffold import MODEL_FILE, file_digest
+
+    config = metrics.get("config") or {}
+    why = []
+    theirs = metrics.get("data_fingerprint") or config.get("data_fingerprint")
+    if data is not None and theirs and (data / "stats.json").exists() and data_fingerprint(data) != theirs:
+        why.append(f"data re-prepared since (fingerprint {theirs} -> {data_fingerprint(data)})")
+    recorded = config.get("input_fingerprints") or {}
+    for key, folder in (runs or {}).items():
+        if key in recorded and (folder / MODEL_FILE).exists() and file_digest(folder / MODEL_FILE) != recorded[key]:
+            why.append(f"{key} retrained since")
+    return why
+
+
+def mixed_settings(configs: dict[str, dict], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Settings on which the recorded ``configs`` of one method's runs (name -> config) disagree, besides
+    ``ignore`` (the seed, execution keys): runs that a mean must not pool. A key that only some configs have is
+    not counted (the suite adds keys at their no-op defaults)."""
+    keys = set().union(*configs.values()) - set(ignore) if configs else set()
+    return sorted(k for k in keys if len({json.dumps(c[k], sort_keys=True) for c in configs.values() if k in c}) > 1)
 
 
 def source(run: Path, record: Path) -> Path | None:
@@ -58,7 +95,7 @@ def source(run: Path, record: Path) -> Path | None:
     return next((f for f in (run, record) if (f / "metrics.json").exists()), None)
 
 
-NO_RESULT = ("not run", "missing run", "UNFINISHED", "no per-user ranks")  # a report line with one of these carries no result
+NO_RESULT = ("not run", "missing run", "UNFINISHED", "no per-user ranks", "STALE", "MIXED settings")  # a report line with one of these carries no result
 
 
 def kept_lines(old: str, starts: str, block: bool = False) -> list[str]:
@@ -97,6 +134,22 @@ def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
         return sum(line.startswith(key) and not any(m in line for m in NO_RESULT) for line in text.splitlines())
 
     return [k for k in keys if results(new, k) < results(old, k)]
+
+
+RUN_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size", "item_batch_size", "cache_dir")
+
+
+def unpoolable(recs: list[dict], data: Path, execution_keys: tuple[str, ...] = RUN_KEYS) -> str | None:
+    """Why one method's finished seeds (their metrics.json) cannot make one row: "STALE: ..." when a seed's data is
+    not the ``data`` here (re-prepared since), "MIXED settings: ..." when the seeds ran under different settings
+    (besides the seed, the data set's path, judged by its fingerprint, and ``execution_keys``); None when they fit."""
+    for r in recs:
+        why = stale_inputs(r, data)
+        if why:
+            return f"STALE: seed {r['seed']}: {'; '.join(why)}"
+    ignore = ("seed", "dataset", *execution_keys)
+    mixed = mixed_settings({r["seed"]: repo_relative(r["config"]) for r in recs}, ignore)
+    return f"MIXED settings: the seeds differ in {', '.join(mixed)}; not pooled" if mixed else None
 
 
 def write_report(path: Path, text: str, names: list[str], allow_gaps: bool, where: str, strict: bool = True) -> bool:

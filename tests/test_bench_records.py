@@ -7,6 +7,7 @@ import argparse
 import importlib.util
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -96,17 +97,21 @@ def test_report_keeps_the_previous_lines_of_runs_it_cannot_find_and_names_them(m
     assert mod.report(args) == text  # idempotent: its own 'not run' rows are never kept as results
 
 
-def test_a_test_against_a_run_without_ranks_names_the_lost_ranks_not_a_missing_run(monkeypatch, tmp_path):
-    mod = _load(monkeypatch, tmp_path)
-    mod.REPORT.write_text(OLD)  # no-prefix (minilm) reported there, before records were kept
-    rec = tmp_path / "records" / "main"
+def _laser_record(rec: Path, **config) -> None:
+    """A finished Laser run's record: 3 test users, N@10 0.05."""
     rec.mkdir(parents=True)
     test = {"n": 3, "recall@10": 0.1, "ndcg@10": 0.05, "mrr": 0.04}
     (rec / "metrics.json").write_text(json.dumps({
-        "config": {"max_train_users": 1000}, "train_rows": 3107, "valid": {"n": 1000}, "test": test,
+        "config": {"max_train_users": 1000, **config}, "train_rows": 3107, "valid": {"n": 1000}, "test": test,
         "best_phase": 2, "best_epoch": 0, "wall_time_s": 600.0, "untrained_valid": {"ndcg@10": 0.01},
         "history": [{"phase": 1, "epoch": 0, "loss": 8.4, "valid": {"ndcg@10": 0.02}}]}))
     np.savez(rec / "ranks.npz", test_users=np.arange(3), test_targets=np.arange(3), test_ranks=np.array([0, 5, 20]))
+
+
+def test_a_test_against_a_run_without_ranks_names_the_lost_ranks_not_a_missing_run(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    mod.REPORT.write_text(OLD)  # no-prefix (minilm) reported there, before records were kept
+    _laser_record(tmp_path / "records" / "main")
     text = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
     assert "| Laser (M-Former prefix + suffix) | minilm | 1000 (seeded) | 3107 | 1000 | 3 | 2, 0 | 10.00 |" in text
     # the old main-vs-no-prefix test is not kept (main is new), and no-prefix did run: its ranks are what is missing
@@ -208,7 +213,7 @@ def test_llm_baselines_report_reads_records_when_the_run_folders_are_gone(monkey
     (rec / "metrics.json").write_text(json.dumps({
         "seed": 0, "test": {"n": 11039, "recall@10": 0.1307, "ndcg@10": 0.0938, "mrr": 0.0872},
         "config": {"num_threads": 1}, "wall_time_s": 600.0}))
-    args = argparse.Namespace(runs=tmp_path / "runs", report=tmp_path / "report.md")
+    args = argparse.Namespace(runs=tmp_path / "runs", report=tmp_path / "report.md", data=tmp_path / "data")
     text = mod.report(args)
     assert "| kar | template knowledge, MiniLM-L6 encoder | 1 | 11039 | 13.07 | 9.38 | 8.72 |" in text
     assert "| lrurec | — (ID model) | 0 | — | not run | not run | not run |" in text
@@ -302,3 +307,133 @@ def test_flops_report_keeps_the_epochs_to_early_stopping_without_the_run_folders
     rec.mkdir(parents=True)
     (rec / "metrics.json").write_text(json.dumps({"epochs_run": 40}))
     assert mod.epochs_to_stop(tmp_path / "runs" / "zesrec", tmp_path / "records" / "zesrec") == [40]
+
+
+def test_a_result_of_a_retrained_bert4rec_input_is_stale_never_shown_or_tested(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    bert = tmp_path / "runs" / "bert4rec"
+    bert.mkdir(parents=True)
+    (bert / "model.pt").write_bytes(b"retrained")
+    _laser_record(tmp_path / "records" / "main", input_fingerprints={"idrec_run": "0123456789abcdef"})
+    _laser_record(tmp_path / "records" / "no-prefix", bituning={"prefix": "none"},  # reads no BERT4Rec: not judged
+                  input_fingerprints={"idrec_run": "0123456789abcdef"})
+    args = argparse.Namespace(idrec_run=bert, runs=tmp_path / "runs")
+    text = mod.report(args)
+    assert "| Laser (M-Former prefix + suffix) | minilm | STALE: idrec_run retrained since |" in text
+    assert "| main vs no-prefix | — | — | — | — | STALE: main |" in text and "**main**" not in text
+    assert "| Laser w/o prefix | minilm | 1000 (seeded) | 3107 | 1000 | 3 | 2, 0 | 10.00 |" in text
+    assert "Stale (results of other data or another BERT4Rec input than this machine's; not shown, not tested): main." in text
+    from laser_repro.train.scaffold import file_digest
+    (tmp_path / "records" / "main" / "metrics.json").write_text(json.dumps({
+        **json.loads((tmp_path / "records" / "main" / "metrics.json").read_text()),
+        "config": {"max_train_users": 1000, "input_fingerprints": {"idrec_run": file_digest(bert / "model.pt")}}}))
+    # its own input again: a result, tested (per-user N@10 of ranks 0, 5, 20: (1 + 1/log2(7) + 0) / 3 = 45.21%)
+    assert "| main vs no-prefix | 3 | 45.21 vs 45.21 | 0.00 | 1 | no difference |" in mod.report(args)
+
+
+def test_stale_inputs_names_re_prepared_data(monkeypatch, tmp_path):
+    from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
+
+    stale_inputs = _load(monkeypatch, tmp_path).stale_inputs
+    data = tmp_path / "data"
+    items = [{"id": str(i), "title": f"item {i}", "brand": "b", "category": "c"} for i in range(4)]
+    save_dataset(from_sequences("d", "test", items, ["u0", "u1"], [[1, 2, 3, 0], [2, 3, 1, 2]]), data)
+    ours = data_fingerprint(data)
+    assert stale_inputs({"config": {"data_fingerprint": ours}}, data) == []
+    assert stale_inputs({"data_fingerprint": "ffff"}, data) == [f"data re-prepared since (fingerprint ffff -> {ours})"]
+    assert stale_inputs({"data_fingerprint": "ffff"}, tmp_path / "absent") == []  # nothing here to judge by
+
+
+def test_a_rerun_in_progress_next_to_its_record_is_named(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    _laser_record(tmp_path / "records" / "main")
+    (tmp_path / "runs" / "main").mkdir(parents=True)
+    (tmp_path / "runs" / "main" / "checkpoint.pt").write_bytes(b"")
+    text = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
+    assert "| Laser (M-Former prefix + suffix) | minilm | 1000 (seeded) |" in text
+    assert "Reruns in progress (their previous results stay until they finish): main." in text
+
+
+def test_keep_record_writes_metrics_last_and_drops_extras_the_run_no_longer_has(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    run, record = tmp_path / "run", tmp_path / "record"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"seed": 0}))
+    (run / "protocols.json").write_text("{}")
+    np.savez(run / "ranks.npz", test_ranks=np.arange(4))
+    assert mod.keep_record(run, record, extra=("protocols.json",)) and (record / "protocols.json").exists()
+    (run / "protocols.json").unlink()  # a rerun: its protocols not computed yet
+    (run / "metrics.json").write_text(json.dumps({"seed": 0, "lr": 0.01}))
+    order = []
+    records = sys.modules["records"]
+    monkeypatch.setattr(records, "write_json", lambda p, obj: (order.append((p.name, (record / "ranks.npz").stat().st_mtime_ns)),
+                                                               records.write_text(p, json.dumps(obj))))
+    before = (record / "ranks.npz").stat().st_mtime_ns
+    time.sleep(0.01)
+    assert records.keep_record(run, record, extra=("protocols.json",))
+    assert not (record / "protocols.json").exists()  # the earlier run's protocols do not outlive it
+    assert order and order[0][0] == "metrics.json" and order[0][1] > before  # ranks rewritten before metrics
+    assert json.loads((record / "metrics.json").read_text()) == {"seed": 0, "lr": 0.01}
+
+
+def test_mixed_settings_names_what_seeds_disagree_on(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from records import mixed_settings
+
+    a, b = {"seed": 0, "lr": 1e-3, "n": 2}, {"seed": 1, "lr": 1e-3, "n": 2}
+    assert mixed_settings({"seed~0": a, "seed~1": b}, ignore=("seed",)) == []
+    assert mixed_settings({"seed~0": a, "seed~1": {**b, "lr": 1e-2}, "seed~2": {"seed": 2, "lr": 1e-3}},
+                          ignore=("seed",)) == ["lr"]
+
+
+def test_idrec_report_never_pools_seeds_of_other_settings(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_idrec_scientific")
+    monkeypatch.setattr(mod, "RECORDS", tmp_path / "records")
+    for seed, lr in ((0, 1e-3), (1, 1e-3), (2, 1e-2)):
+        rec = tmp_path / "records" / "sasrec" / f"seed~{seed}"
+        rec.mkdir(parents=True)
+        config = {"seed": seed, "lr": lr, "batch_size": 256, "patience": 10, "model_config": {}, "num_threads": seed,
+                  "dataset": f"/machine{seed}/scientific"}
+        (rec / "metrics.json").write_text(json.dumps({
+            "seed": seed, "config": config, "test": {"recall@10": 0.14, "ndcg@10": 0.1, "mrr": 0.09},
+            "best_epoch": 5, "epochs_run": 15, "train_time_s": 60.0, "wall_time_s": 70.0, "device": "cpu"}))
+    args = argparse.Namespace(models=["sasrec"], runs=tmp_path / "runs", data=tmp_path / "data", protocols=False,
+                              report=tmp_path / "idrec.md")
+    text = mod.report(args)
+    assert "| sasrec | ndcg@10 | 8.03 | MIXED settings: the seeds differ in lr; not pooled | — | — |" in text
+    (tmp_path / "records" / "sasrec" / "seed~2" / "metrics.json").unlink()  # the odd seed gone: seeds 0-1 pool
+    assert "| sasrec | ndcg@10 | 8.03 | 10.00 ± 0.00 (n=2) | +24.5% | **no** |" in mod.report(args)
+
+
+def test_recformer_report_names_a_rerun_in_progress(monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path, "bench_recformer_scientific")
+    rec = tmp_path / "records" / "seed~0"
+    rec.mkdir(parents=True)
+    (rec / "metrics.json").write_text(json.dumps({
+        "config": {"encoder": "minilm", "max_tokens": 256, "lr": 5e-5, "batch_size": 16}, "train_users": 800,
+        "valid": {"n": 400}, "test": {"n": 11039, "recall@10": 0.0812, "ndcg@10": 0.0456, "mrr": 0.0401},
+        "wall_time_s": 1500.0, "device": "cpu", "best_stage": 2, "best_epoch": 0, "history": []}))
+    run = tmp_path / "runs" / "seed~0"
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"")
+    text = mod.report(argparse.Namespace(run=run))
+    assert "A rerun is in progress in `seed~0`: the results below are the previous run's" in text
+    assert "| ours (stage 2, epoch 0) | 8.12 | 4.56 | 4.01 |" in text
+
+
+def test_an_unfinished_runs_curve_is_marked_and_never_carried_over_as_a_result(monkeypatch, tmp_path):
+    import torch
+
+    mod = _load(monkeypatch, tmp_path)
+    run = tmp_path / "runs" / "main"
+    run.mkdir(parents=True)
+    hist = [{"phase": 1, "epoch": 0, "loss": 8.4, "valid": {"ndcg@10": 0.02}, "test": {"n": 500, "ndcg@10": 0.01}}]
+    torch.save({"state": {"history": hist, "untrained_valid": {"ndcg@10": 0.003}, "phase": 1, "epoch": 0}},
+               run / "checkpoint.pt")
+    args = argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs")
+    text = mod.report(args)
+    assert "| Laser (M-Former prefix + suffix) | minilm | UNFINISHED (1, epoch 0; see its curve) |" in text
+    assert "**main** (minilm; curve test users 500; UNFINISHED, the curve so far)" in text
+    mod.REPORT.write_text(text)
+    (run / "checkpoint.pt").unlink()  # another machine, without the run folder
+    assert "**main**" not in mod.report(args) and "| 1 | 0 | 8.400 | 2.00 | 1.00 |" not in mod.report(args)
