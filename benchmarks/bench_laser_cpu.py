@@ -217,14 +217,20 @@ def same_model_precision(run: Path, n_rows: int = 32) -> dict:
             "rank_moved": float((a["ranks"] != b["ranks"]).mean()), "n": int(len(users)), "p": test.p}
 
 
-def kept_sections(previous: str, cpu: str) -> str:
+PRECISION = "fp32 vs bf16 autocast on a short real run"  # the --check-precision section
+
+
+def kept_sections(previous: str, cpu: str, measured: tuple[str, ...] = ("minilm", "smollm2", PRECISION)) -> str:
     """What a rewrite keeps of the ``previous`` report: its machines and smoke sections; and, when ``previous`` was
-    measured on another CPU than ``cpu``, its measured sections too, moved into the machines section (demoted
-    headings), so no machine's figures are lost."""
+    measured on another CPU than ``cpu`` or measured something this run does not (``measured``: its backbones, and
+    ``PRECISION`` with ``--check-precision``), its measured sections too, moved into the machines section (demoted
+    headings), so no machine's or run's figures are lost."""
     top_end = min([previous.index(m) for m in (MACHINES, SMOKE) if m in previous] or [len(previous)])
     top, tail = previous[:top_end].strip(), previous[top_end:]
     line = next((x for x in top.splitlines() if x.startswith("Written by")), "")
-    if not top or f"Machine: {cpu} (" in line:
+    rows = {x.split("|")[1].strip() for x in top.splitlines() if x.startswith("| ") and not x.startswith("| backbone")}
+    had = {b for b in rows if b in ("minilm", "smollm2")} | ({PRECISION} if f"## {PRECISION}" in top else set())
+    if not top or (f"Machine: {cpu} (" in line and had <= set(measured)):
         return tail
     moved = "\n".join("##" + x if x.startswith("#") else x for x in top.splitlines()[1:]).strip()
     if MACHINES not in tail:
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             save_dataset(ds, Path(tmp) / "data")
             res = precision_check(ds, args.cache, Path(tmp))
             same = same_model_precision(Path(tmp) / "fp32")
-        lines += ["", "## fp32 vs bf16 autocast on a short real run", "",
+        lines += ["", f"## {PRECISION}", "",
                   "minilm, 150 seeded training users, 500 seeded validation/test users, 1 + 1 epochs, same seed:", "",
                   "| precision | valid N@10 | test R@10 | test N@10 | test MRR | wall s |", "|---|---:|---:|---:|---:|---:|"]
         for p, rec in res.items():
@@ -316,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"within bf16 rounding, read as: no significant per-user difference): "
                   f"{'met' if within else 'NOT met'}."]
     previous = args.out.read_text() if args.out.exists() else ""
-    write_text(args.out, "\n".join(lines) + "\n\n" + kept_sections(previous, cpu_model()))
+    measured = (*args.backbones, *([PRECISION] if args.check_precision else []))
+    write_text(args.out, "\n".join(lines) + "\n\n" + kept_sections(previous, cpu_model(), measured))
     print(f"wrote {args.out}")
     return 0
 

@@ -247,6 +247,9 @@ def test_laser_cpu_rewrite_keeps_a_run_from_another_cpu(monkeypatch):
     assert "Machine: Intel(R) Xeon(R), amx_bf16" in kept
     same = kept_sections(PREVIOUS_CPU, "Intel(R) Xeon(R), amx_bf16, avx512_bf16")
     assert same == PREVIOUS_CPU[PREVIOUS_CPU.index("<!-- smoke:start -->"):]  # same CPU: its figures are replaced
+    for less in (("minilm", "smollm2"), ("smollm2", "fp32 vs bf16 autocast on a short real run")):  # ... unless the
+        partial = kept_sections(PREVIOUS_CPU, "Intel(R) Xeon(R), amx_bf16, avx512_bf16", less)  # rerun lacks some
+        assert "### An earlier run" in partial and "| minilm | 21% |" in partial and "same model: met." in partial
     again = kept_sections("# Laser CPU speed\n\nWritten by x. Machine: Other CPU (x86_64).\n\n| t |\n\n" + kept, "AMD EPYC, avx512_bf16")
     assert again.count("### An earlier run") == 2 and again.count(MACHINES) == 1  # a third CPU: both kept
     assert kept_sections("", "AMD EPYC, avx512_bf16") == ""
