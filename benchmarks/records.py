@@ -20,17 +20,21 @@ from laser_repro.io import atomic_path, write_json, write_text
 
 RECORD_FILES = ("metrics.json", "ranks.npz")
 REPO_PREFIX = str(Path(__file__).resolve().parents[1]) + "/"
+WORKSPACE_PREFIX = str(Path(__file__).resolve().parents[2]) + "/"  # holds the repository and ../shared
 
 
 def repo_relative(obj: Any) -> Any:
-    """``obj`` with every string path under this repository made relative to it: a committed record names no
-    machine's folders (the recorded config_hash still identifies the run as it was trained)."""
+    """``obj`` with every string path under this repository, or next to it (``../shared/data``), made relative to
+    it: a committed record names no machine's folders (the recorded config_hash still identifies the run as it was
+    trained)."""
     if isinstance(obj, dict):
         return {k: repo_relative(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [repo_relative(v) for v in obj]
     if isinstance(obj, str) and obj.startswith(REPO_PREFIX):
         return obj[len(REPO_PREFIX):]
+    if isinstance(obj, str) and obj.startswith(WORKSPACE_PREFIX) and len(WORKSPACE_PREFIX) > 1:
+        return "../" + obj[len(WORKSPACE_PREFIX):]
     return obj
 
 

@@ -286,12 +286,13 @@ def test_a_record_names_no_folder_of_this_machine(monkeypatch, tmp_path):
     run.mkdir(parents=True)
     here = records.REPO_PREFIX + "benchmarks/out/data/scientific"
     (run / "metrics.json").write_text(json.dumps({"config": {"dataset": here, "seeds": [here], "lr": 0.001},
-                                                  "elsewhere": "/data/x"}))
+                                                  "elsewhere": "/data/x",
+                                                  "shared": records.WORKSPACE_PREFIX + "shared/data/scientific"}))
     np.savez(run / "ranks.npz", test_ranks=np.arange(3))
     assert mod.keep_record(run, tmp_path / "records" / "x")
     assert json.loads((tmp_path / "records" / "x" / "metrics.json").read_text()) == {
         "config": {"dataset": "benchmarks/out/data/scientific", "seeds": ["benchmarks/out/data/scientific"],
-                   "lr": 0.001}, "elsewhere": "/data/x"}
+                   "lr": 0.001}, "elsewhere": "/data/x", "shared": "../shared/data/scientific"}
 
 
 def test_flops_report_keeps_the_epochs_to_early_stopping_without_the_run_folders(monkeypatch, tmp_path):
