@@ -265,6 +265,13 @@ def report(args) -> str:
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
     tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
+
+    def same_runs(line: str, a: str, b: str) -> bool:
+        """Whether an old t-test row was computed on the runs here: each side found here shows the same test N@10."""
+        shown = [v.strip() for v in line.split("|")[3].split(" vs ")]
+        return len(shown) == 2 and all(x100(metrics[x]["test"], "ndcg@10") == v for x, v in zip((a, b), shown)
+                                       if found[x])
+
     reported = set(kept) | {name for name, f in found.items() if f}  # run, whether or not its ranks are here
     for i, (a, b) in enumerate(pairs):
         if a in stale or b in stale:
@@ -273,8 +280,10 @@ def report(args) -> str:
             lost = [x for x in (a, b) if x in reported and not found[x]]
             gap = (tests[i] if any(x not in reported for x in (a, b)) else tests[i].replace(
                 "not run |", f"no per-user ranks of {' and '.join(lost)} (run before records were kept) |"))
-            # an old test is kept only when neither side is here: never an old run against a new one
-            tests[i:i + 1] = old_or([a, b], f"| {a} vs {b} |", [gap]) if not (found[a] or found[b]) else [gap]
+            # an old test is kept only for the runs it was computed on: never an old run against a new one
+            previous = kept_lines(old, f"| {a} vs {b} |")
+            tests[i] = previous[0] if previous and same_runs(previous[0], a, b) else gap
+            kept.extend(x for x in (a, b) if previous and tests[i] == previous[0] and not found[x] and x not in kept)
     lines += ["## Paired t-tests (test NDCG@10 per user, two-sided, common test users)", "",
               "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
               "'a better' / 'b better' at p < 0.05.", "",

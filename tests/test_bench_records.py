@@ -97,10 +97,10 @@ def test_report_keeps_the_previous_lines_of_runs_it_cannot_find_and_names_them(m
     assert mod.report(args) == text  # idempotent: its own 'not run' rows are never kept as results
 
 
-def _laser_record(rec: Path, **config) -> None:
-    """A finished Laser run's record: 3 test users, N@10 0.05."""
+def _laser_record(rec: Path, ndcg: float = 0.05, **config) -> None:
+    """A finished Laser run's record: 3 test users, N@10 ``ndcg``."""
     rec.mkdir(parents=True)
-    test = {"n": 3, "recall@10": 0.1, "ndcg@10": 0.05, "mrr": 0.04}
+    test = {"n": 3, "recall@10": 0.1, "ndcg@10": ndcg, "mrr": 0.04}
     (rec / "metrics.json").write_text(json.dumps({
         "config": {"max_train_users": 1000, **config}, "train_rows": 3107, "valid": {"n": 1000}, "test": test,
         "best_phase": 2, "best_epoch": 0, "wall_time_s": 600.0, "untrained_valid": {"ndcg@10": 0.01},
@@ -120,6 +120,13 @@ def test_a_test_against_a_run_without_ranks_names_the_lost_ranks_not_a_missing_r
     assert "| main vs bert4rec | — | — | — | — | not run |" in text  # bert4rec is nowhere: a plain gap
     mod.REPORT.write_text(text)
     assert mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs")) == text
+    # the same no-prefix run recorded (test N@10 5.24 as the old row shows): the old test of main against it stays
+    mod.REPORT.write_text(OLD)
+    _laser_record(tmp_path / "records" / "no-prefix", ndcg=0.0524)
+    (tmp_path / "records" / "main" / "metrics.json").unlink()
+    (tmp_path / "records" / "main" / "ranks.npz").unlink()
+    same = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
+    assert "| main vs no-prefix | 11039 | 3.86 vs 5.24 | -9.61 | 8.8e-22 | b better |" in same
 
 
 def test_report_keeps_the_previous_results_while_a_rerun_is_unfinished(monkeypatch, tmp_path):
