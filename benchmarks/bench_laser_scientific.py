@@ -263,7 +263,8 @@ def report(args) -> str:
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
     pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
-              ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix")]
+              ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
+              ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer")]
     tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:
