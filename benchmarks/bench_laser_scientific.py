@@ -49,6 +49,7 @@ from laser_repro.train.scaffold import recorded_config
 HERE = Path(__file__).resolve().parent
 REPORT = HERE / "laser_scientific.md"
 IDREC_RUN = HERE / "out" / "idrec_scientific" / "bert4rec" / "seed~0"
+IDREC_RECORD = HERE / "records" / "idrec_scientific" / "bert4rec" / "seed~0"  # bench_idrec_scientific.py's record of it
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
 # Table 2, Scientific, x100: the paper's BERT4Rec and Laser cells (for orientation only; never a target)
 PAPER = {"bert4rec": {"recall@10": 10.61, "ndcg@10": 7.90, "mrr": 7.59}}
@@ -200,9 +201,12 @@ def report(args) -> str:
     the previous report's lines for that run (named under the results table), else a 'not run' gap."""
     old = REPORT.read_text() if REPORT.exists() else ""
     folders = {"bert4rec": args.idrec_run, BUDGET_RUN: args.runs / BUDGET_RUN, **{v: args.runs / v for v in VARIANTS}}
+    records = {name: RECORDS / name for name in folders}
+    if args.idrec_run == IDREC_RUN:  # the ID benchmark's own run: its record there, not a second copy here
+        records["bert4rec"] = IDREC_RECORD
     for name, folder in folders.items():
-        keep_record(folder, RECORDS / name)
-    found = {name: source(folder, RECORDS / name) for name, folder in folders.items()}
+        keep_record(folder, records[name])
+    found = {name: source(folder, records[name]) for name, folder in folders.items()}
     # a result whose data or BERT4Rec input has changed here is shown as stale, never as a result
     def reads_bert4rec(metrics: dict) -> bool:  # only the M-Former reads the ID model
         return (metrics.get("config") or {}).get("bituning", {}).get("prefix", "mformer") == "mformer"

@@ -77,8 +77,9 @@ def stale_inputs(metrics: dict, data: Path | None = None, runs: dict[str, Path] 
     config = metrics.get("config") or {}
     why = []
     theirs = metrics.get("data_fingerprint") or config.get("data_fingerprint")
-    if data is not None and theirs and (data / "stats.json").exists() and data_fingerprint(data) != theirs:
-        why.append(f"data re-prepared since (fingerprint {theirs} -> {data_fingerprint(data)})")
+    now = data_fingerprint(data) if theirs and data is not None and (data / "stats.json").exists() else theirs
+    if now != theirs:
+        why.append(f"data re-prepared since (fingerprint {theirs} -> {now})")
     recorded = config.get("input_fingerprints") or {}
     for key, folder in (runs or {}).items():
         if key in recorded and (folder / MODEL_FILE).exists() and file_digest(folder / MODEL_FILE) != recorded[key]:
