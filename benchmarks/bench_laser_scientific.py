@@ -60,7 +60,13 @@ VARIANTS = {  # name -> (label, backbone, bituning overrides)
     "smollm2": ("Laser (M-Former prefix + suffix)", "smollm2", {}),
     "smollm2-no-mformer": ("Laser w/o M-Former (learnable prefix)", "smollm2", {"prefix": "learnable"}),
     "smollm2-no-prefix": ("Laser w/o prefix", "smollm2", {"prefix": "none"}),
+    # diagnostic, not in the paper: is the M-Former's output scale what stops SmolLM2 from learning?
+    "smollm2-token-scale": ("Laser, M-Former prefix at the token norm (diagnostic)", "smollm2",
+                            {"prefix_scale": "token"}),
 }
+# A diagnostic's own budget (overrides of the command-line budget): one phase-1 epoch, compared with the first
+# epoch of the other SmolLM2 runs (same users, order and constant lr), tested on a seeded 1,000 users
+BUDGETS = {"smollm2-token-scale": {"phase1_epochs": 1, "phase2_epochs": 0, "smollm2_test_users": 1000}}
 # Committed records of finished runs (records.py), so the report survives a machine whose benchmarks/out is gone
 RECORDS = HERE / "records" / "laser_scientific"
 METRICS = ("recall@10", "ndcg@10", "mrr")
@@ -68,6 +74,7 @@ METRICS = ("recall@10", "ndcg@10", "mrr")
 
 def run_config(variant: str, args) -> LaserRunConfig:
     _, backbone, bituning = VARIANTS[variant]
+    args = argparse.Namespace(**{**vars(args), **BUDGETS.get(variant, {})})
     small = backbone == "smollm2"  # a third of the training users, half the validation and curve users
     uses_idrec = bituning.get("prefix", "mformer") == "mformer"  # only the M-Former reads the BERT4Rec run
     return LaserRunConfig(
@@ -268,7 +275,8 @@ def report(args) -> str:
     pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
-              ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer")]
+              ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer"),
+              ("smollm2-token-scale", "smollm2")]
     tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:

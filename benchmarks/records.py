@@ -38,12 +38,26 @@ def repo_relative(obj: Any) -> Any:
     return obj
 
 
+def newer_record(run: Path, record: Path) -> bool:
+    """Whether ``record`` holds another result than the finished run folder ``run`` and was written after it (a
+    record pulled from a machine that reran the run): then the record, not the older local run, is the result."""
+    mine, theirs = run / RECORD_FILES[0], record / RECORD_FILES[0]
+    if not (mine.exists() and theirs.exists()) or theirs.stat().st_mtime <= mine.stat().st_mtime:
+        return False
+    return json.loads(theirs.read_text()) != repo_relative(json.loads(mine.read_text()))
+
+
 def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:
     """Copy a finished run's metrics.json (:func:`repo_relative`), its ranks.npz (recompressed: ~5x smaller; arrays
     and dtypes unchanged) and the small ``extra`` files it has (e.g. a cache of derived metrics) into its committed
-    ``record``, atomically. False, and nothing copied, when the run is not finished (either file missing)."""
+    ``record``, atomically. False, and nothing copied, when the run is not finished (either file missing) or the
+    record is a newer, other result (:func:`newer_record`; said on stderr)."""
     metrics, ranks = RECORD_FILES
     if not all((run / name).exists() for name in RECORD_FILES):
+        return False
+    if newer_record(run, record):
+        print(f"{record}: a newer result than the run folder {run} (pulled?); kept, not overwritten (rerun or "
+              "remove the run folder to replace it)", file=sys.stderr)
         return False
     # metrics.json, the mark of a finished record, goes last (as the trainers write a run): a failure on the way
     # leaves the previous record whole or an unfinished one, never new metrics next to old ranks
@@ -72,15 +86,13 @@ def stale_inputs(metrics: dict, data: Path | None = None, runs: dict[str, Path] 
     another fingerprint, or an input run (``runs``: its config key -> the run folder now, e.g. the BERT4Rec run
     Laser reads) has another model.pt than the one the run was trained from. Inputs absent here are not judged."""
     from laser_repro.data.dataset import data_fingerprint
-    from laser_repro.train.scaffold import MODEL_FILE, file_digest
+    from laser_repro.train.scaffold import MODEL_FILE, file_digest, recorded_fingerprints
 
-    config = metrics.get("config") or {}
     why = []
-    theirs = metrics.get("data_fingerprint") or config.get("data_fingerprint")
+    theirs, recorded = recorded_fingerprints(metrics)
     now = data_fingerprint(data) if theirs and data is not None and (data / "stats.json").exists() else theirs
     if now != theirs:
         why.append(f"data re-prepared since (fingerprint {theirs} -> {now})")
-    recorded = config.get("input_fingerprints") or {}
     for key, folder in (runs or {}).items():
         if key in recorded and (folder / MODEL_FILE).exists() and file_digest(folder / MODEL_FILE) != recorded[key]:
             why.append(f"{key} retrained since")
@@ -96,8 +108,10 @@ def mixed_settings(configs: dict[str, dict], ignore: tuple[str, ...] = ()) -> li
 
 
 def source(run: Path, record: Path) -> Path | None:
-    """Where a finished run's results are: its run folder if here, else its committed record, else None."""
-    return next((f for f in (run, record) if (f / "metrics.json").exists()), None)
+    """Where a finished run's results are: its run folder if here (unless its record is a newer, other result:
+    :func:`newer_record`), else its committed record, else None."""
+    order = (record, run) if newer_record(run, record) else (run, record)
+    return next((f for f in order if (f / "metrics.json").exists()), None)
 
 
 NO_RESULT = ("not run", "missing run", "UNFINISHED", "no per-user ranks", "STALE", "MIXED settings")  # a report line with one of these carries no result

@@ -448,3 +448,26 @@ def test_an_unfinished_runs_curve_is_marked_and_never_carried_over_as_a_result(m
     mod.REPORT.write_text(text)
     (run / "checkpoint.pt").unlink()  # another machine, without the run folder
     assert "**main**" not in mod.report(args) and "| 1 | 0 | 8.400 | 2.00 | 1.00 |" not in mod.report(args)
+
+
+def test_a_newer_pulled_record_is_never_overwritten_by_an_older_run_folder(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import records
+
+    run, record = tmp_path / "runs" / "seed~0", tmp_path / "records" / "seed~0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.05}}))
+    np.savez(run / "ranks.npz", test_ranks=np.arange(4))
+    assert records.keep_record(run, record)
+    assert records.source(run, record) == run  # the same result: the run folder is read
+    # another machine reran it and its record was pulled: newer than the local run, another result
+    (record / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.07}}))
+    os.utime(run / "metrics.json", (time.time() - 60, time.time() - 60))
+    assert records.newer_record(run, record)
+    assert records.keep_record(run, record) is False and "newer result" in capsys.readouterr().err
+    assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.07
+    assert records.source(run, record) == record and records.finished(run.parent, record.parent) == [record]
+    # a local rerun that finishes after the pull replaces the record again
+    (run / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.06}}))
+    assert not records.newer_record(run, record) and records.keep_record(run, record)
+    assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.06

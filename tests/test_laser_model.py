@@ -299,6 +299,33 @@ def test_switch_no_mformer_learnable_prefix(ds, cache):
     assert {n for n, p in m.named_parameters() if p.requires_grad} == {"prefix", "suffix"}
 
 
+def test_prefix_scale_token_rescales_every_prefix_vector_to_the_token_norm(ds, cache, tmp_path):
+    """bituning.prefix_scale "token" (diagnostic): each M-Former prefix vector keeps its direction and gets the
+    backbone's mean token-embedding norm; "free" (the paper) leaves it as is and keeps old runs' hashes."""
+    from laser_repro.config import ConfigError, to_dict
+    from laser_repro.train.scaffold import resume_hash, without_neutral
+
+    free = _model(ds, cache, backbone_precision="fp32")
+    scaled = _model(ds, cache, bituning=BiTuningConfig(prefix_scale="token"), backbone_precision="fp32")
+    table = scaled.backbone.model.get_input_embeddings().weight.float()
+    assert scaled.prefix_norm == pytest.approx(float(table.norm(dim=-1).mean()))
+    with torch.no_grad():
+        raw, _ = free._prefix([SEQS[0], SEQS[2]], False)
+        out, _ = scaled._prefix([SEQS[0], SEQS[2]], False)
+    assert torch.allclose(out.norm(dim=-1), torch.full(out.shape[:2], scaled.prefix_norm), rtol=1e-5)
+    assert torch.allclose(torch.nn.functional.normalize(out, dim=-1), torch.nn.functional.normalize(raw, dim=-1),
+                          atol=1e-5)  # same weights (seed 0), same direction
+    assert not torch.allclose(raw.norm(dim=-1), out.norm(dim=-1))
+    # the key is left out of the hash at "free": a run made before it existed keeps its resume hash
+    cfg = tiny_config("unused", cache)
+    old = to_dict(cfg)
+    old["bituning"] = {k: v for k, v in old["bituning"].items() if k != "prefix_scale"}
+    assert resume_hash(without_neutral(to_dict(cfg), cfg.HASH_NEUTRAL), ()) == resume_hash(old, ())
+    assert without_neutral(to_dict(scaled.cfg), cfg.HASH_NEUTRAL)["bituning"]["prefix_scale"] == "token"
+    with pytest.raises(ConfigError, match="prefix_scale"):
+        BiTuningConfig(prefix="none", prefix_scale="token").check()
+
+
 def test_switch_suffix_mean_and_eos(ds, cache):
     mean = _model(ds, cache, bituning=BiTuningConfig(suffix="mean"), backbone_precision="fp32")
     assert mean.suffix is None and mean.suffix_len == 0

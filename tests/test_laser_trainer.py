@@ -312,3 +312,41 @@ def test_validation_cap_and_test_curve_subset(data, cache, tmp_path):
     assert subset.shape[0] == 4 and set(subset) <= set(ds.eval_users("test"))
     off = trainer.train_laser(dataclasses.replace(cfg, test_curve_users=0), tmp_path / "off")
     assert all("test" not in h for h in off["history"])
+
+
+def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, tmp_path):
+    """Under a validation cap, max_eval_users changes only the test users: a finished run rerun with another
+    cap keeps its training and the ranks it had, ranks the new users with its selected model, and equals a
+    run that tested every user from the start. Any other change is still refused as stale."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.train.scaffold import StaleRun
+
+    n_test = load_dataset(data).eval_users("test").shape[0]
+    full = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1), max_valid_users=20)
+    capped = dataclasses.replace(full, max_eval_users=7)
+    first = trainer.train_laser(capped, tmp_path / "run")
+    ranks_before = load_ranks(tmp_path / "run" / "ranks.npz")["test"]
+    assert first["test"]["n"] == 7
+
+    retested = trainer.train_laser(full, tmp_path / "run")
+    whole = trainer.train_laser(full, tmp_path / "whole")  # the same config, trained and tested at once
+    assert retested["test"]["n"] == whole["test"]["n"] == n_test
+    assert retested["test"] == pytest.approx(whole["test"], abs=1e-12)
+    assert retested["valid"] == first["valid"] and retested["history"] == first["history"]
+    assert retested["retested"]["test_users_before"] == 7 and retested["retested"]["ranked_now"] == n_test - 7
+    after = load_ranks(tmp_path / "run" / "ranks.npz")["test"]
+    mask = np.isin(after.users, ranks_before.users)
+    order = np.argsort(after.users[mask])
+    assert np.array_equal(after.ranks[mask][order], ranks_before.ranks[np.argsort(ranks_before.users)])
+    assert np.array_equal(after.ranks, load_ranks(tmp_path / "whole" / "ranks.npz")["test"].ranks)
+    # finished under the new config: a third call changes nothing; back to the cap retests again (all kept)
+    assert trainer.train_laser(full, tmp_path / "run") == retested
+    again = trainer.train_laser(capped, tmp_path / "run")
+    assert again["test"] == pytest.approx(first["test"], abs=1e-12) and again["retested"]["ranked_now"] == 0
+    # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
+    with pytest.raises(StaleRun):
+        trainer.train_laser(dataclasses.replace(capped, seed=1), tmp_path / "run")
+    no_cap = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1), max_eval_users=7)
+    trainer.train_laser(no_cap, tmp_path / "nocap")
+    with pytest.raises(StaleRun):
+        trainer.train_laser(dataclasses.replace(no_cap, max_eval_users=None), tmp_path / "nocap")

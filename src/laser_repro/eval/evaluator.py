@@ -101,6 +101,27 @@ def evaluate(
     return EvalResult(users, targets, ranks, aggregate(ranks, ks))
 
 
+def reuse_ranks(previous: EvalResult, users: np.ndarray, targets: np.ndarray,
+                rank_rest: Callable[[np.ndarray], EvalResult], ks: tuple[int, ...] = DEFAULT_KS) -> EvalResult:
+    """The result over ``users`` (with their ``targets``): each user's rank from ``previous`` where it
+    ranked that user (for the same target), ``rank_rest(others)`` for the others. A per-user rank depends
+    on that user alone, so this equals ranking every user anew with the same model."""
+    users, targets = np.asarray(users, dtype=np.int64), np.asarray(targets, dtype=np.int64)
+    where = {int(u): i for i, u in enumerate(previous.users)}
+    old = np.array([where.get(int(u), -1) for u in users], dtype=np.int64)
+    have = old >= 0
+    if not np.array_equal(previous.targets[old[have]], targets[have]):
+        raise ValueError("the previous ranks are for other targets of the same users (another data split?)")
+    ranks = np.empty(users.shape[0], dtype=np.int64)
+    ranks[have] = previous.ranks[old[have]]
+    if (~have).any():
+        rest = rank_rest(users[~have])
+        if not np.array_equal(rest.users, users[~have]):
+            raise ValueError("rank_rest returned other users than it was given")
+        ranks[~have] = rest.ranks
+    return EvalResult(users, targets, ranks, aggregate(ranks, ks))
+
+
 def save_ranks(path: str | Path, results: dict[str, EvalResult]) -> None:
     """Save per-user ranks of each split to ``ranks.npz`` (keys ``{split}_users/targets/ranks``)."""
     arrays = {}

@@ -105,6 +105,11 @@ class Backbone(nn.Module):
     def embedding_std(self) -> float:
         return float(self.model.get_input_embeddings().weight.float().std())
 
+    @property
+    def embedding_norm(self) -> float:
+        """Mean L2 norm of the input-embedding rows (the token scale; ``bituning.prefix_scale``)."""
+        return float(self.model.get_input_embeddings().weight.float().norm(dim=-1).mean())
+
     def train(self, mode: bool = True) -> "Backbone":
         """The LLM stays in eval mode (frozen, no dropout) whatever the trainer does."""
         super().train(mode)

@@ -7,7 +7,7 @@ each default below is the paper's (App. B) or the spec's, written once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from laser_repro.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_REAL, ConfigError, Range
 
@@ -31,6 +31,13 @@ class BiTuningConfig:
     n_suffix: int = 1  # S (Figure 4): suffix vectors appended; their output states are averaged
     n_prefix: int = 32  # L for the "learnable" prefix (w/o M-Former); the M-Former uses mformer.n_queries
     pool: Literal["all", "text"] = "all"  # suffix: mean pools all real positions (paper) or the text's only
+    # Diagnostic, not in the paper: "token" rescales every prefix vector to the backbone's mean token-embedding
+    # norm (issue 11: does the M-Former's output scale stop a decoder from learning?); "free" = paper
+    prefix_scale: Literal["free", "token"] = "free"
+
+    def check(self) -> None:
+        if self.prefix_scale == "token" and self.prefix == "none":
+            raise ConfigError("prefix_scale: token rescales the prefix, but prefix is none (set prefix_scale: free)")
 
 
 @dataclass
@@ -109,6 +116,7 @@ class LaserRunConfig:
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "item_batch_size", "cache_dir")
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("idrec_run", "init_from")  # fingerprinted into the resume contract
+    HASH_NEUTRAL: ClassVar[dict[str, Any]] = {"bituning.prefix_scale": "free"}  # added later: runs before stay valid
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
         "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": NON_NEGATIVE,
@@ -145,3 +153,8 @@ class LaserRunConfig:
     eval_batch_size: int = 0  # users embedded per forward pass at evaluation; 0 = by device (NO_GRAD_BATCH)
     item_batch_size: int = 0  # items embedded per forward pass in an item refresh; 0 = by device (NO_GRAD_BATCH)
     progress: bool = True  # tqdm progress bars on stderr
+
+    def test_keys(self) -> tuple[str, ...]:
+        """Keys that change only which users the final test ranks (train.scaffold "Retest"): ``max_eval_users``
+        once ``max_valid_users`` caps validation (else it caps validation, and so selection, too)."""
+        return ("max_eval_users",) if self.max_valid_users is not None else ()

@@ -60,6 +60,8 @@ class LaserModel(nn.Module):
             self.prefix = nn.Parameter(torch.randn(bt.n_prefix, hidden) * std)  # "w/o M-Former"
         elif bt.prefix != "none":
             raise ValueError(f"bituning.prefix: expected mformer|learnable|none, got {bt.prefix!r}")
+        # bituning.prefix_scale "token" (diagnostic): every prefix vector rescaled to the token scale
+        self.prefix_norm = backbone.embedding_norm if bt.prefix_scale == "token" else None
         if bt.suffix == "learnable":
             if bt.n_suffix < 1:
                 raise ValueError(f"bituning.n_suffix must be >= 1, got {bt.n_suffix}")
@@ -108,6 +110,12 @@ class LaserModel(nn.Module):
 
     # -- Eq. 1: build the input ------------------------------------------------------
     def _prefix(self, histories: Sequence[Sequence[int]], is_item: bool) -> tuple[torch.Tensor | None, Embedding]:
+        prefix, emb = self._raw_prefix(histories, is_item)
+        if prefix is not None and self.prefix_norm is not None:
+            prefix = nn.functional.normalize(prefix, dim=-1) * self.prefix_norm
+        return prefix, emb
+
+    def _raw_prefix(self, histories: Sequence[Sequence[int]], is_item: bool) -> tuple[torch.Tensor | None, Embedding]:
         b = len(histories)
         if self.mformer is not None:
             shown = self.tokens.kept(histories, is_item)  # the same items the text shows

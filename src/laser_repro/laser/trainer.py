@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from laser_repro.data.dataset import SeqDataset
-from laser_repro.eval.evaluator import EvalResult, evaluate
+from laser_repro.eval.evaluator import EvalResult, evaluate, load_ranks, reuse_ranks
 from laser_repro.experiment.registry import METHODS, stand_in
 from laser_repro.laser import template
 from laser_repro.laser.backbones import load_backbone
@@ -34,6 +34,7 @@ from laser_repro.laser.model import LaserModel
 from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
 from laser_repro.train.scaffold import (
     MODEL_FILE,
+    RANKS_FILE,
     RunFolder,
     check_loss,
     OpenedRun,
@@ -227,6 +228,8 @@ def train_laser(cfg: LaserRunConfig, out_dir: str | Path, replace_stale: bool = 
 
 
 def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
+    if opened.retest is not None:
+        return _retest(cfg, opened)
     run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     model = build_model(cfg, ds, device)
     rows = training_rows(ds, training_users(ds, cfg), cfg.min_train_history)
@@ -375,6 +378,38 @@ def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, 
     }
     blob = {"trainable": model.trainable_state(), "config": run.config, "backbone": model.backbone.describe()}
     return run.write_outputs(results, blob, record, device)
+
+
+def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
+    """A finished run tested on this config's test users (another ``max_eval_users``; nothing else differs:
+    ``train.scaffold`` "Retest"): its selected weights and item table come from its final checkpoint, the
+    ranks of users it already tested are kept, the others ranked now. Training history and validation stay."""
+    run, ckpt, device, ds, old = opened.run, opened.checkpoint, opened.device, opened.data, opened.retest
+    if ckpt["state"]["phase"] != "done":
+        raise ValueError(f"{run.checkpoint_path}: not the final checkpoint of the finished run (phase "
+                         f"{ckpt['state']['phase']!r}); delete metrics.json to train again")
+    t0 = time.perf_counter()
+    model = build_model(cfg, ds, device)
+    model.load_trainable_state(ckpt["trainable"])
+    table = ckpt["table"].to(device)
+    kept = load_ranks(run.path / RANKS_FILE)
+    users = eval_users(ds, "test", cfg)
+    fresh = int((~np.isin(users, kept["test"].users)).sum())
+    log.info("retest: %d test users, %d of them ranked before", users.shape[0], users.shape[0] - fresh)
+    test = reuse_ranks(kept["test"], users, ds.targets("test", users),
+                       lambda rest: evaluate_split(model, ds, rest, "test", table, cfg))
+    log.info("retested: test %s", _fmt(test.metrics))
+    provenance_keys = ("config", "config_hash", "git_commit", "versions", "device", "resume_hash", "data_fingerprint")
+    record = {k: v for k, v in old.items() if k not in provenance_keys}
+    record["retested"] = {"from_resume_hash": old["resume_hash"], "trained_at_commit": old.get("git_commit"),
+                          "test_users_before": old["test"]["n"], "ranked_now": fresh,
+                          "wall_time_s": time.perf_counter() - t0}
+    blob = {"trainable": ckpt["trainable"], "config": run.config, "backbone": model.backbone.describe()}
+    record = run.write_outputs({"valid": kept["valid"], "test": test}, blob, record, device)
+    keep = {k: v for k, v in ckpt.items() if k not in ("resume_hash", "rng", "data_fingerprint", "input_fingerprints",
+                                                       "config")}
+    run.save_checkpoint(**keep)  # under this config's hash, so the run can be retested again
+    return record
 
 
 def method_name(cfg: LaserRunConfig) -> str:

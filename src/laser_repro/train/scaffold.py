@@ -18,6 +18,10 @@ One convention for every method:
   of other data, is refused with the reason. So are the fingerprints of the runs and files a run
   reads (an ID model feeding Laser, LlamaRec's retriever, KAR's knowledge file; each config class
   declares them: ``INPUT_RUNS``, ``INPUT_FILES``, ``INPUT_DATASETS``).
+* **Retest**: a config may name *test keys* (``test_keys()``: keys that change only which users the
+  final test ranks, such as Laser's ``max_eval_users`` under a validation cap). A finished run whose
+  config differs from this one only there is not stale: its selected model (the final checkpoint) is
+  tested on this config's users, the ranks of users it already tested kept (``OpenedRun.retest``).
 * **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
   ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
@@ -198,7 +202,7 @@ class RunFolder:
 
     def __init__(self, out_dir: str | Path, config: dict, execution_keys: Sequence[str],
                  data_fingerprint: str | None = None, replace_stale: bool = False,
-                 inputs: dict[str, str] | None = None):
+                 inputs: dict[str, str] | None = None, test_keys: Sequence[str] = ()):
         self.path = Path(out_dir)
         written_for = config.get("data_fingerprint")
         if written_for and data_fingerprint and written_for != data_fingerprint:
@@ -213,6 +217,7 @@ class RunFolder:
         self.replace_stale = replace_stale
         self.config_hash = config_hash(self.config)
         self.resume_hash = resume_hash(self.config, self.execution_keys)
+        self.test_keys = tuple(test_keys)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -237,12 +242,27 @@ class RunFolder:
         """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
         return None if record.get("resume_hash") == self.resume_hash else self._why(record, "results")
 
+    def retest_source(self) -> tuple[dict, dict] | None:
+        """``(record, checkpoint)`` of a finished run in this folder that trained exactly this run and differs
+        only in its test keys, with the final checkpoint of that run (its selected model); else None."""
+        path = self.path / METRICS_FILE
+        if not self.test_keys or not path.exists() or not self.checkpoint_path.exists():
+            return None
+        record = read_json(path)
+        if record.get("resume_hash") == self.resume_hash or "config" not in record:
+            return None
+        keys = self.execution_keys + self.test_keys
+        if resume_hash(record["config"], keys) != resume_hash(self.config, keys):
+            return None
+        blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        return (record, blob) if blob.get("resume_hash") == record["resume_hash"] else None
+
     def _why(self, blob: dict, what: str) -> str:
-        theirs = blob.get("data_fingerprint") or (blob.get("config") or {}).get("data_fingerprint")
+        theirs, their_inputs = recorded_fingerprints(blob)
         if theirs and self.data_fingerprint and theirs != self.data_fingerprint:
             return (f"{what} of the data set with fingerprint {theirs}; the data set now has {self.data_fingerprint} "
                     "(re-prepared since)")
-        theirs = (blob.get("config") or {}).get("input_fingerprints", blob.get("input_fingerprints")) or {}
+        theirs = their_inputs
         ours = self.config.get("input_fingerprints") or {}
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed and (theirs or "input_fingerprints" in blob):
@@ -302,6 +322,14 @@ class RunFolder:
         return self.write_metrics({**record, **{split: r.metrics for split, r in results.items()}}, device)
 
 
+def recorded_fingerprints(blob: dict) -> tuple[str | None, dict[str, str]]:
+    """The data set's fingerprint and the input fingerprints (:func:`input_fingerprints`) that a checkpoint or a
+    metrics.json ``blob`` was computed from (either may sit at the top or in its ``config``)."""
+    config = blob.get("config") or {}
+    return (blob.get("data_fingerprint") or config.get("data_fingerprint"),
+            config.get("input_fingerprints", blob.get("input_fingerprints")) or {})
+
+
 def file_digest(path: Path) -> str:
     """A file's short fingerprint: the first 16 hex digits of its sha256 (``data.download.sha256_of``)."""
     from laser_repro.data.download import sha256_of
@@ -341,13 +369,16 @@ def input_fingerprints(cfg) -> dict[str, str]:
 
 @dataclass
 class OpenedRun:
-    """What :func:`open_run` hands a trainer: ``done`` is the finished record (then nothing else is set)."""
+    """What :func:`open_run` hands a trainer: ``done`` is the finished record (then nothing else is set);
+    ``retest`` the record of a finished run to test on this config's users (``checkpoint`` is then its
+    final checkpoint: :meth:`RunFolder.retest_source`)."""
 
     run: RunFolder
     done: dict | None = None
     checkpoint: dict | None = None
     device: torch.device | None = None
     data: SeqDataset | None = None
+    retest: dict | None = None
 
 
 DATASET_REQUIRED = {"dataset": "a prepared data set folder (`laser-repro data prepare`)"}
@@ -373,10 +404,23 @@ def run_folder(cfg, out_dir: str | Path, replace_stale: bool = False, config: di
     the data set's fingerprint and the fingerprints of the run's other inputs. Reads, never writes."""
     config = to_dict(cfg) if config is None else config
     # keys added later are left out at their no-op defaults, so runs made before them stay valid
-    neutral = getattr(cfg, "HASH_NEUTRAL", {})
-    config = {k: v for k, v in config.items() if not (k in neutral and v == neutral[k])}
+    config = without_neutral(config, getattr(cfg, "HASH_NEUTRAL", {}))
+    test_keys = cfg.test_keys() if hasattr(cfg, "test_keys") else ()
     return RunFolder(out_dir, config, getattr(cfg, "EXECUTION_KEYS", ()), data_fingerprint(cfg.dataset),
-                     replace_stale, input_fingerprints(cfg))
+                     replace_stale, input_fingerprints(cfg), test_keys)
+
+
+def without_neutral(config: dict, neutral: dict[str, Any]) -> dict:
+    """``config`` without each ``neutral`` key (dotted for nested sections: ``bituning.prefix_scale``) that
+    holds its no-op value."""
+    out = dict(config)
+    for key, value in neutral.items():
+        head, _, rest = key.partition(".")
+        if rest and isinstance(out.get(head), dict):
+            out[head] = without_neutral(out[head], {rest: value})
+        elif not rest and key in out and out[key] == value:
+            del out[key]
+    return out
 
 
 def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None) -> OpenedRun:
@@ -384,13 +428,20 @@ def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None
     the resolved ``cfg``), threads, "already finished", the checkpoint, the seed, the device, the data."""
     run = run_folder(cfg, out_dir, replace_stale, config)
     set_threads(cfg.num_threads)
-    done = run.finished()
-    if done is not None:
-        log.info("%s: finished run with the same config found; nothing to do", out_dir)
-        return OpenedRun(run, done)
-    checkpoint = run.load_checkpoint()
+    source = run.retest_source()
+    retest = None
+    if source is not None:
+        retest, checkpoint = source
+        log.info("%s: finished run that differs only in %s found; testing its selected model on this config's "
+                 "users", out_dir, ", ".join(run.test_keys))
+    else:
+        done = run.finished()
+        if done is not None:
+            log.info("%s: finished run with the same config found; nothing to do", out_dir)
+            return OpenedRun(run, done)
+        checkpoint = run.load_checkpoint()
     seed_everything(cfg.seed)
-    return OpenedRun(run, None, checkpoint, resolve_device(cfg.device), load_dataset(cfg.dataset))
+    return OpenedRun(run, None, checkpoint, resolve_device(cfg.device), load_dataset(cfg.dataset), retest)
 
 
 @contextlib.contextmanager
