@@ -110,7 +110,11 @@ def build_ranker(name: str, cache_dir: str | None, corpus: Sequence[str], quanti
     if not quantized:  # the QLoRA path has it from prepare_model_for_kbit_training, as the official code
         # recompute each layer's activations in backward: 12 prompts x ~1,300 tokens through SmolLM2's 30
         # layers kept >20 GB of activations on CPU (OOM-killed); same gradients, ~30% more compute
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2x; the old name warns
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return Ranker(model, tok, letter_ids(tok), stand_in=name not in HUB, quantized=quantized, autocast=autocast)
 
 
