@@ -316,6 +316,9 @@ def test_prefix_scale_token_rescales_every_prefix_vector_to_the_token_norm(ds, c
     assert torch.allclose(torch.nn.functional.normalize(out, dim=-1), torch.nn.functional.normalize(raw, dim=-1),
                           atol=1e-5)  # same weights (seed 0), same direction
     assert not torch.allclose(raw.norm(dim=-1), out.norm(dim=-1))
+    loss = scaled([SEQS[0]], torch.tensor([1]), scaled.embed_items(ds.n_items, 8).detach()).loss
+    loss.backward()  # the M-Former still learns (its direction) through the rescaling
+    assert scaled.mformer.out_proj.weight.grad.abs().sum() > 0
     # the key is left out of the hash at "free": a run made before it existed keeps its resume hash
     cfg = tiny_config("unused", cache)
     old = to_dict(cfg)
