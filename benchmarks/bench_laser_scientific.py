@@ -191,6 +191,12 @@ def x100(m: dict, k: str) -> str:
     return f"{100 * m[k]:.2f}" if m and k in m else "—"
 
 
+def wall(r: dict) -> str:
+    """A Laser run's wall minutes; a retest (more test users, no training: ``train.scaffold`` "Retest") added."""
+    retest = r.get("retested")
+    return f"{r['wall_time_s'] / 60:.0f}" + (f" + {retest['wall_time_s'] / 60:.0f} retest" if retest else "")
+
+
 def idrec_row(path: Path, label: str) -> str:
     """A BERT4Rec run's row of the results table (its training users, or "all")."""
     if not path.exists():
@@ -267,7 +273,7 @@ def report(args) -> str:
         c = r["config"]
         rows.append(f"| {label} | {backbone} | {c['max_train_users']} (seeded) | {r['train_rows']} | {r['valid']['n']} "
                     f"| {r['test']['n']} | {r['best_phase']}, {r['best_epoch']} | {x100(r['test'], 'recall@10')} "
-                    f"| {x100(r['test'], 'ndcg@10')} | {x100(r['test'], 'mrr')} | {r['wall_time_s'] / 60:.0f} |")
+                    f"| {x100(r['test'], 'ndcg@10')} | {x100(r['test'], 'mrr')} | {wall(r)} |")
     lines += rows
     kept_note = len(lines)
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "

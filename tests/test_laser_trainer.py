@@ -343,6 +343,7 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     assert trainer.train_laser(full, tmp_path / "run") == retested
     again = trainer.train_laser(capped, tmp_path / "run")
     assert again["test"] == pytest.approx(first["test"], abs=1e-12) and again["retested"]["ranked_now"] == 0
+    assert again["retested"]["trained_at_commit"] == first["git_commit"]
     # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
     with pytest.raises(StaleRun):
         trainer.train_laser(dataclasses.replace(capped, seed=1), tmp_path / "run")

@@ -392,6 +392,9 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
     table = ckpt["table"].to(device)
+    if not (run.path / RANKS_FILE).exists():
+        raise ValueError(f"{run.path / RANKS_FILE}: missing; a retest keeps the finished run's ranks (delete "
+                         "metrics.json to train again)")
     kept = load_ranks(run.path / RANKS_FILE)
     users = eval_users(ds, "test", cfg)
     fresh = int((~np.isin(users, kept["test"].users)).sum())
@@ -401,7 +404,8 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     log.info("retested: test %s", _fmt(test.metrics))
     provenance_keys = ("config", "config_hash", "git_commit", "versions", "device", "resume_hash", "data_fingerprint")
     record = {k: v for k, v in old.items() if k not in provenance_keys}
-    record["retested"] = {"from_resume_hash": old["resume_hash"], "trained_at_commit": old.get("git_commit"),
+    trained_at = (old.get("retested") or {}).get("trained_at_commit", old.get("git_commit"))  # kept over retests
+    record["retested"] = {"from_resume_hash": old["resume_hash"], "trained_at_commit": trained_at,
                           "test_users_before": old["test"]["n"], "ranked_now": fresh,
                           "wall_time_s": time.perf_counter() - t0}
     blob = {"trainable": ckpt["trainable"], "config": run.config, "backbone": model.backbone.describe()}
