@@ -114,6 +114,21 @@ def train(args) -> None:
         print(f"== {v}: test ndcg@10 {rec['test']['ndcg@10']:.4f} ({time.time() - t0:.0f} s)", flush=True)
 
 
+def retest(args) -> None:
+    """Test each finished run of ``--retest`` on every test user, from the config its metrics.json recorded (a run made
+    under an earlier form of :func:`run_config`): its selected model ranks the users it did not test, nothing is
+    retrained (``train.scaffold`` "Retest")."""
+    for v in args.retest:
+        path = args.runs / v / "metrics.json"
+        if not path.exists():
+            sys.exit(f"--retest {v}: no finished run ({path} missing)")
+        cfg = dataclasses.replace(recorded_config(LaserRunConfig, json.loads(path.read_text())), max_eval_users=None,
+                                  num_threads=args.threads, progress=False)
+        print(f"== retest {v}", flush=True)
+        rec = trainer.train_laser(cfg, args.runs / v)
+        print(f"== {v}: test ndcg@10 {rec['test']['ndcg@10']:.4f} on {rec['test']['n']} users", flush=True)
+
+
 BUDGET_RUN = "bert4rec-budget"  # BERT4Rec trained on as many seeded users as the Laser runs
 
 
@@ -388,10 +403,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--same-budget-bert4rec", action="store_true",
                     help="also train (a'): BERT4Rec on as many seeded training users as --train-users")
+    ap.add_argument("--retest", nargs="+", default=[], choices=list(VARIANTS), metavar="VARIANT",
+                    help="instead of training: test these finished runs on every test user, from their recorded "
+                         "configs (no retraining)")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if not args.report_only:
+    if args.retest and not args.report_only:
+        retest(args)
+    elif not args.report_only:
         train(args)
     write_text(REPORT, report(args))
     print(f"wrote {REPORT}")

@@ -484,3 +484,27 @@ def test_the_token_scale_diagnostic_has_its_own_one_epoch_budget(monkeypatch, tm
     # otherwise the SmolLM2 M-Former run's budget: the same users, so its first epoch compares
     assert (diag.max_train_users, diag.max_valid_users, diag.test_curve_users) == (333, 500, 250)
     assert (main.phases.phase1_max_epochs, main.max_eval_users) == (2, None) and args.phase1_epochs == 2
+
+
+def test_retest_tests_a_finished_run_on_every_user_from_its_recorded_config(monkeypatch, tmp_path):
+    """--retest: a run made under another form of run_config (here a tiny one) is tested on every test user from
+    the config it recorded; nothing is retrained (the history stays), and a missing run is named."""
+    import pytest
+
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.laser import trainer
+    from laser_repro.laser.config import PhaseConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _load(monkeypatch, tmp_path)
+    data = tiny_dataset(tmp_path / "data")
+    cfg = tiny_config(data, tmp_path / "cache", phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=0),
+                      max_valid_users=10, max_eval_users=5)
+    first = trainer.train_laser(cfg, tmp_path / "runs" / "smollm2-no-prefix")
+    args = argparse.Namespace(runs=tmp_path / "runs", retest=["smollm2-no-prefix"], threads=1)
+    mod.retest(args)
+    after = json.loads((tmp_path / "runs" / "smollm2-no-prefix" / "metrics.json").read_text())
+    assert first["test"]["n"] == 5 and after["test"]["n"] == load_dataset(data).eval_users("test").shape[0]
+    assert after["history"] == first["history"] and after["retested"]["ranked_now"] == after["test"]["n"] - 5
+    with pytest.raises(SystemExit, match="no finished run"):
+        mod.retest(argparse.Namespace(runs=tmp_path / "runs", retest=["smollm2"], threads=1))

@@ -339,3 +339,18 @@ def test_artifacts_built_from_a_config_show_stale_results_as_gaps(tmp_path):
     # a data set that is not prepared here cannot be checked: not used either
     shutil.rmtree(tmp_path / "data" / "pet")
     assert "is not prepared here" in exp.stale_runs([key])[key.rel]
+
+
+def test_an_id_model_laser_does_not_read_is_not_fingerprinted(tmp_path):
+    """w/o M-Former and w/o prefix name the workflow's ID-model run but never read it: a retrained ID model leaves
+    them valid; with the M-Former it is an input (its retraining makes the run stale)."""
+    from laser_repro.laser.config import BiTuningConfig
+    from laser_repro.laser.tiny import tiny_config
+
+    (tmp_path / "idrec").mkdir()
+    (tmp_path / "idrec" / "model.pt").write_bytes(b"bert4rec")
+    main = tiny_config("unused", idrec_run=str(tmp_path / "idrec"))
+    assert main.unread_inputs() == () and set(scaffold.input_fingerprints(main)) == {"idrec_run"}
+    for prefix in ("learnable", "none"):
+        cfg = tiny_config("unused", idrec_run=str(tmp_path / "idrec"), bituning=BiTuningConfig(prefix=prefix))
+        assert cfg.unread_inputs() == ("idrec_run",) and scaffold.input_fingerprints(cfg) == {}

@@ -154,6 +154,11 @@ class LaserRunConfig:
     item_batch_size: int = 0  # items embedded per forward pass in an item refresh; 0 = by device (NO_GRAD_BATCH)
     progress: bool = True  # tqdm progress bars on stderr
 
+    def unread_inputs(self) -> tuple[str, ...]:
+        """Input runs this config names but never reads (not fingerprinted: train.scaffold.input_fingerprints):
+        the ID model feeds only the M-Former, so w/o M-Former and w/o prefix never read ``idrec_run``."""
+        return ("idrec_run",) if self.bituning.prefix != "mformer" else ()
+
     def test_keys(self) -> tuple[str, ...]:
         """Keys that change only which users the final test ranks (train.scaffold "Retest"): ``max_eval_users``
         once ``max_valid_users`` caps validation (else it caps validation, and so selection, too)."""

@@ -349,10 +349,12 @@ def input_fingerprints(cfg) -> dict[str, str]:
     changed even under the same config), ``INPUT_FILES`` (sha256) and ``INPUT_DATASETS`` (prepared
     data sets: their fingerprints; missing folders are left to the trainer). They join the resume
     contract, so a run never outlives a change of an input (a retrained ID model, a regenerated
-    knowledge file): its checkpoint and results become stale."""
+    knowledge file): its checkpoint and results become stale. A run the config names but does not read
+    (``unread_inputs()``, e.g. Laser's ID model without the M-Former) is not fingerprinted."""
     out: dict[str, str] = {}
+    unread = cfg.unread_inputs() if hasattr(cfg, "unread_inputs") else ()
     for key in getattr(cfg, "INPUT_RUNS", ()):
-        path = dotted(cfg, key)
+        path = dotted(cfg, key) if key not in unread else None
         model = Path(path) / MODEL_FILE if path else None
         if model is not None and model.exists():
             out[key] = file_digest(model)
