@@ -56,8 +56,8 @@ def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:
     if not all((run / name).exists() for name in RECORD_FILES):
         return False
     if newer_record(run, record):
-        print(f"{record}: a newer result than the run folder {run} (pulled?); kept, not overwritten (rerun or "
-              "remove the run folder to replace it)", file=sys.stderr)
+        print(f"{record}: a newer result than the run folder {run} (pulled?); kept, not overwritten (rerun the run, "
+              "or move its folder aside, to replace it)", file=sys.stderr)
         return False
     # metrics.json, the mark of a finished record, goes last (as the trainers write a run): a failure on the way
     # leaves the previous record whole or an unfinished one, never new metrics next to old ranks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -328,7 +329,10 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     ranks_before = load_ranks(tmp_path / "run" / "ranks.npz")["test"]
     assert first["test"]["n"] == 7
 
+    digest = hashlib.sha256((tmp_path / "run" / "model.pt").read_bytes()).hexdigest()
     retested = trainer.train_laser(full, tmp_path / "run")
+    # model.pt is left as it is: runs that start from it (init_from) record its digest
+    assert hashlib.sha256((tmp_path / "run" / "model.pt").read_bytes()).hexdigest() == digest
     whole = trainer.train_laser(full, tmp_path / "whole")  # the same config, trained and tested at once
     assert retested["test"]["n"] == whole["test"]["n"] == n_test
     assert retested["test"] == pytest.approx(whole["test"], abs=1e-12)
@@ -344,6 +348,16 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     again = trainer.train_laser(capped, tmp_path / "run")
     assert again["test"] == pytest.approx(first["test"], abs=1e-12) and again["retested"]["ranked_now"] == 0
     assert again["retested"]["trained_at_commit"] == first["git_commit"]
+    # a retest killed after its checkpoint moved to the new hash, before metrics.json: the next call finishes it
+    meta = tmp_path / "run" / "metrics.json"
+    newest = trainer.train_laser(full, tmp_path / "run")
+    meta.write_text(json.dumps(again))  # metrics.json as before that retest; the checkpoint already moved on
+    finished = trainer.train_laser(full, tmp_path / "run")
+    assert finished["test"] == pytest.approx(whole["test"], abs=1e-12) and finished["retested"]["ranked_now"] == 0
+    # never with another backbone (another device's bf16, another model): other numbers for the new users
+    meta.write_text(json.dumps({**newest, "backbone": {**newest["backbone"], "dtype": "bfloat16"}}))
+    with pytest.raises(ValueError, match="not the one the run was tested with"):
+        trainer.train_laser(capped, tmp_path / "run")
     # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
     with pytest.raises(StaleRun):
         trainer.train_laser(dataclasses.replace(capped, seed=1), tmp_path / "run")

@@ -74,7 +74,8 @@ def test_lora_trains_only_the_adapters(ring, tmp_path):
                               torch.device("cpu"), 8, 32, 0.0, ["q_proj", "v_proj"])
     trainable = {n for n, p in ranker.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
-    assert ranker.model.get_base_model().is_activation_checkpointing  # activations recomputed, as in QLoRA
+    base = ranker.model.get_base_model()  # activations recomputed, as in QLoRA (the property's old name before 5.2x)
+    assert getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing
     assert any("q_proj" in n for n in trainable) and any("v_proj" in n for n in trainable)
     assert not any("k_proj" in n or "mlp" in n for n in trainable)
     before = {n: p.detach().clone() for n, p in ranker.model.named_parameters()}

@@ -392,6 +392,9 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
     table = ckpt["table"].to(device)
+    if model.backbone.describe() != old.get("backbone"):  # e.g. bf16 on another device: other numbers
+        raise ValueError(f"{run.path}: the backbone here ({model.backbone.describe()}) is not the one the run was "
+                         f"tested with ({old.get('backbone')}); retest where it was trained, or train again")
     if not (run.path / RANKS_FILE).exists():
         raise ValueError(f"{run.path / RANKS_FILE}: missing; a retest keeps the finished run's ranks (delete "
                          "metrics.json to train again)")
@@ -405,15 +408,19 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     provenance_keys = ("config", "config_hash", "git_commit", "versions", "device", "resume_hash", "data_fingerprint")
     record = {k: v for k, v in old.items() if k not in provenance_keys}
     trained_at = (old.get("retested") or {}).get("trained_at_commit", old.get("git_commit"))  # kept over retests
+    first = old.get("retested") or {}  # kept over repeated retests
     record["retested"] = {"from_resume_hash": old["resume_hash"], "trained_at_commit": trained_at,
+                          "trained_on": first.get("trained_on", old.get("device")),
                           "test_users_before": old["test"]["n"], "ranked_now": fresh,
                           "wall_time_s": time.perf_counter() - t0}
-    blob = {"trainable": ckpt["trainable"], "config": run.config, "backbone": model.backbone.describe()}
-    record = run.write_outputs({"valid": kept["valid"], "test": test}, blob, record, device)
+    # model.pt stays as it is (the same weights; a rewrite would change its digest, which runs that start from it
+    # record). The checkpoint moves to this config's hash before metrics.json: a kill in between leaves a retest
+    # that the next call finishes from the new ranks (scaffold.RunFolder.retest_source accepts either hash).
+    run.write_ranks({"valid": kept["valid"], "test": test})
     keep = {k: v for k, v in ckpt.items() if k not in ("resume_hash", "rng", "data_fingerprint", "input_fingerprints",
                                                        "config")}
-    run.save_checkpoint(**keep)  # under this config's hash, so the run can be retested again
-    return record
+    run.save_checkpoint(**keep)
+    return run.write_metrics({**record, "valid": kept["valid"].metrics, "test": test.metrics}, device)
 
 
 def method_name(cfg: LaserRunConfig) -> str:

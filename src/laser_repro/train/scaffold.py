@@ -255,7 +255,8 @@ class RunFolder:
         if resume_hash(record["config"], keys) != resume_hash(self.config, keys):
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        return (record, blob) if blob.get("resume_hash") == record["resume_hash"] else None
+        # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
+        return (record, blob) if blob.get("resume_hash") in (record["resume_hash"], self.resume_hash) else None
 
     def _why(self, blob: dict, what: str) -> str:
         theirs, their_inputs = recorded_fingerprints(blob)
