@@ -388,6 +388,9 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     if ckpt["state"]["phase"] != "done":
         raise ValueError(f"{run.checkpoint_path}: not the final checkpoint of the finished run (phase "
                          f"{ckpt['state']['phase']!r}); delete metrics.json to train again")
+    if not (run.path / RANKS_FILE).exists():
+        raise ValueError(f"{run.path / RANKS_FILE}: missing; a retest keeps the finished run's ranks (delete "
+                         "metrics.json to train again)")
     t0 = time.perf_counter()
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
@@ -395,9 +398,6 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     if model.backbone.describe() != old.get("backbone"):  # e.g. bf16 on another device: other numbers
         raise ValueError(f"{run.path}: the backbone here ({model.backbone.describe()}) is not the one the run was "
                          f"tested with ({old.get('backbone')}); retest where it was trained, or train again")
-    if not (run.path / RANKS_FILE).exists():
-        raise ValueError(f"{run.path / RANKS_FILE}: missing; a retest keeps the finished run's ranks (delete "
-                         "metrics.json to train again)")
     kept = load_ranks(run.path / RANKS_FILE)
     users = eval_users(ds, "test", cfg)
     fresh = int((~np.isin(users, kept["test"].users)).sum())
@@ -405,21 +405,18 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     test = reuse_ranks(kept["test"], users, ds.targets("test", users),
                        lambda rest: evaluate_split(model, ds, rest, "test", table, cfg))
     log.info("retested: test %s", _fmt(test.metrics))
-    provenance_keys = ("config", "config_hash", "git_commit", "versions", "device", "resume_hash", "data_fingerprint")
-    record = {k: v for k, v in old.items() if k not in provenance_keys}
-    trained_at = (old.get("retested") or {}).get("trained_at_commit", old.get("git_commit"))  # kept over retests
-    first = old.get("retested") or {}  # kept over repeated retests
-    record["retested"] = {"from_resume_hash": old["resume_hash"], "trained_at_commit": trained_at,
-                          "trained_on": first.get("trained_on", old.get("device")),
-                          "test_users_before": old["test"]["n"], "ranked_now": fresh,
-                          "wall_time_s": time.perf_counter() - t0}
+    first = old.get("retested") or {}  # the training's commit and device, kept over repeated retests
+    # old's provenance (config, hashes, commit, versions, device) is replaced by this call's in write_metrics
+    record = {**old, "retested": {"from_resume_hash": old["resume_hash"],
+                                  "trained_at_commit": first.get("trained_at_commit", old.get("git_commit")),
+                                  "trained_on": first.get("trained_on", old.get("device")),
+                                  "test_users_before": old["test"]["n"], "ranked_now": fresh,
+                                  "wall_time_s": time.perf_counter() - t0}}
     # model.pt stays as it is (the same weights; a rewrite would change its digest, which runs that start from it
     # record). The checkpoint moves to this config's hash before metrics.json: a kill in between leaves a retest
     # that the next call finishes from the new ranks (scaffold.RunFolder.retest_source accepts either hash).
     run.write_ranks({"valid": kept["valid"], "test": test})
-    keep = {k: v for k, v in ckpt.items() if k not in ("resume_hash", "rng", "data_fingerprint", "input_fingerprints",
-                                                       "config")}
-    run.save_checkpoint(**keep)
+    run.save_checkpoint(**ckpt)  # its hash, RNG and fingerprint keys are replaced by this run's
     return run.write_metrics({**record, "valid": kept["valid"].metrics, "test": test.metrics}, device)
 
 

@@ -259,11 +259,10 @@ class RunFolder:
         return (record, blob) if blob.get("resume_hash") in (record["resume_hash"], self.resume_hash) else None
 
     def _why(self, blob: dict, what: str) -> str:
-        theirs, their_inputs = recorded_fingerprints(blob)
-        if theirs and self.data_fingerprint and theirs != self.data_fingerprint:
-            return (f"{what} of the data set with fingerprint {theirs}; the data set now has {self.data_fingerprint} "
-                    "(re-prepared since)")
-        theirs = their_inputs
+        their_data, theirs = recorded_fingerprints(blob)
+        if their_data and self.data_fingerprint and their_data != self.data_fingerprint:
+            return (f"{what} of the data set with fingerprint {their_data}; the data set now has "
+                    f"{self.data_fingerprint} (re-prepared since)")
         ours = self.config.get("input_fingerprints") or {}
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed and (theirs or "input_fingerprints" in blob):
