@@ -63,10 +63,14 @@ VARIANTS = {  # name -> (label, backbone, bituning overrides)
     # diagnostic, not in the paper: is the M-Former's output scale what stops SmolLM2 from learning?
     "smollm2-token-scale": ("Laser, M-Former prefix at the token norm (diagnostic)", "smollm2",
                             {"prefix_scale": "token"}),
+    # diagnostic, not in the paper: does the prefix's dependence on the input stop SmolLM2 from learning?
+    "smollm2-constant-input": ("Laser, M-Former fed one constant input (diagnostic)", "smollm2",
+                               {"prefix_input": "constant"}),
 }
 # A diagnostic's own budget (overrides of the command-line budget): one phase-1 epoch, compared with the first
 # epoch of the other SmolLM2 runs (same users, order and constant lr), tested on a seeded 1,000 users
-BUDGETS = {"smollm2-token-scale": {"phase1_epochs": 1, "phase2_epochs": 0, "smollm2_test_users": 1000}}
+DIAGNOSTIC_BUDGET = {"phase1_epochs": 1, "phase2_epochs": 0, "smollm2_test_users": 1000}
+BUDGETS = {"smollm2-token-scale": DIAGNOSTIC_BUDGET, "smollm2-constant-input": DIAGNOSTIC_BUDGET}
 # Committed records of finished runs (records.py), so the report survives a machine whose benchmarks/out is gone
 RECORDS = HERE / "records" / "laser_scientific"
 METRICS = ("recall@10", "ndcg@10", "mrr")
@@ -297,7 +301,8 @@ def report(args) -> str:
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
               ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer"),
-              ("smollm2-token-scale", "smollm2")]
+              ("smollm2-token-scale", "smollm2"), ("smollm2-constant-input", "smollm2"),
+              ("smollm2-constant-input", "smollm2-token-scale")]
     tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:

@@ -473,16 +473,20 @@ def test_a_newer_pulled_record_is_never_overwritten_by_an_older_run_folder(monke
     assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.06
 
 
-def test_the_token_scale_diagnostic_has_its_own_one_epoch_budget(monkeypatch, tmp_path):
+def test_the_smollm2_diagnostics_have_their_own_one_epoch_budget(monkeypatch, tmp_path):
     mod = _load(monkeypatch, tmp_path)
     args = argparse.Namespace(data=tmp_path, idrec_run=tmp_path / "b", cache=tmp_path, train_users=999, valid_users=1000,
                               curve_users=500, smollm2_test_users=None, test_users=None, phase1_epochs=2,
                               phase2_epochs=1, threads=1)
-    diag, main = mod.run_config("smollm2-token-scale", args), mod.run_config("smollm2", args)
-    assert (diag.phases.phase1_max_epochs, diag.phases.phase2_epochs, diag.max_eval_users) == (1, 0, 1000)
-    assert diag.bituning.prefix_scale == "token" and main.bituning.prefix_scale == "free"
-    # otherwise the SmolLM2 M-Former run's budget: the same users, so its first epoch compares
-    assert (diag.max_train_users, diag.max_valid_users, diag.test_curve_users) == (333, 500, 250)
+    main = mod.run_config("smollm2", args)
+    for variant, key, value in (("smollm2-token-scale", "prefix_scale", "token"),
+                                ("smollm2-constant-input", "prefix_input", "constant")):
+        diag = mod.run_config(variant, args)
+        assert (diag.phases.phase1_max_epochs, diag.phases.phase2_epochs, diag.max_eval_users) == (1, 0, 1000)
+        assert getattr(diag.bituning, key) == value and getattr(main.bituning, key) != value
+        # otherwise the SmolLM2 M-Former run's budget: the same users, so its first epoch compares
+        assert (diag.max_train_users, diag.max_valid_users, diag.test_curve_users) == (333, 500, 250)
+        assert diag.idrec_run == main.idrec_run == str(tmp_path / "b")
     assert (main.phases.phase1_max_epochs, main.max_eval_users) == (2, None) and args.phase1_epochs == 2
 
 

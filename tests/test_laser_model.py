@@ -322,11 +322,37 @@ def test_prefix_scale_token_rescales_every_prefix_vector_to_the_token_norm(ds, c
     # the key is left out of the hash at "free": a run made before it existed keeps its resume hash
     cfg = tiny_config("unused", cache)
     old = to_dict(cfg)
-    old["bituning"] = {k: v for k, v in old["bituning"].items() if k != "prefix_scale"}
+    old["bituning"] = {k: v for k, v in old["bituning"].items() if k not in ("prefix_scale", "prefix_input")}
     assert resume_hash(without_neutral(to_dict(cfg), cfg.HASH_NEUTRAL), ()) == resume_hash(old, ())
     assert without_neutral(to_dict(scaled.cfg), cfg.HASH_NEUTRAL)["bituning"]["prefix_scale"] == "token"
     with pytest.raises(ConfigError, match="prefix_scale"):
         BiTuningConfig(prefix="none", prefix_scale="token").check()
+
+
+def test_prefix_input_constant_gives_every_history_the_same_mformer_prefix(ds, cache):
+    """bituning.prefix_input "constant" (diagnostic): the M-Former is fed one zero embedding, so two histories get
+    the same prefix (the paper's "collaborative" gives them different ones); it still trains, keeps old hashes."""
+    from laser_repro.config import ConfigError, to_dict
+    from laser_repro.train.scaffold import without_neutral
+
+    paper = _model(ds, cache, backbone_precision="fp32")
+    const = _model(ds, cache, bituning=BiTuningConfig(prefix_input="constant"), backbone_precision="fp32")
+    paper.eval(), const.eval()
+    with torch.no_grad():
+        a, _ = paper._prefix([SEQS[0], SEQS[2]], False)
+        b, _ = const._prefix([SEQS[0], SEQS[2]], False)
+        item, _ = const._prefix([[3]], True)
+    assert not torch.allclose(a[0], a[1], atol=1e-4)
+    assert torch.allclose(b[0], b[1]) and torch.allclose(b[0], item[0])  # histories and items alike
+    assert not torch.allclose(a[0], b[0], atol=1e-4)
+    const.train()
+    loss = const([SEQS[0]], torch.tensor([1]), const.embed_items(ds.n_items, 8).detach()).loss
+    loss.backward()
+    assert const.mformer.out_proj.weight.grad.abs().sum() > 0 and const.mformer.queries.grad.abs().sum() > 0
+    assert "prefix_input" not in without_neutral(to_dict(paper.cfg), paper.cfg.HASH_NEUTRAL)["bituning"]
+    assert without_neutral(to_dict(const.cfg), paper.cfg.HASH_NEUTRAL)["bituning"]["prefix_input"] == "constant"
+    with pytest.raises(ConfigError, match="prefix_input"):
+        BiTuningConfig(prefix="learnable", prefix_input="constant").check()
 
 
 def test_switch_suffix_mean_and_eos(ds, cache):

@@ -34,10 +34,17 @@ class BiTuningConfig:
     # Diagnostic, not in the paper: "token" rescales every prefix vector to the backbone's mean token-embedding
     # norm (issue 11: does the M-Former's output scale stop a decoder from learning?); "free" = paper
     prefix_scale: Literal["free", "token"] = "free"
+    # Diagnostic, not in the paper: "constant" feeds the M-Former one fixed input (a single zero collaborative
+    # embedding) for every history, so its prefix no longer depends on the input (issue 11: is that what stops a
+    # decoder from learning?); "collaborative" = paper (Eqs. 4-5 on the history's ID embeddings)
+    prefix_input: Literal["collaborative", "constant"] = "collaborative"
 
     def check(self) -> None:
         if self.prefix_scale == "token" and self.prefix == "none":
             raise ConfigError("prefix_scale: token rescales the prefix, but prefix is none (set prefix_scale: free)")
+        if self.prefix_input == "constant" and self.prefix != "mformer":
+            raise ConfigError(f"prefix_input: constant changes the M-Former's input, but prefix is {self.prefix} "
+                              "(set prefix_input: collaborative, or prefix: mformer)")
 
 
 @dataclass
@@ -116,7 +123,8 @@ class LaserRunConfig:
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
                                                  "item_batch_size", "cache_dir")
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("idrec_run", "init_from")  # fingerprinted into the resume contract
-    HASH_NEUTRAL: ClassVar[dict[str, Any]] = {"bituning.prefix_scale": "free"}  # added later: runs before stay valid
+    HASH_NEUTRAL: ClassVar[dict[str, Any]] = {"bituning.prefix_scale": "free",  # added later: runs before stay valid
+                                              "bituning.prefix_input": "collaborative"}
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
         "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": NON_NEGATIVE,

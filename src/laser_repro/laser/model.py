@@ -120,6 +120,8 @@ class LaserModel(nn.Module):
         if self.mformer is not None:
             shown = self.tokens.kept(histories, is_item)  # the same items the text shows
             c, mask = self.encoder.encode([list(w) for w in shown], self.device)
+            if self.cfg.bituning.prefix_input == "constant":  # diagnostic: the same input for every history
+                c, mask = torch.zeros_like(c[:, :1]), torch.ones_like(mask[:, :1])
             out = self.mformer(c.to(self.device), mask.to(self.device))
             return out.prefix, Embedding(torch.empty(0), out.probs, mask.to(self.device))
         if self.prefix is not None:
