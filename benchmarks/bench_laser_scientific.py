@@ -357,7 +357,7 @@ def report(args) -> str:
     for v in VARIANTS:
         if v in stale:
             continue
-        d = diagnostics(args.runs / v, RECORDS / v)
+        d = diagnostics(args.runs / v if found[v] == args.runs / v else None, RECORDS / v)
         if d is None:
             lines += old_or([v], f"| {v} |", [])
             continue
@@ -379,12 +379,13 @@ def report(args) -> str:
     return "\n".join(lines) + "\n" + analysis
 
 
-def diagnostics(run: Path, record: Path) -> dict | None:
+def diagnostics(run: Path | None, record: Path) -> dict | None:
     """:func:`diagnose` of a finished run folder, computed once per checkpoint and saved into its record; else the
-    record's; else None."""
-    f, ckpt = record / "diagnostics.json", run / "checkpoint.pt"
-    if (run / "metrics.json").exists() and ckpt.exists() and not (
-            f.exists() and f.stat().st_mtime >= ckpt.stat().st_mtime):
+    record's; else None. ``run`` None: the report's result is the record (a newer one, :func:`records.source`), so
+    the local folder's older model is not diagnosed and never replaces the record's diagnostics."""
+    f = record / "diagnostics.json"
+    if run is not None and (run / "metrics.json").exists() and (run / "checkpoint.pt").exists() and not (
+            f.exists() and f.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime):
         write_json(f, diagnose(run))
     return json.loads(f.read_text()) if f.exists() else None
 

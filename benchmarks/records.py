@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,19 @@ def repo_relative(obj: Any) -> Any:
 
 
 def newer_record(run: Path, record: Path) -> bool:
-    """Whether ``record`` holds another result than the finished run folder ``run`` and was written after it (a
-    record pulled from a machine that reran the run): then the record, not the older local run, is the result."""
+    """Whether ``record`` holds another result than the finished run folder ``run`` and was finished after it (a
+    record pulled from a machine that reran the run): then the record, not the older local run, is the result.
+    "After" compares the ``finished_at`` times both metrics.json carry (a checkout or a copy resets file times);
+    the files' modification times only for results written before runs recorded it."""
     mine, theirs = run / RECORD_FILES[0], record / RECORD_FILES[0]
-    if not (mine.exists() and theirs.exists()) or theirs.stat().st_mtime <= mine.stat().st_mtime:
+    if not (mine.exists() and theirs.exists()):
         return False
-    return json.loads(theirs.read_text()) != repo_relative(json.loads(mine.read_text()))
+    a, b = json.loads(mine.read_text()), json.loads(theirs.read_text())
+    if a.get("finished_at") and b.get("finished_at"):
+        later = datetime.fromisoformat(b["finished_at"]) > datetime.fromisoformat(a["finished_at"])
+    else:
+        later = theirs.stat().st_mtime > mine.stat().st_mtime
+    return later and b != repo_relative(a)
 
 
 def keep_record(run: Path, record: Path, extra: tuple[str, ...] = ()) -> bool:

@@ -471,6 +471,40 @@ def test_a_newer_pulled_record_is_never_overwritten_by_an_older_run_folder(monke
     (run / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.06}}))
     assert not records.newer_record(run, record) and records.keep_record(run, record)
     assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.06
+    # with finished_at recorded, it decides, whatever the file times (a checkout or a copy resets them)
+    (run / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.06},
+                                                  "finished_at": "2026-12-01T10:00:00+00:00"}))
+    (record / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.08},
+                                                     "finished_at": "2026-12-02T10:00:00+00:00"}))
+    os.utime(record / "metrics.json", (time.time() - 60, time.time() - 60))  # the record's file looks older
+    assert records.newer_record(run, record) and records.source(run, record) == record
+    (record / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.08},
+                                                     "finished_at": "2026-11-30T10:00:00+00:00"}))
+    assert not records.newer_record(run, record)  # newer file, older result: the run folder's is kept
+    assert records.keep_record(run, record)
+    assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.06
+
+
+def test_when_a_newer_record_is_the_result_its_diagnostics_are_shown_and_the_old_run_is_not_diagnosed(
+        monkeypatch, tmp_path):
+    mod = _load(monkeypatch, tmp_path)
+    run, record = tmp_path / "runs" / "no-prefix", tmp_path / "records" / "no-prefix"
+    _laser_record(run, ndcg=0.03)
+    _laser_record(record, ndcg=0.04)
+    for folder, when in ((run, "2026-12-01T00:00:00+00:00"), (record, "2026-12-02T00:00:00+00:00")):
+        m = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**m, "finished_at": when}))
+    (run / "checkpoint.pt").write_bytes(b"")  # the local, older model, its file touched after the record's diagnostics
+    os.utime(run / "checkpoint.pt", (time.time() + 10, time.time() + 10))
+    theirs = {"item_cos_mean": 0.25, "item_cos_std": 0.1, "tau": 0.05, "logit_std": 2.0, "token_norm": 1.0,
+              "prefix_norm": None, "suffix_norm": 1.5}
+    (record / "diagnostics.json").write_text(json.dumps(theirs))
+    calls = []
+    monkeypatch.setattr(mod, "diagnose", lambda folder: calls.append(folder) or {**theirs, "item_cos_mean": 0.9})
+    text = mod.report(argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs"))
+    assert "| Laser w/o prefix | minilm | 1000 (seeded) | 3107 | 1000 | 3 | 2, 0 | 10.00 | 4.00 |" in text
+    assert "| no-prefix | 0.250 (0.100) | 0.05 | 2.00 | 1.000 | — | 1.500 |" in text and calls == []
+    assert json.loads((record / "diagnostics.json").read_text()) == theirs  # never replaced by the older model's
 
 
 def test_the_smollm2_diagnostics_have_their_own_one_epoch_budget(monkeypatch, tmp_path):

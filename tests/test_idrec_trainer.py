@@ -55,7 +55,7 @@ def test_sasrec_learns_and_writes_run_folder(data_dir, tmp_path):
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert on_disk["test"] == rec["test"] and on_disk["config"]["model_config"]["hidden"] == 16
     assert on_disk["config"]["model_config"]["heads"] == 2  # default filled in from SASRecConfig
-    for key in ("config_hash", "git_commit", "versions", "device", "wall_time_s", "seed", "best_epoch"):
+    for key in ("config_hash", "git_commit", "versions", "device", "finished_at", "wall_time_s", "seed", "best_epoch"):
         assert key in on_disk
     ranks = load_ranks(tmp_path / "run" / "ranks.npz")
     assert aggregate(ranks["test"].ranks) == rec["test"]  # metrics are the ranks' means, unrounded

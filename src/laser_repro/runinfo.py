@@ -7,7 +7,7 @@
      "test":  {...same keys...},
      "best_epoch": int, "ties": str,
      "config": {...resolved run config...}, "config_hash": str,
-     "git_commit": str, "versions": {...}, "device": str, "wall_time_s": float,
+     "git_commit": str, "versions": {...}, "device": str, "finished_at": str (UTC, ISO 8601), "wall_time_s": float,
      ...method-specific extras}
 
 next to ``ranks.npz`` (per-user ranks, see :func:`laser_repro.eval.evaluator.save_ranks`).
@@ -16,6 +16,7 @@ next to ``ranks.npz`` (per-user ranks, see :func:`laser_repro.eval.evaluator.sav
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import platform
@@ -99,6 +100,7 @@ def provenance(config: dict, device: Any) -> dict:
         "git_commit": git_commit(),
         "versions": library_versions(),
         "device": device_description(device),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
