@@ -361,6 +361,13 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
     with pytest.raises(StaleRun):
         trainer.train_laser(dataclasses.replace(capped, seed=1), tmp_path / "run")
+    # without the final checkpoint (the selected model) no retest: the refusal says so, not "another config"
+    meta.write_text(json.dumps(newest))
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    with pytest.raises(StaleRun, match=r"this very training with other max_eval_users, which cannot be retested: "
+                                       r"its final checkpoint \(checkpoint.pt\) is missing"):
+        trainer.train_laser(capped, tmp_path / "run")
+    assert trainer.train_laser(full, tmp_path / "run") == newest  # under its own config it stays finished
     no_cap = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1), max_eval_users=7)
     trainer.train_laser(no_cap, tmp_path / "nocap")
     with pytest.raises(StaleRun):

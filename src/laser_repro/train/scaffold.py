@@ -249,14 +249,17 @@ class RunFolder:
         if not self.test_keys or not path.exists() or not self.checkpoint_path.exists():
             return None
         record = read_json(path)
-        if record.get("resume_hash") == self.resume_hash or "config" not in record:
-            return None
-        keys = self.execution_keys + self.test_keys
-        if resume_hash(record["config"], keys) != resume_hash(self.config, keys):
+        if record.get("resume_hash") == self.resume_hash or not self._only_test_keys_differ(record):
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
         return (record, blob) if blob.get("resume_hash") in (record["resume_hash"], self.resume_hash) else None
+
+    def _only_test_keys_differ(self, record: dict) -> bool:
+        """Whether a finished run's ``record`` trained exactly this run (its config differs at most in test keys)."""
+        keys = self.execution_keys + self.test_keys
+        return bool(self.test_keys) and "config" in record and (
+            resume_hash(record["config"], keys) == resume_hash(self.config, keys))
 
     def _why(self, blob: dict, what: str) -> str:
         their_data, theirs = recorded_fingerprints(blob)
@@ -267,6 +270,9 @@ class RunFolder:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed and (theirs or "input_fingerprints" in blob):
             return f"{what} computed from other inputs ({', '.join(changed)} changed since)"
+        if self._only_test_keys_differ(blob):  # a retest was possible, but its selected model is gone
+            return (f"{what} of this very training with other {', '.join(self.test_keys)}, which cannot be retested: "
+                    f"its final checkpoint ({self.checkpoint_path.name}) is missing or belongs to another run")
         seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
         return f"{what} of a different run config" + (f" (seed {seed})" if seed is not None else "")
 
