@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -154,13 +155,32 @@ def finished(runs: Path, records: Path, pattern: str = "seed~*") -> list[Path]:
     return [source(runs / n, records / n) for n in sorted(names)]
 
 
-def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
-    """The ``keys`` (row starts such as ``| fdsa |``) with fewer result lines in ``new`` than in ``old`` (lines that
-    start with the key and carry a result): a blanked or dropped method, a lost seed or a lost table of it."""
-    def results(text: str, key: str) -> int:
-        return sum(line.startswith(key) and not any(m in line for m in NO_RESULT) for line in text.splitlines())
+# Table columns whose cells name what a row is about (its seed, metric, protocol), not a value it shows
+IDENTITY_COLUMNS = frozenset({"model", "method", "metric", "seed", "evaluation protocol"})
 
-    return [k for k in keys if results(new, k) < results(old, k)]
+
+def result_rows(text: str, key: str) -> Counter:
+    """The result lines of ``text`` that start with ``key``, by identity: their cells in the columns that
+    :data:`IDENTITY_COLUMNS` names in their table's header (() for a line outside a headed table)."""
+    lines = text.splitlines()
+    rows: Counter = Counter()
+    header: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            header = []
+        elif i + 1 < len(lines) and set(lines[i + 1].strip()) <= set("|-: ") and "-" in lines[i + 1]:
+            header = [c.strip().lower() for c in line.strip().strip("|").split("|")]
+        elif line.startswith(key) and not any(m in line for m in NO_RESULT):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[tuple((h, c) for h, c in zip(header, cells) if h in IDENTITY_COLUMNS)] += 1
+    return rows
+
+
+def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
+    """The ``keys`` (row starts such as ``| fdsa |``) with a result line in ``old`` that ``new`` lacks, matched by
+    :func:`result_rows`' identity (a seed, a metric) and counted: a blanked or dropped method, a lost seed (also
+    when another seed's row came instead) or a lost table of it."""
+    return [k for k in keys if result_rows(old, k) - result_rows(new, k)]
 
 
 RUN_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size", "item_batch_size", "cache_dir")

@@ -196,6 +196,16 @@ def test_lost_rows_names_what_a_rewrite_would_blank_or_drop(monkeypatch):
     assert lost_rows(three, one, ["| fdsa |"]) == ["| fdsa |"]  # two seeds lost
     unfinished = "| fdsa | ndcg@10 | 7.16 | not run |\n| fdsa | 1 (UNFINISHED, best valid ndcg@10 0.09) | 4 |\n"
     assert lost_rows(three, unfinished, ["| fdsa |"]) == ["| fdsa |"]  # a run in progress is no result
+    # in headed tables a row is matched by its identity columns (model, metric, seed ...), not only counted
+    head = "| Model | Seed | epochs | wall (s) |\n|---|---:|---:|---:|\n"
+    seeds = head + "".join(f"| fdsa | {s} | 12 | 30 |\n" for s in (0, 1, 2))
+    swapped = head + "".join(f"| fdsa | {s} | 12 | 30 |\n" for s in (0, 1, 3))
+    assert lost_rows(seeds, swapped, ["| fdsa |"]) == ["| fdsa |"]  # seed 2 lost, seed 3 gained: as many rows
+    rerun = head + "".join(f"| fdsa | {s} | 14 | 41 |\n" for s in (2, 0, 1))
+    assert lost_rows(seeds, rerun, ["| fdsa |"]) == []  # new values, the same seeds
+    main = "| Model | Metric | Paper | Ours |\n|---|---|---:|---|\n| fdsa | ndcg@10 | 7.16 | 6.90 (n=3) |\n"
+    assert lost_rows(main, main.replace("ndcg@10 | 7.16 | 6.90", "mrr | 7.0 | 6.5"), ["| fdsa |"]) == ["| fdsa |"]
+    assert lost_rows(main, main.replace("6.90 (n=3)", "7.01 (n=3)"), ["| fdsa |"]) == []
 
 
 def test_write_report_refuses_to_blank_a_result(monkeypatch, tmp_path):
