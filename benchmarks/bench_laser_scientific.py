@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from bench_laser_cpu import CPU_MFORMER  # the M-Former of the real-data runs
-from records import in_progress, keep_record, kept_lines, source, stale_inputs
+from records import in_progress, keep_record, kept_lines, newer_record, source, stale_inputs
 from laser_repro.config import from_dict
 from laser_repro.io import write_json, write_text
 from laser_repro.laser import trainer
@@ -126,6 +126,9 @@ def retest(args) -> None:
         path = args.runs / v / "metrics.json"
         if not path.exists():
             sys.exit(f"--retest {v}: no finished run ({path} missing)")
+        if newer_record(args.runs / v, RECORDS / v):  # its record is a later training (pulled): never replaced
+            sys.exit(f"--retest {v}: {RECORDS / v} holds a later training than the run folder {args.runs / v}; "
+                     "retesting the older model would not be that result (rerun the training, or move the folder aside)")
         cfg = dataclasses.replace(recorded_config(LaserRunConfig, json.loads(path.read_text())), max_eval_users=None,
                                   num_threads=args.threads, progress=False)
         print(f"== retest {v}", flush=True)
@@ -357,7 +360,8 @@ def report(args) -> str:
     for v in VARIANTS:
         if v in stale:
             continue
-        d = diagnostics(args.runs / v if found[v] == args.runs / v else None, RECORDS / v)
+        d = (diagnostics(args.runs / v if found[v] == args.runs / v else None, RECORDS / v, metrics[v])
+             if v in metrics else None)
         if d is None:
             lines += old_or([v], f"| {v} |", [])
             continue
@@ -379,15 +383,26 @@ def report(args) -> str:
     return "\n".join(lines) + "\n" + analysis
 
 
-def diagnostics(run: Path | None, record: Path) -> dict | None:
-    """:func:`diagnose` of a finished run folder, computed once per checkpoint and saved into its record; else the
-    record's; else None. ``run`` None: the report's result is the record (a newer one, :func:`records.source`), so
-    the local folder's older model is not diagnosed and never replaces the record's diagnostics."""
+def diagnostics(run: Path | None, record: Path, shown: dict) -> dict | None:
+    """:func:`diagnose` of the finished run whose metrics.json ``shown`` the report shows, saved into its record
+    (keyed by that result's resume hash and finish time) and computed again only for another result; else the
+    record's when it was computed for that result; else None. ``run`` None: the result is the record (a newer one,
+    :func:`records.source`), so the local folder's older model is never diagnosed over it. A record's diagnostics
+    from before the key existed are taken as they are unless the run folder's checkpoint is newer."""
     f = record / "diagnostics.json"
-    if run is not None and (run / "metrics.json").exists() and (run / "checkpoint.pt").exists() and not (
-            f.exists() and f.stat().st_mtime >= (run / "checkpoint.pt").stat().st_mtime):
-        write_json(f, diagnose(run))
-    return json.loads(f.read_text()) if f.exists() else None
+    of = {"resume_hash": shown.get("resume_hash"), "finished_at": shown.get("finished_at")}
+    cached = json.loads(f.read_text()) if f.exists() else None
+    here = run is not None and (run / "metrics.json").exists() and (run / "checkpoint.pt").exists()
+    if cached is not None and "of" in cached:
+        fresh = cached["of"] == of
+    else:
+        fresh = cached is not None and not (here and f.stat().st_mtime < (run / "checkpoint.pt").stat().st_mtime)
+    if not fresh and here:
+        cached = {**diagnose(run), "of": of}
+        write_json(f, cached)
+    elif not fresh:
+        return None  # the record's diagnostics are of another model than the result shown
+    return {k: v for k, v in cached.items() if k != "of"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +40,31 @@ def repo_relative(obj: Any) -> Any:
     return obj
 
 
+def trained_at(record: dict) -> datetime | None:
+    """When the training behind a metrics.json ``record`` finished (UTC): its ``finished_at``, or for a retested run
+    (``train.scaffold`` "Retest": the same model tested on more users later) the training's own; None when not
+    recorded (results written before runs recorded it) or unreadable."""
+    value = (record["retested"].get("trained_finished_at") if isinstance(record.get("retested"), dict)
+             else record.get("finished_at"))
+    try:
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return when.replace(tzinfo=timezone.utc) if when is not None and when.tzinfo is None else when
+
+
 def newer_record(run: Path, record: Path) -> bool:
-    """Whether ``record`` holds another result than the finished run folder ``run`` and was finished after it (a
+    """Whether ``record`` holds another result than the finished run folder ``run`` and was trained after it (a
     record pulled from a machine that reran the run): then the record, not the older local run, is the result.
-    "After" compares the ``finished_at`` times both metrics.json carry (a checkout or a copy resets file times);
-    the files' modification times only for results written before runs recorded it."""
+    "After" compares the training finish times both metrics.json carry (:func:`trained_at`; a checkout or a copy
+    resets file times, and a retest of an older model is not a newer training); the files' modification times
+    only for results written before runs recorded it."""
     mine, theirs = run / RECORD_FILES[0], record / RECORD_FILES[0]
     if not (mine.exists() and theirs.exists()):
         return False
     a, b = json.loads(mine.read_text()), json.loads(theirs.read_text())
-    if a.get("finished_at") and b.get("finished_at"):
-        later = datetime.fromisoformat(b["finished_at"]) > datetime.fromisoformat(a["finished_at"])
+    if trained_at(a) and trained_at(b):
+        later = trained_at(b) > trained_at(a)
     else:
         later = theirs.stat().st_mtime > mine.stat().st_mtime
     return later and b != repo_relative(a)

@@ -272,19 +272,30 @@ def test_laser_cpu_rewrite_keeps_a_run_from_another_cpu(monkeypatch):
     assert kept_sections("", "AMD EPYC, avx512_bf16") == ""
 
 
-def test_diagnostics_are_computed_once_per_checkpoint(monkeypatch, tmp_path):
+def test_diagnostics_are_computed_once_per_result(monkeypatch, tmp_path):
     mod = _load(monkeypatch, tmp_path)
     run, record = tmp_path / "runs" / "v", tmp_path / "records" / "v"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text("{}")
+    shown = {"resume_hash": "h1", "finished_at": "2026-12-01T00:00:00+00:00"}
+    (run / "metrics.json").write_text(json.dumps(shown))
     (run / "checkpoint.pt").write_bytes(b"")
     calls = []
-    monkeypatch.setattr(mod, "diagnose", lambda folder: calls.append(folder) or {"item_cos_mean": 0.5})
-    assert mod.diagnostics(run, record) == {"item_cos_mean": 0.5} and calls == [run]
-    assert mod.diagnostics(run, record) == {"item_cos_mean": 0.5} and calls == [run]  # cached in the record
-    os.utime(run / "checkpoint.pt", (time.time() + 10, time.time() + 10))  # a newer checkpoint: computed again
-    mod.diagnostics(run, record)
-    assert calls == [run, run]
+    monkeypatch.setattr(mod, "diagnose", lambda folder: calls.append(folder) or {"item_cos_mean": 0.5 * len(calls)})
+    assert mod.diagnostics(run, record, shown) == {"item_cos_mean": 0.5} and calls == [run]
+    assert mod.diagnostics(run, record, shown) == {"item_cos_mean": 0.5} and calls == [run]  # cached in the record
+    os.utime(record / "diagnostics.json", (time.time() - 99, time.time() - 99))  # file times do not matter ...
+    assert mod.diagnostics(run, record, shown) == {"item_cos_mean": 0.5} and calls == [run]
+    rerun = {"resume_hash": "h1", "finished_at": "2026-12-02T00:00:00+00:00"}  # ... another result does
+    assert mod.diagnostics(run, record, rerun) == {"item_cos_mean": 1.0} and calls == [run, run]
+    # without the run folder, a record's diagnostics of another result than the one shown are not shown
+    assert mod.diagnostics(None, record, rerun) == {"item_cos_mean": 1.0}
+    assert mod.diagnostics(None, record, shown) is None and calls == [run, run]
+    # diagnostics from before the key: kept unless the run folder's checkpoint is newer
+    (record / "diagnostics.json").write_text(json.dumps({"item_cos_mean": 0.25}))
+    assert mod.diagnostics(None, record, shown) == {"item_cos_mean": 0.25}
+    assert mod.diagnostics(run, record, shown) == {"item_cos_mean": 0.25} and calls == [run, run]
+    os.utime(run / "checkpoint.pt", (time.time() + 10, time.time() + 10))
+    assert mod.diagnostics(run, record, shown) == {"item_cos_mean": 1.5} and calls == [run, run, run]
 
 
 def test_keep_record_skips_an_unfinished_run(monkeypatch, tmp_path):
@@ -491,6 +502,15 @@ def test_a_newer_pulled_record_is_never_overwritten_by_an_older_run_folder(monke
     (record / "metrics.json").write_text(json.dumps({"seed": 0, "test": {"ndcg@10": 0.08},
                                                      "finished_at": "2026-11-30T10:00:00+00:00"}))
     assert not records.newer_record(run, record)  # newer file, older result: the run folder's is kept
+    # a retest of the older model (later finished_at, the training's own kept in "retested") is no newer training
+    retest = {"seed": 0, "test": {"ndcg@10": 0.061}, "finished_at": "2026-12-03T10:00:00+00:00",
+              "retested": {"trained_finished_at": "2026-11-29T10:00:00+00:00"}}
+    (record / "metrics.json").write_text(json.dumps(retest))
+    assert records.trained_at(retest).day == 29 and not records.newer_record(run, record)
+    # a naive time counts as UTC; an unreadable one falls back to file times instead of stopping the report
+    assert records.trained_at({"finished_at": "2026-12-02T10:00:00"}) > records.trained_at(
+        {"finished_at": "2026-12-02T09:00:00+00:00"})
+    assert records.trained_at({"finished_at": "yesterday"}) is None and records.trained_at({}) is None
     assert records.keep_record(run, record)
     assert json.loads((record / "metrics.json").read_text())["test"]["ndcg@10"] == 0.06
 
@@ -556,3 +576,12 @@ def test_retest_tests_a_finished_run_on_every_user_from_its_recorded_config(monk
     assert after["history"] == first["history"] and after["retested"]["ranked_now"] == after["test"]["n"] - 5
     with pytest.raises(SystemExit, match="no finished run"):
         mod.retest(argparse.Namespace(runs=tmp_path / "runs", retest=["smollm2"], threads=1))
+    # a later training of it pulled into its record: retesting the older local model is refused, nothing changes
+    record = tmp_path / "records" / "smollm2-no-prefix"
+    record.mkdir(parents=True)
+    (record / "metrics.json").write_text(json.dumps({**after, "finished_at": "2099-01-01T00:00:00+00:00",
+                                                     "retested": None, "test": {"n": 1}}))
+    before = (tmp_path / "runs" / "smollm2-no-prefix" / "metrics.json").read_text()
+    with pytest.raises(SystemExit, match="holds a later training"):
+        mod.retest(args)
+    assert (tmp_path / "runs" / "smollm2-no-prefix" / "metrics.json").read_text() == before

@@ -348,6 +348,8 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     again = trainer.train_laser(capped, tmp_path / "run")
     assert again["test"] == pytest.approx(first["test"], abs=1e-12) and again["retested"]["ranked_now"] == 0
     assert again["retested"]["trained_at_commit"] == first["git_commit"]
+    # the training's finish time, kept over repeated retests (records.newer_record compares trainings, not retests)
+    assert again["retested"]["trained_finished_at"] == retested["retested"]["trained_finished_at"] == first["finished_at"]
     # a retest killed after its checkpoint moved to the new hash, before metrics.json: the next call finishes it
     meta = tmp_path / "run" / "metrics.json"
     newest = trainer.train_laser(full, tmp_path / "run")
@@ -361,8 +363,12 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
     with pytest.raises(StaleRun):
         trainer.train_laser(dataclasses.replace(capped, seed=1), tmp_path / "run")
-    # without the final checkpoint (the selected model) no retest: the refusal says so, not "another config"
+    # what a stale check (artifacts, workflow) says of it: a retest is pending while the final checkpoint is here ...
+    from laser_repro.train.scaffold import run_folder
+
     meta.write_text(json.dumps(newest))
+    assert "a retest is pending" in run_folder(capped, tmp_path / "run").stale_reason(newest)
+    # ... and without it (the selected model) no retest: the refusal says so, not "another config"
     (tmp_path / "run" / "checkpoint.pt").unlink()
     with pytest.raises(StaleRun, match=r"this very training with other max_eval_users, which cannot be retested: "
                                        r"its final checkpoint \(checkpoint.pt\) is missing"):

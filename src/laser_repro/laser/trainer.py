@@ -405,11 +405,12 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     test = reuse_ranks(kept["test"], users, ds.targets("test", users),
                        lambda rest: evaluate_split(model, ds, rest, "test", table, cfg))
     log.info("retested: test %s", _fmt(test.metrics))
-    first = old.get("retested") or {}  # the training's commit and device, kept over repeated retests
+    first = old.get("retested") or {}  # the training's commit, device and finish time, kept over repeated retests
     # old's provenance (config, hashes, commit, versions, device) is replaced by this call's in write_metrics
     record = {**old, "retested": {"from_resume_hash": old["resume_hash"],
                                   "trained_at_commit": first.get("trained_at_commit", old.get("git_commit")),
                                   "trained_on": first.get("trained_on", old.get("device")),
+                                  "trained_finished_at": first.get("trained_finished_at", old.get("finished_at")),
                                   "test_users_before": old["test"]["n"], "ranked_now": fresh,
                                   "wall_time_s": time.perf_counter() - t0}}
     # model.pt stays as it is (the same weights; a rewrite would change its digest, which runs that start from it

@@ -270,7 +270,10 @@ class RunFolder:
         changed = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         if changed and (theirs or "input_fingerprints" in blob):
             return f"{what} computed from other inputs ({', '.join(changed)} changed since)"
-        if self._only_test_keys_differ(blob):  # a retest was possible, but its selected model is gone
+        if self._only_test_keys_differ(blob):
+            if self.retest_source() is not None:
+                return (f"{what} of this very training with other {', '.join(self.test_keys)}: a retest is pending "
+                        "(run the trainer again: it tests the selected model on this config's users, no training)")
             return (f"{what} of this very training with other {', '.join(self.test_keys)}, which cannot be retested: "
                     f"its final checkpoint ({self.checkpoint_path.name}) is missing or belongs to another run")
         seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
