@@ -4,6 +4,7 @@ previous report's lines for runs that are neither here nor recorded (never a sil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -541,13 +542,17 @@ def test_the_smollm2_diagnostics_have_their_own_one_epoch_budget(monkeypatch, tm
     mod = _load(monkeypatch, tmp_path)
     args = argparse.Namespace(data=tmp_path, idrec_run=tmp_path / "b", cache=tmp_path, train_users=999, valid_users=1000,
                               curve_users=500, smollm2_test_users=None, test_users=None, phase1_epochs=2,
-                              phase2_epochs=1, threads=1)
+                              phase2_epochs=1, threads=1, lr=1e-3)
     main = mod.run_config("smollm2", args)
     for variant, key, value in (("smollm2-token-scale", "prefix_scale", "token"),
-                                ("smollm2-constant-input", "prefix_input", "constant")):
+                                ("smollm2-constant-input", "prefix_input", "constant"),
+                                ("smollm2-paper-lr", "prefix", "mformer")):
         diag = mod.run_config(variant, args)
         assert (diag.phases.phase1_max_epochs, diag.phases.phase2_epochs, diag.max_eval_users) == (1, 0, 1000)
-        assert getattr(diag.bituning, key) == value and getattr(main.bituning, key) != value
+        assert getattr(diag.bituning, key) == value
+        assert diag.optim.lr == (1e-4 if variant == "smollm2-paper-lr" else 1e-3) and main.optim.lr == 1e-3
+        assert dataclasses.replace(diag, optim=main.optim, bituning=main.bituning, phases=main.phases,
+                                   max_eval_users=None) == main  # nothing else differs
         # otherwise the SmolLM2 M-Former run's budget: the same users, so its first epoch compares
         assert (diag.max_train_users, diag.max_valid_users, diag.test_curve_users) == (333, 500, 250)
         assert diag.idrec_run == main.idrec_run == str(tmp_path / "b")
