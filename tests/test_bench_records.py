@@ -590,3 +590,48 @@ def test_retest_tests_a_finished_run_on_every_user_from_its_recorded_config(monk
     with pytest.raises(SystemExit, match="holds a later training"):
         mod.retest(args)
     assert (tmp_path / "runs" / "smollm2-no-prefix" / "metrics.json").read_text() == before
+
+
+def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, tmp_path):
+    """bench_prefix_steps.py on a tiny backbone: Adam's first step moves every coordinate of a learnable prefix
+    by lr (m / sqrt(v) = +-1 after bias correction), so its first move is lr sqrt(L d) / ||p_0||, by hand; the
+    M-Former's prefix moves too, and the report names both."""
+    import dataclasses as dc
+
+    import pytest
+    import torch
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_prefix_steps", BENCH / "bench_prefix_steps.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    data = tiny_dataset(tmp_path / "data")
+    base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
+
+    def tiny_run_config(variant, args):  # the real-data configs, shrunk: the prefix kind and lr are what vary
+        prefix = "learnable" if variant == "smollm2-no-mformer" else "mformer"
+        return dc.replace(base, bituning=BiTuningConfig(prefix=prefix, n_prefix=4),
+                          optim=OptimConfig(batch_size=8, lr=args.lr))
+
+    monkeypatch.setattr(mod, "run_config", tiny_run_config)
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(data)
+    run = tmp_path / "runs" / "smollm2-no-prefix"
+    run.mkdir(parents=True)
+    torch.save({"table": torch.randn(ds.n_items, 64)}, run / "checkpoint.pt")  # tiny-gpt2: width 64
+    table, name = mod.fixed_table(tmp_path / "runs")
+    assert name == "smollm2-no-prefix" and table.shape[0] == ds.n_items
+    args = argparse.Namespace(steps=3)
+    learn = mod.measure("smollm2-no-mformer", 1e-3, args, table)
+    moved = 32 * 4 * table.shape[1]  # 32 probe rows share the prefix's L x d coordinates, each moved by lr
+    assert learn["move_first"] == pytest.approx(1e-3 * moved ** 0.5 / learn["p0_norm"], rel=1e-3)
+    slow = mod.measure("smollm2-no-mformer", 1e-4, args, table)
+    assert slow["move_first"] == pytest.approx(learn["move_first"] / 10, rel=1e-3)  # the same init, lr / 10
+    former = mod.measure("smollm2", 1e-3, args, table)
+    assert former["steps"] == 3 and former["move_median"] > 0 and former["drift"] > 0
+    text = mod.report([learn, former], name, argparse.Namespace(threads=1, steps=3))
+    assert "| learnable | 0.001 | 3 |" in text and "| M-Former | 0.001 | 3 |" in text

@@ -1,0 +1,149 @@
+"""Issue 11 diagnostic: how far one optimiser step moves Laser's prefix on SmolLM2.
+
+    python benchmarks/bench_prefix_steps.py --threads 2 [--steps 12]
+
+Laser's M-Former prefix collapsed SmolLM2's ranking in its first epoch at the real-data budget's lr 1e-3, while a
+learnable prefix (the same 32 vectors for every input) learned (``benchmarks/laser_scientific.md``). Adam moves
+every weight by about lr per step whatever the gradient's scale, so the two parametrisations move the prefix at
+very different speeds: a learnable prefix vector by about lr per coordinate, an M-Former output by up to
+lr x d_m coordinates of its projection's input at once. This script measures that, on the real runs' setting:
+
+- the SmolLM2 runs' configs (``bench_laser_scientific.run_config``: the same model initialisation, seed 0, the
+  same 333 training users and their epoch-0 batch order), for the learnable prefix and the M-Former, at lr 1e-3
+  (the budget's) and 1e-4 (App. B's);
+- the first ``--steps`` Adam steps of phase 1 against one fixed item table (the final table of a finished SmolLM2
+  run in ``--runs``: a refresh per configuration would take 12 min each; step sizes, not learning, are measured);
+- after each step, the prefix that 32 seeded training histories get (eval mode: no dropout): its move relative to
+  the step-0 prefix, its drift from step 0, the mean prefix-vector norm (against SmolLM2's token norm).
+
+Writes ``benchmarks/prefix_steps.md``. Nothing here trains a result; one diagnostic, one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_laser_scientific import IDREC_RUN, run_config  # noqa: E402  the real-data runs' configs
+from laser_repro.io import write_text  # noqa: E402
+from laser_repro.runinfo import cpu_model  # noqa: E402
+
+REPORT = HERE / "prefix_steps.md"
+CASES = (("learnable", "smollm2-no-mformer"), ("M-Former", "smollm2"))
+LRS = (1e-3, 1e-4)
+TABLE_RUNS = ("smollm2-constant-input", "smollm2-token-scale", "smollm2-no-mformer", "smollm2-no-prefix")
+
+
+def fixed_table(runs: Path) -> tuple[torch.Tensor, str]:
+    """The item table of the first finished SmolLM2 run found in ``runs`` (its final checkpoint), and its name."""
+    for name in TABLE_RUNS:
+        ckpt = runs / name / "checkpoint.pt"
+        if ckpt.exists():
+            return torch.load(ckpt, map_location="cpu", weights_only=False)["table"].float(), name
+    sys.exit(f"no finished SmolLM2 run with a checkpoint in {runs} (one of {', '.join(TABLE_RUNS)}); run "
+             "bench_laser_scientific.py --variants smollm2-no-mformer first")
+
+
+def measure(variant: str, lr: float, args, table: torch.Tensor) -> dict:
+    """Prefix moves over the first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr``."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.laser import trainer
+    from laser_repro.train.scaffold import seed_everything
+
+    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    ds = load_dataset(cfg.dataset)
+    seed_everything(cfg.seed)  # as train_laser: the run's initial weights
+    model = trainer.build_model(cfg, ds, torch.device("cpu"))
+    histories, targets = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
+    probe = [histories[i] for i in np.random.default_rng(0).choice(len(histories), 32, replace=False)]
+    rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
+    lengths = np.array([len(t) for t in model.tokens(histories)])
+    batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)
+    opt, _ = trainer.make_optimizer(cfg, model, len(batches))
+
+    def prefix() -> torch.Tensor:
+        model.eval()
+        with torch.no_grad():
+            p, _ = model._prefix(probe, False)
+        model.train()
+        return p.detach().float().clone()  # a copy: the learnable prefix is a view of the weights Adam updates
+
+    p0 = last = prefix()
+    moves, losses = [], []
+    t0 = time.perf_counter()
+    for idx in batches[: args.steps]:
+        out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping, batch 8, no accumulation)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
+        opt.step()
+        losses.append(out.loss.item())
+        now = prefix()
+        moves.append(float((now - last).norm() / p0.norm()))
+        last = now
+    return {"variant": variant, "lr": lr, "steps": len(moves), "move_median": statistics.median(moves),
+            "move_first": moves[0], "drift": float((last - p0).norm() / p0.norm()),
+            "p0_norm": float(p0.norm()), "norm0": float(p0.norm(dim=-1).mean()), "norm": float(last.norm(dim=-1).mean()),
+            "token_norm": model.backbone.embedding_norm, "loss_first": losses[0], "loss_last": losses[-1],
+            "s_per_step": (time.perf_counter() - t0) / len(moves)}
+
+
+def report(rows: list[dict], table_from: str, args) -> str:
+    lines = ["# How far one step moves Laser's prefix on SmolLM2 (issue 11 diagnostic)", "",
+             f"Written by `python benchmarks/bench_prefix_steps.py --threads {args.threads} --steps {args.steps}` on "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The SmolLM2 runs' configs of "
+             "`bench_laser_scientific.py` (seed 0: the same initial weights, 333 training users, epoch 0's batch "
+             f"order, batch 8, Adam), against one fixed item table (the final table of the `{table_from}` run). "
+             "After each step, the prefix of 32 seeded training histories (eval mode): move = ||P_t - P_t-1|| / "
+             "||P_0||; drift = ||P_n - P_0|| / ||P_0||; norms are mean prefix-vector L2 norms.", "",
+             "| prefix | lr | steps | move per step (median) | move at step 1 | drift after the steps "
+             "| prefix norm step 0 -> end | token norm | batch loss first -> last |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---|"]
+    for r in rows:
+        name = dict((v, k) for k, v in CASES)[r["variant"]]
+        lines.append(f"| {name} | {r['lr']:g} | {r['steps']} | {r['move_median']:.4f} | {r['move_first']:.4f} "
+                     f"| {r['drift']:.3f} | {r['norm0']:.2f} -> {r['norm']:.2f} | {r['token_norm']:.2f} "
+                     f"| {r['loss_first']:.3f} -> {r['loss_last']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=HERE / "out" / "data" / "scientific", help="prepared Scientific")
+    ap.add_argument("--idrec-run", type=Path, default=IDREC_RUN, help="trained BERT4Rec run folder (seed 0)")
+    ap.add_argument("--runs", type=Path, default=HERE / "out" / "laser_scientific",
+                    help="bench_laser_scientific.py's run folders (the fixed item table is read from one)")
+    ap.add_argument("--cache", type=Path, default=HERE / "out" / "cache", help="backbone cache (smollm2 weights)")
+    ap.add_argument("--steps", type=int, default=12, help="phase-1 steps measured per configuration")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPORT)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table, table_from = fixed_table(args.runs)
+    # run_config's budget arguments: those of the SmolLM2 runs (bench_laser_scientific.py's defaults)
+    budget = argparse.Namespace(data=args.data, idrec_run=args.idrec_run, cache=args.cache, train_users=1000,
+                                valid_users=1000, curve_users=500, smollm2_test_users=None, test_users=None,
+                                phase1_epochs=2, phase2_epochs=1, threads=args.threads, steps=args.steps)
+    rows = []
+    for name, variant in CASES:
+        for lr in LRS:
+            print(f"== {name}, lr {lr:g}", flush=True)
+            rows.append(measure(variant, lr, budget, table))
+            print(f"   move/step {rows[-1]['move_median']:.4f}, drift {rows[-1]['drift']:.3f}", flush=True)
+    write_text(args.out, report(rows, table_from, args))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
