@@ -40,7 +40,8 @@ from laser_repro.runinfo import cpu_model  # noqa: E402
 REPORT = HERE / "prefix_steps.md"
 CASES = (("learnable", "smollm2-no-mformer"), ("M-Former", "smollm2"))
 LRS = (1e-3, 1e-4)
-TABLE_RUNS = ("smollm2-constant-input", "smollm2-token-scale", "smollm2-no-mformer", "smollm2-no-prefix")
+# the fixed table: preferably the run that learned (its items spread: mean cosine 0.81, against 0.94-0.99 for the rest)
+TABLE_RUNS = ("smollm2-no-mformer", "smollm2-no-prefix", "smollm2-token-scale", "smollm2-constant-input")
 
 
 def fixed_table(runs: Path) -> tuple[torch.Tensor, str]:
