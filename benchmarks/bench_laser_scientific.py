@@ -265,7 +265,9 @@ def report(args) -> str:
     lines = ["# Laser on the real Scientific set (first real-data result)", "",
              "Written by `python benchmarks/bench_laser_scientific.py --report-only` from the runs that "
              "`bench_laser_scientific.py` trained (see its docstring for the commands) or their committed records "
-             "(`benchmarks/records/laser_scientific/`). Values x100.", ""]
+             "(`benchmarks/records/laser_scientific/`). Values x100. Rows marked (diagnostic) are not the paper's "
+             "Laser: each is one phase-1 epoch of the SmolLM2 M-Former run with one change, tested on 1,000 seeded "
+             "test users. Every Laser run uses lr 1e-3 unless its label says otherwise.", ""]
     rows = ["| system | backbone | training users | train rows | valid users | test users | best (phase, epoch) "
             "| test R@10 | test N@10 | test MRR | wall (min) |",
             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]

@@ -106,9 +106,12 @@ def report(rows: list[dict], table_from: str, args) -> str:
              "`bench_laser_scientific.py` (seed 0: the same initial weights, 333 training users, epoch 0's batch "
              f"order, batch 8, Adam), against one fixed item table (the final table of the `{table_from}` run). "
              "After each step, the prefix of 32 seeded training histories (eval mode): move = ||P_t - P_t-1|| / "
-             "||P_0||; drift = ||P_n - P_0|| / ||P_0||; norms are mean prefix-vector L2 norms.", "",
+             "||P_0||; drift = ||P_n - P_0|| / ||P_0||; norms are mean prefix-vector L2 norms; vocabulary norm = "
+             "SmolLM2's mean input-embedding row norm. Adam's first step moves every weight by lr, so the learnable "
+             "prefix's step 1 does not depend on the table; every other move depends on the gradients, which differ "
+             "from the runs' (their table is each one's untrained refresh): they approximate the runs'.", "",
              "| prefix | lr | steps | move per step (median) | move at step 1 | drift after the steps "
-             "| prefix norm step 0 -> end | token norm | batch loss first -> last |",
+             "| prefix norm step 0 -> end | vocabulary norm | batch loss first -> last |",
              "|---|---:|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         name = dict((v, k) for k, v in CASES)[r["variant"]]
