@@ -633,5 +633,17 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     assert slow["move_first"] == pytest.approx(learn["move_first"] / 10, rel=1e-3)  # the same init, lr / 10
     former = mod.measure("smollm2", 1e-3, args, table)
     assert former["steps"] == 3 and former["move_median"] > 0 and former["drift"] > 0
+    # its steps are the run's first steps: the batches phase 1's epoch 0 draws (trainer.run_epoch), in that order
+    from laser_repro.laser import trainer
+
+    drawn = []
+    real_order = trainer.batch_order
+    monkeypatch.setattr(trainer, "batch_order", lambda *a, **k: drawn.append(real_order(*a, **k)) or drawn[-1])
+    mod.measure("smollm2-no-mformer", 1e-3, args, table)
+    cfg = tiny_run_config("smollm2-no-mformer", argparse.Namespace(lr=1e-3))
+    model = trainer.build_model(cfg, ds, torch.device("cpu"))
+    rows = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
+    trainer.run_epoch(model, rows, table, *trainer.make_optimizer(cfg, model, 1), cfg, 1, 0)
+    assert len(drawn) == 2 and len(drawn[0]) > 3 and all(np.array_equal(a, b) for a, b in zip(*drawn))
     text = mod.report([learn, former], name, argparse.Namespace(threads=1, steps=3))
     assert "| learnable | 0.001 | 3 |" in text and "| M-Former | 0.001 | 3 |" in text
