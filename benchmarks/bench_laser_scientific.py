@@ -411,7 +411,8 @@ def diagnostics(run: Path | None, record: Path, shown: dict) -> dict | None:
     return {k: v for k, v in cached.items() if k != "of"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """This script's options: the real-data runs' budget defaults (also read by ``bench_prefix_steps.py``)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE / "out" / "data" / "scientific", help="prepared Scientific")
     ap.add_argument("--idrec-run", type=Path, default=IDREC_RUN, help="trained BERT4Rec run folder (seed 0)")
@@ -436,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead of training: test these finished runs on every test user, from their recorded "
                          "configs (no retraining)")
     ap.add_argument("--report-only", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.retest and not args.report_only:
         retest(args)

@@ -33,7 +33,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_laser_scientific import IDREC_RUN, run_config  # noqa: E402  the real-data runs' configs
+from bench_laser_scientific import parser as runs_parser, run_config  # noqa: E402  the real-data runs' configs
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -122,22 +122,21 @@ def report(rows: list[dict], table_from: str, args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    runs = runs_parser().parse_args([])  # the SmolLM2 runs' budget: bench_laser_scientific.py's defaults
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=HERE / "out" / "data" / "scientific", help="prepared Scientific")
-    ap.add_argument("--idrec-run", type=Path, default=IDREC_RUN, help="trained BERT4Rec run folder (seed 0)")
-    ap.add_argument("--runs", type=Path, default=HERE / "out" / "laser_scientific",
+    ap.add_argument("--data", type=Path, default=runs.data, help="prepared Scientific")
+    ap.add_argument("--idrec-run", type=Path, default=runs.idrec_run, help="trained BERT4Rec run folder (seed 0)")
+    ap.add_argument("--runs", type=Path, default=runs.runs,
                     help="bench_laser_scientific.py's run folders (the fixed item table is read from one)")
-    ap.add_argument("--cache", type=Path, default=HERE / "out" / "cache", help="backbone cache (smollm2 weights)")
+    ap.add_argument("--cache", type=Path, default=runs.cache, help="backbone cache (smollm2 weights)")
     ap.add_argument("--steps", type=int, default=12, help="phase-1 steps measured per configuration")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPORT)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     table, table_from = fixed_table(args.runs)
-    # run_config's budget arguments: those of the SmolLM2 runs (bench_laser_scientific.py's defaults)
-    budget = argparse.Namespace(data=args.data, idrec_run=args.idrec_run, cache=args.cache, train_users=1000,
-                                valid_users=1000, curve_users=500, smollm2_test_users=None, test_users=None,
-                                phase1_epochs=2, phase2_epochs=1, threads=args.threads, steps=args.steps)
+    budget = argparse.Namespace(**{**vars(runs), "data": args.data, "idrec_run": args.idrec_run, "cache": args.cache,
+                                   "threads": args.threads, "steps": args.steps})
     rows = []
     for name, variant in CASES:
         for lr in LRS:

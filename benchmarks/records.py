@@ -63,10 +63,8 @@ def newer_record(run: Path, record: Path) -> bool:
     if not (mine.exists() and theirs.exists()):
         return False
     a, b = json.loads(mine.read_text()), json.loads(theirs.read_text())
-    if trained_at(a) and trained_at(b):
-        later = trained_at(b) > trained_at(a)
-    else:
-        later = theirs.stat().st_mtime > mine.stat().st_mtime
+    at_a, at_b = trained_at(a), trained_at(b)
+    later = at_b > at_a if at_a and at_b else theirs.stat().st_mtime > mine.stat().st_mtime
     return later and b != repo_relative(a)
 
 
