@@ -595,7 +595,8 @@ def test_retest_tests_a_finished_run_on_every_user_from_its_recorded_config(monk
 def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, tmp_path):
     """bench_prefix_steps.py on a tiny backbone: Adam's first step moves every coordinate of a learnable prefix
     by lr (m / sqrt(v) = +-1 after bias correction), so its first move is lr sqrt(L d) / ||p_0||, by hand; the
-    M-Former's prefix moves too, and the report names both."""
+    M-Former's prefix moves too, and the report names both. With no table given, the configuration's own untrained
+    refresh is used; a step of lr 0 moves neither the prefix nor the user vectors, and keeps every top-10 item."""
     import dataclasses as dc
 
     import pytest
@@ -612,7 +613,7 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
 
     def tiny_run_config(variant, args):  # the real-data configs, shrunk: the prefix kind and lr are what vary
-        prefix = "learnable" if variant == "smollm2-no-mformer" else "mformer"
+        prefix = "learnable" if variant in ("smollm2-no-mformer", "no-mformer") else "mformer"
         return dc.replace(base, bituning=BiTuningConfig(prefix=prefix, n_prefix=4),
                           optim=OptimConfig(batch_size=8, lr=args.lr))
 
@@ -645,5 +646,12 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     rows = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
     trainer.run_epoch(model, rows, table, *trainer.make_optimizer(cfg, model, 1), cfg, 1, 0)
     assert len(drawn) == 2 and len(drawn[0]) > 3 and all(np.array_equal(a, b) for a, b in zip(*drawn))
-    text = mod.report([learn, former], name, argparse.Namespace(threads=1, steps=3))
-    assert "| learnable | 0.001 | 3 |" in text and "| M-Former | 0.001 | 3 |" in text
+    assert former["user_drift"] > 0 and 0 <= former["top10_kept"] <= 1
+    # the MiniLM cases: each configuration's own untrained refresh (the table of its run's epoch 0)
+    own = mod.measure("no-mformer", 1e-3, args, None)
+    assert own["own_table"] and own["move_first"] == pytest.approx(learn["move_first"], rel=1e-3)
+    still = mod.measure("main", 0.0, args, None)  # Adam at lr 0: nothing moves, so no ranking changes
+    assert still["move_median"] == 0 and still["user_move_median"] == 0 and still["top10_kept"] == 1.0
+    assert mod.kept(torch.tensor([[1, 2], [3, 4]]), torch.tensor([[2, 5], [4, 3]])) == 0.75  # (1/2 + 2/2) / 2
+    text = mod.report([learn, former, own], name, argparse.Namespace(threads=1, steps=3, backbones=["smollm2"]))
+    assert "| learnable | 0.001 | 3 |" in text and "| M-Former | 0.001 | 3 |" in text and name in text
