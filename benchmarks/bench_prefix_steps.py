@@ -18,8 +18,8 @@ measures that, and what the backbone makes of it, on the real runs' setting:
   would take 12 min), so its moves approximate the runs';
 - after each step, for 32 seeded training histories (eval mode: no dropout): the prefix's move relative to the
   step-0 prefix and its drift from step 0, the mean prefix-vector norm (against the backbone's token norm), the
-  same move and drift of the user vectors h_u the backbone makes of it (Eq. 2), and how many of each history's
-  top 10 items against the table are still its top 10 after the steps.
+  same move and drift of the unit user vectors h_u / ||h_u|| the backbone makes of it (Eq. 2; items are ranked by
+  cosine), and how many of each history's top 10 items against the table are still its top 10 after the steps.
 
 Writes ``benchmarks/prefix_steps.md``. Nothing here trains a result; one diagnostic, one seed.
 """
@@ -98,7 +98,7 @@ def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
             p, _ = model._prefix(probe, False)
         model.train()
         # a copy: the learnable prefix is a view of the weights Adam updates
-        return p.detach().float().clone(), model.embed_users(probe, 0).float()
+        return p.detach().float().clone(), F.normalize(model.embed_users(probe, 0).float(), dim=-1)  # ranked by cosine
 
     p0, h0 = last_p, last_h = probe_state()
     moves, user_moves, losses = [], [], []
@@ -140,8 +140,8 @@ def report(rows: list[dict], table_from: str | None, args) -> str:
              f"trained against, so its steps are the run's first steps. {fixed}"
              "After each step, for 32 seeded training histories (eval mode): prefix move = ||P_t - P_t-1|| / ||P_0||; "
              "drift = ||P_n - P_0|| / ||P_0||; norms are mean prefix-vector L2 norms; vocabulary norm = the backbone's "
-             "mean input-embedding row norm; the user-vector move and drift are the same ratios of h_u (Eq. 2, what "
-             "is ranked); top-10 kept = the mean share of each history's top 10 items (cosine against the table) "
+             "mean input-embedding row norm; the user-vector move and drift are the same ratios of the unit vectors "
+             "h_u / ||h_u|| (Eq. 2; ranking is by cosine, so a change of norm does not count); top-10 kept = the mean share of each history's top 10 items (cosine against the table) "
              "still in its top 10 after the steps.", "",
              "| backbone | prefix | lr | steps | prefix move per step (median) | move at step 1 | prefix drift "
              "| prefix norm step 0 -> end | vocabulary norm | h_u move per step (median) | h_u drift | top-10 kept "
