@@ -306,7 +306,8 @@ def report(args) -> str:
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
     pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
-    pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("smollm2", "main"),
+    pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("no-prefix", "no-mformer"), ("smollm2", "main"),
+              ("smollm2-no-mformer", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
               ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer"),
               ("smollm2-token-scale", "smollm2"), ("smollm2-constant-input", "smollm2"),
