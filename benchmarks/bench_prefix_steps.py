@@ -63,7 +63,9 @@ def fixed_table(runs: Path) -> tuple[torch.Tensor, str]:
 
 def top_k(h: torch.Tensor, table: torch.Tensor, k: int = 10) -> torch.Tensor:
     """Each user's ``k`` highest-scoring items by cosine (Eqs. 2-3), as index rows [U, k]."""
-    return (F.normalize(h.float(), dim=-1) @ F.normalize(table.float(), dim=-1).T).topk(k, dim=-1).indices
+    from laser_repro.laser.losses import cosine_scores
+
+    return cosine_scores(h, table).topk(k, dim=-1).indices
 
 
 def kept(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -141,8 +143,9 @@ def report(rows: list[dict], table_from: str | None, args) -> str:
              "After each step, for 32 seeded training histories (eval mode): prefix move = ||P_t - P_t-1|| / ||P_0||; "
              "drift = ||P_n - P_0|| / ||P_0||; norms are mean prefix-vector L2 norms; vocabulary norm = the backbone's "
              "mean input-embedding row norm; the user-vector move and drift are the same ratios of the unit vectors "
-             "h_u / ||h_u|| (Eq. 2; ranking is by cosine, so a change of norm does not count); top-10 kept = the mean share of each history's top 10 items (cosine against the table) "
-             "still in its top 10 after the steps.", "",
+             "h_u / ||h_u|| (Eq. 2; ranking is by cosine, so a change of norm does not count); top-10 kept = the "
+             "mean share of each history's top 10 items (cosine against the table) still in its top 10 after the "
+             "steps.", "",
              "| backbone | prefix | lr | steps | prefix move per step (median) | move at step 1 | prefix drift "
              "| prefix norm step 0 -> end | vocabulary norm | h_u move per step (median) | h_u drift | top-10 kept "
              "| batch loss first -> last |",

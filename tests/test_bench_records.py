@@ -634,6 +634,7 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     assert slow["move_first"] == pytest.approx(learn["move_first"] / 10, rel=1e-3)  # the same init, lr / 10
     former = mod.measure("smollm2", 1e-3, args, table)
     assert former["steps"] == 3 and former["move_median"] > 0 and former["drift"] > 0
+    assert former["user_drift"] > 0 and 0 <= former["top10_kept"] <= 1
     # its steps are the run's first steps: the batches phase 1's epoch 0 draws (trainer.run_epoch), in that order
     from laser_repro.laser import trainer
 
@@ -646,7 +647,6 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     rows = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
     trainer.run_epoch(model, rows, table, *trainer.make_optimizer(cfg, model, 1), cfg, 1, 0)
     assert len(drawn) == 2 and len(drawn[0]) > 3 and all(np.array_equal(a, b) for a, b in zip(*drawn))
-    assert former["user_drift"] > 0 and 0 <= former["top10_kept"] <= 1
     # the MiniLM cases: each configuration's own untrained refresh (the table of its run's epoch 0)
     own = mod.measure("no-mformer", 1e-3, args, None)
     assert own["own_table"] and own["move_first"] == pytest.approx(learn["move_first"], rel=1e-3)
