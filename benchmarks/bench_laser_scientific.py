@@ -7,7 +7,9 @@ Side by side at one training budget (issue 11): (a) BERT4Rec alone (the ID bench
 which also feeds the M-Former), (b) Laser, (c) Laser "w/o M-Former" (learnable prefix), (d) Laser
 "w/o prefix", all with MiniLM-L6 (a real pretrained stand-in for the paper's LLMs) and, with
 ``--variants smollm2 smollm2-no-mformer smollm2-no-prefix``, the same three on SmolLM2-135M (a real
-Llama-family decoder; a third of the training users, half the validation and curve users).
+Llama-family decoder; a third of the training users, half the validation and curve users). The MiniLM runs train
+under further seeds with ``--variants main-seed1 main-seed2`` (likewise ``no-mformer-seed<k>``, ``no-prefix-seed<k>``);
+the report's seeds section averages each variant over the seeds it has.
 
 Budget on 2 cores: a seeded subset of training users (``--train-users``), a seeded validation cap
 (``--valid-users``), 2 phase-1 epochs (each with an item refresh) and 1 phase-2 epoch, batch 8,
@@ -74,6 +76,19 @@ VARIANTS = {  # name -> (label, backbone, bituning overrides)
 DIAGNOSTIC_BUDGET = {"phase1_epochs": 1, "phase2_epochs": 0, "smollm2_test_users": 1000}
 BUDGETS = {"smollm2-token-scale": DIAGNOSTIC_BUDGET, "smollm2-constant-input": DIAGNOSTIC_BUDGET,
            "smollm2-paper-lr": {**DIAGNOSTIC_BUDGET, "lr": 1e-4}}
+# Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
+# batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
+# seeds section
+SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix"), (1, 2)
+VARIANTS.update({f"{b}-seed{k}": (f"{VARIANTS[b][0]}, seed {k}", *VARIANTS[b][1:]) for b in SEEDED for k in EXTRA_SEEDS})
+BUDGETS.update({f"{b}-seed{k}": {"seed": k} for b in SEEDED for k in EXTRA_SEEDS})
+
+
+def seeds_of(base: str) -> list[str]:
+    """The variants that train ``base`` under each seed: ``base`` itself (seed 0), then its ``-seed<k>`` runs."""
+    return [base] + [f"{base}-seed{k}" for k in EXTRA_SEEDS]
+
+
 # Committed records of finished runs (records.py), so the report survives a machine whose benchmarks/out is gone
 RECORDS = HERE / "records" / "laser_scientific"
 METRICS = ("recall@10", "ndcg@10", "mrr")
@@ -94,6 +109,7 @@ def run_config(variant: str, args) -> LaserRunConfig:
         test_curve_users=args.curve_users // 2 if small else args.curve_users,
         max_eval_users=args.smollm2_test_users if small else args.test_users,
         num_threads=args.threads, progress=False,  # no-grad batches: the device default (laser_batches.md)
+        seed=getattr(args, "seed", 0),
     )
 
 
@@ -157,14 +173,15 @@ def train_bert4rec_budget(args) -> dict:
     return train_idrec(from_dict(IDRecRunConfig, over), args.runs / BUDGET_RUN)
 
 
-def paired_tests(folders: dict[str, Path], pairs: list[tuple[str, str]], metric: str = "ndcg@10") -> list[str]:
-    """Markdown rows of two-sided paired t-tests on per-user test ``metric`` (common users; seed-averaged
-    per user as the tables do: ``artifacts.runs.paired_values``)."""
+def paired_tests(folders: dict[str, list[Path]], pairs: list[tuple[str, str]], metric: str = "ndcg@10") -> list[str]:
+    """Markdown rows of two-sided paired t-tests on per-user test ``metric`` (common users; a name with several run
+    folders, one per seed, is seed-averaged per user as the tables do: ``artifacts.runs.paired_values``)."""
     from laser_repro.artifacts.runs import RunGroup, load_run, paired_values
     from laser_repro.artifacts.significance import paired_ttest
 
-    groups = {name: RunGroup("scientific", name, "main", (0,), runs=[load_run(folder, 0)])
-              for name, folder in folders.items() if (folder / "ranks.npz").exists()}
+    groups = {name: RunGroup("scientific", name, "main", tuple(range(len(fs))),
+                             runs=[load_run(f, i) for i, f in enumerate(fs)])
+              for name, fs in folders.items() if fs and all((f / "ranks.npz").exists() for f in fs)}
     rows = []
     for a, b in pairs:
         if a not in groups or b not in groups:
@@ -305,7 +322,7 @@ def report(args) -> str:
     kept_note = len(lines)
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
-    pairs = [(v, other) for v in VARIANTS for other in ("bert4rec", BUDGET_RUN)]
+    pairs = [(v, other) for v in VARIANTS if "-seed" not in v for other in ("bert4rec", BUDGET_RUN)]
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("no-prefix", "no-mformer"), ("smollm2", "main"),
               ("smollm2-no-mformer", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
@@ -313,7 +330,7 @@ def report(args) -> str:
               ("smollm2-token-scale", "smollm2"), ("smollm2-constant-input", "smollm2"),
               ("smollm2-constant-input", "smollm2-token-scale"), ("smollm2-paper-lr", "smollm2"),
               ("smollm2-paper-lr", "smollm2-constant-input")]
-    tests = paired_tests({k: f for k, f in found.items() if f and k not in stale}, pairs)
+    tests = paired_tests({k: [f] for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:
         """Whether an old t-test row was computed on the runs here: each side found here shows the same test N@10."""
@@ -337,6 +354,7 @@ def report(args) -> str:
               "Computed from each run's ranks.npz (`laser_repro.artifacts.significance.paired_ttest`); "
               "'a better' / 'b better' at p < 0.05.", "",
               "| a vs b | n | a vs b (x100) | t | p | verdict |", "|---|---:|---|---:|---:|---|", *tests, ""]
+    lines += seeds_section({k: f for k, f in found.items() if k not in stale}, metrics)
     lines += ["## Learning curves (NDCG@10 x100)", "",
               "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
               "Epoch -1 = before training (untrained prefix/suffix, first item refresh).", ""]
@@ -388,6 +406,35 @@ def report(args) -> str:
         lines.insert(kept_note, "\n" + " ".join(notes))
     analysis = old[old.index(ANALYSIS):] if ANALYSIS in old else ANALYSIS + "\n"
     return "\n".join(lines) + "\n" + analysis
+
+
+def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> list[str]:
+    """The MiniLM runs over their training seeds (:data:`EXTRA_SEEDS`): test metrics per seed and their mean, and
+    paired t-tests on per-user test N@10 averaged over the seeds each variant has (a seed not run is shown as such)."""
+    seed_of = lambda v: BUDGETS.get(v, {}).get("seed", 0)  # noqa: E731
+    head = ["| variant | " + " | ".join(f"seed {seed_of(v)} N@10" for v in seeds_of(SEEDED[0]))
+            + " | seeds | mean R@10 | mean N@10 (± std) | mean MRR |",
+            "|---|" + "---:|" * (len(EXTRA_SEEDS) + 5)]
+    rows, groups = [], {}
+    for base in SEEDED:
+        done = [v for v in seeds_of(base) if found.get(v)]
+        cells = [x100(metrics[v]["test"], "ndcg@10") if v in done else "not run" for v in seeds_of(base)]
+        mean = {k: np.array([metrics[v]["test"][k] for v in done]) for k in METRICS}
+        std = f" ± {100 * mean['ndcg@10'].std(ddof=1):.2f}" if len(done) > 1 else ""
+        rows.append(f"| {base} | {' | '.join(cells)} | {len(done)} | "
+                    + (f"{100 * mean['recall@10'].mean():.2f} | {100 * mean['ndcg@10'].mean():.2f}{std} | "
+                       f"{100 * mean['mrr'].mean():.2f} |" if done else "— | — | — |"))
+        groups[f"{base} (seeds {', '.join(str(seed_of(v)) for v in done)})" if done else base] = [found[v] for v in done]
+    named = {base: next(g for g in groups if g.split(" (")[0] == base) for base in SEEDED}
+    groups["bert4rec"] = [found["bert4rec"]] if found.get("bert4rec") else []
+    pairs = [(named["main"], "bert4rec"), (named["main"], named["no-mformer"]), (named["main"], named["no-prefix"]),
+             (named["no-prefix"], named["no-mformer"])]
+    return ["## Training seeds (MiniLM)", "",
+            "Each seed draws its own training, validation and curve users, batch order and initialisation; every "
+            "seed is fed the same seed-0 BERT4Rec and tests all test users. x100; std over seeds (sample).", "",
+            *head, *rows, "", "Paired t-tests on per-user test N@10, each variant averaged over the seeds it has:", "",
+            "| a vs b | n | a vs b (x100) | t | p | verdict |", "|---|---:|---|---:|---:|---|",
+            *paired_tests(groups, pairs), ""]
 
 
 def diagnostics(run: Path | None, record: Path, shown: dict) -> dict | None:

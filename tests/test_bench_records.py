@@ -655,3 +655,25 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     assert mod.kept(torch.tensor([[1, 2], [3, 4]]), torch.tensor([[2, 5], [4, 3]])) == 0.75  # (1/2 + 2/2) / 2
     text = mod.report([learn, former, own], name, argparse.Namespace(threads=1, steps=3, backbones=["smollm2"]))
     assert "| learnable | 0.001 | 3 |" in text and "| M-Former | 0.001 | 3 |" in text and name in text
+
+
+def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_path):
+    """Seed means and the seed-averaged paired t-test, by hand: 4 users, rank 0 (N@10 = 1) or rank 20 (N@10 = 0)."""
+    mod = _load(monkeypatch, tmp_path)
+    ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0]}
+    found, metrics = {}, {}
+    for name, r in ranks.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        hit = np.array(r) == 0
+        metrics[name] = {"test": {"recall@10": hit.mean(), "ndcg@10": hit.mean(), "mrr": hit.mean()}}
+        (folder / "metrics.json").write_text(json.dumps(metrics[name]))
+        np.savez(folder / "ranks.npz", test_users=np.arange(4), test_targets=np.arange(4), test_ranks=np.array(r))
+        found[name] = folder
+    text = "\n".join(mod.seeds_section(found, metrics))
+    assert "| main | 50.00 | 75.00 | not run | 2 | 62.50 | 62.50 ± 17.68 | 62.50 |" in text
+    assert "| no-prefix | not run | not run | not run | 0 | — | — | — |" in text
+    # per-user means over seeds [1, .5, 1, 0] against [0, 0, 0, 1]: differences [1, .5, 1, -1], mean .375,
+    # sample std .9465, t = .375 / (.9465 / 2) = 0.79
+    assert "| main (seeds 0, 1) vs bert4rec | 4 | 62.50 vs 25.00 | 0.79 |" in text
+    assert "| main (seeds 0, 1) vs no-prefix | — | — | — | — | not run |" in text
