@@ -357,7 +357,9 @@ def report(args) -> str:
     lines += seeds_section({k: f for k, f in found.items() if k not in stale}, metrics)
     lines += ["## Learning curves (NDCG@10 x100)", "",
               "Validation on the capped validation users; test on the seeded curve subset (n in the header). "
-              "Epoch -1 = before training (untrained prefix/suffix, first item refresh).", ""]
+              "Epoch -1 = before training (untrained prefix/suffix, first item refresh). L_LB: the epoch's mean "
+              "load-balancing loss of the M-Former's router (Eq. 7: 1 when the experts are used evenly, up to K = 8 "
+              "when one expert takes every item).", ""]
     for v in VARIANTS:
         if v in stale:
             continue
@@ -369,10 +371,13 @@ def report(args) -> str:
         n_curve = next((h["test"]["n"] for h in r["history"] if "test" in h), 0)
         lines += [f"**{v}** ({VARIANTS[v][1]}; curve test users {n_curve}"
                   + ("; UNFINISHED, the curve so far)" if r.get("unfinished") else ")"), "",
-                  "| phase | epoch | loss | valid N@10 | curve-test N@10 |", "|---|---:|---:|---:|---:|",
-                  f"| — | -1 | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
+                  "| phase | epoch | loss | L_LB (Eq. 7) | valid N@10 | curve-test N@10 |",
+                  "|---|---:|---:|---:|---:|---:|",
+                  f"| — | -1 | — | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
+        mformer = VARIANTS[v][2].get("prefix", "mformer") == "mformer"  # only the M-Former routes (Eq. 7)
         for h in r["history"]:
-            lines.append(f"| {h['phase']} | {h['epoch']} | {h['loss']:.3f} | {x100(h['valid'], 'ndcg@10')} "
+            lb = f"{h['loss_lb']:.3f}" if mformer and "loss_lb" in h else "—"
+            lines.append(f"| {h['phase']} | {h['epoch']} | {h['loss']:.3f} | {lb} | {x100(h['valid'], 'ndcg@10')} "
                          f"| {x100(h.get('test', {}), 'ndcg@10')} |")
         lines.append("")
     lines += ["## Diagnostics of the selected models", "",

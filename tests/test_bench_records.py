@@ -458,18 +458,24 @@ def test_an_unfinished_runs_curve_is_marked_and_never_carried_over_as_a_result(m
     import torch
 
     mod = _load(monkeypatch, tmp_path)
-    run = tmp_path / "runs" / "main"
-    run.mkdir(parents=True)
-    hist = [{"phase": 1, "epoch": 0, "loss": 8.4, "valid": {"ndcg@10": 0.02}, "test": {"n": 500, "ndcg@10": 0.01}}]
-    torch.save({"state": {"history": hist, "untrained_valid": {"ndcg@10": 0.003}, "phase": 1, "epoch": 0}},
-               run / "checkpoint.pt")
+    for name in ("main", "no-mformer"):  # the learnable prefix has no router: its L_LB (0) is not shown
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        hist = [{"phase": 1, "epoch": 0, "loss": 8.4, "loss_lb": 1.25 if name == "main" else 0.0,
+                 "valid": {"ndcg@10": 0.02}, "test": {"n": 500, "ndcg@10": 0.01}}]
+        torch.save({"state": {"history": hist, "untrained_valid": {"ndcg@10": 0.003}, "phase": 1, "epoch": 0}},
+                   run / "checkpoint.pt")
     args = argparse.Namespace(idrec_run=tmp_path / "none", runs=tmp_path / "runs")
     text = mod.report(args)
     assert "| Laser (M-Former prefix + suffix) | minilm | UNFINISHED (1, epoch 0; see its curve) |" in text
     assert "**main** (minilm; curve test users 500; UNFINISHED, the curve so far)" in text
+    main_curve = text.split("**main** (")[1].split("**")[0]
+    assert "| 1 | 0 | 8.400 | 1.250 | 2.00 | 1.00 |" in main_curve
+    assert "| 1 | 0 | 8.400 | — | 2.00 | 1.00 |" in text.split("**no-mformer** (")[1].split("**")[0]
     mod.REPORT.write_text(text)
-    (run / "checkpoint.pt").unlink()  # another machine, without the run folder
-    assert "**main**" not in mod.report(args) and "| 1 | 0 | 8.400 | 2.00 | 1.00 |" not in mod.report(args)
+    for name in ("main", "no-mformer"):  # another machine, without the run folders
+        (tmp_path / "runs" / name / "checkpoint.pt").unlink()
+    assert "**main**" not in mod.report(args) and "| 1 | 0 | 8.400 | 1.250 | 2.00 | 1.00 |" not in mod.report(args)
 
 
 def test_a_newer_pulled_record_is_never_overwritten_by_an_older_run_folder(monkeypatch, tmp_path, capsys):
