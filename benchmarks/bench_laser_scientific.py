@@ -89,6 +89,11 @@ def seeds_of(base: str) -> list[str]:
     return [base] + [f"{base}-seed{k}" for k in EXTRA_SEEDS]
 
 
+def seed_of(variant: str) -> int:
+    """The training seed of a variant (0 unless its budget sets one)."""
+    return BUDGETS.get(variant, {}).get("seed", 0)
+
+
 # Committed records of finished runs (records.py), so the report survives a machine whose benchmarks/out is gone
 RECORDS = HERE / "records" / "laser_scientific"
 METRICS = ("recall@10", "ndcg@10", "mrr")
@@ -322,7 +327,7 @@ def report(args) -> str:
     kept_note = len(lines)
     lines += ["", f"Paper, Table 2, Scientific: BERT4Rec R@10 {PAPER['bert4rec']['recall@10']}, "
               f"N@10 {PAPER['bert4rec']['ndcg@10']}, MRR {PAPER['bert4rec']['mrr']} (orientation only).", ""]
-    pairs = [(v, other) for v in VARIANTS if "-seed" not in v for other in ("bert4rec", BUDGET_RUN)]
+    pairs = [(v, other) for v in VARIANTS if seed_of(v) == 0 for other in ("bert4rec", BUDGET_RUN)]
     pairs += [("main", "no-mformer"), ("main", "no-prefix"), ("no-prefix", "no-mformer"), ("smollm2", "main"),
               ("smollm2-no-mformer", "main"),
               ("smollm2", "smollm2-no-mformer"), ("smollm2", "smollm2-no-prefix"), ("smollm2-no-prefix", "no-prefix"),
@@ -416,11 +421,10 @@ def report(args) -> str:
 def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> list[str]:
     """The MiniLM runs over their training seeds (:data:`EXTRA_SEEDS`): test metrics per seed and their mean, and
     paired t-tests on per-user test N@10 averaged over the seeds each variant has (a seed not run is shown as such)."""
-    seed_of = lambda v: BUDGETS.get(v, {}).get("seed", 0)  # noqa: E731
     head = ["| variant | " + " | ".join(f"seed {seed_of(v)} N@10" for v in seeds_of(SEEDED[0]))
             + " | seeds | mean R@10 | mean N@10 (± std) | mean MRR |",
             "|---|" + "---:|" * (len(EXTRA_SEEDS) + 5)]
-    rows, groups = [], {}
+    rows, groups, named = [], {}, {}
     for base in SEEDED:
         done = [v for v in seeds_of(base) if found.get(v)]
         cells = [x100(metrics[v]["test"], "ndcg@10") if v in done else "not run" for v in seeds_of(base)]
@@ -429,8 +433,8 @@ def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> li
         rows.append(f"| {base} | {' | '.join(cells)} | {len(done)} | "
                     + (f"{100 * mean['recall@10'].mean():.2f} | {100 * mean['ndcg@10'].mean():.2f}{std} | "
                        f"{100 * mean['mrr'].mean():.2f} |" if done else "— | — | — |"))
-        groups[f"{base} (seeds {', '.join(str(seed_of(v)) for v in done)})" if done else base] = [found[v] for v in done]
-    named = {base: next(g for g in groups if g.split(" (")[0] == base) for base in SEEDED}
+        named[base] = f"{base} (seeds {', '.join(str(seed_of(v)) for v in done)})" if done else base
+        groups[named[base]] = [found[v] for v in done]
     groups["bert4rec"] = [found["bert4rec"]] if found.get("bert4rec") else []
     pairs = [(named["main"], "bert4rec"), (named["main"], named["no-mformer"]), (named["main"], named["no-prefix"]),
              (named["no-prefix"], named["no-mformer"])]
