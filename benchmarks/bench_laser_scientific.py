@@ -89,6 +89,11 @@ def seeds_of(base: str) -> list[str]:
     return [base] + [f"{base}-seed{k}" for k in EXTRA_SEEDS]
 
 
+def uses_mformer(variant: str) -> bool:
+    """The variant's prefix comes from the M-Former, the only part that reads the BERT4Rec run and routes (Eq. 7)."""
+    return VARIANTS[variant][2].get("prefix", "mformer") == "mformer"
+
+
 def seed_of(variant: str) -> int:
     """The training seed of a variant (0 unless its budget sets one)."""
     return BUDGETS.get(variant, {}).get("seed", 0)
@@ -103,9 +108,8 @@ def run_config(variant: str, args) -> LaserRunConfig:
     _, backbone, bituning = VARIANTS[variant]
     args = argparse.Namespace(**{**vars(args), **BUDGETS.get(variant, {})})
     small = backbone == "smollm2"  # a third of the training users, half the validation and curve users
-    uses_idrec = bituning.get("prefix", "mformer") == "mformer"  # only the M-Former reads the BERT4Rec run
     return LaserRunConfig(
-        dataset=str(args.data), idrec_run=str(args.idrec_run) if uses_idrec else None, backbone=backbone, cache_dir=str(args.cache),
+        dataset=str(args.data), idrec_run=str(args.idrec_run) if uses_mformer(variant) else None, backbone=backbone, cache_dir=str(args.cache),
         mformer=CPU_MFORMER, bituning=BiTuningConfig(**bituning),
         phases=PhaseConfig(phase1_max_epochs=args.phase1_epochs, phase1_patience=2, phase2_epochs=args.phase2_epochs),
         optim=OptimConfig(batch_size=8, lr=args.lr),
@@ -122,7 +126,7 @@ def train(args) -> None:
     if not (args.data / "stats.json").exists():
         sys.exit(f"{args.data}: no prepared Scientific data; prepare it with `laser-repro data prepare --source "
                  f"recformer --input ../shared/data/amazon-scientific-recformer --name scientific --out {args.data}`")
-    needs_idrec = any(VARIANTS[v][2].get("prefix", "mformer") == "mformer" for v in args.variants)
+    needs_idrec = any(uses_mformer(v) for v in args.variants)
     if needs_idrec and not (args.idrec_run / "metrics.json").exists():  # the ID benchmark's seed-0 BERT4Rec
         from laser_repro.config import from_dict
         from laser_repro.experiment.registry import METHODS
@@ -379,9 +383,8 @@ def report(args) -> str:
                   "| phase | epoch | loss | L_LB (Eq. 7) | valid N@10 | curve-test N@10 |",
                   "|---|---:|---:|---:|---:|---:|",
                   f"| — | -1 | — | — | {x100(r['untrained_valid'], 'ndcg@10')} | — |"]
-        mformer = VARIANTS[v][2].get("prefix", "mformer") == "mformer"  # only the M-Former routes (Eq. 7)
         for h in r["history"]:
-            lb = f"{h['loss_lb']:.3f}" if mformer and "loss_lb" in h else "—"
+            lb = f"{h['loss_lb']:.3f}" if uses_mformer(v) and "loss_lb" in h else "—"
             lines.append(f"| {h['phase']} | {h['epoch']} | {h['loss']:.3f} | {lb} | {x100(h['valid'], 'ndcg@10')} "
                          f"| {x100(h.get('test', {}), 'ndcg@10')} |")
         lines.append("")
@@ -424,15 +427,17 @@ def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> li
     head = ["| variant | " + " | ".join(f"seed {seed_of(v)} N@10" for v in seeds_of(SEEDED[0]))
             + " | seeds | mean R@10 | mean N@10 (± std) | mean MRR |",
             "|---|" + "---:|" * (len(EXTRA_SEEDS) + 5)]
+    from laser_repro.artifacts.markdown import fmt_mean_std
+    from laser_repro.artifacts.significance import summarize
+
     rows, groups, named = [], {}, {}
     for base in SEEDED:
         done = [v for v in seeds_of(base) if found.get(v)]
         cells = [x100(metrics[v]["test"], "ndcg@10") if v in done else "not run" for v in seeds_of(base)]
-        mean = {k: np.array([metrics[v]["test"][k] for v in done]) for k in METRICS}
-        std = f" ± {100 * mean['ndcg@10'].std(ddof=1):.2f}" if len(done) > 1 else ""
-        rows.append(f"| {base} | {' | '.join(cells)} | {len(done)} | "
-                    + (f"{100 * mean['recall@10'].mean():.2f} | {100 * mean['ndcg@10'].mean():.2f}{std} | "
-                       f"{100 * mean['mrr'].mean():.2f} |" if done else "— | — | — |"))
+        mean = {k: summarize([metrics[v]["test"][k] for v in done]) for k in METRICS}
+        only = {k: "—" if not done else f"{100 * mean[k].mean:.2f}" for k in ("recall@10", "mrr")}  # no std
+        rows.append(f"| {base} | {' | '.join(cells)} | {len(done)} | {only['recall@10']} | "
+                    f"{fmt_mean_std(mean['ndcg@10'], 100)} | {only['mrr']} |")
         named[base] = f"{base} (seeds {', '.join(str(seed_of(v)) for v in done)})" if done else base
         groups[named[base]] = [found[v] for v in done]
     groups["bert4rec"] = [found["bert4rec"]] if found.get("bert4rec") else []
