@@ -45,7 +45,7 @@ from records import in_progress, keep_record, kept_lines, newer_record, source, 
 from laser_repro.config import from_dict
 from laser_repro.io import write_json, write_text
 from laser_repro.laser import trainer
-from laser_repro.laser.config import BiTuningConfig, LaserRunConfig, OptimConfig, PhaseConfig
+from laser_repro.laser.config import BiTuningConfig, LaserRunConfig, LossConfig, OptimConfig, PhaseConfig
 from laser_repro.train.scaffold import recorded_config
 
 HERE = Path(__file__).resolve().parent
@@ -76,12 +76,18 @@ VARIANTS = {  # name -> (label, backbone, bituning overrides)
 DIAGNOSTIC_BUDGET = {"phase1_epochs": 1, "phase2_epochs": 0, "smollm2_test_users": 1000}
 BUDGETS = {"smollm2-token-scale": DIAGNOSTIC_BUDGET, "smollm2-constant-input": DIAGNOSTIC_BUDGET,
            "smollm2-paper-lr": {**DIAGNOSTIC_BUDGET, "lr": 1e-4}}
+# Diagnostic, not in the paper: the MiniLM M-Former with lambda = 0.1 (Eq. 10; App. B sets 0.01, Figure 4's text
+# calls 0.1 best), the full budget, every test user, under each seed: does a stronger pull to balance keep the router
+# from concentrating (L_LB rose in every poorer run) and steady the run across seeds? Compared seed by seed with main.
+LAMBDA = "main-lambda0.1"
+VARIANTS[LAMBDA] = ("Laser (M-Former prefix + suffix), lambda 0.1 (diagnostic)", "minilm", {})
+BUDGETS[LAMBDA] = {"loss": {"lb_weight": 0.1}}
 # Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
 # batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
 # seeds section
-SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix"), (1, 2)
+SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix", LAMBDA), (1, 2)
 VARIANTS.update({f"{b}-seed{k}": (f"{VARIANTS[b][0]}, seed {k}", *VARIANTS[b][1:]) for b in SEEDED for k in EXTRA_SEEDS})
-BUDGETS.update({f"{b}-seed{k}": {"seed": k} for b in SEEDED for k in EXTRA_SEEDS})
+BUDGETS.update({f"{b}-seed{k}": {**BUDGETS.get(b, {}), "seed": k} for b in SEEDED for k in EXTRA_SEEDS})
 
 
 def seeds_of(base: str) -> list[str]:
@@ -110,7 +116,7 @@ def run_config(variant: str, args) -> LaserRunConfig:
     small = backbone == "smollm2"  # a third of the training users, half the validation and curve users
     return LaserRunConfig(
         dataset=str(args.data), idrec_run=str(args.idrec_run) if uses_mformer(variant) else None, backbone=backbone, cache_dir=str(args.cache),
-        mformer=CPU_MFORMER, bituning=BiTuningConfig(**bituning),
+        mformer=CPU_MFORMER, bituning=BiTuningConfig(**bituning), loss=LossConfig(**getattr(args, "loss", {})),
         phases=PhaseConfig(phase1_max_epochs=args.phase1_epochs, phase1_patience=2, phase2_epochs=args.phase2_epochs),
         optim=OptimConfig(batch_size=8, lr=args.lr),
         max_train_users=args.train_users // 3 if small else args.train_users,
@@ -292,8 +298,10 @@ def report(args) -> str:
              "Written by `python benchmarks/bench_laser_scientific.py --report-only` from the runs that "
              "`bench_laser_scientific.py` trained (see its docstring for the commands) or their committed records "
              "(`benchmarks/records/laser_scientific/`). Values x100. Rows marked (diagnostic) are not the paper's "
-             "Laser: each is one phase-1 epoch of the SmolLM2 M-Former run with one change, tested on 1,000 seeded "
-             "test users. Every Laser run uses lr 1e-3 unless its label says otherwise.", ""]
+             "Laser: the SmolLM2 ones are one phase-1 epoch of the SmolLM2 M-Former run with one change, tested on "
+             "1,000 seeded test users; the MiniLM lambda 0.1 ones are the MiniLM M-Former run (same seed, full "
+             "budget, every test user) with lambda 0.1 in Eq. 10 instead of App. B's 0.01. Every Laser run uses "
+             "lr 1e-3 unless its label says otherwise.", ""]
     rows = ["| system | backbone | training users | train rows | valid users | test users | best (phase, epoch) "
             "| test R@10 | test N@10 | test MRR | wall (min) |",
             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
@@ -338,7 +346,7 @@ def report(args) -> str:
               ("smollm2-no-mformer", "smollm2-no-prefix"), ("smollm2-no-mformer", "no-mformer"),
               ("smollm2-token-scale", "smollm2"), ("smollm2-constant-input", "smollm2"),
               ("smollm2-constant-input", "smollm2-token-scale"), ("smollm2-paper-lr", "smollm2"),
-              ("smollm2-paper-lr", "smollm2-constant-input")]
+              ("smollm2-paper-lr", "smollm2-constant-input"), *zip(seeds_of(LAMBDA), seeds_of("main"))]
     tests = paired_tests({k: [f] for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:
@@ -443,6 +451,11 @@ def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> li
     groups["bert4rec"] = [found["bert4rec"]] if found.get("bert4rec") else []
     pairs = [(named["main"], "bert4rec"), (named["main"], named["no-mformer"]), (named["main"], named["no-prefix"]),
              (named["no-prefix"], named["no-mformer"])]
+    # the lambda diagnostic against main on the seeds both have, never on a seed only one of them ran
+    both = [(a, b) for a, b in zip(seeds_of(LAMBDA), seeds_of("main")) if found.get(a) and found.get(b)]
+    common = f" (seeds {', '.join(str(seed_of(b)) for _, b in both)})" if both else ""
+    groups[LAMBDA + common], groups["main" + common] = [found[a] for a, _ in both], [found[b] for _, b in both]
+    pairs.append((LAMBDA + common, "main" + common))
     return ["## Training seeds (MiniLM)", "",
             "Each seed draws its own training, validation and curve users, batch order and initialisation; every "
             "seed is fed the same seed-0 BERT4Rec and tests all test users. x100; std over seeds (sample).", "",

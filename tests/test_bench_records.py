@@ -666,7 +666,8 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
 def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_path):
     """Seed means and the seed-averaged paired t-test, by hand: 4 users, rank 0 (N@10 = 1) or rank 20 (N@10 = 0)."""
     mod = _load(monkeypatch, tmp_path)
-    ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0]}
+    ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0],
+             "main-lambda0.1-seed1": [0, 20, 20, 20], "main-lambda0.1-seed2": [0, 0, 0, 0]}
     found, metrics = {}, {}
     for name, r in ranks.items():
         folder = tmp_path / name
@@ -683,3 +684,21 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     # sample std .9465, t = .375 / (.9465 / 2) = 0.79
     assert "| main (seeds 0, 1) vs bert4rec | 4 | 62.50 vs 25.00 | 0.79 |" in text
     assert "| main (seeds 0, 1) vs no-prefix | — | — | — | — | not run |" in text
+    # lambda 0.1 against main only on the seed both ran (1): [1, 0, 0, 0] against [1, 1, 1, 0], differences
+    # [0, -1, -1, 0], mean -.5, sample std .5774, t = -.5 / (.5774 / 2) = -1.73; its seed 2 (main lacks it) left out
+    assert "| main-lambda0.1 (seeds 1) vs main (seeds 1) | 4 | 25.00 vs 75.00 | -1.73 |" in text
+    assert "| main-lambda0.1 | not run | 25.00 | 100.00 | 2 |" in text
+
+
+def test_the_lambda_diagnostic_is_the_main_run_of_its_seed_with_lambda_0_1(monkeypatch, tmp_path):
+    from laser_repro.laser.config import LossConfig
+
+    mod = _load(monkeypatch, tmp_path)
+    args = argparse.Namespace(data=tmp_path, idrec_run=tmp_path / "b", cache=tmp_path, train_users=999, valid_users=1000,
+                              curve_users=500, smollm2_test_users=None, test_users=None, phase1_epochs=2,
+                              phase2_epochs=1, threads=1, lr=1e-3)
+    for sfx in ("", "-seed1", "-seed2"):
+        main, diag = mod.run_config("main" + sfx, args), mod.run_config("main-lambda0.1" + sfx, args)
+        assert (diag.loss.lb_weight, main.loss.lb_weight) == (0.1, LossConfig().lb_weight) and main.loss.lb_weight != 0.1
+        assert dataclasses.replace(diag, loss=main.loss) == main  # same seed, users, budget and BERT4Rec input
+        assert diag.seed == mod.seed_of("main" + sfx) and diag.max_eval_users is None
