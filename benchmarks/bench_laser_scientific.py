@@ -9,7 +9,9 @@ which also feeds the M-Former), (b) Laser, (c) Laser "w/o M-Former" (learnable p
 ``--variants smollm2 smollm2-no-mformer smollm2-no-prefix``, the same three on SmolLM2-135M (a real
 Llama-family decoder; a third of the training users, half the validation and curve users). The MiniLM runs train
 under further seeds with ``--variants main-seed1 main-seed2`` (likewise ``no-mformer-seed<k>``, ``no-prefix-seed<k>``);
-the report's seeds section averages each variant over the seeds it has.
+the report's seeds section averages each variant over the seeds it has. ``--variants main-lambda0.1
+main-lambda0.1-seed1 main-lambda0.1-seed2`` is a diagnostic: each seed's M-Former run with lambda 0.1 in Eq. 10
+(App. B: 0.01), compared with it seed by seed.
 
 Budget on 2 cores: a seeded subset of training users (``--train-users``), a seeded validation cap
 (``--valid-users``), 2 phase-1 epochs (each with an item refresh) and 1 phase-2 epoch, batch 8,
