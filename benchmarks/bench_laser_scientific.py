@@ -81,9 +81,10 @@ BUDGETS = {"smollm2-token-scale": DIAGNOSTIC_BUDGET, "smollm2-constant-input": D
 # Diagnostic, not in the paper: the MiniLM M-Former with lambda = 0.1 (Eq. 10; App. B sets 0.01, Figure 4's text
 # calls 0.1 best), the full budget, every test user, under each seed: does a stronger pull to balance keep the router
 # from concentrating (L_LB rose in every poorer run) and steady the run across seeds? Compared seed by seed with main.
-LAMBDA = "main-lambda0.1"
-VARIANTS[LAMBDA] = ("Laser (M-Former prefix + suffix), lambda 0.1 (diagnostic)", "minilm", {})
-BUDGETS[LAMBDA] = {"loss": {"lb_weight": 0.1}}
+LAMBDA_WEIGHT = 0.1
+LAMBDA = f"main-lambda{LAMBDA_WEIGHT}"
+VARIANTS[LAMBDA] = (f"Laser (M-Former prefix + suffix), lambda {LAMBDA_WEIGHT} (diagnostic)", "minilm", {})
+BUDGETS[LAMBDA] = {"loss": {"lb_weight": LAMBDA_WEIGHT}}
 # Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
 # batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
 # seeds section
