@@ -137,7 +137,6 @@ def train(args) -> None:
                  f"recformer --input ../shared/data/amazon-scientific-recformer --name scientific --out {args.data}`")
     needs_idrec = any(uses_mformer(v) for v in args.variants)
     if needs_idrec and not (args.idrec_run / "metrics.json").exists():  # the ID benchmark's seed-0 BERT4Rec
-        from laser_repro.config import from_dict
         from laser_repro.experiment.registry import METHODS
         from laser_repro.idrec.config import IDRecRunConfig
         from laser_repro.idrec.trainer import train_idrec
