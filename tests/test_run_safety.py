@@ -217,6 +217,17 @@ def test_a_run_is_stale_once_a_run_it_reads_changes(data, tmp_path):
     assert again["resume_hash"] != down["resume_hash"]
 
 
+def test_a_bit_identical_retraining_keeps_the_model_digest(data, tmp_path):
+    """model.pt is the same file for the same weights: a downstream run's fingerprint of it survives rebuilding
+    the upstream run (the archive inside model.pt was once named after a random temporary file, so every save
+    had another digest and results computed from an identical retraining were judged stale)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    train_idrec(cfg(data, seed=0), first)
+    train_idrec(cfg(data, seed=0), second)
+    assert (first / "model.pt").read_bytes() == (second / "model.pt").read_bytes()
+    assert scaffold.file_digest(first / "model.pt") == scaffold.file_digest(second / "model.pt")
+
+
 def test_runs_without_other_inputs_keep_their_resume_hash(data, tmp_path):
     """Declaring inputs adds nothing to a run that names none: its resume hash is the hash of the
     config and the data fingerprint alone (what every earlier run recorded)."""

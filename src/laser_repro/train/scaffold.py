@@ -313,8 +313,11 @@ class RunFolder:
         save_ranks(self.path / RANKS_FILE, results)
 
     def write_model(self, blob: dict) -> None:
-        with atomic_path(self.path / MODEL_FILE, suffix=".pt") as tmp:
-            torch.save(blob, tmp)
+        """Write model.pt atomically, the same bytes for the same weights: saved through a file handle, torch
+        names the archive's root folder "archive" instead of after the temporary file's random name, so the
+        file's digest (:func:`input_fingerprints`) is the same after a bit-identical retraining."""
+        with atomic_path(self.path / MODEL_FILE, suffix=".pt") as tmp, open(tmp, "wb") as f:
+            torch.save(blob, f)
 
     def write_metrics(self, record: dict, device: Any) -> dict:
         """Add provenance and the resume hash to ``record``; write metrics.json atomically."""
