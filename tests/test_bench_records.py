@@ -362,6 +362,14 @@ def test_a_result_of_a_retrained_bert4rec_input_is_stale_never_shown_or_tested(m
         "config": {"max_train_users": 1000, "input_fingerprints": {"idrec_run": file_digest(bert / "model.pt")}}}))
     # its own input again: a result, tested (per-user N@10 of ranks 0, 5, 20: (1 + 1/log2(7) + 0) / 3 = 45.21%)
     assert "| main vs no-prefix | 3 | 45.21 vs 45.21 | 0.00 | 1 | no difference |" in mod.report(args)
+    # a digest of the same model written by older code (records.SAME_MODEL): a rebuild, not a retraining
+    records = sys.modules["records"]
+    (tmp_path / "records" / "main" / "metrics.json").write_text(json.dumps({
+        **json.loads((tmp_path / "records" / "main" / "metrics.json").read_text()),
+        "config": {"max_train_users": 1000, "input_fingerprints": {"idrec_run": "fedcba9876543210"}}}))
+    assert "STALE: idrec_run retrained since" in mod.report(args)
+    monkeypatch.setitem(records.SAME_MODEL, "fedcba9876543210", file_digest(bert / "model.pt"))
+    assert "| main vs no-prefix | 3 | 45.21 vs 45.21 | 0.00 | 1 | no difference |" in mod.report(args)
 
 
 def test_stale_inputs_names_re_prepared_data(monkeypatch, tmp_path):
@@ -667,7 +675,8 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     """Seed means and the seed-averaged paired t-test, by hand: 4 users, rank 0 (N@10 = 1) or rank 20 (N@10 = 0)."""
     mod = _load(monkeypatch, tmp_path)
     ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0],
-             "main-lambda0.1-seed1": [0, 20, 20, 20], "main-lambda0.1-seed2": [0, 0, 0, 0]}
+             "main-lambda0.1-seed1": [0, 20, 20, 20], "main-lambda0.1-seed2": [0, 0, 0, 0],
+             "main-lr1e-4": [20, 20, 0, 0], "main-lr1e-4-seed1": [0, 0, 20, 20]}
     found, metrics = {}, {}
     for name, r in ranks.items():
         folder = tmp_path / name
@@ -688,9 +697,14 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     # [0, -1, -1, 0], mean -.5, sample std .5774, t = -.5 / (.5774 / 2) = -1.73; its seed 2 (main lacks it) left out
     assert "| main-lambda0.1 (seeds 1) vs main (seeds 1) | 4 | 25.00 vs 75.00 | -1.73 |" in text
     assert "| main-lambda0.1 | not run | 25.00 | 100.00 | 2 |" in text
+    # lr 1e-4 against main on seeds 0 and 1: per-user means [.5, .5, .5, .5] against [1, .5, 1, 0], differences
+    # [-.5, 0, -.5, .5], mean -.125, sample std .4787, t = -.125 / (.4787 / 2) = -0.52
+    assert "| main-lr1e-4 (seeds 0, 1) vs main (seeds 0, 1) | 4 | 50.00 vs 62.50 | -0.52 |" in text
+    assert "| main-lr1e-4 | 50.00 | 50.00 | not run | 2 | 50.00 | 50.00 ± 0.00 | 50.00 |" in text
 
 
-def test_the_lambda_diagnostic_is_the_main_run_of_its_seed_with_lambda_0_1(monkeypatch, tmp_path):
+def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypatch, tmp_path):
+    """lambda 0.1 changes only Eq. 10's weight; lr 1e-4 only the learning rate (App. B), under every seed."""
     from laser_repro.laser.config import LossConfig
 
     mod = _load(monkeypatch, tmp_path)
@@ -702,3 +716,6 @@ def test_the_lambda_diagnostic_is_the_main_run_of_its_seed_with_lambda_0_1(monke
         assert (diag.loss.lb_weight, main.loss.lb_weight) == (0.1, LossConfig().lb_weight) and main.loss.lb_weight != 0.1
         assert dataclasses.replace(diag, loss=main.loss) == main  # same seed, users, budget and BERT4Rec input
         assert diag.seed == mod.seed_of("main" + sfx) and diag.max_eval_users is None
+        slow = mod.run_config("main-lr1e-4" + sfx, args)
+        assert (slow.optim.lr, main.optim.lr) == (1e-4, 1e-3)
+        assert dataclasses.replace(slow, optim=main.optim) == main and slow.seed == mod.seed_of("main" + sfx)
