@@ -719,3 +719,6 @@ def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypa
         slow = mod.run_config("main-lr1e-4" + sfx, args)
         assert (slow.optim.lr, main.optim.lr) == (1e-4, 1e-3)
         assert dataclasses.replace(slow, optim=main.optim) == main and slow.seed == mod.seed_of("main" + sfx)
+    longer, slow = mod.run_config("main-lr1e-4-longer", args), mod.run_config("main-lr1e-4", args)
+    assert (longer.phases.phase1_max_epochs, slow.phases.phase1_max_epochs) == (4, 2)
+    assert dataclasses.replace(longer, phases=slow.phases) == slow  # seed 0's lr 1e-4 run, more epochs only
