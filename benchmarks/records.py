@@ -104,8 +104,9 @@ def in_progress(run: Path) -> bool:
 
 # Recorded digests of input models whose file is gone, each with the digest of the same model rebuilt later.
 # Until 489c9b0 model.pt held the random name of the temporary file it was written through, so a bit-identical
-# retraining had another digest. An entry is added only for a rebuild (same config and data) whose metrics.json
-# equals the recorded run's in every epoch's loss and validation metrics and in its test metrics.
+# retraining had another digest. An entry is added only for a rebuild (same settings and data; the data folder's
+# path may be spelled otherwise) whose metrics.json equals the recorded run's in every epoch's loss and validation
+# metrics and in its test metrics.
 SAME_MODEL = {
     # Scientific BERT4Rec, seed 0 (records/idrec_scientific/bert4rec/seed~0), rebuilt 2026-12-05: 62 epochs equal
     "b262d4b06552a16f": "ef651cc7afc74bb3",
