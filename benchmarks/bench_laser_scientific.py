@@ -95,7 +95,8 @@ SLOW, SLOW_LABEL = "main-lr1e-4", "Laser (M-Former prefix + suffix), App. B's lr
 VARIANTS[SLOW] = (f"{SLOW_LABEL} (diagnostic)", "minilm", {})
 BUDGETS[SLOW] = {"lr": PAPER_LR}
 DIAGNOSTIC_SEEDED = (LAMBDA, SLOW)  # each compared with main on the seeds both have
-# ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower (its first epochs are main-lr1e-4's)?
+# ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower? (Its first epochs repeat main-lr1e-4's up to
+# CPU run-to-run rounding.)
 SLOW_LONGER, LONGER_EPOCHS = f"{SLOW}-longer", 4
 VARIANTS[SLOW_LONGER] = (f"{SLOW_LABEL}, up to {LONGER_EPOCHS} phase-1 epochs (diagnostic)", "minilm", {})
 BUDGETS[SLOW_LONGER] = {**BUDGETS[SLOW], "phase1_epochs": LONGER_EPOCHS}
