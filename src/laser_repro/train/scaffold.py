@@ -186,10 +186,17 @@ def resume_hash(config: dict, execution_keys: Sequence[str]) -> str:
     return config_hash({k: v for k, v in config.items() if k not in execution_keys})
 
 
+def save_torch(path: Path, blob: dict) -> None:
+    """``torch.save`` atomically, the same bytes for the same content: saved through a file handle, torch names the
+    archive's root folder "archive" instead of after the temporary file's random name, so a file's digest
+    (:func:`input_fingerprints`) survives a bit-identical retraining."""
+    with atomic_path(path, suffix=".pt") as tmp, open(tmp, "wb") as f:
+        torch.save(blob, f)
+
+
 def save_checkpoint(path: Path, blob: dict) -> None:
     """Write a checkpoint atomically (a kill mid-write leaves the previous one)."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(blob, tmp)
+    save_torch(path, blob)
 
 
 class RunFolder:
@@ -313,11 +320,8 @@ class RunFolder:
         save_ranks(self.path / RANKS_FILE, results)
 
     def write_model(self, blob: dict) -> None:
-        """Write model.pt atomically, the same bytes for the same weights: saved through a file handle, torch
-        names the archive's root folder "archive" instead of after the temporary file's random name, so the
-        file's digest (:func:`input_fingerprints`) is the same after a bit-identical retraining."""
-        with atomic_path(self.path / MODEL_FILE, suffix=".pt") as tmp, open(tmp, "wb") as f:
-            torch.save(blob, f)
+        """Write model.pt (:func:`save_torch`: the same bytes for the same weights)."""
+        save_torch(self.path / MODEL_FILE, blob)
 
     def write_metrics(self, record: dict, device: Any) -> dict:
         """Add provenance and the resume hash to ``record``; write metrics.json atomically."""
