@@ -176,3 +176,31 @@ def test_flop_and_mfu_arithmetic_by_hand():
     assert step_flops(10, per_token) == 41_024_000  # frozen: forward + activation gradients
     assert step_flops(10, per_token, trained_weights=True) == 61_536_000
     assert mfu(41_024_000, 0.5, 1e9) == pytest.approx(0.082048)
+
+
+def test_mformer_gradients_are_bit_repeatable_on_two_cpu_threads():
+    """The real-data runs' M-Former (8 experts, top 3, 32 queries, d_m 128) on a batch of 8: three backward passes of
+    the same batch give bit-identical gradients with two threads. Gathering the selected experts' queries by
+    advanced indexing (``queries[idx]``) did not: its CPU backward accumulates duplicate indices across threads in
+    no fixed order (PyTorch lists it as nondeterministic), so the queries' gradient differed in the 8th digit and
+    two runs of the same config drifted apart from their second step."""
+    cfg = MFormerConfig(n_experts=8, top_k=3, n_queries=32, d_model=128, n_layers=2, n_heads=4, intermediate=512,
+                        dropout=0.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        m = MFormer(cfg, d_c=64, d_llm=96)
+        c, mask = torch.randn(8, 10, 64), torch.ones(8, 10, dtype=torch.bool)
+        weight = torch.randn(8, 32, 96)
+        grads = []
+        for _ in range(3):
+            m.zero_grad(set_to_none=True)
+            (m(c, mask).prefix * weight).sum().backward()
+            grads.append({n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None})
+    finally:
+        torch.set_num_threads(threads)
+    assert len(grads[0]) == len(list(m.parameters())) and grads[0]["queries"].abs().sum() > 0
+    for other in grads[1:]:
+        differ = [n for n in grads[0] if not torch.equal(grads[0][n], other[n])]
+        assert differ == []

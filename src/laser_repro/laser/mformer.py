@@ -118,7 +118,9 @@ class MFormer(nn.Module):
         w, p = router_weights(self.router(c), mask)
         idx, agg = select_experts(w, self.cfg.top_k, self.cfg.aggregation)
         k = idx.shape[1]
-        q = self.query_norm(self.queries[idx])  # [B, k, L, d_m]
+        # [B, k, L, d_m]; index_select, not queries[idx]: the CPU backward of advanced indexing adds duplicate
+        # indices across threads in no fixed order, so runs of one config would drift apart (index_add is ordered)
+        q = self.query_norm(self.queries.index_select(0, idx.flatten()).view(*idx.shape, *self.queries.shape[1:]))
         q = F.dropout(q, self.cfg.dropout, self.training).flatten(0, 1)  # each expert runs separately
         ctx = self.ctx_proj(c).repeat_interleave(k, dim=0)
         ctx_mask = mask.repeat_interleave(k, dim=0)
