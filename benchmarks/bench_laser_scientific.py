@@ -13,7 +13,8 @@ the report's seeds section averages each variant over the seeds it has. ``--vari
 main-lambda0.1-seed1 main-lambda0.1-seed2`` is a diagnostic: each seed's M-Former run with lambda 0.1 in Eq. 10
 (App. B: 0.01), compared with it seed by seed; ``--variants main-lr1e-4 main-lr1e-4-seed1 main-lr1e-4-seed2`` is
 another: each seed's M-Former run at App. B's lr 1e-4 (the budget's lr is 1e-3); ``--variants main-lr1e-4-longer``
-is seed 0's with up to 4 phase-1 epochs.
+is seed 0's with up to 4 phase-1 epochs; ``--variants main-rerun main-rerun-seed1 main-rerun-seed2`` reruns
+each seed's M-Former run unchanged, now that its CPU gradients are bit-repeatable.
 
 Budget on 2 cores: a seeded subset of training users (``--train-users``), a seeded validation cap
 (``--valid-users``), 2 phase-1 epochs (each with an item refresh) and 1 phase-2 epoch, batch 8,
@@ -94,7 +95,13 @@ BUDGETS[LAMBDA] = {"loss": {"lb_weight": LAMBDA_WEIGHT}}
 SLOW, SLOW_LABEL = "main-lr1e-4", "Laser (M-Former prefix + suffix), App. B's lr 1e-4"
 VARIANTS[SLOW] = (f"{SLOW_LABEL} (diagnostic)", "minilm", {})
 BUDGETS[SLOW] = {"lr": PAPER_LR}
-DIAGNOSTIC_SEEDED = (LAMBDA, SLOW)  # each compared with main on the seeds both have
+# Diagnostic: the main run of each seed again, unchanged, after the M-Former's gradients were made bit-repeatable
+# on CPU threads (mformer.py: index_select). The main records were trained before, when two runs of one config
+# drifted apart from their second step: how much of main's spread over seeds was that drift, not the seed?
+RERUN = "main-rerun"
+VARIANTS[RERUN] = ("Laser (M-Former prefix + suffix), rerun with bit-repeatable M-Former gradients (diagnostic)",
+                   "minilm", {})
+DIAGNOSTIC_SEEDED = (LAMBDA, SLOW, RERUN)  # each compared with main on the seeds both have
 # ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower? (Its first epochs repeat main-lr1e-4's up to
 # CPU run-to-run rounding.)
 SLOW_LONGER, LONGER_EPOCHS = f"{SLOW}-longer", 4

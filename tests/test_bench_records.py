@@ -704,7 +704,8 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
 
 
 def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypatch, tmp_path):
-    """lambda 0.1 changes only Eq. 10's weight; lr 1e-4 only the learning rate (App. B), under every seed."""
+    """lambda 0.1 changes only Eq. 10's weight; lr 1e-4 only the learning rate (App. B); the rerun nothing, under
+    every seed."""
     from laser_repro.laser.config import LossConfig
 
     mod = _load(monkeypatch, tmp_path)
@@ -719,6 +720,7 @@ def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypa
         slow = mod.run_config("main-lr1e-4" + sfx, args)
         assert (slow.optim.lr, main.optim.lr) == (1e-4, 1e-3)
         assert dataclasses.replace(slow, optim=main.optim) == main and slow.seed == mod.seed_of("main" + sfx)
+        assert mod.run_config("main-rerun" + sfx, args) == main
     longer, slow = mod.run_config("main-lr1e-4-longer", args), mod.run_config("main-lr1e-4", args)
     assert (longer.phases.phase1_max_epochs, slow.phases.phase1_max_epochs) == (4, 2)
     assert dataclasses.replace(longer, phases=slow.phases) == slow  # seed 0's lr 1e-4 run, more epochs only
