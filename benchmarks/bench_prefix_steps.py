@@ -158,23 +158,34 @@ def report(rows: list[dict], table_from: str | None, args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def steps_parser(doc: str, report_path: Path, steps: int) -> argparse.ArgumentParser:
+    """Options of a script that steps the real-data runs' configs: where their inputs are, steps, threads, report."""
     runs = runs_parser().parse_args([])  # the runs' budget: bench_laser_scientific.py's defaults
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=runs.data, help="prepared Scientific")
     ap.add_argument("--idrec-run", type=Path, default=runs.idrec_run, help="trained BERT4Rec run folder (seed 0)")
-    ap.add_argument("--runs", type=Path, default=runs.runs,
-                    help="bench_laser_scientific.py's run folders (SmolLM2's fixed item table is read from one)")
     ap.add_argument("--cache", type=Path, default=runs.cache, help="backbone cache (smollm2 weights)")
-    ap.add_argument("--backbones", nargs="+", default=list(CASES), choices=list(CASES), help="backbones measured")
-    ap.add_argument("--steps", type=int, default=12, help="phase-1 steps measured per configuration")
+    ap.add_argument("--steps", type=int, default=steps, help="phase-1 steps measured per configuration")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=REPORT)
+    ap.add_argument("--out", type=Path, default=report_path)
+    return ap
+
+
+def runs_budget(args) -> argparse.Namespace:
+    """The runs' budget (bench_laser_scientific.py's defaults) with this script's input paths, threads and steps."""
+    return argparse.Namespace(**{**vars(runs_parser().parse_args([])), "data": args.data, "idrec_run": args.idrec_run,
+                                 "cache": args.cache, "threads": args.threads, "steps": args.steps})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = steps_parser(__doc__, REPORT, 12)
+    ap.add_argument("--runs", type=Path, default=runs_parser().parse_args([]).runs,
+                    help="bench_laser_scientific.py's run folders (SmolLM2's fixed item table is read from one)")
+    ap.add_argument("--backbones", nargs="+", default=list(CASES), choices=list(CASES), help="backbones measured")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     table, table_from = fixed_table(args.runs) if "smollm2" in args.backbones else (None, None)
-    budget = argparse.Namespace(**{**vars(runs), "data": args.data, "idrec_run": args.idrec_run, "cache": args.cache,
-                                   "threads": args.threads, "steps": args.steps})
+    budget = runs_budget(args)
     rows = []
     for backbone in args.backbones:
         for name, variant in CASES[backbone]:

@@ -43,11 +43,17 @@ Hand-written text.
 """
 
 
-def _load(monkeypatch, tmp_path, name="bench_laser_scientific"):
+def _script(monkeypatch, name):
+    """The benchmark script ``benchmarks/<name>.py`` as a module."""
     monkeypatch.syspath_prepend(str(BENCH))  # the scripts import records (and bench_laser_cpu)
     spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def _load(monkeypatch, tmp_path, name="bench_laser_scientific"):
+    mod = _script(monkeypatch, name)
     monkeypatch.setattr(mod, "REPORT", tmp_path / "report.md")
     monkeypatch.setattr(mod, "RECORDS", tmp_path / "records")
     return mod
@@ -619,10 +625,7 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
     from laser_repro.laser.tiny import tiny_config, tiny_dataset
 
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_prefix_steps", BENCH / "bench_prefix_steps.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script(monkeypatch, "bench_prefix_steps")
     data = tiny_dataset(tmp_path / "data")
     base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
 
@@ -724,3 +727,40 @@ def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypa
     longer, slow = mod.run_config("main-lr1e-4-longer", args), mod.run_config("main-lr1e-4", args)
     assert (longer.phases.phase1_max_epochs, slow.phases.phase1_max_epochs) == (4, 2)
     assert dataclasses.replace(longer, phases=slow.phases) == slow  # seed 0's lr 1e-4 run, more epochs only
+
+
+def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path):
+    """bench_divergence.py on a tiny backbone: two unperturbed copies stay identical through every step (same
+    weights, dropout masks and bit-repeatable gradients: distance 0, all top-10 items shared, no expert differs); a
+    perturbation of 1e-3 starts the copies 1e-3 apart (||theta eps z|| / ||theta|| = eps within sampling error) and
+    reaches the user vectors; the learnable prefix has no experts to compare."""
+    import dataclasses as dc
+
+    import pytest
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _script(monkeypatch, "bench_divergence")
+    data = tiny_dataset(tmp_path / "data")
+    base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
+    base = dc.replace(base, mformer=dc.replace(base.mformer, dropout=0.1))  # as the runs: masks both copies must share
+
+    def tiny_run_config(variant, args):  # the real-data configs, shrunk: the prefix kind and lr are what vary
+        return dc.replace(base, bituning=BiTuningConfig(prefix="learnable" if variant == "no-mformer" else "mformer",
+                                                        n_prefix=4), optim=OptimConfig(batch_size=8, lr=args.lr))
+
+    monkeypatch.setattr(mod, "run_config", tiny_run_config)
+    assert mod.checkpoints(100) == [0, 1, 2, 5, 10, 20, 50, 100] and mod.checkpoints(7) == [0, 1, 2, 5, 7]
+    args = argparse.Namespace(steps=3)
+    same = mod.measure("main", 1e-3, args, 0.0)
+    assert [p["step"] for p in same["points"]] == [0, 1, 2, 3] and same["loss_gap"] == 0
+    assert all(p["weights"] == 0 and p["user"] == 0 and p["top10"] == 1 and p["experts"] == 0 for p in same["points"])
+    apart = mod.measure("main", 1e-3, args, 1e-3)
+    assert apart["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
+    assert apart["points"][0]["user"] > 0 and apart["points"][-1]["weights"] > 0
+    learn = mod.measure("no-mformer", 1e-3, args, 1e-3)
+    assert learn["points"][0]["experts"] is None and learn["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
+    text = mod.report([same, learn], argparse.Namespace(threads=1, steps=3, eps=1e-3))
+    assert "| M-Former | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
+    assert "| learnable | 0.001 | — | — | — | — |" in text

@@ -1,0 +1,189 @@
+"""Issue 11 diagnostic: how fast two runs of one Laser config part when one starts a rounding error away.
+
+    python benchmarks/bench_divergence.py --threads 2 [--steps 100] [--eps 1e-7]
+
+The MiniLM M-Former runs at the real-data budget's lr 1e-3 gave test N@10 6.97 / 2.45 / 3.77 over three seeds, and
+seed 0, rerun after its CPU gradients were made bit-repeatable (``mformer.py``; the first run's differed from a rerun's
+in the 8th digit from step 1), gave another value again (``benchmarks/laser_scientific.md``). This script measures
+that sensitivity directly, for the M-Former and the learnable prefix at lr 1e-3 (the budget's) and 1e-4 (App. B's):
+
+- two copies of the run's model (``bench_laser_scientific.run_config``, seed 0: the same initial weights, training
+  users and epoch-0 batch order), the second with every trainable weight multiplied by ``1 + eps z`` (z standard
+  normal, seeded; eps 1e-7 is about one fp32 rounding step, the size of the difference the old gradients made);
+- the first ``--steps`` Adam steps of phase 1, in lockstep, against the configuration's own untrained item refresh
+  (the table its run's epoch 0 trains against); both copies draw the same dropout masks;
+- at log-spaced steps: the relative distance of the trainable weights, ||theta_b - theta_a|| / ||theta_a||; for 32
+  seeded training histories (eval mode), the distance of the unit user vectors h_u / ||h_u|| (Eq. 2, ranked by
+  cosine), the share of each history's top-10 items both copies rank in their top 10, and (M-Former) the share of
+  histories whose selected experts differ (Eq. 4's top k).
+
+Writes ``benchmarks/divergence.md``. Nothing here trains a result; one diagnostic, one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
+from bench_prefix_steps import CASES, LRS, kept, runs_budget, steps_parser, top_k  # noqa: E402  the same four configurations
+from laser_repro.io import write_text  # noqa: E402
+from laser_repro.runinfo import cpu_model  # noqa: E402
+
+REPORT = HERE / "divergence.md"
+
+
+def checkpoints(steps: int) -> list[int]:
+    """Steps at which both copies are compared: 0, then 1, 2, 5, 10, 20, 50, ... up to ``steps`` (always included)."""
+    marks = {0, steps}
+    for decade in range(int(math.log10(max(steps, 1))) + 1):
+        marks.update(m * 10**decade for m in (1, 2, 5) if m * 10**decade <= steps)
+    return sorted(marks)
+
+
+def perturb(model: torch.nn.Module, eps: float, seed: int = 1) -> None:
+    """Multiply every trainable weight by ``1 + eps z``, z standard normal from a generator of its own (the run's
+    random state is left alone)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.mul_(1 + eps * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def weights(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().float().flatten() for p in model.parameters() if p.requires_grad])
+
+
+def compare(a, b, probe: list, table: torch.Tensor) -> dict:
+    """Distance of the two copies' weights and of what they make of the probe histories (eval mode)."""
+    wa, wb = weights(a), weights(b)
+    out = {"weights": float((wb - wa).norm() / wa.norm())}
+    hs, experts = [], []
+    for m in (a, b):
+        m.eval()
+        # the experts each history's M-Former pass selects, caught on their way out (both copies batch alike)
+        caught: list[torch.Tensor] = []
+        hook = m.mformer.register_forward_hook(lambda _m, _i, out: caught.append(out.experts.sort(dim=-1).values)) \
+            if m.mformer is not None else None
+        with torch.no_grad():
+            hs.append(F.normalize(m.embed_users(probe, 0).float(), dim=-1))
+        if hook is not None:
+            hook.remove()
+            experts.append(torch.cat(caught))
+        m.train()
+    out["user"] = float((hs[1] - hs[0]).norm() / hs[0].norm())
+    out["top10"] = kept(top_k(hs[0], table), top_k(hs[1], table))
+    out["experts"] = float((experts[0] != experts[1]).any(dim=-1).float().mean()) if experts else None
+    return out
+
+
+def measure(variant: str, lr: float, args, eps: float) -> dict:
+    """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr``, for the run's model and a copy
+    perturbed by ``eps``, compared at :func:`checkpoints`."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.laser import trainer
+    from laser_repro.train.scaffold import seed_everything
+
+    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    ds = load_dataset(cfg.dataset)
+    seed_everything(cfg.seed)  # as train_laser: the run's initial weights
+    a = trainer.build_model(cfg, ds, torch.device("cpu"))
+    b = copy.deepcopy(a)
+    perturb(b, eps)
+    histories, targets = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
+    probe = [histories[i] for i in np.random.default_rng(0).choice(len(histories), 32, replace=False)]
+    rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
+    lengths = np.array([len(t) for t in a.tokens(histories)])
+    batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)
+    steps = min(args.steps, len(batches))
+    table = a.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh, for both copies
+    opts = [trainer.make_optimizer(cfg, m, len(batches))[0] for m in (a, b)]
+    marks, points, losses = checkpoints(steps), [], ([], [])
+    t0 = time.perf_counter()
+    for step in range(steps + 1):
+        if step in marks:
+            points.append({"step": step, **compare(a, b, probe, table)})
+        if step == steps:
+            break
+        idx = batches[step]
+        state = torch.get_rng_state()
+        for m, opt, lost in zip((a, b), opts, losses):
+            torch.set_rng_state(state)  # the same dropout masks in both copies
+            out = m([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping)
+                torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
+            opt.step()
+            lost.append(out.loss.item())
+    return {"variant": variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
+            "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
+            "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}
+
+
+def report(rows: list[dict], args) -> str:
+    names = {v: k for cases in CASES.values() for k, v in cases}
+    marks = [p["step"] for p in rows[0]["points"]] if rows else []
+    lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
+             f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
+             f"--eps {args.eps:g}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. "
+             "Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed 0: the same initial "
+             "weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, trained twice in "
+             f"lockstep against its own untrained item refresh with the same dropout masks; the second copy starts "
+             f"with every trainable weight multiplied by 1 + {args.eps:g} z (z standard normal). Distances are "
+             "relative: weights ||theta_b - theta_a|| / ||theta_a||; user vectors the same for the unit vectors "
+             "h_u / ||h_u|| of 32 seeded training histories (eval mode). Top-10 shared: the mean share of a "
+             "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
+             "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies.",
+             ""]
+    for key, title in (("weights", "Weight distance"), ("user", "User-vector distance"),
+                       ("top10", "Top-10 shared"), ("experts", "Experts differ")):
+        lines += [f"**{title}** after each step:", "",
+                  "| prefix | lr | " + " | ".join(f"step {s}" for s in marks) + " |",
+                  "|---|---:|" + "---:|" * len(marks)]
+        for r in rows:
+            cells = ["—" if p[key] is None else (f"{p[key]:.2f}" if key in ("top10", "experts") else f"{p[key]:.1e}")
+                     for p in r["points"]]
+            lines.append(f"| {names[r['variant']]} | {r['lr']:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["| prefix | lr | steps | batch loss at the last step (copy a) | its gap between the copies | s per step "
+              "(both copies) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {names[r['variant']]} | {r['lr']:g} | {r['steps']} | {r['loss']:.4f} | {r['loss_gap']:.1e} "
+                     f"| {r['s_per_step']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = steps_parser(__doc__, REPORT, 100)
+    ap.add_argument("--eps", type=float, default=1e-7, help="relative size of the second copy's perturbation")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    budget = runs_budget(args)
+    rows = []
+    for name, variant in CASES["minilm"]:
+        for lr in LRS:
+            print(f"== minilm, {name}, lr {lr:g}", flush=True)
+            rows.append(measure(variant, lr, budget, args.eps))
+            last = rows[-1]["points"][-1]
+            print(f"   step {last['step']}: weights {last['weights']:.1e}, user vectors {last['user']:.1e}, "
+                  f"top-10 shared {last['top10']:.2f}", flush=True)
+    write_text(args.out, report(rows, args))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
