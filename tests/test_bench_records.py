@@ -679,7 +679,7 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     mod = _load(monkeypatch, tmp_path)
     ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0],
              "main-lambda0.1-seed1": [0, 20, 20, 20], "main-lambda0.1-seed2": [0, 0, 0, 0],
-             "main-lr1e-4": [20, 20, 0, 0], "main-lr1e-4-seed1": [0, 0, 20, 20]}
+             "main-lr1e-4": [20, 20, 0, 0], "main-lr1e-4-seed1": [0, 0, 20, 20], "main-rerun": [20, 20, 20, 0]}
     found, metrics = {}, {}
     for name, r in ranks.items():
         folder = tmp_path / name
@@ -704,6 +704,12 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     # [-.5, 0, -.5, .5], mean -.125, sample std .4787, t = -.125 / (.4787 / 2) = -0.52
     assert "| main-lr1e-4 (seeds 0, 1) vs main (seeds 0, 1) | 4 | 50.00 vs 62.50 | -0.52 |" in text
     assert "| main-lr1e-4 | 50.00 | 50.00 | not run | 2 | 50.00 | 50.00 ± 0.00 | 50.00 |" in text
+    # main's config pooled over its first runs and reruns: 50, 75 and 25 (mean 50, sample std 25), per seed
+    # "first / rerun"; per user [2/3, 1/3, 2/3, 1/3] against [0, 0, 0, 1]: differences mean .25, sample std .6310,
+    # t = .25 / (.6310 / 2) = 0.79
+    assert "| main + main-rerun (3 runs) | 50.00 / 25.00 | 75.00 | not run | 3 | 50.00 | 50.00 ± 25.00 | 50.00 |" in text
+    assert "| main + main-rerun (3 runs) vs bert4rec | 4 | 50.00 vs 25.00 | 0.79 |" in text
+    assert "| main-rerun (seeds 0) vs main (seeds 0) | 4 | 25.00 vs 50.00 |" in text
 
 
 def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypatch, tmp_path):
