@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -36,12 +37,20 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_laser_cpu import CPU_MFORMER  # noqa: E402  the real-data runs' M-Former
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
 from bench_prefix_steps import CASES, LRS, kept, runs_budget, steps_parser, top_k  # noqa: E402  the same four configurations
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
 REPORT = HERE / "divergence.md"
+# case -> (prefix label, run variant, lr, M-Former overrides): bench_prefix_steps' four MiniLM configurations (the
+# default), and, opt-in, the M-Former at lr 1e-3 with every expert selected (top k = K: Eq. 4's weights stay, its
+# discrete choice is gone): do the routing flips drive the M-Former's divergence?
+RUN_CASES = {f"{variant}-lr{lr:g}": (label, variant, lr, {}) for label, variant in CASES["minilm"] for lr in LRS}
+DEFAULT_CASES = list(RUN_CASES)
+RUN_CASES["main-all-experts-lr0.001"] = (f"M-Former, all {CPU_MFORMER.n_experts} experts", "main", 1e-3,
+                                         {"top_k": CPU_MFORMER.n_experts})
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -89,14 +98,15 @@ def compare(a, b, probe: list, table: torch.Tensor) -> dict:
     return out
 
 
-def measure(variant: str, lr: float, args, eps: float) -> dict:
-    """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr``, for the run's model and a copy
-    perturbed by ``eps``, compared at :func:`checkpoints`."""
+def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = None, label: str = "") -> dict:
+    """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr`` (its M-Former config changed by
+    ``mformer``), for the run's model and a copy perturbed by ``eps``, compared at :func:`checkpoints`."""
     from laser_repro.data.dataset import load_dataset
     from laser_repro.laser import trainer
     from laser_repro.train.scaffold import seed_everything
 
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
     ds = load_dataset(cfg.dataset)
     seed_everything(cfg.seed)  # as train_laser: the run's initial weights
     a = trainer.build_model(cfg, ds, torch.device("cpu"))
@@ -128,17 +138,18 @@ def measure(variant: str, lr: float, args, eps: float) -> dict:
                 torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
             opt.step()
             lost.append(out.loss.item())
-    return {"variant": variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
+    return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
             "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}
 
 
 def report(rows: list[dict], args) -> str:
-    names = {v: k for cases in CASES.values() for k, v in cases}
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
+    chosen = getattr(args, "cases", DEFAULT_CASES)
+    cases = "" if chosen == DEFAULT_CASES else " --cases " + " ".join(chosen)
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. "
+             f"--eps {args.eps:g}{cases}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. "
              "Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed 0: the same initial "
              "weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, trained twice in "
              f"lockstep against its own untrained item refresh with the same dropout masks; the second copy starts "
@@ -146,8 +157,9 @@ def report(rows: list[dict], args) -> str:
              "relative: weights ||theta_b - theta_a|| / ||theta_a||; user vectors the same for the unit vectors "
              "h_u / ||h_u|| of 32 seeded training histories (eval mode). Top-10 shared: the mean share of a "
              "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
-             "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies.",
-             ""]
+             "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies."
+             + (" 'All K experts': the M-Former with top k = K, every expert selected (Eq. 4's weights kept, its discrete "
+                "choice gone)." if any("all" in r["label"] for r in rows) else ""), ""]
     for key, title in (("weights", "Weight distance"), ("user", "User-vector distance"),
                        ("top10", "Top-10 shared"), ("experts", "Experts differ")):
         lines += [f"**{title}** after each step:", "",
@@ -156,12 +168,12 @@ def report(rows: list[dict], args) -> str:
         for r in rows:
             cells = ["—" if p[key] is None else (f"{p[key]:.2f}" if key in ("top10", "experts") else f"{p[key]:.1e}")
                      for p in r["points"]]
-            lines.append(f"| {names[r['variant']]} | {r['lr']:g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["| prefix | lr | steps | batch loss at the last step (copy a) | its gap between the copies | s per step "
               "(both copies) |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {names[r['variant']]} | {r['lr']:g} | {r['steps']} | {r['loss']:.4f} | {r['loss_gap']:.1e} "
+        lines.append(f"| {r['label']} | {r['lr']:g} | {r['steps']} | {r['loss']:.4f} | {r['loss_gap']:.1e} "
                      f"| {r['s_per_step']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -169,17 +181,19 @@ def report(rows: list[dict], args) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = steps_parser(__doc__, REPORT, 100)
     ap.add_argument("--eps", type=float, default=1e-7, help="relative size of the second copy's perturbation")
+    ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
+                    help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
     rows = []
-    for name, variant in CASES["minilm"]:
-        for lr in LRS:
-            print(f"== minilm, {name}, lr {lr:g}", flush=True)
-            rows.append(measure(variant, lr, budget, args.eps))
-            last = rows[-1]["points"][-1]
-            print(f"   step {last['step']}: weights {last['weights']:.1e}, user vectors {last['user']:.1e}, "
-                  f"top-10 shared {last['top10']:.2f}", flush=True)
+    for case in args.cases:
+        label, variant, lr, mformer = RUN_CASES[case]
+        print(f"== minilm, {label}, lr {lr:g}", flush=True)
+        rows.append(measure(variant, lr, budget, args.eps, mformer, label))
+        last = rows[-1]["points"][-1]
+        print(f"   step {last['step']}: weights {last['weights']:.1e}, user vectors {last['user']:.1e}, "
+              f"top-10 shared {last['top10']:.2f}", flush=True)
     write_text(args.out, report(rows, args))
     print(f"wrote {args.out}")
     return 0
