@@ -102,8 +102,8 @@ RERUN = "main-rerun"
 VARIANTS[RERUN] = ("Laser (M-Former prefix + suffix), rerun with bit-repeatable M-Former gradients (diagnostic)",
                    "minilm", {})
 DIAGNOSTIC_SEEDED = (LAMBDA, SLOW, RERUN)  # each compared with main on the seeds both have
-# ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower? (Its first epochs repeat main-lr1e-4's up to
-# CPU run-to-run rounding.)
+# ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower? (Its first epochs are main-lr1e-4's config;
+# both records predate the bit-repeatable M-Former gradients, so their first epochs differ by rounding.)
 SLOW_LONGER, LONGER_EPOCHS = f"{SLOW}-longer", 4
 VARIANTS[SLOW_LONGER] = (f"{SLOW_LABEL}, up to {LONGER_EPOCHS} phase-1 epochs (diagnostic)", "minilm", {})
 BUDGETS[SLOW_LONGER] = {**BUDGETS[SLOW], "phase1_epochs": LONGER_EPOCHS}
