@@ -733,6 +733,8 @@ def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypa
     longer, slow = mod.run_config("main-lr1e-4-longer", args), mod.run_config("main-lr1e-4", args)
     assert (longer.phases.phase1_max_epochs, slow.phases.phase1_max_epochs) == (4, 2)
     assert dataclasses.replace(longer, phases=slow.phases) == slow  # seed 0's lr 1e-4 run, more epochs only
+    learnable = mod.run_config("no-mformer-lr1e-4", args)  # the learnable-prefix ablation, lr 1e-4 only
+    assert learnable.optim.lr == 1e-4 and dataclasses.replace(learnable, optim=main.optim) == mod.run_config("no-mformer", args)
 
 
 def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path):
