@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +38,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_laser_cpu import CPU_MFORMER  # noqa: E402  the real-data runs' M-Former
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
-from bench_prefix_steps import CASES, LRS, kept, runs_budget, steps_parser, top_k  # noqa: E402  the same four configurations
+from bench_prefix_steps import CASES, LRS, kept, run_start, runs_budget, steps_parser, top_k  # noqa: E402  its four configs
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -101,22 +100,13 @@ def compare(a, b, probe: list, table: torch.Tensor) -> dict:
 def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = None, label: str = "") -> dict:
     """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr`` (its M-Former config changed by
     ``mformer``), for the run's model and a copy perturbed by ``eps``, compared at :func:`checkpoints`."""
-    from laser_repro.data.dataset import load_dataset
     from laser_repro.laser import trainer
-    from laser_repro.train.scaffold import seed_everything
 
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
     cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
-    ds = load_dataset(cfg.dataset)
-    seed_everything(cfg.seed)  # as train_laser: the run's initial weights
-    a = trainer.build_model(cfg, ds, torch.device("cpu"))
+    ds, a, histories, targets, probe, batches = run_start(cfg)
     b = copy.deepcopy(a)
     perturb(b, eps)
-    histories, targets = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
-    probe = [histories[i] for i in np.random.default_rng(0).choice(len(histories), 32, replace=False)]
-    rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
-    lengths = np.array([len(t) for t in a.tokens(histories)])
-    batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)
     steps = min(args.steps, len(batches))
     table = a.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh, for both copies
     opts = [trainer.make_optimizer(cfg, m, len(batches))[0] for m in (a, b)]

@@ -108,13 +108,13 @@ DIAGNOSTIC_SEEDED = (LAMBDA, SLOW, RERUN)  # each compared with main on the seed
 SLOW_LONGER, LONGER_EPOCHS = f"{SLOW}-longer", 4
 VARIANTS[SLOW_LONGER] = (f"{SLOW_LABEL}, up to {LONGER_EPOCHS} phase-1 epochs (diagnostic)", "minilm", {})
 BUDGETS[SLOW_LONGER] = {**BUDGETS[SLOW], "phase1_epochs": LONGER_EPOCHS}
-# Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
-# batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
-# seeds section
 # ... and the learnable-prefix ablation at App. B's lr, seed 0: does the M-Former beat it at the paper's lr?
 SLOW_LEARNABLE = "no-mformer-lr1e-4"
 VARIANTS[SLOW_LEARNABLE] = (f"{VARIANTS['no-mformer'][0]}, App. B's lr 1e-4 (diagnostic)", *VARIANTS["no-mformer"][1:])
 BUDGETS[SLOW_LEARNABLE] = BUDGETS[SLOW]
+# Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
+# batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
+# seeds section
 SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix", *DIAGNOSTIC_SEEDED), (1, 2)
 VARIANTS.update({f"{b}-seed{k}": (f"{VARIANTS[b][0]}, seed {k}", *VARIANTS[b][1:]) for b in SEEDED for k in EXTRA_SEEDS})
 BUDGETS.update({f"{b}-seed{k}": {**BUDGETS.get(b, {}), "seed": k} for b in SEEDED for k in EXTRA_SEEDS})

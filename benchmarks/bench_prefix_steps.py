@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -73,14 +74,23 @@ def kept(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.mean([len(set(x.tolist()) & set(y.tolist())) / a.shape[1] for x, y in zip(a, b)]))
 
 
-def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
-    """Prefix and user-vector moves over the first ``args.steps`` phase-1 steps of ``variant``'s run config at
-    ``lr``, against ``table`` (None: the configuration's own untrained refresh, as its run's epoch 0)."""
+class RunStart(NamedTuple):
+    """A Laser run at its start, as ``train_laser`` makes it."""
+    ds: Any
+    model: Any
+    histories: list
+    targets: np.ndarray
+    probe: list  # 32 seeded training histories
+    batches: list[np.ndarray]  # phase 1, epoch 0
+
+
+def run_start(cfg) -> RunStart:
+    """``cfg``'s data, its model after the run's seeding (its initial weights), its training rows, 32 seeded probe
+    histories and the batches phase 1's epoch 0 draws (``trainer.run_epoch``), in that order."""
     from laser_repro.data.dataset import load_dataset
     from laser_repro.laser import trainer
     from laser_repro.train.scaffold import seed_everything
 
-    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
     ds = load_dataset(cfg.dataset)
     seed_everything(cfg.seed)  # as train_laser: the run's initial weights
     model = trainer.build_model(cfg, ds, torch.device("cpu"))
@@ -89,6 +99,16 @@ def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
     rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
     lengths = np.array([len(t) for t in model.tokens(histories)])
     batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)
+    return RunStart(ds, model, histories, targets, probe, batches)
+
+
+def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
+    """Prefix and user-vector moves over the first ``args.steps`` phase-1 steps of ``variant``'s run config at
+    ``lr``, against ``table`` (None: the configuration's own untrained refresh, as its run's epoch 0)."""
+    from laser_repro.laser import trainer
+
+    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    ds, model, histories, targets, probe, batches = run_start(cfg)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     own = table is None
     if own:  # as train_laser's first refresh (phase 1, epoch 0), after the same initialisation
