@@ -13,7 +13,8 @@ the report's seeds section averages each variant over the seeds it has. ``--vari
 main-lambda0.1-seed1 main-lambda0.1-seed2`` is a diagnostic: each seed's M-Former run with lambda 0.1 in Eq. 10
 (App. B: 0.01), compared with it seed by seed; ``--variants main-lr1e-4 main-lr1e-4-seed1 main-lr1e-4-seed2`` is
 another: each seed's M-Former run at App. B's lr 1e-4 (the budget's lr is 1e-3); ``--variants main-lr1e-4-longer``
-is seed 0's with up to 4 phase-1 epochs, ``--variants no-mformer-lr1e-4`` seed 0's learnable prefix at lr 1e-4;
+is seed 0's with up to 4 phase-1 epochs, ``--variants no-mformer-lr1e-4 no-prefix-lr1e-4`` (and their
+``-seed<k>``) are the two ablations at lr 1e-4;
 ``--variants main-rerun main-rerun-seed1 main-rerun-seed2`` reruns each seed's M-Former run unchanged, now that its
 CPU gradients are bit-repeatable.
 
@@ -103,19 +104,22 @@ RERUN = "main-rerun"
 VARIANTS[RERUN] = ("Laser (M-Former prefix + suffix), rerun with bit-repeatable M-Former gradients (diagnostic)",
                    "minilm", {})
 DIAGNOSTIC_SEEDED = (LAMBDA, SLOW, RERUN)  # each compared with main on the seeds both have
+# ... and the two ablations at App. B's lr, under each seed: Table 3's comparison at the paper's lr (each is its
+# lr-1e-3 ablation with only the lr changed; compared with main-lr1e-4 on the seeds both have)
+SLOW_ABLATIONS = {f"{base}-lr1e-4": base for base in ("no-mformer", "no-prefix")}
+for _name, _base in SLOW_ABLATIONS.items():
+    VARIANTS[_name] = (f"{VARIANTS[_base][0]}, App. B's lr 1e-4 (diagnostic)", *VARIANTS[_base][1:])
+    BUDGETS[_name] = BUDGETS[SLOW]
+SLOW_LEARNABLE, SLOW_NOPREFIX = SLOW_ABLATIONS
 # ... and, seed 0 only, with more phase-1 epochs: is lr 1e-4 only slower? (Its first epochs are main-lr1e-4's config;
 # both records predate the bit-repeatable M-Former gradients, so their first epochs differ by rounding.)
 SLOW_LONGER, LONGER_EPOCHS = f"{SLOW}-longer", 4
 VARIANTS[SLOW_LONGER] = (f"{SLOW_LABEL}, up to {LONGER_EPOCHS} phase-1 epochs (diagnostic)", "minilm", {})
 BUDGETS[SLOW_LONGER] = {**BUDGETS[SLOW], "phase1_epochs": LONGER_EPOCHS}
-# ... and the learnable-prefix ablation at App. B's lr, seed 0: does the M-Former beat it at the paper's lr?
-SLOW_LEARNABLE = "no-mformer-lr1e-4"
-VARIANTS[SLOW_LEARNABLE] = (f"{VARIANTS['no-mformer'][0]}, App. B's lr 1e-4 (diagnostic)", *VARIANTS["no-mformer"][1:])
-BUDGETS[SLOW_LEARNABLE] = BUDGETS[SLOW]
 # Further training seeds of the MiniLM runs ("<variant>-seed<k>": other seeded training, validation and curve users,
 # batch order and initialisation; the same seed-0 BERT4Rec input and every test user), averaged in the report's
 # seeds section
-SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix", *DIAGNOSTIC_SEEDED), (1, 2)
+SEEDED, EXTRA_SEEDS = ("main", "no-mformer", "no-prefix", *DIAGNOSTIC_SEEDED, *SLOW_ABLATIONS), (1, 2)
 VARIANTS.update({f"{b}-seed{k}": (f"{VARIANTS[b][0]}, seed {k}", *VARIANTS[b][1:]) for b in SEEDED for k in EXTRA_SEEDS})
 BUDGETS.update({f"{b}-seed{k}": {**BUDGETS.get(b, {}), "seed": k} for b in SEEDED for k in EXTRA_SEEDS})
 
@@ -378,7 +382,8 @@ def report(args) -> str:
               ("smollm2-constant-input", "smollm2-token-scale"), ("smollm2-paper-lr", "smollm2"),
               ("smollm2-paper-lr", "smollm2-constant-input"),
               *(pair for d in DIAGNOSTIC_SEEDED for pair in zip(seeds_of(d), seeds_of("main"))),
-              (SLOW_LONGER, SLOW), (SLOW_LONGER, "main"), (SLOW, SLOW_LEARNABLE), (SLOW_LEARNABLE, "no-mformer")]
+              (SLOW_LONGER, SLOW), (SLOW_LONGER, "main"), (SLOW, SLOW_LEARNABLE), (SLOW, SLOW_NOPREFIX),
+              (SLOW_NOPREFIX, SLOW_LEARNABLE), *((slow, base) for slow, base in SLOW_ABLATIONS.items())]
     tests = paired_tests({k: [f] for k, f in found.items() if f and k not in stale}, pairs)
 
     def same_runs(line: str, a: str, b: str) -> bool:
@@ -501,6 +506,9 @@ def seeds_section(found: dict[str, Path | None], metrics: dict[str, dict]) -> li
         common = f" (seeds {', '.join(str(seed_of(b)) for _, b in both)})" if both else ""
         groups[diag + common], groups["main" + common] = [found[a] for a, _ in both], [found[b] for _, b in both]
         pairs.append((diag + common, "main" + common))
+    # Table 3's comparisons at App. B's lr, each variant averaged over the seeds it has
+    pairs += [(named[SLOW], named[SLOW_LEARNABLE]), (named[SLOW], named[SLOW_NOPREFIX]),
+              (named[SLOW_NOPREFIX], named[SLOW_LEARNABLE])]
     return ["## Training seeds (MiniLM)", "",
             "Each seed draws its own training, validation and curve users, batch order and initialisation; every "
             "seed is fed the same seed-0 BERT4Rec and tests all test users. x100; std over seeds (sample). The "

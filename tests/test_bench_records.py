@@ -679,7 +679,9 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     mod = _load(monkeypatch, tmp_path)
     ranks = {"main": [0, 20, 0, 20], "main-seed1": [0, 0, 0, 20], "bert4rec": [20, 20, 20, 0],
              "main-lambda0.1-seed1": [0, 20, 20, 20], "main-lambda0.1-seed2": [0, 0, 0, 0],
-             "main-lr1e-4": [20, 20, 0, 0], "main-lr1e-4-seed1": [0, 0, 20, 20], "main-rerun": [20, 20, 20, 0]}
+             "main-lr1e-4": [20, 20, 0, 0], "main-lr1e-4-seed1": [0, 0, 20, 20], "main-rerun": [20, 20, 20, 0],
+             "no-mformer-lr1e-4": [0, 20, 20, 20], "no-prefix-lr1e-4": [0, 0, 20, 20],
+             "no-prefix-lr1e-4-seed1": [20, 20, 20, 20]}
     found, metrics = {}, {}
     for name, r in ranks.items():
         folder = tmp_path / name
@@ -710,6 +712,13 @@ def test_seeds_section_averages_each_variant_over_its_seeds(monkeypatch, tmp_pat
     assert "| main + main-rerun (3 runs) | 50.00 / 25.00 | 75.00 | not run | 3 | 50.00 | 50.00 ± 25.00 | 50.00 |" in text
     assert "| main + main-rerun (3 runs) vs bert4rec | 4 | 50.00 vs 25.00 | 0.79 |" in text
     assert "| main-rerun (seeds 0) vs main (seeds 0) | 4 | 25.00 vs 50.00 |" in text
+    # Table 3 at lr 1e-4: main-lr1e-4's per-user means [.5, .5, .5, .5]; against no-mformer-lr1e-4 (seed 0 only,
+    # [1, 0, 0, 0]) differences [-.5, .5, .5, .5], mean .25, sample std .5, t = .25 / (.5 / 2) = 1.00; against
+    # no-prefix-lr1e-4 over its seeds 0 and 1 ([.5, .5, 0, 0]) differences [0, 0, .5, .5], mean .25, sample std
+    # .2887, t = 1.73
+    assert "| no-prefix-lr1e-4 | 50.00 | 0.00 | not run | 2 | 25.00 | 25.00 ± 35.36 | 25.00 |" in text
+    assert "| main-lr1e-4 (seeds 0, 1) vs no-mformer-lr1e-4 (seeds 0) | 4 | 50.00 vs 25.00 | 1.00 |" in text
+    assert "| main-lr1e-4 (seeds 0, 1) vs no-prefix-lr1e-4 (seeds 0, 1) | 4 | 50.00 vs 25.00 | 1.73 |" in text
 
 
 def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypatch, tmp_path):
@@ -733,8 +742,11 @@ def test_the_diagnostics_are_the_main_run_of_their_seed_with_one_change(monkeypa
     longer, slow = mod.run_config("main-lr1e-4-longer", args), mod.run_config("main-lr1e-4", args)
     assert (longer.phases.phase1_max_epochs, slow.phases.phase1_max_epochs) == (4, 2)
     assert dataclasses.replace(longer, phases=slow.phases) == slow  # seed 0's lr 1e-4 run, more epochs only
-    learnable = mod.run_config("no-mformer-lr1e-4", args)  # the learnable-prefix ablation, lr 1e-4 only
-    assert learnable.optim.lr == 1e-4 and dataclasses.replace(learnable, optim=main.optim) == mod.run_config("no-mformer", args)
+    for sfx in ("", "-seed1", "-seed2"):  # the two ablations at lr 1e-4: each its lr-1e-3 run, the lr only changed
+        for base in ("no-mformer", "no-prefix"):
+            ablation, slow = mod.run_config(base + sfx, args), mod.run_config(f"{base}-lr1e-4{sfx}", args)
+            assert (slow.optim.lr, ablation.optim.lr) == (1e-4, 1e-3) and slow.seed == mod.seed_of(base + sfx)
+            assert dataclasses.replace(slow, optim=ablation.optim) == ablation
 
 
 def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path):
