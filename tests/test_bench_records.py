@@ -787,3 +787,40 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
     assert "every expert selected" in text and "--cases" not in text
+
+
+def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
+    """bench_prefix_anatomy.py on a tiny M-Former: Adam's first step moves the output bias by lr in every coordinate,
+    so that group alone moves the prefix by exactly lr sqrt(numel P); the output weight's move (through the model) is
+    its step on the hooked inputs ||dW X|| (P is linear in W); at lr 0 nothing moves."""
+    import dataclasses as dc
+
+    import pytest
+    import torch
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _script(monkeypatch, "bench_prefix_anatomy")
+    assert [mod.group_of(n) for n in ("blocks.0.cross_attn.q.weight", "blocks.1.ff.0.bias", "blocks.1.ff_norm.weight",
+                                      "queries", "query_norm.bias", "out_proj.weight", "out_proj.bias")] == [
+        "blocks.0.cross_attn", "blocks.1.ff", "blocks.1.ff_norm", "queries", "query_norm", "out_proj.weight",
+        "out_proj.bias"]
+    # in phase: 1; opposite signs cancel: 0; one of two inputs zero: |1| / |1| = 1
+    assert mod.coherence(torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 1.0]])) == 1.0
+    assert mod.coherence(torch.tensor([[1.0, -1.0]]), torch.tensor([[1.0, 1.0]])) == 0.0
+    assert mod.coherence(torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])) == 1.0
+    data = tiny_dataset(tmp_path / "data")
+    base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
+    monkeypatch.setattr(mod, "run_config", lambda variant, args: dc.replace(
+        base, bituning=BiTuningConfig(prefix="mformer", n_prefix=4), optim=OptimConfig(batch_size=8, lr=args.lr)))
+    r = mod.measure(1e-3, argparse.Namespace(steps=3))
+    assert r["steps"] == 3 and set(r["first"]) >= {"step", "router", "queries", "blocks.0.self_attn", "out_proj.bias"}
+    assert r["first"]["out_proj.bias"] * r["p0_norm"] == pytest.approx(1e-3 * r["p_numel"] ** 0.5, rel=1e-3)
+    assert r["first"]["out_proj.weight"] * r["p0_norm"] == pytest.approx(
+        r["vs_learnable_first"] * 1e-3 * r["p_numel"] ** 0.5, rel=1e-4)
+    assert r["first"]["step"] > 0 and 0 < r["coherence_first"] <= 1
+    still = mod.measure(0.0, argparse.Namespace(steps=2))
+    assert all(v == 0 for v in still["median"].values())
+    text = mod.report([r, still], argparse.Namespace(threads=1, steps=3))
+    assert f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | 0.0000 / 0.0000 |" in text
