@@ -78,6 +78,11 @@ def load(parts: dict[str, list[torch.nn.Parameter]], values: dict[str, list[torc
             p.copy_(v)
 
 
+def norm(ps: list[torch.Tensor], minus: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """The L2 norm of a group's tensors taken together (of their difference from ``minus``)."""
+    return torch.cat([(p - m if minus is not None else p).flatten() for p, m in zip(ps, minus or ps)]).norm()
+
+
 def measure(lr: float, args) -> dict:
     """Per-group prefix moves over the first ``args.steps`` phase-1 steps of the M-Former run config at ``lr``."""
     from laser_repro.laser import trainer
@@ -100,6 +105,7 @@ def measure(lr: float, args) -> dict:
 
     p0 = prefix()
     moves: dict[str, list[float]] = {g: [] for g in ("step", *parts)}
+    sizes: dict[str, list[float]] = {g: [] for g in parts}  # each group's own relative step ||dW|| / ||W||
     coh, ratio = [], []
     t0 = time.perf_counter()
     for idx in batches[: args.steps]:
@@ -118,12 +124,14 @@ def measure(lr: float, args) -> dict:
         coh.append(coherence(dw, x))
         ratio.append(float((x @ dw.T).norm() / (lr * before.numel() ** 0.5)))
         for g in parts:  # only g takes its step
+            sizes[g].append(float(norm(new[g], old[g]) / norm(old[g])))
             load(parts, {**old, g: new[g]})
             moves[g].append(float((prefix() - before).norm() / p0.norm()))
         load(parts, new)  # back to the step's result
     hook.remove()
     return {"lr": lr, "steps": len(moves["step"]), "p0_norm": float(p0.norm()), "p_numel": p0.numel(),
             "median": {g: statistics.median(v) for g, v in moves.items()}, "first": {g: v[0] for g, v in moves.items()},
+            "size": {g: statistics.median(v) for g, v in sizes.items()},
             "coherence": statistics.median(coh), "coherence_first": coh[0],
             "vs_learnable": statistics.median(ratio), "vs_learnable_first": ratio[0],
             "d_in": int(model.mformer.out_proj.in_features), "s_per_step": (time.perf_counter() - t0) / len(coh)}
@@ -131,7 +139,7 @@ def measure(lr: float, args) -> dict:
 
 def report(rows: list[dict], args) -> str:
     names = list(rows[0]["median"]) if rows else []
-    head = " | ".join(f"lr {r['lr']:g}: median / step 1" for r in rows)
+    head = " | ".join(f"lr {r['lr']:g}: prefix move median / step 1 | weight step" for r in rows)
     lines = ["# Which M-Former weights move its prefix (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_prefix_anatomy.py --threads {args.threads} --steps {args.steps}` "
              f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM M-Former run "
@@ -139,10 +147,12 @@ def report(rows: list[dict], args) -> str:
              "batch order, batch 8, Adam, its own untrained item refresh) at each lr, its first steps. Prefix move = "
              "||P_t - P_t-1|| / ||P_0|| over 32 seeded training histories (eval mode); a group's row: the move when "
              "only that group takes its step, the others kept where they were (the moves need not add up: the "
-             "M-Former is not linear in most of its weights). `step` is the whole step.", "",
-             f"| group | {head} |", "|---|" + "---:|" * len(rows)]
+             "M-Former is not linear in most of its weights). `step` is the whole step. Weight step: the group's own "
+             "median relative step ||W_t - W_t-1|| / ||W_t-1||.", "",
+             f"| group | {head} |", "|---|" + "---:|" * 2 * len(rows)]
     for g in names:
-        lines.append(f"| {g} | " + " | ".join(f"{r['median'][g]:.4f} / {r['first'][g]:.4f}" for r in rows) + " |")
+        lines.append(f"| {g} | " + " | ".join(f"{r['median'][g]:.4f} / {r['first'][g]:.4f} | "
+                                              + (f"{r['size'][g]:.4f}" if g in r["size"] else "—") for r in rows) + " |")
     lines += ["", "The output projection's weight step, dW_o, on its inputs X (the 32 histories' pooled query "
               f"vectors, d_in = {rows[0]['d_in'] if rows else '?'}): coherence = ||dW_o X|| / || |dW_o| |X| || (1: all "
               "inputs add in phase; about 1/sqrt(d_in) for random signs); against a learnable prefix = ||dW_o X|| / "

@@ -823,4 +823,7 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     still = mod.measure(0.0, argparse.Namespace(steps=2))
     assert all(v == 0 for v in still["median"].values())
     text = mod.report([r, still], argparse.Namespace(threads=1, steps=3))
-    assert f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | 0.0000 / 0.0000 |" in text
+    # the bias starts at 0: its first relative step is infinite, its median over steps finite
+    assert r["size"]["queries"] > 0 and still["size"]["queries"] == 0
+    assert (f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | "
+            f"{r['size']['out_proj.bias']:.4f} | 0.0000 / 0.0000 |") in text and "| step | " in text
