@@ -43,13 +43,16 @@ from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
 REPORT = HERE / "divergence.md"
-# case -> (prefix label, run variant, lr, M-Former overrides): bench_prefix_steps' four MiniLM configurations (the
-# default), and, opt-in, the M-Former at lr 1e-3 with every expert selected (top k = K: Eq. 4's weights stay, its
-# discrete choice is gone): do the routing flips drive the M-Former's divergence?
-RUN_CASES = {f"{variant}-lr{lr:g}": (label, variant, lr, {}) for label, variant in CASES["minilm"] for lr in LRS}
+# case -> (prefix label, run variant, lr, M-Former overrides, M-Former modules left untrained): bench_prefix_steps'
+# four MiniLM configurations (the default), and, opt-in, the M-Former at lr 1e-3 with every expert selected (top k =
+# K: Eq. 4's weights stay, its discrete choice is gone): do the routing flips drive the M-Former's divergence? And
+# with its router W_r kept at its initial weights (Eq. 4 still selects, from the untrained router's choice): the
+# router's step moves the prefix most (``prefix_anatomy.md``); does its training drive the divergence?
+RUN_CASES = {f"{variant}-lr{lr:g}": (label, variant, lr, {}, ()) for label, variant in CASES["minilm"] for lr in LRS}
 DEFAULT_CASES = list(RUN_CASES)
 RUN_CASES["main-all-experts-lr0.001"] = (f"M-Former, all {CPU_MFORMER.n_experts} experts", "main", 1e-3,
-                                         {"top_k": CPU_MFORMER.n_experts})
+                                         {"top_k": CPU_MFORMER.n_experts}, ())
+RUN_CASES["main-frozen-router-lr0.001"] = ("M-Former, router untrained", "main", 1e-3, {}, ("router",))
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -97,14 +100,18 @@ def compare(a, b, probe: list, table: torch.Tensor) -> dict:
     return out
 
 
-def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = None, label: str = "") -> dict:
+def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = None, label: str = "",
+            frozen: tuple[str, ...] = ()) -> dict:
     """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr`` (its M-Former config changed by
-    ``mformer``), for the run's model and a copy perturbed by ``eps``, compared at :func:`checkpoints`."""
+    ``mformer``, its ``frozen`` submodules left at their initial weights), for the run's model and a copy perturbed by
+    ``eps``, compared at :func:`checkpoints`."""
     from laser_repro.laser import trainer
 
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
     cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
     ds, a, histories, targets, probe, batches = run_start(cfg)
+    for name in frozen:  # neither trained nor perturbed
+        getattr(a.mformer, name).requires_grad_(False)
     b = copy.deepcopy(a)
     perturb(b, eps)
     steps = min(args.steps, len(batches))
@@ -149,7 +156,10 @@ def report(rows: list[dict], args) -> str:
              "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
              "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies."
              + (" 'All K experts': the M-Former with top k = K, every expert selected (Eq. 4's weights kept, its discrete "
-                "choice gone)." if any("all" in r["label"] for r in rows) else ""), ""]
+                "choice gone)." if any("all" in r["label"] for r in rows) else "")
+             + (" 'Router untrained': the M-Former whose router W_r keeps its initial weights in both copies (not "
+                "trained, not perturbed; Eq. 4 selects with it); the weight distance is over the trained weights."
+                if any("untrained" in r["label"] for r in rows) else ""), ""]
     for key, title in (("weights", "Weight distance"), ("user", "User-vector distance"),
                        ("top10", "Top-10 shared"), ("experts", "Experts differ")):
         lines += [f"**{title}** after each step:", "",
@@ -178,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = runs_budget(args)
     rows = []
     for case in args.cases:
-        label, variant, lr, mformer = RUN_CASES[case]
+        label, variant, lr, mformer, frozen = RUN_CASES[case]
         print(f"== minilm, {label}, lr {lr:g}", flush=True)
-        rows.append(measure(variant, lr, budget, args.eps, mformer, label))
+        rows.append(measure(variant, lr, budget, args.eps, mformer, label, frozen))
         last = rows[-1]["points"][-1]
         print(f"   step {last['step']}: weights {last['weights']:.1e}, user vectors {last['user']:.1e}, "
               f"top-10 shared {last['top10']:.2f}", flush=True)

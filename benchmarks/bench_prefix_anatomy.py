@@ -1,6 +1,6 @@
 """Issue 11 diagnostic: which of the M-Former's weights move its prefix, and why one Adam step moves it so far.
 
-    python benchmarks/bench_prefix_anatomy.py --threads 2 [--steps 12]
+    python benchmarks/bench_prefix_anatomy.py --threads 2 [--steps 12] [--top-k 8 --out ...]
 
 At the real-data budget's lr 1e-3 one Adam step moves the MiniLM M-Former's prefix by ~20% of its norm, a learnable
 prefix by ~1% (``benchmarks/prefix_steps.md``), and two M-Former runs a rounding error apart part within a few dozen
@@ -20,12 +20,16 @@ script splits the M-Former's prefix move by parameter group, on the real runs' s
   prefix's: ||dW_o X|| / (lr sqrt(numel P)), where lr sqrt(numel P) is how far a learnable prefix moves when every
   coordinate steps by lr.
 
+``--top-k`` changes the M-Former's top k (Eq. 4; the runs: 3 of K = 8): with ``--top-k 8`` every expert is selected,
+so the router can only reweight them (``benchmarks/prefix_anatomy_all_experts.md``).
+
 Writes ``benchmarks/prefix_anatomy.md``. Nothing here trains a result; one diagnostic, one seed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import statistics
 import sys
@@ -83,11 +87,14 @@ def norm(ps: list[torch.Tensor], minus: list[torch.Tensor] | None = None) -> tor
     return torch.cat([(p - m if minus is not None else p).flatten() for p, m in zip(ps, minus or ps)]).norm()
 
 
-def measure(lr: float, args) -> dict:
-    """Per-group prefix moves over the first ``args.steps`` phase-1 steps of the M-Former run config at ``lr``."""
+def measure(lr: float, args, top_k: int | None = None) -> dict:
+    """Per-group prefix moves over the first ``args.steps`` phase-1 steps of the M-Former run config at ``lr`` (with
+    ``top_k`` experts selected, if given)."""
     from laser_repro.laser import trainer
 
     cfg = run_config(VARIANT, argparse.Namespace(**{**vars(args), "lr": lr}))
+    if top_k is not None:
+        cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, top_k=top_k))
     ds, model, histories, targets, probe, batches = run_start(cfg)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
@@ -129,7 +136,7 @@ def measure(lr: float, args) -> dict:
             moves[g].append(float((prefix() - before).norm() / p0.norm()))
         load(parts, new)  # back to the step's result
     hook.remove()
-    return {"lr": lr, "steps": len(moves["step"]), "p0_norm": float(p0.norm()), "p_numel": p0.numel(),
+    return {"lr": lr, "top_k": cfg.mformer.top_k, "n_experts": cfg.mformer.n_experts, "steps": len(moves["step"]), "p0_norm": float(p0.norm()), "p_numel": p0.numel(),
             "median": {g: statistics.median(v) for g, v in moves.items()}, "first": {g: v[0] for g, v in moves.items()},
             "size": {g: statistics.median(v) for g, v in sizes.items()},
             "coherence": statistics.median(coh), "coherence_first": coh[0],
@@ -141,10 +148,13 @@ def report(rows: list[dict], args) -> str:
     names = list(rows[0]["median"]) if rows else []
     head = " | ".join(f"lr {r['lr']:g}: prefix move median / step 1 | weight step" for r in rows)
     lines = ["# Which M-Former weights move its prefix (issue 11 diagnostic)", "",
-             f"Written by `python benchmarks/bench_prefix_anatomy.py --threads {args.threads} --steps {args.steps}` "
-             f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM M-Former run "
+             f"Written by `python benchmarks/bench_prefix_anatomy.py --threads {args.threads} --steps {args.steps}"
+             + (f" --top-k {args.top_k}" if getattr(args, "top_k", None) else "")
+             + f"` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM M-Former run "
              "config of `bench_laser_scientific.py` (seed 0: its initial weights, 1,000 training users, epoch 0's "
-             "batch order, batch 8, Adam, its own untrained item refresh) at each lr, its first steps. Prefix move = "
+             "batch order, batch 8, Adam, its own untrained item refresh) at each lr, its first steps"
+             + (f", top {rows[0]['top_k']} of {rows[0]['n_experts']} experts selected (Eq. 4)" if rows else "")
+             + ". Prefix move = "
              "||P_t - P_t-1|| / ||P_0|| over 32 seeded training histories (eval mode); a group's row: the move when "
              "only that group takes its step, the others kept where they were (the moves need not add up: the "
              "M-Former is not linear in most of its weights). `step` is the whole step. Weight step: the group's own "
@@ -167,13 +177,15 @@ def report(rows: list[dict], args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = steps_parser(__doc__, REPORT, 12).parse_args(argv)
+    ap = steps_parser(__doc__, REPORT, 12)
+    ap.add_argument("--top-k", type=int, default=None, help="experts selected (Eq. 4; default the runs' M-Former's)")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
     rows = []
     for lr in LRS:
         print(f"== minilm, M-Former, lr {lr:g}", flush=True)
-        rows.append(measure(lr, budget))
+        rows.append(measure(lr, budget, args.top_k))
         r = rows[-1]
         print(f"   step move {r['median']['step']:.4f}, out_proj.weight {r['median']['out_proj.weight']:.4f}, "
               f"coherence {r['coherence']:.2f}", flush=True)

@@ -787,6 +787,11 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
     assert "every expert selected" in text and "--cases" not in text
+    # the router kept at its initial weights in both copies: Eq. 4 selects the same experts in both at every step,
+    # while the other weights, perturbed, train apart
+    fixed = mod.measure("main", 1e-3, args, 1e-3, None, "M-Former, router untrained", ("router",))
+    assert all(p["experts"] == 0 for p in fixed["points"]) and fixed["points"][-1]["weights"] > 0
+    assert fixed["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
 
 
 def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
@@ -823,6 +828,9 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     still = mod.measure(0.0, argparse.Namespace(steps=2))
     assert all(v == 0 for v in still["median"].values())
     text = mod.report([r, still], argparse.Namespace(threads=1, steps=3))
+    assert "--top-k" not in text and f"top {r['top_k']} of {r['n_experts']} experts" in text
+    every = mod.measure(1e-3, argparse.Namespace(steps=1), top_k=r["n_experts"])  # every expert selected
+    assert every["top_k"] == every["n_experts"] == 4 and every["first"]["router"] > 0
     # the bias starts at 0: its first relative step is infinite, its median over steps finite
     assert r["size"]["queries"] > 0 and still["size"]["queries"] == 0
     assert (f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | "
