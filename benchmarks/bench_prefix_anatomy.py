@@ -100,23 +100,34 @@ def measure(lr: float, args, top_k: int | None = None) -> dict:
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
     parts = groups(model.mformer)
     proj_in: list[torch.Tensor] = []
-    hook = model.mformer.out_proj.register_forward_hook(lambda _m, i, _o: proj_in.append(i[0].detach().float()))
+    routed: list[tuple[torch.Tensor, torch.Tensor]] = []  # the probe's selected experts (sorted) and Eq. 4's w
+    hooks = [model.mformer.out_proj.register_forward_hook(lambda _m, i, _o: proj_in.append(i[0].detach().float())),
+             model.mformer.register_forward_hook(
+                 lambda _m, _i, o: routed.append((o.experts.sort(dim=-1).values, o.weights.detach().float())))]
 
     def prefix() -> torch.Tensor:
         model.eval()
         proj_in.clear()
+        routed.clear()
         with torch.no_grad():
             p, _ = model._prefix(probe, False)
         model.train()
         return p.detach().float().clone()
 
     p0 = prefix()
+    w0 = routed[0][1].sort(dim=-1, descending=True).values  # [32, K]
+    k = cfg.mformer.top_k
+    # how near Eq. 4's top-k choice is to a tie: the gap between the k-th and the next expert's weight
+    gap = float((w0[:, k - 1] - w0[:, k]).median()) if k < w0.shape[1] else None
+    kept_w = [float(w0[:, :k].sum(-1).mean())]  # the selected weights' sum (raw aggregation scales the prefix)
+    flips: list[float] = []
     moves: dict[str, list[float]] = {g: [] for g in ("step", *parts)}
     sizes: dict[str, list[float]] = {g: [] for g in parts}  # each group's own relative step ||dW|| / ||W||
     coh, ratio = [], []
     t0 = time.perf_counter()
     for idx in batches[: args.steps]:
         before = prefix()
+        chosen = routed[0][0]
         x = proj_in[0].flatten(0, -2)  # the output projection's inputs over the probe's query positions
         old = {g: [p.detach().clone() for p in ps] for g, ps in parts.items()}
         out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
@@ -126,6 +137,8 @@ def measure(lr: float, args, top_k: int | None = None) -> dict:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
         opt.step()
         moves["step"].append(float((prefix() - before).norm() / p0.norm()))
+        flips.append(float((routed[0][0] != chosen).any(dim=-1).float().mean()))  # histories whose experts changed
+        kept_w.append(float(routed[0][1].topk(k, dim=-1).values.sum(-1).mean()))
         new = {g: [p.detach().clone() for p in ps] for g, ps in parts.items()}
         dw = new["out_proj.weight"][0] - old["out_proj.weight"][0]
         coh.append(coherence(dw, x))
@@ -135,11 +148,14 @@ def measure(lr: float, args, top_k: int | None = None) -> dict:
             load(parts, {**old, g: new[g]})
             moves[g].append(float((prefix() - before).norm() / p0.norm()))
         load(parts, new)  # back to the step's result
-    hook.remove()
-    return {"lr": lr, "top_k": cfg.mformer.top_k, "n_experts": cfg.mformer.n_experts, "steps": len(moves["step"]), "p0_norm": float(p0.norm()), "p_numel": p0.numel(),
+    for hook in hooks:
+        hook.remove()
+    return {"lr": lr, "top_k": k, "n_experts": cfg.mformer.n_experts, "steps": len(moves["step"]),
+            "p0_norm": float(p0.norm()), "p_numel": p0.numel(),
             "median": {g: statistics.median(v) for g, v in moves.items()}, "first": {g: v[0] for g, v in moves.items()},
             "size": {g: statistics.median(v) for g, v in sizes.items()},
-            "coherence": statistics.median(coh), "coherence_first": coh[0],
+            "flips": statistics.median(flips), "flips_first": flips[0], "gap": gap, "w_k": float(w0[:, k - 1].median()),
+            "kept_w": (kept_w[0], kept_w[-1]), "coherence": statistics.median(coh), "coherence_first": coh[0],
             "vs_learnable": statistics.median(ratio), "vs_learnable_first": ratio[0],
             "d_in": int(model.mformer.out_proj.in_features), "s_per_step": (time.perf_counter() - t0) / len(coh)}
 
@@ -173,6 +189,16 @@ def report(rows: list[dict], args) -> str:
     for r in rows:
         lines.append(f"| {r['lr']:g} | {r['steps']} | {r['coherence']:.2f} / {r['coherence_first']:.2f} | "
                      f"{r['vs_learnable']:.1f} / {r['vs_learnable_first']:.1f} | {r['s_per_step']:.2f} |")
+    lines += ["", "The routing (Eq. 4) of the 32 histories: experts changed = the share of histories whose selected "
+              "experts a step changes; the top-k gap = the median gap between the k-th and the next expert's weight w "
+              "before the first step, next to the k-th weight itself (a gap small against it: a near tie, which a "
+              "small step can flip); the selected weights' sum (mean), which scales the prefix (raw aggregation).", "",
+              "| lr | experts changed per step median / step 1 | top-k gap at step 0 (k-th weight) "
+              "| selected weights' sum step 0 -> end |", "|---:|---:|---:|---|"]
+    for r in rows:
+        gap = "— (every expert selected)" if r["gap"] is None else f"{r['gap']:.4f} ({r['w_k']:.4f})"
+        lines.append(f"| {r['lr']:g} | {r['flips']:.2f} / {r['flips_first']:.2f} | {gap} "
+                     f"| {r['kept_w'][0]:.3f} -> {r['kept_w'][1]:.3f} |")
     return "\n".join(lines) + "\n"
 
 

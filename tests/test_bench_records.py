@@ -831,6 +831,10 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     assert "--top-k" not in text and f"top {r['top_k']} of {r['n_experts']} experts" in text
     every = mod.measure(1e-3, argparse.Namespace(steps=1), top_k=r["n_experts"])  # every expert selected
     assert every["top_k"] == every["n_experts"] == 4 and every["first"]["router"] > 0
+    # every expert selected: no choice to flip, no gap, and the weights w of Eq. 4 sum to 1
+    assert every["flips"] == 0 and every["gap"] is None and every["kept_w"][0] == pytest.approx(1.0)
+    assert 0 <= r["flips_first"] <= 1 and r["gap"] >= 0 and 0 < r["kept_w"][0] < 1 and still["flips"] == 0
+    assert "— (every expert selected)" in mod.report([every], argparse.Namespace(threads=1, steps=1))
     # the bias starts at 0: its first relative step is infinite, its median over steps finite
     assert r["size"]["queries"] > 0 and still["size"]["queries"] == 0
     assert (f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | "
