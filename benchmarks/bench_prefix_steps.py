@@ -6,8 +6,10 @@ Laser's M-Former prefix collapsed SmolLM2's ranking in its first epoch at the re
 learnable prefix (the same 32 vectors for every input) learned; on MiniLM the M-Former run learned at the same lr
 (``benchmarks/laser_scientific.md``). Adam moves every weight by about lr per step whatever the gradient's scale,
 so the two parametrisations move the prefix at very different speeds: a learnable prefix vector by about lr per
-coordinate, an M-Former output by up to lr x d_m coordinates of its projection's input at once. This script
-measures that, and what the backbone makes of it, on the real runs' setting:
+coordinate, an M-Former output by up to lr x d_m coordinates of its projection's input at once (by parameter group,
+``bench_prefix_anatomy.py``: the projection makes a fifth of the MiniLM M-Former's move, the router's flips and the
+composition of all groups' steps the rest). This script measures the move, and what the backbone makes of it, on the
+real runs' setting:
 
 - each backbone's runs' configs (``bench_laser_scientific.run_config``: the same model initialisation, seed 0, the
   same training users and their epoch-0 batch order), for the learnable prefix and the M-Former, at lr 1e-3 (the
