@@ -18,7 +18,10 @@ script splits the M-Former's prefix move by parameter group, on the real runs' s
   ||dW_o X|| / || |dW_o| |X| || over the probe's query positions X (1: every input adds in phase, so the prefix
   moves lr ||x||_1 per coordinate; about 1/sqrt(d_m) for random signs), and the step's size against a learnable
   prefix's: ||dW_o X|| / (lr sqrt(numel P)), where lr sqrt(numel P) is how far a learnable prefix moves when every
-  coordinate steps by lr.
+  coordinate steps by lr;
+- the routing (Eq. 4): the share of the histories whose selected experts a step changes, how near the top-k choice
+  is to a tie before the first step (the gap between the k-th and the next expert's weight), and the selected
+  weights' sum, which scales the prefix (raw aggregation).
 
 ``--top-k`` changes the M-Former's top k (Eq. 4; the runs: 3 of K = 8): with ``--top-k 8`` every expert is selected,
 so the router can only reweight them (``benchmarks/prefix_anatomy_all_experts.md``).
