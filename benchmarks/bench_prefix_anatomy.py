@@ -1,6 +1,6 @@
 """Issue 11 diagnostic: which of the M-Former's weights move its prefix, and why one Adam step moves it so far.
 
-    python benchmarks/bench_prefix_anatomy.py --threads 2 [--steps 12] [--top-k 8 --out ...]
+    python benchmarks/bench_prefix_anatomy.py --threads 2 [--steps 12] [--top-k 8 | --frozen router] [--out ...]
 
 At the real-data budget's lr 1e-3 one Adam step moves the MiniLM M-Former's prefix by ~20% of its norm, a learnable
 prefix by ~1% (``benchmarks/prefix_steps.md``), and two M-Former runs a rounding error apart part within a few dozen
@@ -24,7 +24,9 @@ script splits the M-Former's prefix move by parameter group, on the real runs' s
   weights' sum, which scales the prefix (raw aggregation).
 
 ``--top-k`` changes the M-Former's top k (Eq. 4; the runs: 3 of K = 8): with ``--top-k 8`` every expert is selected,
-so the router can only reweight them (``benchmarks/prefix_anatomy_all_experts.md``).
+so the router can only reweight them (``benchmarks/prefix_anatomy_all_experts.md``); ``--frozen router`` keeps the
+router at its initial weights, so every history keeps its experts (``benchmarks/prefix_anatomy_frozen_router.md``;
+``bench_divergence.py`` has the same case).
 
 Writes ``benchmarks/prefix_anatomy.md``. Nothing here trains a result; one diagnostic, one seed.
 """
@@ -90,15 +92,17 @@ def norm(ps: list[torch.Tensor], minus: list[torch.Tensor] | None = None) -> tor
     return torch.cat([(p - m if minus is not None else p).flatten() for p, m in zip(ps, minus or ps)]).norm()
 
 
-def measure(lr: float, args, top_k: int | None = None) -> dict:
+def measure(lr: float, args, top_k: int | None = None, frozen: tuple[str, ...] = ()) -> dict:
     """Per-group prefix moves over the first ``args.steps`` phase-1 steps of the M-Former run config at ``lr`` (with
-    ``top_k`` experts selected, if given)."""
+    ``top_k`` experts selected, if given; its ``frozen`` submodules left at their initial weights)."""
     from laser_repro.laser import trainer
 
     cfg = run_config(VARIANT, argparse.Namespace(**{**vars(args), "lr": lr}))
     if top_k is not None:
         cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, top_k=top_k))
     ds, model, histories, targets, probe, batches = run_start(cfg)
+    for name in frozen:
+        getattr(model.mformer, name).requires_grad_(False)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
     parts = groups(model.mformer)
@@ -169,10 +173,12 @@ def report(rows: list[dict], args) -> str:
     lines = ["# Which M-Former weights move its prefix (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_prefix_anatomy.py --threads {args.threads} --steps {args.steps}"
              + (f" --top-k {args.top_k}" if getattr(args, "top_k", None) else "")
+             + "".join(f" --frozen {m}" for m in getattr(args, "frozen", []))
              + f"` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM M-Former run "
              "config of `bench_laser_scientific.py` (seed 0: its initial weights, 1,000 training users, epoch 0's "
              "batch order, batch 8, Adam, its own untrained item refresh) at each lr, its first steps"
              + (f", top {rows[0]['top_k']} of {rows[0]['n_experts']} experts selected (Eq. 4)" if rows else "")
+             + "".join(f", its {m} kept at its initial weights (not trained)" for m in getattr(args, "frozen", []))
              + ". Prefix move = "
              "||P_t - P_t-1|| / ||P_0|| over 32 seeded training histories (eval mode); a group's row: the move when "
              "only that group takes its step, the others kept where they were (the moves need not add up: the "
@@ -208,13 +214,14 @@ def report(rows: list[dict], args) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = steps_parser(__doc__, REPORT, 12)
     ap.add_argument("--top-k", type=int, default=None, help="experts selected (Eq. 4; default the runs' M-Former's)")
+    ap.add_argument("--frozen", nargs="+", default=[], choices=["router"], help="M-Former modules left untrained")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
     rows = []
     for lr in LRS:
         print(f"== minilm, M-Former, lr {lr:g}", flush=True)
-        rows.append(measure(lr, budget, args.top_k))
+        rows.append(measure(lr, budget, args.top_k, tuple(args.frozen)))
         r = rows[-1]
         print(f"   step move {r['median']['step']:.4f}, out_proj.weight {r['median']['out_proj.weight']:.4f}, "
               f"coherence {r['coherence']:.2f}", flush=True)

@@ -835,6 +835,10 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     assert every["flips"] == 0 and every["gap"] is None and every["kept_w"][0] == pytest.approx(1.0)
     assert 0 <= r["flips_first"] <= 1 and r["gap"] >= 0 and 0 < r["kept_w"][0] < 1 and still["flips"] == 0
     assert "— (every expert selected)" in mod.report([every], argparse.Namespace(threads=1, steps=1))
+    fixed = mod.measure(1e-3, argparse.Namespace(steps=2), frozen=("router",))  # the router untrained: no flips
+    assert "router" not in fixed["median"] and fixed["flips"] == fixed["flips_first"] == 0 and fixed["median"]["step"] > 0
+    assert "its router kept at its initial weights" in mod.report([fixed], argparse.Namespace(
+        threads=1, steps=2, frozen=["router"]))
     # the bias starts at 0: its first relative step is infinite, its median over steps finite
     assert r["size"]["queries"] > 0 and still["size"]["queries"] == 0
     assert (f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | "
