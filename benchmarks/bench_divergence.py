@@ -38,7 +38,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_laser_cpu import CPU_MFORMER  # noqa: E402  the real-data runs' M-Former
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
-from bench_prefix_steps import CASES, LRS, kept, run_start, runs_budget, steps_parser, top_k  # noqa: E402  its four configs
+from bench_prefix_steps import (  # noqa: E402  its four configs, a run's start and step
+    CASES, LRS, kept, run_start, runs_budget, steps_parser, top_k, train_step)
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -109,9 +110,7 @@ def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = No
 
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
     cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
-    ds, a, histories, targets, probe, batches = run_start(cfg)
-    for name in frozen:  # neither trained nor perturbed
-        getattr(a.mformer, name).requires_grad_(False)
+    ds, a, histories, targets, probe, batches = run_start(cfg, frozen)  # frozen: neither trained nor perturbed
     b = copy.deepcopy(a)
     perturb(b, eps)
     steps = min(args.steps, len(batches))
@@ -128,13 +127,7 @@ def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = No
         state = torch.get_rng_state()
         for m, opt, lost in zip((a, b), opts, losses):
             torch.set_rng_state(state)  # the same dropout masks in both copies
-            out = m([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping)
-                torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
-            opt.step()
-            lost.append(out.loss.item())
+            lost.append(train_step(m, opt, cfg, histories, targets, idx, table))
     return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
             "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}

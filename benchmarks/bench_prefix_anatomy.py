@@ -47,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
-from bench_prefix_steps import LRS, run_start, runs_budget, steps_parser  # noqa: E402
+from bench_prefix_steps import LRS, probe_prefix, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -100,9 +100,7 @@ def measure(lr: float, args, top_k: int | None = None, frozen: tuple[str, ...] =
     cfg = run_config(VARIANT, argparse.Namespace(**{**vars(args), "lr": lr}))
     if top_k is not None:
         cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, top_k=top_k))
-    ds, model, histories, targets, probe, batches = run_start(cfg)
-    for name in frozen:
-        getattr(model.mformer, name).requires_grad_(False)
+    ds, model, histories, targets, probe, batches = run_start(cfg, frozen)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
     parts = groups(model.mformer)
@@ -112,14 +110,10 @@ def measure(lr: float, args, top_k: int | None = None, frozen: tuple[str, ...] =
              model.mformer.register_forward_hook(
                  lambda _m, _i, o: routed.append((o.experts.sort(dim=-1).values, o.weights.detach().float())))]
 
-    def prefix() -> torch.Tensor:
-        model.eval()
+    def prefix() -> torch.Tensor:  # the probe's prefix, its projection inputs and routing caught afresh
         proj_in.clear()
         routed.clear()
-        with torch.no_grad():
-            p, _ = model._prefix(probe, False)
-        model.train()
-        return p.detach().float().clone()
+        return probe_prefix(model, probe)
 
     p0 = prefix()
     w0 = routed[0][1].sort(dim=-1, descending=True).values  # [32, K]
@@ -137,12 +131,7 @@ def measure(lr: float, args, top_k: int | None = None, frozen: tuple[str, ...] =
         chosen = routed[0][0]
         x = proj_in[0].flatten(0, -2)  # the output projection's inputs over the probe's query positions
         old = {g: [p.detach().clone() for p in ps] for g, ps in parts.items()}
-        out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
-        opt.step()
+        train_step(model, opt, cfg, histories, targets, idx, table)
         moves["step"].append(float((prefix() - before).norm() / p0.norm()))
         flips.append(float((routed[0][0] != chosen).any(dim=-1).float().mean()))  # histories whose experts changed
         kept_w.append(float(routed[0][1].topk(k, dim=-1).values.sum(-1).mean()))

@@ -86,9 +86,10 @@ class RunStart(NamedTuple):
     batches: list[np.ndarray]  # phase 1, epoch 0
 
 
-def run_start(cfg) -> RunStart:
-    """``cfg``'s data, its model after the run's seeding (its initial weights), its training rows, 32 seeded probe
-    histories and the batches phase 1's epoch 0 draws (``trainer.run_epoch``), in that order."""
+def run_start(cfg, frozen: tuple[str, ...] = ()) -> RunStart:
+    """``cfg``'s data, its model after the run's seeding (its initial weights; the M-Former's ``frozen`` submodules
+    left untrained), its training rows, 32 seeded probe histories and the batches phase 1's epoch 0 draws
+    (``trainer.run_epoch``), in that order."""
     from laser_repro.data.dataset import load_dataset
     from laser_repro.laser import trainer
     from laser_repro.train.scaffold import seed_everything
@@ -96,12 +97,36 @@ def run_start(cfg) -> RunStart:
     ds = load_dataset(cfg.dataset)
     seed_everything(cfg.seed)  # as train_laser: the run's initial weights
     model = trainer.build_model(cfg, ds, torch.device("cpu"))
+    for name in frozen:  # before any optimiser is made: these weights stay at their initial values
+        getattr(model.mformer, name).requires_grad_(False)
     histories, targets = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
     probe = [histories[i] for i in np.random.default_rng(0).choice(len(histories), 32, replace=False)]
     rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
     lengths = np.array([len(t) for t in model.tokens(histories)])
     batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)
     return RunStart(ds, model, histories, targets, probe, batches)
+
+
+def train_step(model, opt, cfg, histories: list, targets: np.ndarray, idx: np.ndarray, table: torch.Tensor) -> float:
+    """One optimiser step on rows ``idx`` as ``trainer.run_epoch`` takes it in the runs' setting (no gradient
+    accumulation); the batch loss."""
+    out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
+    opt.step()
+    return out.loss.item()
+
+
+def probe_prefix(model, probe: list) -> torch.Tensor:
+    """The prefix the ``probe`` histories get (eval mode: no dropout), as an fp32 copy (a learnable prefix is a view
+    of the weights Adam updates)."""
+    model.eval()
+    with torch.no_grad():
+        p, _ = model._prefix(probe, False)
+    model.train()
+    return p.detach().float().clone()
 
 
 def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
@@ -117,24 +142,13 @@ def measure(variant: str, lr: float, args, table: torch.Tensor | None) -> dict:
         table = model.embed_items(ds.n_items, cfg.item_batch_size)
 
     def probe_state() -> tuple[torch.Tensor, torch.Tensor]:
-        model.eval()
-        with torch.no_grad():
-            p, _ = model._prefix(probe, False)
-        model.train()
-        # a copy: the learnable prefix is a view of the weights Adam updates
-        return p.detach().float().clone(), F.normalize(model.embed_users(probe, 0).float(), dim=-1)  # ranked by cosine
+        return probe_prefix(model, probe), F.normalize(model.embed_users(probe, 0).float(), dim=-1)  # ranked by cosine
 
     p0, h0 = last_p, last_h = probe_state()
     moves, user_moves, losses = [], [], []
     t0 = time.perf_counter()
     for idx in batches[: args.steps]:
-        out = model([histories[i] for i in idx], torch.as_tensor(targets[idx]), table)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if cfg.optim.max_grad_norm > 0:  # as run_epoch (the runs: no clipping, batch 8, no accumulation)
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.optim.max_grad_norm)
-        opt.step()
-        losses.append(out.loss.item())
+        losses.append(train_step(model, opt, cfg, histories, targets, idx, table))
         p, h = probe_state()
         moves.append(float((p - last_p).norm() / p0.norm()))
         user_moves.append(float((h - last_h).norm() / h0.norm()))
