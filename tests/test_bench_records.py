@@ -843,3 +843,77 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     assert r["size"]["queries"] > 0 and still["size"]["queries"] == 0
     assert (f"| out_proj.bias | {r['median']['out_proj.bias']:.4f} / {r['first']['out_proj.bias']:.4f} | "
             f"{r['size']['out_proj.bias']:.4f} | 0.0000 / 0.0000 |") in text and "| step | " in text
+
+
+def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path):
+    """bench_sharpness.py: Adam's preconditioner after one step is (1 - beta1)(|g| + eps); Lanczos finds both
+    eigenvalues of a hand 2x2 matrix, and both ends of a 40x40 spectrum in 12 steps; the double-backward H v
+    through a tiny Laser model is symmetric (u.Hv = v.Hu) and equals the change of the gradient along v; the
+    threshold is 38 / lr for beta1 = 0.9."""
+    import dataclasses as dc
+
+    import pytest
+    import torch
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _script(monkeypatch, "bench_sharpness")
+    assert mod.threshold(1e-3, 0.9) == pytest.approx(38_000)
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = torch.optim.Adam([p], lr=0.1)
+    (3 * p[0] - 0.5 * p[1]).backward()  # g = (3, -0.5)
+    opt.step()
+    assert mod.adam_preconditioner(opt).tolist() == pytest.approx([0.1 * (3 + 1e-8), 0.1 * (0.5 + 1e-8)])
+    a = torch.tensor([[2.0, 1.0], [1.0, -4.0]])  # eigenvalues -1 -+ sqrt(10)
+    theta, y, resid = mod.lanczos(lambda v: a @ v, torch.tensor([1.0, 1.0]), 2)
+    assert theta.tolist() == pytest.approx([-1 - 10 ** 0.5, -1 + 10 ** 0.5], rel=1e-6) and resid < 1e-6
+    assert (a @ y).allclose(theta[-1] * y, atol=1e-5)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=torch.Generator().manual_seed(0)))
+    b = q @ torch.diag(torch.linspace(-5.0, 3.0, 40)) @ q.T  # both ends from 12 of 40 steps, roughly
+    theta, y, resid = mod.lanczos(lambda v: b @ v, torch.ones(40), 12)
+    assert theta[0] == pytest.approx(-5, rel=0.05) and theta[-1] == pytest.approx(3, rel=0.1)
+    assert float((b @ y - theta[-1] * y).norm()) / theta[-1] == pytest.approx(resid, rel=1e-3)
+    data = tiny_dataset(tmp_path / "data")
+    cfg = dc.replace(tiny_config(data, tmp_path / "cache"), bituning=BiTuningConfig(prefix="mformer", n_prefix=4),
+                     optim=OptimConfig(batch_size=8, lr=1e-3))
+    monkeypatch.setattr(mod, "run_config", lambda variant, args: cfg)
+    assert [mod.weight_group(n) for n in ("mformer.router.weight", "mformer.blocks.0.ff.0.bias", "prefix", "suffix.w")] \
+        == ["router", "blocks.0.ff", "prefix", "suffix"]
+    ds, model, histories, targets, _, batches = mod.run_start(cfg)
+    table = model.embed_items(ds.n_items, cfg.item_batch_size)
+    params = [q for q in model.parameters() if q.requires_grad]
+    rows = (histories[:6], targets[:6])
+    hv, loss = mod.hessian_matvec(model, params, rows, table)
+    assert model.training and loss > 0
+    g = torch.Generator().manual_seed(1)
+    n = sum(q.numel() for q in params)
+    u, v = torch.randn(n, generator=g), torch.randn(n, generator=g)
+    hv_v = hv(v)
+    assert float(u @ hv_v) == pytest.approx(float(v @ hv(u)), rel=1e-3)
+
+    def grad_at(shift: float) -> torch.Tensor:  # the gradient with every weight moved by shift * v
+        with torch.no_grad():
+            for q, d in zip(params, torch.split(shift * v, [q.numel() for q in params])):
+                q.add_(d.view_as(q))
+        model.eval()
+        model.backbone.autocast = False
+        out = torch.cat([x.flatten() for x in torch.autograd.grad(
+            model(rows[0], torch.as_tensor(rows[1]), table).loss, params)])
+        with torch.no_grad():
+            for q, d in zip(params, torch.split(shift * v, [q.numel() for q in params])):
+                q.sub_(d.view_as(q))
+        return out
+
+    fd = (grad_at(1e-3) - grad_at(-1e-3)) / 2e-3
+    assert float((fd - hv_v).norm() / fd.norm()) < 0.02
+    args = argparse.Namespace(steps=3, at={1, 3}, iters=4, rows=5)
+    r = mod.measure("main-lr0.001", args)
+    assert [q["step"] for q in r["points"]] == [1, 3] and r["n_params"] == n
+    assert all(q["vs_threshold"] == pytest.approx(q["sharpness"] / 38_000) for q in r["points"])
+    assert all(q["lowest"] <= q["sharpness"] and q["resid"] >= 0 for q in r["points"])
+    assert all(0 < sum(m for _, m in q["groups"]) <= 1 + 1e-6 for q in r["points"])
+    text = mod.report([r], argparse.Namespace(threads=1, steps=3, at=[1, 3], iters=4, rows=5))
+    assert f"| M-Former | 0.001 | {n:,} | 3 |" in text
+    later = r["points"][1]["vs_threshold"]  # the summary leaves step 1 out
+    assert f"| M-Former | 0.001 | 1 | {int(later > 1)} | {later:.3f} | {later:.3f} |" in text

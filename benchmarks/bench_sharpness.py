@@ -1,0 +1,239 @@
+"""Issue 11 diagnostic: does the MiniLM M-Former train at Adam's edge of stability at lr 1e-3?
+
+    python benchmarks/bench_sharpness.py --threads 2 [--steps 100] [--at 1 10 30 100] [--iters 12] [--rows 16]
+
+Two M-Former runs a rounding error apart part within a few dozen steps at the budget's lr 1e-3, and one Adam step
+moves its prefix by 8.5-20% of its norm (``benchmarks/divergence*.md``, ``benchmarks/prefix_anatomy*.md``); a
+learnable prefix, or the M-Former at lr 1e-4, moves ~1% per step and parts slowly. One reading of "large steps make
+the trajectory chaotic" is testable: on a quadratic, Adam with momentum beta1 and a frozen preconditioner is stable
+only while the preconditioned sharpness lambda_max(P^-1 H) stays below (2 + 2 beta1) / ((1 - beta1) lr), 38 / lr for
+beta1 = 0.9, with P = (1 - beta1^t) diag(sqrt(v_hat) + eps) (Cohen et al. 2022, "Adaptive gradient methods at the
+edge of stability", arXiv:2207.14484). Above it the step overshoots along the top eigendirection and oscillates;
+full-batch Adam drives the preconditioned sharpness up to the threshold and hovers there (the edge of stability),
+where the path depends on small differences. This script measures that sharpness along a run's first steps:
+
+- the MiniLM run configs of ``bench_laser_scientific.py`` (seed 0: the same initial weights, training users and
+  epoch-0 batch order; each configuration's own untrained item refresh, as its run): the M-Former at lr 1e-3 and
+  1e-4 and the learnable prefix at lr 1e-3;
+- the run's own Adam steps (bf16 autocast, dropout, batch 8), and after the steps listed in ``--at``:
+  lambda_max(P^-1/2 H P^-1/2) (the eigenvalues of P^-1 H) by ``--iters`` Lanczos steps started from the previous
+  point's top vector, with H the Hessian of the training loss (Eq. 10, as trained) over the first ``--rows`` of the
+  32 seeded training rows the other diagnostics probe, taken exactly (double backward) in fp32 and eval mode (no
+  dropout); P from Adam's state after that step. A double-backward product takes ~15 s on 16 rows (2 threads).
+
+The report gives the largest and the smallest Ritz value (negative curvature does not oscillate; it is not bounded
+by the threshold) and the largest one's residual. Writes ``benchmarks/sharpness.md``. Nothing here trains a result; one seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_divergence import RUN_CASES  # noqa: E402  the MiniLM configurations the divergence cases compare
+from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
+from bench_prefix_anatomy import group_of  # noqa: E402
+from bench_prefix_steps import run_start, runs_budget, steps_parser, train_step  # noqa: E402
+from laser_repro.io import write_text  # noqa: E402
+from laser_repro.runinfo import cpu_model  # noqa: E402
+
+REPORT = HERE / "sharpness.md"
+DEFAULT_CASES = ["no-mformer-lr0.001", "main-lr0.001", "main-lr0.0001"]  # keys of RUN_CASES
+
+
+def threshold(lr: float, beta1: float) -> float:
+    """Adam's stability threshold on a quadratic with a frozen preconditioner: (2 + 2 beta1) / ((1 - beta1) lr)."""
+    return (2 + 2 * beta1) / ((1 - beta1) * lr)
+
+
+def adam_preconditioner(opt: torch.optim.Optimizer) -> torch.Tensor:
+    """P = (1 - beta1^t) (sqrt(v / (1 - beta2^t)) + eps) of each parameter of ``opt`` after its t-th step, flattened
+    in parameter order: Adam's update is lr m / P (m the raw first moment)."""
+    out = []
+    for group in opt.param_groups:
+        beta1, beta2 = group["betas"]
+        for p in group["params"]:
+            state = opt.state[p]
+            t = float(state["step"])
+            v_hat = state["exp_avg_sq"] / (1 - beta2 ** t)
+            out.append(((1 - beta1 ** t) * (v_hat.sqrt() + group["eps"])).flatten())
+    return torch.cat(out)
+
+
+def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor,
+            k: int) -> tuple[np.ndarray, torch.Tensor, float]:
+    """``k`` Lanczos steps (full reorthogonalisation) on the symmetric operator ``matvec`` from ``v``: the Ritz values
+    (ascending; the extreme ones converge first), the unit Ritz vector of the largest, and that pair's residual
+    ||A y - theta y|| relative to |theta| (small: converged)."""
+    basis = [v / v.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    for _ in range(k):
+        a = matvec(basis[-1])
+        alphas.append(float(basis[-1] @ a))
+        for _ in range(2):  # twice is enough (Kahan)
+            for q in basis:
+                a = a - (q @ a) * q
+        betas.append(float(a.norm()))
+        if len(alphas) == k or betas[-1] <= 1e-9 * max(abs(x) for x in alphas):
+            break
+        basis.append(a / betas[-1])
+    t = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
+    theta, s = np.linalg.eigh(t)
+    y = sum(float(s[i, -1]) * q for i, q in enumerate(basis))
+    return theta, y / y.norm(), abs(betas[-1] * s[-1, -1]) / abs(theta[-1])
+
+
+def hessian_matvec(model, params: list[torch.nn.Parameter], rows: tuple[list, np.ndarray],
+                   table: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], float]:
+    """v -> H v for the Hessian of the training loss on ``rows`` (histories, targets) over ``params`` (flattened),
+    exact by double backward, in fp32 and eval mode; and that loss. Leaves the model in train mode with its
+    precision as it was."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    autocast = model.backbone.autocast
+    model.eval()
+    model.backbone.autocast = False
+    try:
+        with sdpa_kernel(SDPBackend.MATH):  # CPU's fused attention has no double backward
+            loss = model(rows[0], torch.as_tensor(rows[1]), table).loss
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+    finally:
+        model.backbone.autocast = autocast
+        model.train()
+    flat = torch.cat([g.flatten() for g in grads])
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        with sdpa_kernel(SDPBackend.MATH):
+            hv = torch.autograd.grad(flat, params, grad_outputs=v, retain_graph=True)
+        return torch.cat([h.flatten() for h in hv]).detach()
+
+    return matvec, loss.item()
+
+
+def weight_group(name: str) -> str:
+    """A trainable weight's group: an M-Former weight's by :func:`group_of` (``mformer.router.weight`` -> ``router``),
+    any other's module (``prefix``, ``suffix``, ...)."""
+    return group_of(name[len("mformer."):]) if name.startswith("mformer.") else name.split(".")[0]
+
+
+def top_groups(model, params: list[torch.nn.Parameter], y: torch.Tensor, n: int = 2) -> list[tuple[str, float]]:
+    """The ``n`` weight groups (:func:`weight_group`) holding most of the unit vector ``y``'s squared mass (``y`` over
+    ``params``, flattened), with their shares."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    mass: dict[str, float] = {}
+    for p, part in zip(params, torch.split(y, [p.numel() for p in params])):
+        g = weight_group(names[id(p)])
+        mass[g] = mass.get(g, 0.0) + float(part.square().sum())
+    return sorted(mass.items(), key=lambda kv: -kv[1])[:n]
+
+
+def measure(case: str, args) -> dict:
+    """The preconditioned sharpness after each step in ``args.at`` of ``case``'s run config (``RUN_CASES``)."""
+    from laser_repro.laser import trainer
+
+    label, variant, lr, mformer, frozen = RUN_CASES[case]
+    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **mformer))
+    ds, model, histories, targets, _probe, batches = run_start(cfg, frozen)
+    opt, _ = trainer.make_optimizer(cfg, model, len(batches))
+    table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
+    pick = np.random.default_rng(0).choice(len(histories), 32, replace=False)[: args.rows]  # run_start's probe
+    rows = ([histories[i] for i in pick], targets[pick])
+    params = [p for g in opt.param_groups for p in g["params"]]
+    beta1 = opt.param_groups[0]["betas"][0]
+    w = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(0))
+    points, losses = [], []
+    t0 = time.perf_counter()
+    for step, idx in enumerate(batches[: args.steps], start=1):
+        losses.append(train_step(model, opt, cfg, histories, targets, idx, table))
+        if step not in args.at:
+            continue
+        t1 = time.perf_counter()
+        hv, loss = hessian_matvec(model, params, rows, table)
+        inv_sqrt = adam_preconditioner(opt).rsqrt()
+        theta, w, resid = lanczos(lambda v: inv_sqrt * hv(inv_sqrt * v), w, args.iters)
+        points.append({"step": step, "sharpness": float(theta[-1]), "lowest": float(theta[0]), "resid": resid,
+                       "loss": loss, "vs_threshold": float(theta[-1]) / threshold(lr, beta1),
+                       "groups": top_groups(model, params, w), "s": time.perf_counter() - t1})
+        print(f"   step {step}: lambda_max(P^-1 H) {theta[-1]:.4g} = {points[-1]['vs_threshold']:.3f} x 38/lr "
+              f"(residual {resid:.1%}), lambda_min {theta[0]:.4g}, loss {loss:.3f}, top vector in "
+              + ", ".join(f"{g} {m:.0%}" for g, m in points[-1]["groups"]), flush=True)
+    return {"case": case, "name": label, "lr": lr, "beta1": beta1, "n_params": len(w), "points": points,
+            "batch_loss": (losses[0], losses[-1]), "s": time.perf_counter() - t0}
+
+
+def report(rows: list[dict], args) -> str:
+    chosen = getattr(args, "cases", DEFAULT_CASES)
+    cases = "" if chosen == DEFAULT_CASES else " --cases " + " ".join(chosen)
+    lines = ["# Is the M-Former at Adam's edge of stability? (issue 11 diagnostic)", "",
+             f"Written by `python benchmarks/bench_sharpness.py --threads {args.threads} --steps {args.steps} --at "
+             f"{' '.join(map(str, args.at))} --iters {args.iters} --rows {args.rows}{cases}` on "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM run configs of "
+             "`bench_laser_scientific.py` (seed 0: initial weights, 1,000 training users, epoch 0's batch order, "
+             "batch 8, Adam, each configuration's own untrained item refresh), trained as the runs. After the listed "
+             "steps: the preconditioned sharpness lambda_max(P^-1 H), P = (1 - beta1^t) diag(sqrt(v_hat) + eps) "
+             "from Adam's state, H the exact Hessian (double backward, fp32, eval mode) of the training loss over "
+             f"{args.rows} seeded training rows, by {args.iters} Lanczos steps from the previous point's top vector; "
+             "against Adam's threshold (2 + 2 beta1) / ((1 - beta1) lr) = 38 / lr (Cohen et al. 2022): above 1, "
+             "Adam with that preconditioner frozen would overshoot along the top eigendirection. Residual = "
+             "||A y - lambda y|| / |lambda| of the top Ritz pair (small: converged); lambda_min: the smallest Ritz "
+             "value (negative curvature, not bounded by the threshold); top vector: the weight groups holding most "
+             "of the top Ritz vector's squared mass (in P^1/2-scaled coordinates).", "",
+             "Summary, steps after the first (after one step Adam's second moment holds one gradient, so a weight "
+             "whose first gradient was zero has P = eps and dominates):", "",
+             "| prefix | lr | points | above 38 / lr | median / (38 / lr) | max / (38 / lr) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        later = [p["vs_threshold"] for p in r["points"] if p["step"] > 1]
+        if later:
+            lines.append(f"| {r['name']} | {r['lr']:g} | {len(later)} | {sum(x > 1 for x in later)} "
+                         f"| {statistics.median(later):.3f} | {max(later):.3f} |")
+    lines += ["", f"| prefix | lr | trainable weights | step | lambda_max(P^-1 H) | / (38 / lr) | residual "
+              f"| lambda_min | top vector | loss on the {args.rows} rows | s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        for p in r["points"]:
+            top = ", ".join(f"{g} {m:.0%}" for g, m in p["groups"])
+            lines.append(f"| {r['name']} | {r['lr']:g} | {r['n_params']:,} | {p['step']} | {p['sharpness']:.4g} "
+                         f"| {p['vs_threshold']:.3f} | {p['resid']:.1%} | {p['lowest']:.4g} | {top} | {p['loss']:.3f} "
+                         f"| {p['s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = steps_parser(__doc__, REPORT, 100)
+    ap.add_argument("--at", type=int, nargs="+", default=[1, 10, 30, 100], help="steps after which to measure")
+    ap.add_argument("--iters", type=int, default=12, help="Lanczos steps per point (Hessian-vector products)")
+    ap.add_argument("--rows", type=int, default=16, choices=range(1, 33), metavar="1..32",
+                    help="training rows of the Hessian (the first of the 32 probe rows)")
+    ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
+                    help="configurations (bench_divergence.py's; default: the learnable prefix at lr 1e-3, the "
+                         "M-Former at 1e-3 and 1e-4)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    budget = runs_budget(args)
+    budget.at, budget.iters, budget.rows = set(args.at), args.iters, args.rows
+    rows = []
+    for case in args.cases:
+        label, _, lr, _, _ = RUN_CASES[case]
+        print(f"== minilm, {label}, lr {lr:g}", flush=True)
+        rows.append(measure(case, budget))
+    write_text(args.out, report(rows, args))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
