@@ -19,10 +19,13 @@ where the path depends on small differences. This script measures that sharpness
   lambda_max(P^-1/2 H P^-1/2) (the eigenvalues of P^-1 H) by ``--iters`` Lanczos steps started from the previous
   point's top vector, with H the Hessian of the training loss (Eq. 10, as trained) over the first ``--rows`` of the
   32 seeded training rows the other diagnostics probe, taken exactly (double backward) in fp32 and eval mode (no
-  dropout); P from Adam's state after that step. A double-backward product takes ~15 s on 16 rows (2 threads).
+  dropout); P from Adam's state after that step. A Hessian-vector product takes ~10 s on 16 rows (2 threads).
 
 The report gives the largest and the smallest Ritz value (negative curvature does not oscillate; it is not bounded
-by the threshold) and the largest one's residual. Writes ``benchmarks/sharpness.md``. Nothing here trains a result; one seed.
+by the threshold) and the largest one's residual. Writes ``benchmarks/sharpness.md`` (~2 min per point with 12
+Lanczos steps); ``--at 10 20 30 40 50 60 70 80 90 100 --iters 8 --out benchmarks/sharpness_dense.md`` samples every
+tenth step. ``--cases`` takes ``bench_divergence.py``'s configurations (e.g. ``main-frozen-router-lr0.001``).
+Nothing here trains a result; one seed.
 """
 
 from __future__ import annotations
