@@ -86,6 +86,11 @@ class RunStart(NamedTuple):
     batches: list[np.ndarray]  # phase 1, epoch 0
 
 
+def probe_rows(n: int) -> np.ndarray:
+    """The 32 seeded training rows (of ``n``) whose histories every diagnostic probes."""
+    return np.random.default_rng(0).choice(n, 32, replace=False)
+
+
 def run_start(cfg, frozen: tuple[str, ...] = ()) -> RunStart:
     """``cfg``'s data, its model after the run's seeding (its initial weights; the M-Former's ``frozen`` submodules
     left untrained), its training rows, 32 seeded probe histories and the batches phase 1's epoch 0 draws
@@ -100,7 +105,7 @@ def run_start(cfg, frozen: tuple[str, ...] = ()) -> RunStart:
     for name in frozen:  # before any optimiser is made: these weights stay at their initial values
         getattr(model.mformer, name).requires_grad_(False)
     histories, targets = trainer.training_rows(ds, trainer.training_users(ds, cfg), cfg.min_train_history)
-    probe = [histories[i] for i in np.random.default_rng(0).choice(len(histories), 32, replace=False)]
+    probe = [histories[i] for i in probe_rows(len(histories))]
     rng = np.random.default_rng([cfg.seed, 1, 0])  # phase 1, epoch 0: the order run_epoch draws
     lengths = np.array([len(t) for t in model.tokens(histories)])
     batches = trainer.batch_order(len(histories), cfg.optim.batch_size, cfg.optim.length_buckets, rng, lengths)

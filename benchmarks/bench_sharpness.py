@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE))
 from bench_divergence import RUN_CASES  # noqa: E402  the MiniLM configurations the divergence cases compare
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
 from bench_prefix_anatomy import group_of  # noqa: E402
-from bench_prefix_steps import run_start, runs_budget, steps_parser, train_step  # noqa: E402
+from bench_prefix_steps import probe_rows, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -152,7 +152,7 @@ def measure(case: str, args) -> dict:
     ds, model, histories, targets, _probe, batches = run_start(cfg, frozen)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
-    pick = np.random.default_rng(0).choice(len(histories), 32, replace=False)[: args.rows]  # run_start's probe
+    pick = probe_rows(len(histories))[: args.rows]  # the first of run_start's probe rows
     rows = ([histories[i] for i in pick], targets[pick])
     params = [p for g in opt.param_groups for p in g["params"]]
     beta1 = opt.param_groups[0]["betas"][0]
