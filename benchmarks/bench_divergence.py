@@ -54,6 +54,22 @@ DEFAULT_CASES = list(RUN_CASES)
 RUN_CASES["main-all-experts-lr0.001"] = (f"M-Former, all {CPU_MFORMER.n_experts} experts", "main", 1e-3,
                                          {"top_k": CPU_MFORMER.n_experts}, ())
 RUN_CASES["main-frozen-router-lr0.001"] = ("M-Former, router untrained", "main", 1e-3, {}, ("router",))
+# and the M-Former between the two: at lr 3e-4 the threshold 38 / lr of ``bench_sharpness.py`` is 127,000, above
+# the preconditioned sharpness it measured at lr 1e-4 and 1e-3 (medians 8.2e3, 1.35e4): parts it as slowly as at
+# 1e-4, or as fast as at 1e-3?
+RUN_CASES["main-lr0.0003"] = ("M-Former", "main", 3e-4, {}, ())
+
+
+def case_config(variant: str, lr: float, args, mformer: dict | None = None):
+    """``variant``'s run config (``bench_laser_scientific.run_config``, seed 0) at ``lr``, its M-Former config changed
+    by ``mformer``: a case of ``RUN_CASES``, as this script and ``bench_sharpness.py`` build it."""
+    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
+    return dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
+
+
+def cases_flag(chosen: list[str], default: list[str]) -> str:
+    """The ``--cases`` part of a report's command line: empty when the default cases ran."""
+    return "" if chosen == default else " --cases " + " ".join(chosen)
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -108,8 +124,7 @@ def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = No
     ``eps``, compared at :func:`checkpoints`."""
     from laser_repro.laser import trainer
 
-    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
-    cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
+    cfg = case_config(variant, lr, args, mformer)
     ds, a, histories, targets, probe, batches = run_start(cfg, frozen)  # frozen: neither trained nor perturbed
     b = copy.deepcopy(a)
     perturb(b, eps)
@@ -135,8 +150,7 @@ def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = No
 
 def report(rows: list[dict], args) -> str:
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
-    chosen = getattr(args, "cases", DEFAULT_CASES)
-    cases = "" if chosen == DEFAULT_CASES else " --cases " + " ".join(chosen)
+    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
              f"--eps {args.eps:g}{cases}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. "

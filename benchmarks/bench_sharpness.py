@@ -22,7 +22,9 @@ where the path depends on small differences. This script measures that sharpness
   dropout); P from Adam's state after that step. A Hessian-vector product takes ~10 s on 16 rows (2 threads).
 
 The report gives the largest and the smallest Ritz value (negative curvature does not oscillate; it is not bounded
-by the threshold) and the largest one's residual. Writes ``benchmarks/sharpness.md`` (~2 min per point with 12
+by the threshold) and the largest one's residual; and, expert by expert, whether a near-zero second moment inflates
+them (P^-1 H is large where P is tiny, for little curvature): the share of the top and the bottom Ritz vector on
+weights whose P is under 1% of the median, and the expert whose queries hold most of each, with its queries' P. Writes ``benchmarks/sharpness.md`` (~2 min per point with 12
 Lanczos steps); ``--at 10 20 30 40 50 60 70 80 90 100 --iters 8 --out benchmarks/sharpness_dense.md`` samples every
 tenth step. ``--cases`` takes ``bench_divergence.py``'s configurations (e.g. ``main-frozen-router-lr0.001``).
 Nothing here trains a result; one seed.
@@ -30,8 +32,6 @@ Nothing here trains a result; one seed.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -44,14 +44,14 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_divergence import RUN_CASES  # noqa: E402  the MiniLM configurations the divergence cases compare
-from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
+from bench_divergence import RUN_CASES, case_config, cases_flag  # noqa: E402  the divergence cases' MiniLM configs
 from bench_prefix_anatomy import group_of  # noqa: E402
 from bench_prefix_steps import probe_rows, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
 REPORT = HERE / "sharpness.md"
+LOW_P = 0.01  # a "near-zero second moment": a preconditioner entry below 1% of the median entry
 DEFAULT_CASES = ["no-mformer-lr0.001", "main-lr0.001", "main-lr0.0001"]  # keys of RUN_CASES
 
 
@@ -75,10 +75,10 @@ def adam_preconditioner(opt: torch.optim.Optimizer) -> torch.Tensor:
 
 
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor,
-            k: int) -> tuple[np.ndarray, torch.Tensor, float]:
+            k: int) -> tuple[np.ndarray, tuple[torch.Tensor, torch.Tensor], float]:
     """``k`` Lanczos steps (full reorthogonalisation) on the symmetric operator ``matvec`` from ``v``: the Ritz values
-    (ascending; the extreme ones converge first), the unit Ritz vector of the largest, and that pair's residual
-    ||A y - theta y|| relative to |theta| (small: converged)."""
+    (ascending; the extreme ones converge first), the unit Ritz vectors of the smallest and the largest, and the
+    largest pair's residual ||A y - theta y|| relative to |theta| (small: converged)."""
     basis = [v / v.norm()]
     alphas: list[float] = []
     betas: list[float] = []
@@ -94,8 +94,8 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor,
         basis.append(a / betas[-1])
     t = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
     theta, s = np.linalg.eigh(t)
-    y = sum(float(s[i, -1]) * q for i, q in enumerate(basis))
-    return theta, y / y.norm(), abs(betas[-1] * s[-1, -1]) / abs(theta[-1])
+    low, top = (sum(float(s[i, j]) * q for i, q in enumerate(basis)) for j in (0, -1))
+    return theta, (low / low.norm(), top / top.norm()), abs(betas[-1] * s[-1, -1]) / abs(theta[-1])
 
 
 def hessian_matvec(model, params: list[torch.nn.Parameter], rows: tuple[list, np.ndarray],
@@ -142,13 +142,35 @@ def top_groups(model, params: list[torch.nn.Parameter], y: torch.Tensor, n: int 
     return sorted(mass.items(), key=lambda kv: -kv[1])[:n]
 
 
+def low_p_share(p: torch.Tensor, y: torch.Tensor, frac: float = LOW_P) -> float:
+    """The share of the unit vector ``y``'s squared mass on the weights whose preconditioner entry ``p`` is below
+    ``frac`` of the median entry: weights with a near-zero second moment, where P^-1 H is large for little curvature."""
+    return float(y[p < frac * p.median()].square().sum())
+
+
+def leading_expert(model, params: list[torch.nn.Parameter], p: torch.Tensor,
+                   y: torch.Tensor) -> tuple[int, float, float] | None:
+    """Expert by expert (the M-Former's queries Q_k, Eq. 4): the expert whose queries hold most of the unit vector
+    ``y``'s squared mass, that share, and its queries' median preconditioner entry over the median of all of ``p``
+    (``y``, ``p`` over ``params``, flattened); None without an M-Former."""
+    names = {id(q): name for name, q in model.named_parameters()}
+    offset = 0
+    for q in params:
+        if names[id(q)] == "mformer.queries":
+            rows = slice(offset, offset + q.numel())
+            mass = y[rows].view(q.shape[0], -1).square().sum(1)
+            k = int(mass.argmax())
+            return k, float(mass[k]), float(p[rows].view(q.shape[0], -1)[k].median() / p.median())
+        offset += q.numel()
+    return None
+
+
 def measure(case: str, args) -> dict:
     """The preconditioned sharpness after each step in ``args.at`` of ``case``'s run config (``RUN_CASES``)."""
     from laser_repro.laser import trainer
 
     label, variant, lr, mformer, frozen = RUN_CASES[case]
-    cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
-    cfg = dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **mformer))
+    cfg = case_config(variant, lr, args, mformer)
     ds, model, histories, targets, _probe, batches = run_start(cfg, frozen)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh
@@ -165,21 +187,33 @@ def measure(case: str, args) -> dict:
             continue
         t1 = time.perf_counter()
         hv, loss = hessian_matvec(model, params, rows, table)
-        inv_sqrt = adam_preconditioner(opt).rsqrt()
-        theta, w, resid = lanczos(lambda v: inv_sqrt * hv(inv_sqrt * v), w, args.iters)
+        pre = adam_preconditioner(opt)
+        inv_sqrt = pre.rsqrt()
+        theta, (low, w), resid = lanczos(lambda v: inv_sqrt * hv(inv_sqrt * v), w, args.iters)
         points.append({"step": step, "sharpness": float(theta[-1]), "lowest": float(theta[0]), "resid": resid,
                        "loss": loss, "vs_threshold": float(theta[-1]) / threshold(lr, beta1),
-                       "groups": top_groups(model, params, w), "s": time.perf_counter() - t1})
+                       "groups": top_groups(model, params, w), "s": time.perf_counter() - t1,
+                       "low_p": float((pre < LOW_P * pre.median()).float().mean()),
+                       "low_p_top": low_p_share(pre, w), "low_p_low": low_p_share(pre, low),
+                       "expert_top": leading_expert(model, params, pre, w),
+                       "expert_low": leading_expert(model, params, pre, low)})
         print(f"   step {step}: lambda_max(P^-1 H) {theta[-1]:.4g} = {points[-1]['vs_threshold']:.3f} x 38/lr "
               f"(residual {resid:.1%}), lambda_min {theta[0]:.4g}, loss {loss:.3f}, top vector in "
-              + ", ".join(f"{g} {m:.0%}" for g, m in points[-1]["groups"]), flush=True)
+              + ", ".join(f"{g} {m:.0%}" for g, m in points[-1]["groups"])
+              + f"; low-P share top {points[-1]['low_p_top']:.0%}, bottom {points[-1]['low_p_low']:.0%}; leading "
+              f"expert top {expert_cell(points[-1]['expert_top'])}, bottom {expert_cell(points[-1]['expert_low'])}",
+              flush=True)
     return {"case": case, "name": label, "lr": lr, "beta1": beta1, "n_params": len(w), "points": points,
             "batch_loss": (losses[0], losses[-1]), "s": time.perf_counter() - t0}
 
 
+def expert_cell(lead: tuple[int, float, float] | None) -> str:
+    """``leading_expert``'s answer as ``e3 62%, P 0.004x`` (— without an M-Former)."""
+    return "—" if lead is None else f"e{lead[0]} {lead[1]:.0%}, P {lead[2]:.2g}x"
+
+
 def report(rows: list[dict], args) -> str:
-    chosen = getattr(args, "cases", DEFAULT_CASES)
-    cases = "" if chosen == DEFAULT_CASES else " --cases " + " ".join(chosen)
+    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
     lines = ["# Is the M-Former at Adam's edge of stability? (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_sharpness.py --threads {args.threads} --steps {args.steps} --at "
              f"{' '.join(map(str, args.at))} --iters {args.iters} --rows {args.rows}{cases}` on "
@@ -193,7 +227,12 @@ def report(rows: list[dict], args) -> str:
              "Adam with that preconditioner frozen would overshoot along the top eigendirection. Residual = "
              "||A y - lambda y|| / |lambda| of the top Ritz pair (small: converged); lambda_min: the smallest Ritz "
              "value (negative curvature, not bounded by the threshold); top vector: the weight groups holding most "
-             "of the top Ritz vector's squared mass (in P^1/2-scaled coordinates).", "",
+             "of the top Ritz vector's squared mass (in P^1/2-scaled coordinates). Near-zero second moments: low-P "
+             f"weights are those whose P is below {LOW_P:.0%} of the median P (their share of all trainable weights), "
+             "low-P share the squared mass of the top and the bottom Ritz vector on them; leading expert: the expert "
+             "k whose queries Q_k (Eq. 4) hold most of that vector's mass, that share, and the median P of its "
+             "queries over the median P of all weights (well below 1: an expert whose queries get few gradients).",
+             "",
              "Summary, steps after the first (after one step Adam's second moment holds one gradient, so a weight "
              "whose first gradient was zero has P = eps and dominates):", "",
              "| prefix | lr | points | above 38 / lr | median / (38 / lr) | max / (38 / lr) |",
@@ -204,14 +243,16 @@ def report(rows: list[dict], args) -> str:
             lines.append(f"| {r['name']} | {r['lr']:g} | {len(later)} | {sum(x > 1 for x in later)} "
                          f"| {statistics.median(later):.3f} | {max(later):.3f} |")
     lines += ["", f"| prefix | lr | trainable weights | step | lambda_max(P^-1 H) | / (38 / lr) | residual "
-              f"| lambda_min | top vector | loss on the {args.rows} rows | s |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+              f"| lambda_min | top vector | low-P weights | low-P share, top / bottom | leading expert, top "
+              f"| leading expert, bottom | loss on the {args.rows} rows | s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|"]
     for r in rows:
         for p in r["points"]:
             top = ", ".join(f"{g} {m:.0%}" for g, m in p["groups"])
             lines.append(f"| {r['name']} | {r['lr']:g} | {r['n_params']:,} | {p['step']} | {p['sharpness']:.4g} "
-                         f"| {p['vs_threshold']:.3f} | {p['resid']:.1%} | {p['lowest']:.4g} | {top} | {p['loss']:.3f} "
-                         f"| {p['s']:.0f} |")
+                         f"| {p['vs_threshold']:.3f} | {p['resid']:.1%} | {p['lowest']:.4g} | {top} | {p['low_p']:.2%} "
+                         f"| {p['low_p_top']:.0%} / {p['low_p_low']:.0%} | {expert_cell(p['expert_top'])} "
+                         f"| {expert_cell(p['expert_low'])} | {p['loss']:.3f} | {p['s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 

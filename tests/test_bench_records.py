@@ -866,23 +866,35 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
     opt.step()
     assert mod.adam_preconditioner(opt).tolist() == pytest.approx([0.1 * (3 + 1e-8), 0.1 * (0.5 + 1e-8)])
     a = torch.tensor([[2.0, 1.0], [1.0, -4.0]])  # eigenvalues -1 -+ sqrt(10)
-    theta, y, resid = mod.lanczos(lambda v: a @ v, torch.tensor([1.0, 1.0]), 2)
+    theta, (low, y), resid = mod.lanczos(lambda v: a @ v, torch.tensor([1.0, 1.0]), 2)
     assert theta.tolist() == pytest.approx([-1 - 10 ** 0.5, -1 + 10 ** 0.5], rel=1e-6) and resid < 1e-6
-    assert (a @ y).allclose(theta[-1] * y, atol=1e-5)
+    assert (a @ y).allclose(theta[-1] * y, atol=1e-5) and (a @ low).allclose(theta[0] * low, atol=1e-5)
     q, _ = torch.linalg.qr(torch.randn(40, 40, generator=torch.Generator().manual_seed(0)))
     b = q @ torch.diag(torch.linspace(-5.0, 3.0, 40)) @ q.T  # both ends from 12 of 40 steps, roughly
-    theta, y, resid = mod.lanczos(lambda v: b @ v, torch.ones(40), 12)
+    theta, (_, y), resid = mod.lanczos(lambda v: b @ v, torch.ones(40), 12)
     assert theta[0] == pytest.approx(-5, rel=0.05) and theta[-1] == pytest.approx(3, rel=0.1)
     assert float((b @ y - theta[-1] * y).norm()) / theta[-1] == pytest.approx(resid, rel=1e-3)
     data = tiny_dataset(tmp_path / "data")
     cfg = dc.replace(tiny_config(data, tmp_path / "cache"), bituning=BiTuningConfig(prefix="mformer", n_prefix=4),
                      optim=OptimConfig(batch_size=8, lr=1e-3))
-    monkeypatch.setattr(mod, "run_config", lambda variant, args: cfg)
+    monkeypatch.setattr(sys.modules["bench_divergence"], "run_config", lambda variant, args: cfg)  # its cases' configs
     assert [mod.weight_group(n) for n in ("mformer.router.weight", "mformer.blocks.0.ff.0.bias", "prefix", "suffix.w")] \
         == ["router", "blocks.0.ff", "prefix", "suffix"]
     ds, model, histories, targets, _, batches = mod.run_start(cfg)
     table = model.embed_items(ds.n_items, cfg.item_batch_size)
     params = [q for q in model.parameters() if q.requires_grad]
+    # near-zero second moments: 0.8^2 of a unit vector's mass on the one entry under 1% of the median P
+    assert mod.low_p_share(torch.tensor([1.0, 1.0, 1.0, 1e-3]), torch.tensor([0.6, 0.0, 0.0, 0.8])) \
+        == pytest.approx(0.64)
+    # expert by expert: a vector on expert 1's queries alone, whose P is half the median (of all-ones elsewhere)
+    sizes = [q.numel() for q in params]
+    at = [name for name, q in model.named_parameters() if q.requires_grad].index("mformer.queries")
+    k, per = params[at].shape[0], params[at][0].numel()
+    start = sum(sizes[:at]) + per
+    pre, vec = torch.ones(sum(sizes)), torch.zeros(sum(sizes))
+    pre[start:start + per], vec[start:start + per] = 0.5, per ** -0.5
+    assert k > 2 and mod.leading_expert(model, params, pre, vec) == pytest.approx((1, 1.0, 0.5))
+    assert mod.expert_cell((1, 0.62, 0.004)) == "e1 62%, P 0.004x" and mod.expert_cell(None) == "—"
     rows = (histories[:6], targets[:6])
     hv, loss = mod.hessian_matvec(model, params, rows, table)
     assert model.training and loss > 0
@@ -913,7 +925,11 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
     assert all(q["vs_threshold"] == pytest.approx(q["sharpness"] / 38_000) for q in r["points"])
     assert all(q["lowest"] <= q["sharpness"] and q["resid"] >= 0 for q in r["points"])
     assert all(0 < sum(m for _, m in q["groups"]) <= 1 + 1e-6 for q in r["points"])
+    assert all(0 <= q["low_p_top"] <= 1 + 1e-6 and 0 <= q["low_p"] < 0.5 for q in r["points"])
+    assert all(0 <= q["expert_top"][0] < k and 0 < q["expert_top"][1] <= 1 + 1e-6 for q in r["points"])
     text = mod.report([r], argparse.Namespace(threads=1, steps=3, at=[1, 3], iters=4, rows=5))
-    assert f"| M-Former | 0.001 | {n:,} | 3 |" in text
+    assert f"| M-Former | 0.001 | {n:,} | 3 |" in text and "--cases" not in text
+    assert "--rows 5 --cases main-lr0.001` on" in mod.report(
+        [r], argparse.Namespace(threads=1, steps=3, at=[1, 3], iters=4, rows=5, cases=["main-lr0.001"]))
     later = r["points"][1]["vs_threshold"]  # the summary leaves step 1 out
     assert f"| M-Former | 0.001 | 1 | {int(later > 1)} | {later:.3f} | {later:.3f} |" in text
