@@ -24,10 +24,11 @@ where the path depends on small differences. This script measures that sharpness
 The report gives the largest and the smallest Ritz value (negative curvature does not oscillate; it is not bounded
 by the threshold) and the largest one's residual; and, expert by expert, whether a near-zero second moment inflates
 them (P^-1 H is large where P is tiny, for little curvature): the share of the top and the bottom Ritz vector on
-weights whose P is under 1% of the median, and the expert whose queries hold most of each, with its queries' P. Writes ``benchmarks/sharpness.md`` (~2 min per point with 12
-Lanczos steps); ``--at 10 20 30 40 50 60 70 80 90 100 --iters 8 --out benchmarks/sharpness_dense.md`` samples every
-tenth step. ``--cases`` takes ``bench_divergence.py``'s configurations (e.g. ``main-frozen-router-lr0.001``).
-Nothing here trains a result; one seed.
+weights whose P is under 1% of the median, and the expert whose queries hold most of each, with its queries' P.
+Writes ``benchmarks/sharpness.md`` (~2 min per point with 12 Lanczos steps); ``--at 10 20 30 40 50 60 70 80 90 100
+--iters 8 --out benchmarks/sharpness_dense.md`` samples every tenth step. ``--cases`` takes ``bench_divergence.py``'s
+configurations (e.g. ``main-frozen-router-lr0.001``, or ``main-lr0.001 main-lr0.0003 main-lr0.0001``: does crossing
+the threshold decide how fast two runs part?). Nothing here trains a result; one seed.
 """
 
 from __future__ import annotations
