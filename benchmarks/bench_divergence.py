@@ -58,8 +58,9 @@ RUN_CASES["main-frozen-router-lr0.001"] = ("M-Former, router untrained", "main",
 # the preconditioned sharpness it measured at lr 1e-4 and 1e-3 (medians 8.2e3, 1.35e4): parts it as slowly as at
 # 1e-4, or as fast as at 1e-3?
 RUN_CASES["main-lr0.0003"] = ("M-Former", "main", 3e-4, {}, ())
-# and above the budget's: if the copies part by the distance travelled (lr x steps), as 1e-4, 3e-4 and 1e-3 suggest
-# (``laser_scientific.md``), at lr 2e-3 they are 7-13% apart by step 5 and about 35% by step 10
+# and above the budget's, to test a prediction written before its run: if the copies part by the distance travelled
+# (lr x steps), as 1e-4, 3e-4 and 1e-3 suggest (``laser_scientific.md``), at lr 2e-3 their user vectors are 7-13%
+# apart by step 5 and about 35% by step 10 (``divergence_lr2e-3.md``: 9.8% and 22%)
 RUN_CASES["main-lr0.002"] = ("M-Former", "main", 2e-3, {}, ())
 
 
