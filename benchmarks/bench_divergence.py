@@ -7,9 +7,10 @@ seed 0, rerun after its CPU gradients were made bit-repeatable (``mformer.py``; 
 in the 8th digit from step 1), gave another value again (``benchmarks/laser_scientific.md``). This script measures
 that sensitivity directly, for the M-Former and the learnable prefix at lr 1e-3 (the budget's) and 1e-4 (App. B's):
 
-- two copies of the run's model (``bench_laser_scientific.run_config``, seed 0: the same initial weights, training
-  users and epoch-0 batch order), the second with every trainable weight multiplied by ``1 + eps z`` (z standard
-  normal, seeded; eps 1e-7 is about one fp32 rounding step, the size of the difference the old gradients made);
+- two copies of the run's model (``bench_laser_scientific.run_config``, seed 0 or ``--seed``: the same initial
+  weights, training users and epoch-0 batch order), the second with every trainable weight multiplied by
+  ``1 + eps z`` (z standard normal, seeded; eps 1e-7 is about one fp32 rounding step, the size of the difference
+  the old gradients made);
 - the first ``--steps`` Adam steps of phase 1, in lockstep, against the configuration's own untrained item refresh
   (the table its run's epoch 0 trains against); both copies draw the same dropout masks;
 - at log-spaced steps: the relative distance of the trainable weights, ||theta_b - theta_a|| / ||theta_a||; for 32
@@ -65,8 +66,9 @@ RUN_CASES["main-lr0.002"] = ("M-Former", "main", 2e-3, {}, ())
 
 
 def case_config(variant: str, lr: float, args, mformer: dict | None = None):
-    """``variant``'s run config (``bench_laser_scientific.run_config``, seed 0) at ``lr``, its M-Former config changed
-    by ``mformer``: a case of ``RUN_CASES``, as this script and ``bench_sharpness.py`` build it."""
+    """``variant``'s run config (``bench_laser_scientific.run_config``, at ``args.seed``, 0 when unset) at ``lr``, its
+    M-Former config changed by ``mformer``: a case of ``RUN_CASES``, as this script and ``bench_sharpness.py``
+    build it."""
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
     return dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
 
@@ -155,13 +157,15 @@ def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = No
 def report(rows: list[dict], args) -> str:
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
     cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
+    seed = getattr(args, "seed", 0)
+    seed_flag = f" --seed {seed}" if seed else ""
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}{cases}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. "
-             "Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed 0: the same initial "
-             "weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, trained twice in "
-             f"lockstep against its own untrained item refresh with the same dropout masks; the second copy starts "
-             f"with every trainable weight multiplied by 1 + {args.eps:g} z (z standard normal). Distances are "
+             f"--eps {args.eps:g}{cases}{seed_flag}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"{cpu_model()}. Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
+             "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "
+             "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "
+             f"second copy starts with every trainable weight multiplied by 1 + {args.eps:g} z (z standard normal). Distances are "
              "relative: weights ||theta_b - theta_a|| / ||theta_a||; user vectors the same for the unit vectors "
              "h_u / ||h_u|| of 32 seeded training histories (eval mode). Top-10 shared: the mean share of a "
              "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
@@ -194,9 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=1e-7, help="relative size of the second copy's perturbation")
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the runs' seed: initial weights, training users, batch order (the BERT4Rec input stays "
+                         "seed 0's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
+    budget.seed = args.seed
     rows = []
     for case in args.cases:
         label, variant, lr, mformer, frozen = RUN_CASES[case]

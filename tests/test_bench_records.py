@@ -762,6 +762,11 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     from laser_repro.laser.tiny import tiny_config, tiny_dataset
 
     mod = _script(monkeypatch, "bench_divergence")
+    budget = mod.runs_budget(argparse.Namespace(data=tmp_path, idrec_run=tmp_path, cache=tmp_path, threads=1, steps=3))
+    assert mod.case_config("main", 3e-4, budget).seed == 0 and mod.case_config("main", 3e-4, budget).optim.lr == 3e-4
+    budget.seed = 1  # --seed: the real run config takes it
+    assert mod.case_config("main", 3e-4, budget, {"top_k": 8}).seed == 1
+    assert mod.case_config("main", 3e-4, budget, {"top_k": 8}).mformer.top_k == 8
     data = tiny_dataset(tmp_path / "data")
     base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
     base = dc.replace(base, mformer=dc.replace(base.mformer, dropout=0.1))  # as the runs: masks both copies must share
@@ -786,7 +791,9 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     text = mod.report([same, learn, every], argparse.Namespace(threads=1, steps=3, eps=1e-3))
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
-    assert "every expert selected" in text and "--cases" not in text
+    assert "every expert selected" in text and "--cases" not in text and "(seed 0:" in text and "--seed" not in text
+    text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1))
+    assert "--cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
     # the router kept at its initial weights in both copies: Eq. 4 selects the same experts in both at every step,
     # while the other weights, perturbed, train apart
     fixed = mod.measure("main", 1e-3, args, 1e-3, None, "M-Former, router untrained", ("router",))
