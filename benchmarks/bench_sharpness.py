@@ -132,14 +132,23 @@ def weight_group(name: str) -> str:
     return group_of(name[len("mformer."):]) if name.startswith("mformer.") else name.split(".")[0]
 
 
+def named_slices(model, params: list[torch.nn.Parameter]) -> dict[str, slice]:
+    """Each of ``params``' name in ``model`` and its slice of a vector over ``params``, flattened in their order."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    out, offset = {}, 0
+    for p in params:
+        out[names[id(p)]] = slice(offset, offset + p.numel())
+        offset += p.numel()
+    return out
+
+
 def top_groups(model, params: list[torch.nn.Parameter], y: torch.Tensor, n: int = 2) -> list[tuple[str, float]]:
     """The ``n`` weight groups (:func:`weight_group`) holding most of the unit vector ``y``'s squared mass (``y`` over
     ``params``, flattened), with their shares."""
-    names = {id(p): name for name, p in model.named_parameters()}
     mass: dict[str, float] = {}
-    for p, part in zip(params, torch.split(y, [p.numel() for p in params])):
-        g = weight_group(names[id(p)])
-        mass[g] = mass.get(g, 0.0) + float(part.square().sum())
+    for name, rows in named_slices(model, params).items():
+        g = weight_group(name)
+        mass[g] = mass.get(g, 0.0) + float(y[rows].square().sum())
     return sorted(mass.items(), key=lambda kv: -kv[1])[:n]
 
 
@@ -154,16 +163,13 @@ def leading_expert(model, params: list[torch.nn.Parameter], p: torch.Tensor,
     """Expert by expert (the M-Former's queries Q_k, Eq. 4): the expert whose queries hold most of the unit vector
     ``y``'s squared mass, that share, and its queries' median preconditioner entry over the median of all of ``p``
     (``y``, ``p`` over ``params``, flattened); None without an M-Former."""
-    names = {id(q): name for name, q in model.named_parameters()}
-    offset = 0
-    for q in params:
-        if names[id(q)] == "mformer.queries":
-            rows = slice(offset, offset + q.numel())
-            mass = y[rows].view(q.shape[0], -1).square().sum(1)
-            k = int(mass.argmax())
-            return k, float(mass[k]), float(p[rows].view(q.shape[0], -1)[k].median() / p.median())
-        offset += q.numel()
-    return None
+    rows = named_slices(model, params).get("mformer.queries")
+    if rows is None:
+        return None
+    n_experts = model.mformer.queries.shape[0]
+    mass = y[rows].view(n_experts, -1).square().sum(1)
+    k = int(mass.argmax())
+    return k, float(mass[k]), float(p[rows].view(n_experts, -1)[k].median() / p.median())
 
 
 def measure(case: str, args) -> dict:
