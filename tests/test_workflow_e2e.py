@@ -3,8 +3,11 @@ and a training job killed mid-way that resumes from its checkpoint.
 
 CI pays for ONE end-to-end run: the module fixture tries to bring up SLURM (Debian's
 slurmctld + slurmd + munge, installed with apt-get if missing and allowed) and runs
-`snakemake --profile slurm --configfile workflow/default.yaml` through it; when SLURM cannot
-be started it runs the same DAG locally and the SLURM test skips with the reason.
+`snakemake --profile slurm --configfile workflow/default.yaml` through it for one job of every
+rule that goes to SLURM (SLURM_TARGETS), then the rest of the DAG locally on the same folder;
+when SLURM cannot be started the whole DAG runs locally and the SLURM test skips with the reason.
+(Each SLURM job pays ~15 s of its own for sbatch, the inner Snakemake and srun: the whole DAG's
+66 jobs through the 2-CPU node took 12 min against ~6 locally.)
 Set LASER_REPRO_NO_SLURM=1 to skip the bring-up, LASER_REPRO_NO_APT=1 to forbid apt-get.
 """
 
@@ -29,6 +32,10 @@ import yaml
 from test_workflow import SNAKEMAKE, copy_workflow
 
 DEFAULT = ["--configfile", "workflow/default.yaml"]
+# through SLURM: Laser and KAR on synthetic, seed 0, with what they need: one job of each submitted rule
+# (prepare_dataset, train_small: their BERT4Rec, kar_knowledge, train_large) and the localrules it takes
+SLURM_TARGETS = [f"results/default/runs/synthetic/{method}/main/seed~0/metrics.json" for method in ("laser-c", "kar")]
+SLURM_RULES = ("prepare_dataset", "train_small", "kar_knowledge", "train_large")
 E2E_TIMEOUT = 1800  # seconds for the whole embedded default (target: 10 min on 2 idle cores)
 SLURM_TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged", "munge")
 
@@ -260,11 +267,13 @@ def slurm_overrides(workdir: Path, cpus: int = 1, mem_mb: int = 2000) -> list[st
 @dataclass
 class EndToEnd:
     workdir: Path
-    mode: str  # "slurm" or "local"
+    mode: str  # "slurm" (SLURM_TARGETS through SLURM, then the rest locally) or "local"
     reason: str  # why not SLURM
-    proc: subprocess.CompletedProcess
+    proc: subprocess.CompletedProcess  # the run that completed the DAG (local)
     seconds: float
+    slurm_proc: subprocess.CompletedProcess | None = None  # the run through SLURM
     slurm_jobs: list[dict] = field(default_factory=list)  # name, partition, gres, state of every SLURM job
+    slurm_made: dict[str, int] = field(default_factory=dict)  # SLURM_TARGETS -> mtime (ns) after the SLURM run
 
 
 @pytest.fixture(scope="module")
@@ -272,20 +281,22 @@ def e2e(tmp_path_factory) -> EndToEnd:
     workdir = copy_workflow(tmp_path_factory.mktemp("default"))
     cluster, reason = start_slurm(tmp_path_factory.mktemp("slurm"))
     t0 = time.perf_counter()
-    jobs: list[dict] = []
+    slurm_proc, jobs, made = None, [], {}
     try:
         if cluster is not None:
-            # targets (none: the default target) go before --default-resources
-            cmd = [*SNAKEMAKE, "--profile", "slurm", *DEFAULT, *slurm_overrides(workdir)]
-            proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=E2E_TIMEOUT)
+            # targets go first (--configfile takes several values), and before --default-resources
+            cmd = [*SNAKEMAKE, *SLURM_TARGETS, "--profile", "slurm", *DEFAULT, *slurm_overrides(workdir)]
+            slurm_proc = subprocess.run(cmd, cwd=workdir, env=cluster.env, capture_output=True, text=True,
+                                        timeout=E2E_TIMEOUT)
             jobs = slurm_jobs(cluster)
-        else:
-            cmd = [*SNAKEMAKE, "--cores", "2", *DEFAULT]
-            proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=E2E_TIMEOUT)
+            made = {t: (workdir / t).stat().st_mtime_ns for t in SLURM_TARGETS if (workdir / t).is_file()}
     finally:
         if cluster is not None:
             cluster.stop()
-    return EndToEnd(workdir, "slurm" if cluster else "local", reason, proc, time.perf_counter() - t0, jobs)
+    cmd = [*SNAKEMAKE, "--cores", "2", *DEFAULT]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=E2E_TIMEOUT)
+    return EndToEnd(workdir, "slurm" if cluster else "local", reason, proc, time.perf_counter() - t0,
+                    slurm_proc, jobs, made)
 
 
 def slurm_jobs(cluster: Slurm) -> list[dict]:
@@ -379,15 +390,21 @@ def test_embedded_default_numbers_are_sane(e2e):
 
 @pytest.mark.slow
 def test_embedded_default_runs_through_slurm(e2e):
-    """`snakemake --profile slurm` submitted the training jobs to SLURM, on the GPU partition."""
+    """`snakemake --profile slurm` submitted one job of every non-local rule to SLURM (training on the GPU
+    partition), and the local run that completed the DAG took their outputs as they were."""
     if e2e.mode != "slurm":
         pytest.skip(f"single-node SLURM could not be started: {e2e.reason}")
-    assert e2e.proc.returncode == 0, e2e.proc.stderr[-4000:]
-    log = e2e.proc.stdout + e2e.proc.stderr
+    assert e2e.slurm_proc.returncode == 0, e2e.slurm_proc.stderr[-4000:]
+    log = e2e.slurm_proc.stdout + e2e.slurm_proc.stderr
     assert "Using profile slurm" in log
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == len(e2e.slurm_jobs) > 0, (submitted, e2e.slurm_jobs)
     assert all(j["state"] == "COMPLETED" for j in e2e.slurm_jobs), e2e.slurm_jobs
+    for rule in SLURM_RULES:
+        assert [j for j in e2e.slurm_jobs if rule in j["comment"]], (rule, e2e.slurm_jobs)
+    # what SLURM made stays: the local run did not train those runs again
+    assert sorted(e2e.slurm_made) == sorted(SLURM_TARGETS)
+    assert {t: (e2e.workdir / t).stat().st_mtime_ns for t in SLURM_TARGETS} == e2e.slurm_made
     # the profile's per-rule resources reached sbatch: training on partition gpu with a GPU
     train = [j for j in e2e.slurm_jobs if "train_" in j["comment"]]
     assert train and all(j["partition"] == "gpu" and "gpu" in j["gres"] for j in train), train
