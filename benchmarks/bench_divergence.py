@@ -63,6 +63,15 @@ RUN_CASES["main-lr0.0003"] = ("M-Former", "main", 3e-4, {}, ())
 # (lr x steps), as 1e-4, 3e-4 and 1e-3 suggest (``laser_scientific.md``), at lr 2e-3 their user vectors are 7-13%
 # apart by step 5 and about 35% by step 10 (``divergence_lr2e-3.md``: 9.8% and 22%)
 RUN_CASES["main-lr0.002"] = ("M-Former", "main", 2e-3, {}, ())
+# and the M-Former at lr 1e-3 with its queries drawn at std 1 instead of BLIP-2's 0.02: the same draws scaled by 50,
+# so the queries' LayerNorm gives the same output and the run starts from the same function. The loss is unchanged
+# when a query row is scaled, so its curvature along the row goes as 1 / std^2 and one Adam step (about lr per weight)
+# turns the row by about lr / std: 5% at std 0.02, 0.1% at std 1. Prediction, written before the run: if the queries'
+# small scale is what makes the copies part (at std 0.02: 13% / 35% / 50% apart at steps 10 / 20 / 100), at std 1
+# they part no faster than the M-Former at lr 1e-4 did (0.76% / 0.80% / 6.6%), and the top Ritz vector of
+# ``bench_sharpness.py`` leaves the queries (45-77% on them at std 0.02, lr 1e-3); if they part as at std 0.02, the
+# queries' scale is not the cause.
+RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {"query_init_std": 1.0}, ())
 
 
 def case_config(variant: str, lr: float, args, mformer: dict | None = None):

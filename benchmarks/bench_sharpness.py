@@ -12,9 +12,9 @@ edge of stability", arXiv:2207.14484). Above it the step overshoots along the to
 full-batch Adam drives the preconditioned sharpness up to the threshold and hovers there (the edge of stability),
 where the path depends on small differences. This script measures that sharpness along a run's first steps:
 
-- the MiniLM run configs of ``bench_laser_scientific.py`` (seed 0: the same initial weights, training users and
-  epoch-0 batch order; each configuration's own untrained item refresh, as its run): the M-Former at lr 1e-3 and
-  1e-4 and the learnable prefix at lr 1e-3;
+- the MiniLM run configs of ``bench_laser_scientific.py`` (seed 0 or ``--seed``: the same initial weights, training
+  users and epoch-0 batch order; each configuration's own untrained item refresh, as its run): the M-Former at lr
+  1e-3 and 1e-4 and the learnable prefix at lr 1e-3;
 - the run's own Adam steps (bf16 autocast, dropout, batch 8), and after the steps listed in ``--at``:
   lambda_max(P^-1/2 H P^-1/2) (the eigenvalues of P^-1 H) by ``--iters`` Lanczos steps started from the previous
   point's top vector, with H the Hessian of the training loss (Eq. 10, as trained) over the first ``--rows`` of the
@@ -28,7 +28,7 @@ weights whose P is under 1% of the median, and the expert whose queries hold mos
 Writes ``benchmarks/sharpness.md`` (~2 min per point with 12 Lanczos steps); ``--at 10 20 30 40 50 60 70 80 90 100
 --iters 8 --out benchmarks/sharpness_dense.md`` samples every tenth step. ``--cases`` takes ``bench_divergence.py``'s
 configurations (e.g. ``main-frozen-router-lr0.001``, or ``main-lr0.001 main-lr0.0003 main-lr0.0001``: does crossing
-the threshold decide how fast two runs part?). Nothing here trains a result; one seed.
+the threshold decide how fast two runs part?). Nothing here trains a result; one seed per report.
 """
 
 from __future__ import annotations
@@ -172,6 +172,17 @@ def leading_expert(model, params: list[torch.nn.Parameter], p: torch.Tensor,
     return k, float(mass[k]), float(p[rows].view(n_experts, -1)[k].median() / p.median())
 
 
+def query_std(model) -> float | None:
+    """The mean over the M-Former's query rows of each row's standard deviation: what the queries' LayerNorm divides
+    by. The loss does not change when a row is scaled, so its curvature along the row scales as 1 / std^2 and one Adam
+    step (about lr per weight) turns it by about lr / std (None without an M-Former)."""
+    mformer = getattr(model, "mformer", None)
+    if mformer is None:
+        return None
+    q = mformer.queries.detach().float()
+    return float(q.view(-1, q.shape[-1]).std(dim=1, unbiased=False).mean())
+
+
 def measure(case: str, args) -> dict:
     """The preconditioned sharpness after each step in ``args.at`` of ``case``'s run config (``RUN_CASES``)."""
     from laser_repro.laser import trainer
@@ -203,13 +214,13 @@ def measure(case: str, args) -> dict:
                        "low_p": float((pre < LOW_P * pre.median()).float().mean()),
                        "low_p_top": low_p_share(pre, w), "low_p_low": low_p_share(pre, low),
                        "expert_top": leading_expert(model, params, pre, w),
-                       "expert_low": leading_expert(model, params, pre, low)})
+                       "expert_low": leading_expert(model, params, pre, low), "query_std": query_std(model)})
         print(f"   step {step}: lambda_max(P^-1 H) {theta[-1]:.4g} = {points[-1]['vs_threshold']:.3f} x 38/lr "
               f"(residual {resid:.1%}), lambda_min {theta[0]:.4g}, loss {loss:.3f}, top vector in "
               + ", ".join(f"{g} {m:.0%}" for g, m in points[-1]["groups"])
               + f"; low-P share top {points[-1]['low_p_top']:.0%}, bottom {points[-1]['low_p_low']:.0%}; leading "
-              f"expert top {expert_cell(points[-1]['expert_top'])}, bottom {expert_cell(points[-1]['expert_low'])}",
-              flush=True)
+              f"expert top {expert_cell(points[-1]['expert_top'])}, bottom {expert_cell(points[-1]['expert_low'])}; "
+              f"query row std {std_cell(points[-1]['query_std'])}", flush=True)
     return {"case": case, "name": label, "lr": lr, "beta1": beta1, "n_params": len(w), "points": points,
             "batch_loss": (losses[0], losses[-1]), "s": time.perf_counter() - t0}
 
@@ -219,13 +230,19 @@ def expert_cell(lead: tuple[int, float, float] | None) -> str:
     return "—" if lead is None else f"e{lead[0]} {lead[1]:.0%}, P {lead[2]:.2g}x"
 
 
+def std_cell(std: float | None) -> str:
+    return "—" if std is None else f"{std:.3g}"
+
+
 def report(rows: list[dict], args) -> str:
     cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
+    seed = getattr(args, "seed", 0)
+    cases += f" --seed {seed}" if seed else ""
     lines = ["# Is the M-Former at Adam's edge of stability? (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_sharpness.py --threads {args.threads} --steps {args.steps} --at "
              f"{' '.join(map(str, args.at))} --iters {args.iters} --rows {args.rows}{cases}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}. The MiniLM run configs of "
-             "`bench_laser_scientific.py` (seed 0: initial weights, 1,000 training users, epoch 0's batch order, "
+             f"`bench_laser_scientific.py` (seed {seed}: initial weights, 1,000 training users, epoch 0's batch order, "
              "batch 8, Adam, each configuration's own untrained item refresh), trained as the runs. After the listed "
              "steps: the preconditioned sharpness lambda_max(P^-1 H), P = (1 - beta1^t) diag(sqrt(v_hat) + eps) "
              "from Adam's state, H the exact Hessian (double backward, fp32, eval mode) of the training loss over "
@@ -238,7 +255,9 @@ def report(rows: list[dict], args) -> str:
              f"weights are those whose P is below {LOW_P:.0%} of the median P (their share of all trainable weights), "
              "low-P share the squared mass of the top and the bottom Ritz vector on them; leading expert: the expert "
              "k whose queries Q_k (Eq. 4) hold most of that vector's mass, that share, and the median P of its "
-             "queries over the median P of all weights (well below 1: an expert whose queries get few gradients).",
+             "queries over the median P of all weights (well below 1: an expert whose queries get few gradients). "
+             "Query row std: the mean over the query rows of each row's standard deviation, what their LayerNorm "
+             "divides by (the loss is unchanged when a row is scaled, so the curvature along it goes as 1 / std^2).",
              "",
              "Summary, steps after the first (after one step Adam's second moment holds one gradient, so a weight "
              "whose first gradient was zero has P = eps and dominates):", "",
@@ -251,15 +270,16 @@ def report(rows: list[dict], args) -> str:
                          f"| {statistics.median(later):.3f} | {max(later):.3f} |")
     lines += ["", f"| prefix | lr | trainable weights | step | lambda_max(P^-1 H) | / (38 / lr) | residual "
               f"| lambda_min | top vector | low-P weights | low-P share, top / bottom | leading expert, top "
-              f"| leading expert, bottom | loss on the {args.rows} rows | s |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|"]
+              f"| leading expert, bottom | query row std | loss on the {args.rows} rows | s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|---:|---:|"]
     for r in rows:
         for p in r["points"]:
             top = ", ".join(f"{g} {m:.0%}" for g, m in p["groups"])
             lines.append(f"| {r['name']} | {r['lr']:g} | {r['n_params']:,} | {p['step']} | {p['sharpness']:.4g} "
                          f"| {p['vs_threshold']:.3f} | {p['resid']:.1%} | {p['lowest']:.4g} | {top} | {p['low_p']:.2%} "
                          f"| {p['low_p_top']:.0%} / {p['low_p_low']:.0%} | {expert_cell(p['expert_top'])} "
-                         f"| {expert_cell(p['expert_low'])} | {p['loss']:.3f} | {p['s']:.0f} |")
+                         f"| {expert_cell(p['expert_low'])} | {std_cell(p.get('query_std'))} | {p['loss']:.3f} "
+                         f"| {p['s']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -272,10 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations (bench_divergence.py's; default: the learnable prefix at lr 1e-3, the "
                          "M-Former at 1e-3 and 1e-4)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the runs' seed: initial weights, training users, batch order (the BERT4Rec input stays "
+                         "seed 0's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
-    budget.at, budget.iters, budget.rows = set(args.at), args.iters, args.rows
+    budget.at, budget.iters, budget.rows, budget.seed = set(args.at), args.iters, args.rows, args.seed
     rows = []
     for case in args.cases:
         label, _, lr, _, _ = RUN_CASES[case]

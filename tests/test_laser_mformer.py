@@ -7,9 +7,11 @@ import math
 import pytest
 import torch
 
-from laser_repro.laser.config import MFormerConfig
+from laser_repro.config import ConfigError, from_dict, to_dict
+from laser_repro.laser.config import LaserRunConfig, MFormerConfig
 from laser_repro.laser.losses import iic_loss, load_balancing_loss, total_loss
 from laser_repro.laser.mformer import MFormer, router_weights, select_experts
+from laser_repro.train.scaffold import without_neutral
 
 # C (N = 2 real positions + 1 padded one with garbage), W_r (K = 3, d_c = 2)
 C = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [9.0, -9.0]]])
@@ -105,6 +107,37 @@ def test_only_selected_experts_shape_the_prefix():
     with torch.no_grad():
         m.queries[next(iter(chosen))] += torch.randn(3, 16)
     assert not torch.allclose(m(c, mask).prefix, out.prefix, atol=1e-4)
+
+
+def test_query_scale_changes_the_parametrisation_not_the_function():
+    """The queries pass a LayerNorm first (BLIP-2), so their scale is invisible to the M-Former: drawn at std 1
+    instead of 0.02 (the same draws x 50) it computes the same prefix, each query row's gradient is orthogonal to the
+    row's centred values and 50 times smaller (the curvature along a row goes as 1 / std^2: issue 11's sharpness)."""
+    small, big = _mformer(), _mformer(query_init_std=1.0)
+    assert small.cfg.query_init_std == 0.02  # BLIP-2's initializer_range
+    assert torch.allclose(big.queries, 50 * small.queries)
+    assert small.queries.std().item() == pytest.approx(0.02, rel=0.2)
+    c, mask = torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    grads = []
+    for m in (small, big):
+        out = m(c, mask)
+        (out.prefix * torch.linspace(-1, 1, 10)).square().sum().backward()
+        grads.append(m.queries.grad)
+    assert torch.allclose(big(c, mask).prefix, small(c, mask).prefix, atol=1e-5)
+    g, q = grads[0], small.queries.detach()
+    centred = q - q.mean(dim=-1, keepdim=True)
+    used = g.flatten(1).norm(dim=1) > 0  # the selected experts' rows
+    assert used.sum() >= 2
+    cos = (g * centred).sum(-1) / (g.norm(dim=-1) * centred.norm(dim=-1)).clamp(min=1e-30)
+    assert cos[used].abs().max() < 1e-4
+    assert torch.allclose(grads[1] * 50, grads[0], rtol=1e-3, atol=1e-7)
+    with pytest.raises(ConfigError, match="query_init_std"):
+        from_dict(MFormerConfig, {"query_init_std": 0.0}, "mformer")
+    # a key added later: at its default it leaves the resume hash of earlier runs alone
+    paper = to_dict(LaserRunConfig())
+    assert "query_init_std" not in without_neutral(paper, LaserRunConfig.HASH_NEUTRAL)["mformer"]
+    paper["mformer"]["query_init_std"] = 1.0
+    assert without_neutral(paper, LaserRunConfig.HASH_NEUTRAL)["mformer"]["query_init_std"] == 1.0
 
 
 def _expert_output(m: MFormer, c: torch.Tensor, mask: torch.Tensor, expert: int) -> torch.Tensor:

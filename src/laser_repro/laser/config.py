@@ -52,6 +52,7 @@ class MFormerConfig:
     RANGES: ClassVar[dict[str, Range]] = {k: POSITIVE for k in ("n_experts", "top_k", "n_queries", "d_model", "n_layers",
                                                                 "n_heads", "cross_attention_freq", "intermediate")}
     RANGES["dropout"] = Range(0, 1)
+    RANGES["query_init_std"] = POSITIVE_REAL
     n_experts: int = 8  # K
     top_k: int = 3  # experts activated per input
     n_queries: int = 32  # L query vectors per expert = prefix length
@@ -62,6 +63,9 @@ class MFormerConfig:
     intermediate: int = 3072  # feed-forward width
     dropout: float = 0.1  # BERT/Q-Former default (authors' code)
     aggregation: Literal["raw", "renormalize", "softmax"] = "raw"  # weights of the selected experts
+    # the queries' initial std (BLIP-2: initializer_range 0.02). They pass a LayerNorm first, so it sets only how far
+    # one optimiser step turns them (about lr / std for Adam), not what the M-Former computes (issue 11 diagnostic)
+    query_init_std: float = 0.02
 
     def check(self) -> None:
         if self.top_k > self.n_experts:
@@ -124,7 +128,8 @@ class LaserRunConfig:
                                                  "item_batch_size", "cache_dir")
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("idrec_run", "init_from")  # fingerprinted into the resume contract
     HASH_NEUTRAL: ClassVar[dict[str, Any]] = {"bituning.prefix_scale": "free",  # added later: runs before stay valid
-                                              "bituning.prefix_input": "collaborative"}
+                                              "bituning.prefix_input": "collaborative",
+                                              "mformer.query_init_std": 0.02}
     RANGES: ClassVar[dict[str, Range]] = {
         "min_train_history": POSITIVE, "max_train_users": POSITIVE, "train_user_fraction": FRACTION,
         "max_eval_users": POSITIVE, "max_valid_users": POSITIVE, "test_curve_users": NON_NEGATIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": NON_NEGATIVE,

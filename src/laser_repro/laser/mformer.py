@@ -103,7 +103,7 @@ class MFormer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.router = nn.Linear(d_c, cfg.n_experts, bias=False)  # W_r in R^{K x d_c}
-        self.queries = nn.Parameter(torch.randn(cfg.n_experts, cfg.n_queries, cfg.d_model) * 0.02)
+        self.queries = nn.Parameter(torch.randn(cfg.n_experts, cfg.n_queries, cfg.d_model) * cfg.query_init_std)
         self.query_norm = nn.LayerNorm(cfg.d_model, eps=1e-12)
         self.ctx_proj = nn.Linear(d_c, cfg.d_model)  # C' = Linear(C)
         freq = max(cfg.cross_attention_freq, 1)
