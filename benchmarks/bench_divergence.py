@@ -53,7 +53,7 @@ REPORT = HERE / "divergence.md"
 RUN_CASES = {f"{variant}-lr{lr:g}": (label, variant, lr, {}, ()) for label, variant in CASES["minilm"] for lr in LRS}
 DEFAULT_CASES = list(RUN_CASES)
 RUN_CASES["main-all-experts-lr0.001"] = (f"M-Former, all {CPU_MFORMER.n_experts} experts", "main", 1e-3,
-                                         {"top_k": CPU_MFORMER.n_experts}, ())
+                                         {"mformer.top_k": CPU_MFORMER.n_experts}, ())
 RUN_CASES["main-frozen-router-lr0.001"] = ("M-Former, router untrained", "main", 1e-3, {}, ("router",))
 # and the M-Former between the two: at lr 3e-4 the threshold 38 / lr of ``bench_sharpness.py`` is 127,000, above
 # the preconditioned sharpness it measured at lr 1e-4 and 1e-3 (medians 8.2e3, 1.35e4): parts it as slowly as at
@@ -71,15 +71,27 @@ RUN_CASES["main-lr0.002"] = ("M-Former", "main", 2e-3, {}, ())
 # they part no faster than the M-Former at lr 1e-4 did (0.76% / 0.80% / 6.6%), and the top Ritz vector of
 # ``bench_sharpness.py`` leaves the queries (45-77% on them at std 0.02, lr 1e-3); if they part as at std 0.02, the
 # queries' scale is not the cause.
-RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {"query_init_std": 1.0}, ())
+RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {"mformer.query_init_std": 1.0}, ())
+# (``divergence_qstd1.md``: 13% / 23% / 61% apart at steps 10 / 20 / 100, as fast as at std 0.02: not the cause.)
+# and the M-Former fed one constant input (``bituning.prefix_input: constant``): the same prefix for every history,
+# as the learnable prefix, through the M-Former's blocks. Prediction, written before the run: if the parting comes
+# from the prefix depending on the history, the copies part as slowly as the learnable prefix's (1.0% / 5.0% apart at
+# lr x steps 0.01 / 0.1); if as fast as the M-Former's (13% at step 10), the blocks themselves make it sensitive.
+RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "main", 1e-3,
+                                            {"bituning.prefix_input": "constant"}, ())
 
 
-def case_config(variant: str, lr: float, args, mformer: dict | None = None):
-    """``variant``'s run config (``bench_laser_scientific.run_config``, at ``args.seed``, 0 when unset) at ``lr``, its
-    M-Former config changed by ``mformer``: a case of ``RUN_CASES``, as this script and ``bench_sharpness.py``
-    build it."""
+def case_config(variant: str, lr: float, args, overrides: dict | None = None):
+    """``variant``'s run config (``bench_laser_scientific.run_config``, at ``args.seed``, 0 when unset) at ``lr``, with
+    the ``overrides`` of a section's keys (``{"mformer.top_k": 8}``): a case of ``RUN_CASES``, as this script and
+    ``bench_sharpness.py`` build it."""
     cfg = run_config(variant, argparse.Namespace(**{**vars(args), "lr": lr}))
-    return dataclasses.replace(cfg, mformer=dataclasses.replace(cfg.mformer, **(mformer or {})))
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if not name or not hasattr(cfg, section):
+            raise ValueError(f"case override {key!r}: expected <section>.<key> of the run config, e.g. mformer.top_k")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+    return cfg
 
 
 def cases_flag(chosen: list[str], default: list[str]) -> str:
@@ -132,14 +144,14 @@ def compare(a, b, probe: list, table: torch.Tensor) -> dict:
     return out
 
 
-def measure(variant: str, lr: float, args, eps: float, mformer: dict | None = None, label: str = "",
+def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = None, label: str = "",
             frozen: tuple[str, ...] = ()) -> dict:
-    """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr`` (its M-Former config changed by
-    ``mformer``, its ``frozen`` submodules left at their initial weights), for the run's model and a copy perturbed by
-    ``eps``, compared at :func:`checkpoints`."""
+    """The first ``args.steps`` phase-1 steps of ``variant``'s run config at ``lr`` (changed by ``overrides``, as
+    :func:`case_config`; its ``frozen`` submodules left at their initial weights), for the run's model and a copy
+    perturbed by ``eps``, compared at :func:`checkpoints`."""
     from laser_repro.laser import trainer
 
-    cfg = case_config(variant, lr, args, mformer)
+    cfg = case_config(variant, lr, args, overrides)
     ds, a, histories, targets, probe, batches = run_start(cfg, frozen)  # frozen: neither trained nor perturbed
     b = copy.deepcopy(a)
     perturb(b, eps)
@@ -216,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     budget.seed = args.seed
     rows = []
     for case in args.cases:
-        label, variant, lr, mformer, frozen = RUN_CASES[case]
+        label, variant, lr, overrides, frozen = RUN_CASES[case]
         print(f"== minilm, {label}, lr {lr:g}", flush=True)
-        rows.append(measure(variant, lr, budget, args.eps, mformer, label, frozen))
+        rows.append(measure(variant, lr, budget, args.eps, overrides, label, frozen))
         last = rows[-1]["points"][-1]
         print(f"   step {last['step']}: weights {last['weights']:.1e}, user vectors {last['user']:.1e}, "
               f"top-10 shared {last['top10']:.2f}", flush=True)

@@ -187,8 +187,8 @@ def measure(case: str, args) -> dict:
     """The preconditioned sharpness after each step in ``args.at`` of ``case``'s run config (``RUN_CASES``)."""
     from laser_repro.laser import trainer
 
-    label, variant, lr, mformer, frozen = RUN_CASES[case]
-    cfg = case_config(variant, lr, args, mformer)
+    label, variant, lr, overrides, frozen = RUN_CASES[case]
+    cfg = case_config(variant, lr, args, overrides)
     ds, model, histories, targets, _probe, batches = run_start(cfg, frozen)
     opt, _ = trainer.make_optimizer(cfg, model, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh

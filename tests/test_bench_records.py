@@ -765,8 +765,10 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     budget = mod.runs_budget(argparse.Namespace(data=tmp_path, idrec_run=tmp_path, cache=tmp_path, threads=1, steps=3))
     assert mod.case_config("main", 3e-4, budget).seed == 0 and mod.case_config("main", 3e-4, budget).optim.lr == 3e-4
     budget.seed = 1  # --seed: the real run config takes it
-    assert mod.case_config("main", 3e-4, budget, {"top_k": 8}).seed == 1
-    assert mod.case_config("main", 3e-4, budget, {"top_k": 8}).mformer.top_k == 8
+    assert mod.case_config("main", 3e-4, budget, {"mformer.top_k": 8}).seed == 1
+    assert mod.case_config("main", 3e-4, budget, {"mformer.top_k": 8}).mformer.top_k == 8
+    both = mod.case_config("main", 1e-3, budget, {"mformer.query_init_std": 1.0, "bituning.prefix_input": "constant"})
+    assert (both.mformer.query_init_std, both.bituning.prefix_input, both.mformer.top_k) == (1.0, "constant", 3)
     data = tiny_dataset(tmp_path / "data")
     base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
     base = dc.replace(base, mformer=dc.replace(base.mformer, dropout=0.1))  # as the runs: masks both copies must share
@@ -786,7 +788,7 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert apart["points"][0]["user"] > 0 and apart["points"][-1]["weights"] > 0
     learn = mod.measure("no-mformer", 1e-3, args, 1e-3)
     assert learn["points"][0]["experts"] is None and learn["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
-    every = mod.measure("main", 1e-3, args, 1e-3, {"top_k": 4}, "M-Former, all 4 experts")  # the tiny M-Former's K
+    every = mod.measure("main", 1e-3, args, 1e-3, {"mformer.top_k": 4}, "M-Former, all 4 experts")  # the tiny M-Former's K
     assert all(p["experts"] == 0 for p in every["points"]) and every["points"][-1]["weights"] > 0  # nothing to flip
     text = mod.report([same, learn, every], argparse.Namespace(threads=1, steps=3, eps=1e-3))
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
