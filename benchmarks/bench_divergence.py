@@ -72,13 +72,15 @@ RUN_CASES["main-lr0.002"] = ("M-Former", "main", 2e-3, {}, ())
 # ``bench_sharpness.py`` leaves the queries (45-77% on them at std 0.02, lr 1e-3); if they part as at std 0.02, the
 # queries' scale is not the cause.
 RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {"mformer.query_init_std": 1.0}, ())
-# (``divergence_qstd1.md``: 13% / 23% / 61% apart at steps 10 / 20 / 100, as fast as at std 0.02: not the cause.)
+# (``divergence_qstd1.md``: 13% / 23% / 61% apart at steps 10 / 20 / 100, as fast as at std 0.02: not the cause;
+# ``sharpness_qstd1.md``: the top vector leaves the queries, which held 29-77% of it at std 0.02, not 45-77% as above.)
 # and the M-Former fed one constant input (``bituning.prefix_input: constant``): the same prefix for every history,
 # as the learnable prefix, through the M-Former's blocks. Prediction, written before the run: if the parting comes
 # from the prefix depending on the history, the copies part as slowly as the learnable prefix's (1.0% / 5.0% apart at
 # lr x steps 0.01 / 0.1); if as fast as the M-Former's (13% at step 10), the blocks themselves make it sensitive.
 RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "main", 1e-3,
                                             {"bituning.prefix_input": "constant"}, ())
+# (``divergence_constant_input.md``: 9.1% / 20% / 69% apart at steps 10 / 20 / 100: as fast; not the input.)
 
 
 def case_config(variant: str, lr: float, args, overrides: dict | None = None):
