@@ -788,7 +788,8 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert apart["points"][0]["user"] > 0 and apart["points"][-1]["weights"] > 0
     learn = mod.measure("no-mformer", 1e-3, args, 1e-3)
     assert learn["points"][0]["experts"] is None and learn["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
-    every = mod.measure("main", 1e-3, args, 1e-3, {"mformer.top_k": 4}, "M-Former, all 4 experts")  # the tiny M-Former's K
+    # top k = the tiny M-Former's K
+    every = mod.measure("main", 1e-3, args, 1e-3, {"mformer.top_k": 4}, "M-Former, all 4 experts")
     assert all(p["experts"] == 0 for p in every["points"]) and every["points"][-1]["weights"] > 0  # nothing to flip
     text = mod.report([same, learn, every], argparse.Namespace(threads=1, steps=3, eps=1e-3))
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
