@@ -96,6 +96,19 @@ def case_config(variant: str, lr: float, args, overrides: dict | None = None):
     return cfg
 
 
+def add_seed_option(ap: argparse.ArgumentParser) -> None:
+    """The runs' ``--seed`` option, as this script and ``bench_sharpness.py`` take it."""
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the runs' seed: initial weights, training users, batch order (the BERT4Rec input stays "
+                         "seed 0's)")
+
+
+def seed_flag(args) -> str:
+    """The ``--seed`` part of a report's command line: empty at seed 0 (or when ``args`` has no seed)."""
+    seed = getattr(args, "seed", 0)
+    return f" --seed {seed}" if seed else ""
+
+
 def cases_flag(chosen: list[str], default: list[str]) -> str:
     """The ``--cases`` part of a report's command line: empty when the default cases ran."""
     return "" if chosen == default else " --cases " + " ".join(chosen)
@@ -181,10 +194,9 @@ def report(rows: list[dict], args) -> str:
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
     cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
     seed = getattr(args, "seed", 0)
-    seed_flag = f" --seed {seed}" if seed else ""
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}{cases}{seed_flag}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"--eps {args.eps:g}{cases}{seed_flag(args)}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{cpu_model()}. Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
              "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "
              "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "
@@ -221,9 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=1e-7, help="relative size of the second copy's perturbation")
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="the runs' seed: initial weights, training users, batch order (the BERT4Rec input stays "
-                         "seed 0's)")
+    add_seed_option(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)

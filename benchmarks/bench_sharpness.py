@@ -45,7 +45,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_divergence import RUN_CASES, case_config, cases_flag  # noqa: E402  the divergence cases' MiniLM configs
+# the divergence cases' MiniLM configs, and their command-line options
+from bench_divergence import RUN_CASES, add_seed_option, case_config, cases_flag, seed_flag  # noqa: E402
 from bench_prefix_anatomy import group_of  # noqa: E402
 from bench_prefix_steps import probe_rows, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
@@ -235,9 +236,8 @@ def std_cell(std: float | None) -> str:
 
 
 def report(rows: list[dict], args) -> str:
-    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
+    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES) + seed_flag(args)
     seed = getattr(args, "seed", 0)
-    cases += f" --seed {seed}" if seed else ""
     lines = ["# Is the M-Former at Adam's edge of stability? (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_sharpness.py --threads {args.threads} --steps {args.steps} --at "
              f"{' '.join(map(str, args.at))} --iters {args.iters} --rows {args.rows}{cases}` on "
@@ -292,9 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations (bench_divergence.py's; default: the learnable prefix at lr 1e-3, the "
                          "M-Former at 1e-3 and 1e-4)")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="the runs' seed: initial weights, training users, batch order (the BERT4Rec input stays "
-                         "seed 0's)")
+    add_seed_option(ap)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
