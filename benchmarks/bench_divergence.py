@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 from bench_laser_cpu import CPU_MFORMER  # noqa: E402  the real-data runs' M-Former
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
 from bench_prefix_steps import (  # noqa: E402  its four configs, a run's start and step
-    CASES, LRS, kept, run_start, runs_budget, steps_parser, top_k, train_step)
+    CASES, LRS, kept, probe_prefix, run_start, runs_budget, steps_parser, top_k, train_step)
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
 
@@ -81,6 +81,19 @@ RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {
 RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "main", 1e-3,
                                             {"bituning.prefix_input": "constant"}, ())
 # (``divergence_constant_input.md``: 9.1% / 20% / 69% apart at steps 10 / 20 / 100: as fast; not the input.)
+
+# Every run also traces how far copy a's prefix travels (the path: the sum of its per-step moves ||P_t - P_t-1|| over
+# ||P_0||, for the 32 probe histories, as ``bench_prefix_steps.py``). A reading drawn after the cases above, from
+# ``prefix_steps.md``'s first 12 steps only: the copies part by how far the prefix has travelled, not by lr x steps.
+# Prediction, written before the path was measured in any of them: every case's user vectors first reach 5% apart
+# (``APART``) once the prefix has travelled between 0.4 and 3 prefix norms, i.e. path >= 0.4 at the first checkpoint
+# at least 5% apart and path <= 3 at the checkpoint before it. It fails if a case that parts early (queries at std 1
+# and all experts: 5.5% and 6.1% at step 5; lr 2e-3: 9.8% at step 5) has travelled less than 0.4 by then, or one
+# that parts late (lr 3e-4: 3.0% at step 20, 14% at step 50) more than 3 before it parts. And if the prefix of the
+# queries at std 1 travels as far as at std 0.02, the queries' scale is not what makes the M-Former's prefix travel
+# 25 times as far for 10 times the lr (``prefix_steps.md``); if the router untrained travels as far, its flips are
+# not either.
+APART = 0.05
 
 
 def case_config(variant: str, lr: float, args, overrides: dict | None = None):
@@ -174,10 +187,13 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     table = a.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh, for both copies
     opts = [trainer.make_optimizer(cfg, m, len(batches))[0] for m in (a, b)]
     marks, points, losses = checkpoints(steps), [], ([], [])
+    p0 = last_p = probe_prefix(a, probe)  # copy a's prefix for the probe histories (eval mode: no random draws)
+    path = 0.0
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
-            points.append({"step": step, **compare(a, b, probe, table)})
+            points.append({"step": step, **compare(a, b, probe, table), "path": path,
+                           "drift": float((last_p - p0).norm() / p0.norm())})
         if step == steps:
             break
         idx = batches[step]
@@ -185,9 +201,22 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
         for m, opt, lost in zip((a, b), opts, losses):
             torch.set_rng_state(state)  # the same dropout masks in both copies
             lost.append(train_step(m, opt, cfg, histories, targets, idx, table))
+        p = probe_prefix(a, probe)
+        path += float((p - last_p).norm() / p0.norm())
+        last_p = p
     return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
             "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}
+
+
+def parting(points: list[dict], apart: float = APART) -> list[str]:
+    """Report cells for the first checkpoint whose user vectors are at least ``apart`` apart: its step, distance and
+    prefix path, then the step and path of the checkpoint before it; dashes where the copies never part."""
+    for before, p in zip(points, points[1:]):
+        if p["user"] >= apart:
+            return [str(p["step"]), f"{p['user']:.1e}", f"{p['path']:.3g}", str(before["step"]),
+                    f"{before['path']:.3g}"]
+    return ["—"] * 5
 
 
 def report(rows: list[dict], args) -> str:
@@ -202,7 +231,9 @@ def report(rows: list[dict], args) -> str:
              "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "
              f"second copy starts with every trainable weight multiplied by 1 + {args.eps:g} z (z standard normal). "
              "Distances are relative: weights ||theta_b - theta_a|| / ||theta_a||; user vectors the same for the unit "
-             "vectors h_u / ||h_u|| of 32 seeded training histories (eval mode). Top-10 shared: the mean share of a "
+             "vectors h_u / ||h_u|| of 32 seeded training histories (eval mode). Prefix path: the sum of copy a's "
+             "per-step prefix moves ||P_t - P_t-1|| / ||P_0|| for the same histories (its drift: ||P_t - P_0|| / "
+             "||P_0||). Top-10 shared: the mean share of a "
              "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
              "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies."
              + (" 'All K experts': the M-Former with top k = K, every expert selected (Eq. 4's weights kept, its discrete "
@@ -210,16 +241,24 @@ def report(rows: list[dict], args) -> str:
              + (" 'Router untrained': the M-Former whose router W_r keeps its initial weights in both copies (not "
                 "trained, not perturbed; Eq. 4 selects with it); the weight distance is over the trained weights."
                 if any("untrained" in r["label"] for r in rows) else ""), ""]
+    formats = {"weights": ".1e", "user": ".1e", "top10": ".2f", "experts": ".2f", "path": ".3g", "drift": ".3g"}
     for key, title in (("weights", "Weight distance"), ("user", "User-vector distance"),
-                       ("top10", "Top-10 shared"), ("experts", "Experts differ")):
+                       ("top10", "Top-10 shared"), ("experts", "Experts differ"),
+                       ("path", "Prefix path (copy a)"), ("drift", "Prefix drift (copy a)")):
         lines += [f"**{title}** after each step:", "",
                   "| prefix | lr | " + " | ".join(f"step {s}" for s in marks) + " |",
                   "|---|---:|" + "---:|" * len(marks)]
         for r in rows:
-            cells = ["—" if p[key] is None else (f"{p[key]:.2f}" if key in ("top10", "experts") else f"{p[key]:.1e}")
-                     for p in r["points"]]
+            cells = ["—" if p.get(key) is None else format(p[key], formats[key]) for p in r["points"]]
             lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
+              "apart, the prefix path there, and at the step before it.", "",
+              "| prefix | lr | first step apart | its user-vector distance | path there | step before | path there |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(parting(r["points"])) + " |")
+    lines.append("")
     lines += ["| prefix | lr | steps | batch loss at the last step (copy a) | its gap between the copies | s per step "
               "(both copies) |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -788,12 +788,28 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert apart["points"][0]["user"] > 0 and apart["points"][-1]["weights"] > 0
     learn = mod.measure("no-mformer", 1e-3, args, 1e-3)
     assert learn["points"][0]["experts"] is None and learn["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
+    # copy a's prefix path: Adam's first step moves each learnable prefix coordinate by lr (no weight decay), so the
+    # path after it is lr sqrt(numel) / ||P_0|| (every probe history has the same prefix); one step's path is its
+    # drift; the path only grows and bounds the drift (triangle inequality)
+    prefix = mod.run_start(tiny_run_config("no-mformer", argparse.Namespace(lr=1e-3))).model.prefix.detach()
+    first = learn["points"][1]
+    assert first["path"] == pytest.approx(1e-3 * prefix.numel() ** 0.5 / float(prefix.norm()), rel=1e-3)
+    assert first["drift"] == pytest.approx(first["path"], rel=1e-6) and learn["points"][0]["path"] == 0
+    for run in (same, apart, learn):
+        paths = [p["path"] for p in run["points"]]
+        assert paths == sorted(paths) and paths[-1] > 0
+        assert all(p["drift"] <= p["path"] * (1 + 1e-6) for p in run["points"])
+    # where the copies part: the first checkpoint 5% apart, and the one before it
+    marks = [{"step": s, "user": u, "path": s / 10} for s, u in ((0, 0.01), (5, 0.02), (10, 0.07), (20, 0.3))]
+    assert mod.parting(marks) == ["10", "7.0e-02", "1", "5", "0.5"]
+    assert mod.parting(marks, apart=0.5) == ["—"] * 5
     # top k = the tiny M-Former's K
     every = mod.measure("main", 1e-3, args, 1e-3, {"mformer.top_k": 4}, "M-Former, all 4 experts")
     assert all(p["experts"] == 0 for p in every["points"]) and every["points"][-1]["weights"] > 0  # nothing to flip
     text = mod.report([same, learn, every], argparse.Namespace(threads=1, steps=3, eps=1e-3))
     assert "| main | 0.001 | 0.0e+00 | 0.0e+00 | 0.0e+00 | 0.0e+00 |" in text
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
+    assert "**Prefix path (copy a)**" in text and "| first step apart |" in text
     assert "every expert selected" in text and "--cases" not in text and "(seed 0:" in text and "--seed" not in text
     text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1))
     assert "--cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
