@@ -93,6 +93,12 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # queries at std 1 travels as far as at std 0.02, the queries' scale is not what makes the M-Former's prefix travel
 # 25 times as far for 10 times the lr (``prefix_steps.md``); if the router untrained travels as far, its flips are
 # not either.
+# (``divergence_path.md``: all ten cases fit; the nine that part cross 5% between paths 0.28 and 2.8, the learnable
+# prefix at 0.28-0.44, the M-Former's four rates at 1.3-1.9: a wide window, a weak test; across the two prefixes the
+# path at the crossing differs 3-7 fold (lr x steps 5-17 fold), so the reading holds within each. The queries at std 1
+# travel as far (20.9 against 19.1 by step 100); untrained router, all experts, constant input half to 2/3 as far.
+# Over 100 steps the M-Former's prefix travels 6.9 times as far at 1e-3 as at 1e-4, not 25: the 25 was the median of
+# the first 12 moves, below 1e-4's mean because of its large early moves.)
 APART = 0.05
 
 
