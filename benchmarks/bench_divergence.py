@@ -99,6 +99,10 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # travel as far (20.9 against 19.1 by step 100); untrained router, all experts, constant input half to 2/3 as far.
 # Over 100 steps the M-Former's prefix travels 6.9 times as far at 1e-3 as at 1e-4, not 25: the 25 was the median of
 # the first 12 moves, below 1e-4's mean because of its large early moves.)
+# Then with a checkpoint every 5 steps (``--every 5``), the M-Former at 1e-3, 3e-4, 1e-4 and the learnable prefix at
+# 1e-3. Prediction, written before the run: the M-Former's three rates first reach 5% apart at paths within a factor
+# of 1.5 of one another (the coarse windows share 1.33-1.9), and the learnable prefix at a path at least 3 times
+# shorter than each. It fails if one rate crosses 1.5 times as far as another, or the learnable prefix within 3 times.
 APART = 0.05
 
 
@@ -128,14 +132,21 @@ def seed_flag(args) -> str:
     return f" --seed {seed}" if seed else ""
 
 
+def every_flag(args) -> str:
+    """The ``--every`` part of a report's command line: empty when only the log-spaced checkpoints ran."""
+    every = getattr(args, "every", 0)
+    return f" --every {every}" if every else ""
+
+
 def cases_flag(chosen: list[str], default: list[str]) -> str:
     """The ``--cases`` part of a report's command line: empty when the default cases ran."""
     return "" if chosen == default else " --cases " + " ".join(chosen)
 
 
-def checkpoints(steps: int) -> list[int]:
-    """Steps at which both copies are compared: 0, then 1, 2, 5, 10, 20, 50, ... up to ``steps`` (always included)."""
-    marks = {0, steps}
+def checkpoints(steps: int, every: int = 0) -> list[int]:
+    """Steps at which both copies are compared: 0, then 1, 2, 5, 10, 20, 50, ... up to ``steps`` (always included),
+    and every ``every`` steps when it is positive."""
+    marks = {0, steps} | (set(range(every, steps, every)) if every > 0 else set())
     for decade in range(int(math.log10(max(steps, 1))) + 1):
         marks.update(m * 10**decade for m in (1, 2, 5) if m * 10**decade <= steps)
     return sorted(marks)
@@ -192,7 +203,7 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     steps = min(args.steps, len(batches))
     table = a.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh, for both copies
     opts = [trainer.make_optimizer(cfg, m, len(batches))[0] for m in (a, b)]
-    marks, points, losses = checkpoints(steps), [], ([], [])
+    marks, points, losses = checkpoints(steps, getattr(args, "every", 0)), [], ([], [])
     p0 = last_p = probe_prefix(a, probe)  # copy a's prefix for the probe histories (eval mode: no random draws)
     path = 0.0
     t0 = time.perf_counter()
@@ -231,7 +242,8 @@ def report(rows: list[dict], args) -> str:
     seed = getattr(args, "seed", 0)
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}{cases}{seed_flag(args)}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"--eps {args.eps:g}{every_flag(args)}{cases}{seed_flag(args)}` on "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{cpu_model()}. Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
              "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "
              "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "
@@ -276,6 +288,8 @@ def report(rows: list[dict], args) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = steps_parser(__doc__, REPORT, 100)
     ap.add_argument("--eps", type=float, default=1e-7, help="relative size of the second copy's perturbation")
+    ap.add_argument("--every", type=int, default=0,
+                    help="also compare the copies every this many steps (default 0: steps 1, 2, 5, 10, 20, 50, ...)")
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
     add_seed_option(ap)

@@ -779,6 +779,8 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
 
     monkeypatch.setattr(mod, "run_config", tiny_run_config)
     assert mod.checkpoints(100) == [0, 1, 2, 5, 10, 20, 50, 100] and mod.checkpoints(7) == [0, 1, 2, 5, 7]
+    assert mod.checkpoints(20, every=5) == [0, 1, 2, 5, 10, 15, 20]
+    assert mod.checkpoints(7, every=3) == [0, 1, 2, 3, 5, 6, 7]
     args = argparse.Namespace(steps=3)
     same = mod.measure("main", 1e-3, args, 0.0)
     assert [p["step"] for p in same["points"]] == [0, 1, 2, 3] and same["loss_gap"] == 0
@@ -811,8 +813,12 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
     assert "**Prefix path (copy a)**" in text and "| first step apart |" in text
     assert "every expert selected" in text and "--cases" not in text and "(seed 0:" in text and "--seed" not in text
-    text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1))
-    assert "--cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
+    text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1,
+                                                 every=2))
+    assert "--eps 0.001 --every 2 --cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
+    # --every: a checkpoint at every 2nd step besides the log-spaced ones
+    assert [p["step"] for p in mod.measure("main", 1e-3, argparse.Namespace(steps=5, every=2), 0.0)["points"]] == [
+        0, 1, 2, 4, 5]
     # the router kept at its initial weights in both copies: Eq. 4 selects the same experts in both at every step,
     # while the other weights, perturbed, train apart
     fixed = mod.measure("main", 1e-3, args, 1e-3, None, "M-Former, router untrained", ("router",))
