@@ -103,6 +103,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # 1e-3. Prediction, written before the run: the M-Former's three rates first reach 5% apart at paths within a factor
 # of 1.5 of one another (the coarse windows share 1.33-1.9), and the learnable prefix at a path at least 3 times
 # shorter than each. It fails if one rate crosses 1.5 times as far as another, or the learnable prefix within 3 times.
+# The same run traces the encoder-input path: the path of what MiniLM's first layer reads at the prefix positions,
+# after its embedding LayerNorm (``encoder_input``). Prediction, written before the run: if the M-Former needs 3-7
+# times the learnable prefix's path to part because that LayerNorm removes part of its travel (its prefix grows in
+# norm, 1.23 -> 1.57 in 12 steps at 1e-3, where the learnable prefix's stays 1.09), the two prefixes' encoder-input
+# paths at the crossing agree within a factor of 1.5; if they still differ 3-fold or more, it is not the reason.
 APART = 0.05
 
 
@@ -162,6 +167,18 @@ def perturb(model: torch.nn.Module, eps: float, seed: int = 1) -> None:
                 p.mul_(1 + eps * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
+def encoder_input(model, prefix: torch.Tensor) -> torch.Tensor | None:
+    """What the frozen backbone's first layer reads at the prefix positions: for the BERT family (MiniLM), its
+    embedding LayerNorm of prefix + position + token-type embeddings, at positions 0..n-1 (``Backbone.forward``
+    counts real tokens only, so the prefix sits there in every row); None for other families."""
+    bb = model.backbone
+    if bb.family != "bert":
+        return None
+    b, n, _ = prefix.shape
+    with torch.no_grad():
+        return bb.model.embeddings(inputs_embeds=prefix.to(bb.dtype), position_ids=torch.arange(n).expand(b, n)).float()
+
+
 def weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().float().flatten() for p in model.parameters() if p.requires_grad])
 
@@ -205,12 +222,13 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     opts = [trainer.make_optimizer(cfg, m, len(batches))[0] for m in (a, b)]
     marks, points, losses = checkpoints(steps, getattr(args, "every", 0)), [], ([], [])
     p0 = last_p = probe_prefix(a, probe)  # copy a's prefix for the probe histories (eval mode: no random draws)
-    path = 0.0
+    e0 = last_e = encoder_input(a, p0)  # and what the backbone's first layer reads of it
+    path, path_in = 0.0, (None if e0 is None else 0.0)
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
             points.append({"step": step, **compare(a, b, probe, table), "path": path,
-                           "drift": float((last_p - p0).norm() / p0.norm())})
+                           "drift": float((last_p - p0).norm() / p0.norm()), "path_in": path_in})
         if step == steps:
             break
         idx = batches[step]
@@ -221,19 +239,26 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
         p = probe_prefix(a, probe)
         path += float((p - last_p).norm() / p0.norm())
         last_p = p
+        if e0 is not None:
+            e = encoder_input(a, p)
+            path_in += float((e - last_e).norm() / e0.norm())
+            last_e = e
     return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
             "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}
 
 
 def parting(points: list[dict], apart: float = APART) -> list[str]:
-    """Report cells for the first checkpoint whose user vectors are at least ``apart`` apart: its step, distance and
-    prefix path, then the step and path of the checkpoint before it; dashes where the copies never part."""
+    """Report cells for the first checkpoint whose user vectors are at least ``apart`` apart: its step, distance,
+    prefix path and encoder-input path, then the step and both paths of the checkpoint before it; dashes where the
+    copies never part (or a path was not traced)."""
+    def paths(p: dict) -> list[str]:
+        return [f"{p['path']:.3g}", "—" if p.get("path_in") is None else f"{p['path_in']:.3g}"]
+
     for before, p in zip(points, points[1:]):
         if p["user"] >= apart:
-            return [str(p["step"]), f"{p['user']:.1e}", f"{p['path']:.3g}", str(before["step"]),
-                    f"{before['path']:.3g}"]
-    return ["—"] * 5
+            return [str(p["step"]), f"{p['user']:.1e}", *paths(p), str(before["step"]), *paths(before)]
+    return ["—"] * 7
 
 
 def report(rows: list[dict], args) -> str:
@@ -251,7 +276,9 @@ def report(rows: list[dict], args) -> str:
              "Distances are relative: weights ||theta_b - theta_a|| / ||theta_a||; user vectors the same for the unit "
              "vectors h_u / ||h_u|| of 32 seeded training histories (eval mode). Prefix path: the sum of copy a's "
              "per-step prefix moves ||P_t - P_t-1|| / ||P_0|| for the same histories (its drift: ||P_t - P_0|| / "
-             "||P_0||). Top-10 shared: the mean share of a "
+             "||P_0||). Encoder-input path: the same sum for what the backbone's first layer reads at the prefix "
+             "positions (MiniLM's embedding LayerNorm of prefix + position + token type), over its step-0 norm. "
+             "Top-10 shared: the mean share of a "
              "history's top 10 items (cosine against the table) that both copies rank in their top 10. Experts "
              "differ: the share of the 32 histories whose selected experts (Eq. 4's top k) differ between the copies."
              + (" 'All K experts': the M-Former with top k = K, every expert selected (Eq. 4's weights kept, its discrete "
@@ -259,10 +286,12 @@ def report(rows: list[dict], args) -> str:
              + (" 'Router untrained': the M-Former whose router W_r keeps its initial weights in both copies (not "
                 "trained, not perturbed; Eq. 4 selects with it); the weight distance is over the trained weights."
                 if any("untrained" in r["label"] for r in rows) else ""), ""]
-    formats = {"weights": ".1e", "user": ".1e", "top10": ".2f", "experts": ".2f", "path": ".3g", "drift": ".3g"}
+    formats = {"weights": ".1e", "user": ".1e", "top10": ".2f", "experts": ".2f", "path": ".3g", "drift": ".3g",
+               "path_in": ".3g"}
     for key, title in (("weights", "Weight distance"), ("user", "User-vector distance"),
                        ("top10", "Top-10 shared"), ("experts", "Experts differ"),
-                       ("path", "Prefix path (copy a)"), ("drift", "Prefix drift (copy a)")):
+                       ("path", "Prefix path (copy a)"), ("drift", "Prefix drift (copy a)"),
+                       ("path_in", "Encoder-input path (copy a)")):
         lines += [f"**{title}** after each step:", "",
                   "| prefix | lr | " + " | ".join(f"step {s}" for s in marks) + " |",
                   "|---|---:|" + "---:|" * len(marks)]
@@ -271,9 +300,9 @@ def report(rows: list[dict], args) -> str:
             lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
-              "apart, the prefix path there, and at the step before it.", "",
-              "| prefix | lr | first step apart | its user-vector distance | path there | step before | path there |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "apart, the prefix and encoder-input paths there, and at the step before it.", "",
+              "| prefix | lr | first step apart | its user-vector distance | path there | input path there "
+              "| step before | path there | input path there |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(parting(r["points"])) + " |")
     lines.append("")

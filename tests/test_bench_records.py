@@ -803,8 +803,12 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
         assert all(p["drift"] <= p["path"] * (1 + 1e-6) for p in run["points"])
     # where the copies part: the first checkpoint 5% apart, and the one before it
     marks = [{"step": s, "user": u, "path": s / 10} for s, u in ((0, 0.01), (5, 0.02), (10, 0.07), (20, 0.3))]
-    assert mod.parting(marks) == ["10", "7.0e-02", "1", "5", "0.5"]
-    assert mod.parting(marks, apart=0.5) == ["—"] * 5
+    assert mod.parting(marks) == ["10", "7.0e-02", "1", "—", "5", "0.5", "—"]  # no encoder-input path traced
+    marks[1]["path_in"], marks[2]["path_in"] = 0.25, 0.125
+    assert mod.parting(marks) == ["10", "7.0e-02", "1", "0.125", "5", "0.5", "0.25"]
+    assert mod.parting(marks, apart=0.5) == ["—"] * 7
+    # a GPT-2 backbone has no encoder-input path (its first layer reads the prefix as it is)
+    assert all(p["path_in"] is None for p in learn["points"])
     # top k = the tiny M-Former's K
     every = mod.measure("main", 1e-3, args, 1e-3, {"mformer.top_k": 4}, "M-Former, all 4 experts")
     assert all(p["experts"] == 0 for p in every["points"]) and every["points"][-1]["weights"] > 0  # nothing to flip
@@ -824,6 +828,34 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     fixed = mod.measure("main", 1e-3, args, 1e-3, None, "M-Former, router untrained", ("router",))
     assert all(p["experts"] == 0 for p in fixed["points"]) and fixed["points"][-1]["weights"] > 0
     assert fixed["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
+
+
+def test_divergence_encoder_input_is_what_minilms_first_layer_reads(monkeypatch):
+    """bench_divergence.encoder_input on the real MiniLM: equal to the input of its first encoder layer at the prefix
+    positions of a left-padded batch (prefix, then text), as Backbone.forward runs it."""
+    import types
+
+    import torch
+
+    from laser_repro.laser.backbones import load_backbone
+
+    mod = _script(monkeypatch, "bench_divergence")
+    bb = load_backbone("minilm", precision="fp32")
+    gen = torch.Generator().manual_seed(0)
+    prefix = torch.randn(2, 4, bb.hidden_size, generator=gen)
+    text = bb.embed(torch.tensor([[101, 2023, 2003, 102], [101, 7592, 102, 0]]))
+    embeds = torch.cat([torch.zeros(2, 1, bb.hidden_size), prefix, text], dim=1)
+    embeds[1] = torch.cat([torch.zeros(2, bb.hidden_size), prefix[1], text[1, :3]])  # row 1: one more pad, left
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[0, 0] = mask[1, :2] = False
+    seen = []
+    hook = bb.model.encoder.layer[0].register_forward_pre_hook(lambda _m, args, kw: seen.append(
+        (args[0] if args else kw["hidden_states"]).detach()), with_kwargs=True)
+    with torch.no_grad():
+        bb(embeds, mask)
+    hook.remove()
+    got = mod.encoder_input(types.SimpleNamespace(backbone=bb), prefix)
+    assert torch.allclose(got[0], seen[0][0, 1:5], atol=1e-5) and torch.allclose(got[1], seen[0][1, 2:6], atol=1e-5)
 
 
 def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
