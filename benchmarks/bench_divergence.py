@@ -16,7 +16,10 @@ that sensitivity directly, for the M-Former and the learnable prefix at lr 1e-3 
 - at log-spaced steps: the relative distance of the trainable weights, ||theta_b - theta_a|| / ||theta_a||; for 32
   seeded training histories (eval mode), the distance of the unit user vectors h_u / ||h_u|| (Eq. 2, ranked by
   cosine), the share of each history's top-10 items both copies rank in their top 10, and (M-Former) the share of
-  histories whose selected experts differ (Eq. 4's top k).
+  histories whose selected experts differ (Eq. 4's top k);
+- after every step, how far copy a's prefix has travelled (its path: the sum of its per-step moves over its step-0
+  norm, for the same 32 histories) and, for MiniLM, the path of what the backbone's first layer reads at the prefix
+  positions (after its embedding LayerNorm); ``--every N`` adds a checkpoint every N steps.
 
 Writes ``benchmarks/divergence.md``. Nothing here trains a result; one diagnostic, one seed.
 """
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
-    budget.seed = args.seed
+    budget.seed, budget.every = args.seed, args.every  # the runs' config and the checkpoints measure() takes
     rows = []
     for case in args.cases:
         label, variant, lr, overrides, frozen = RUN_CASES[case]

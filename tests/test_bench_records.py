@@ -830,6 +830,27 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert fixed["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
 
 
+def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path):
+    """bench_divergence.main passes --every, --seed and --steps on to measure() for each case (a run of 2026-12-06
+    wrote "--every 5" in its report while measuring only the log-spaced steps), and the report names them."""
+    mod = _script(monkeypatch, "bench_divergence")
+    seen = []
+
+    def fake_measure(variant, lr, args, eps, overrides=None, label="", frozen=()):
+        seen.append((variant, lr, args.every, args.seed, args.steps, eps))
+        point = {"step": 0, "weights": 0.0, "user": 0.0, "top10": 1.0, "experts": None, "path": 0.0, "drift": 0.0,
+                 "path_in": None}
+        return {"label": label, "lr": lr, "steps": 0, "points": [point], "loss": 0.0, "loss_gap": 0.0,
+                "s_per_step": 0.0}
+
+    monkeypatch.setattr(mod, "measure", fake_measure)
+    out = tmp_path / "d.md"
+    assert mod.main(["--every", "5", "--seed", "2", "--steps", "30", "--threads", "1", "--cases", "main-lr0.0003",
+                     "--out", str(out)]) == 0
+    assert seen == [("main", 3e-4, 5, 2, 30, 1e-7)]
+    assert "--steps 30 --eps 1e-07 --every 5 --cases main-lr0.0003 --seed 2` on" in out.read_text()
+
+
 def test_divergence_encoder_input_is_what_minilms_first_layer_reads(monkeypatch):
     """bench_divergence.encoder_input on the real MiniLM: equal to the input of its first encoder layer at the prefix
     positions of a left-padded batch (prefix, then text), as Backbone.forward runs it."""
