@@ -111,6 +111,10 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # times the learnable prefix's path to part because that LayerNorm removes part of its travel (its prefix grows in
 # norm, 1.23 -> 1.57 in 12 steps at 1e-3, where the learnable prefix's stays 1.09), the two prefixes' encoder-input
 # paths at the crossing agree within a factor of 1.5; if they still differ 3-fold or more, it is not the reason.
+# (``divergence_dense.md``: both held as written. The three rates cross 5% between paths 1.39 and 1.85 (1e-4 at steps
+# 70-75: 1.39-1.53; 3e-4 at 25-30: 1.64-1.85; 1e-3 at 5-10: 1.1-2.22), within a factor of 1.33; the learnable prefix
+# at 0.43-0.44 (steps 95-100), 3.1-4.3 times shorter. lr x steps lines the three rates up as closely (0.007-0.009).
+# The encoder-input path is 90-97% of the prefix path up to the partings, still 3.3-4.3-fold apart: not the LayerNorm.)
 APART = 0.05
 
 
