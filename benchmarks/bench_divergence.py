@@ -115,6 +115,10 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # 70-75: 1.39-1.53; 3e-4 at 25-30: 1.64-1.85; 1e-3 at 5-10: 1.1-2.22), within a factor of 1.33; the learnable prefix
 # at 0.43-0.44 (steps 95-100), 3.1-4.3 times shorter. lr x steps lines the three rates up as closely (0.007-0.009).
 # The encoder-input path is 90-97% of the prefix path up to the partings, still 3.3-4.3-fold apart: not the LayerNorm.)
+# The same four cases at seed 1 (``--seed 1 --every 5``). Prediction, written before the run: the M-Former's three
+# rates part at paths within a factor of 1.5 of one another, and the learnable prefix, if it parts within the 100
+# steps, at a path at least 3 times shorter than each. It fails if one rate parts 1.5 times as far as another, or the
+# learnable prefix within 3 times of one.
 APART = 0.05
 
 
