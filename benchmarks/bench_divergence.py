@@ -126,6 +126,9 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # M-Former parts at most 2.8 times as far as it would: seed 0's 3-4 times does not carry over as such.)
 # A checkpoint at every step (``--every 1``; seed 0 up to step 75, seed 1 up to step 30) then decides the two
 # predictions the 5-step checkpoints left open: 1e-3 at seed 0, and the three rates' spread at seed 1 (within 1.5?).
+# (``divergence_fine.md``, ``divergence_fine_seed1.md``: seed 0's rates part at steps 6 / 29 / 75, paths 1.27 / 1.72 /
+# 1.53, within 1.35: held; the learnable prefix's 0.43-0.44 is only 2.5-3.0 times shorter than 1e-3's: failed there,
+# narrowly. Seed 1's part at steps 5 / 12 / 29, paths 1.23 / 0.89 / 0.80, a factor of 1.54: failed, narrowly.)
 APART = 0.05
 
 
