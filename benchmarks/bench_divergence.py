@@ -152,16 +152,11 @@ def add_seed_option(ap: argparse.ArgumentParser) -> None:
                          "seed 0's)")
 
 
-def seed_flag(args) -> str:
-    """The ``--seed`` part of a report's command line: empty at seed 0 (or when ``args`` has no seed)."""
-    seed = getattr(args, "seed", 0)
-    return f" --seed {seed}" if seed else ""
-
-
-def every_flag(args) -> str:
-    """The ``--every`` part of a report's command line: empty when only the log-spaced checkpoints ran."""
-    every = getattr(args, "every", 0)
-    return f" --every {every}" if every else ""
+def option_flag(args, name: str) -> str:
+    """The ``--name`` part of a report's command line (``--seed``, ``--every``): empty when the option is 0 (its
+    default) or ``args`` has none."""
+    value = getattr(args, name, 0)
+    return f" --{name} {value}" if value else ""
 
 
 def cases_flag(chosen: list[str], default: list[str]) -> str:
@@ -288,7 +283,7 @@ def report(rows: list[dict], args) -> str:
     seed = getattr(args, "seed", 0)
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}{every_flag(args)}{cases}{seed_flag(args)}` on "
+             f"--eps {args.eps:g}{option_flag(args, 'every')}{cases}{option_flag(args, 'seed')}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{cpu_model()}. Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
              "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "

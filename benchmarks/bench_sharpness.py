@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # the divergence cases' MiniLM configs, and their command-line options
-from bench_divergence import RUN_CASES, add_seed_option, case_config, cases_flag, seed_flag  # noqa: E402
+from bench_divergence import RUN_CASES, add_seed_option, case_config, cases_flag, option_flag  # noqa: E402
 from bench_prefix_anatomy import group_of  # noqa: E402
 from bench_prefix_steps import probe_rows, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
@@ -236,7 +236,7 @@ def std_cell(std: float | None) -> str:
 
 
 def report(rows: list[dict], args) -> str:
-    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES) + seed_flag(args)
+    cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES) + option_flag(args, "seed")
     seed = getattr(args, "seed", 0)
     lines = ["# Is the M-Former at Adam's edge of stability? (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_sharpness.py --threads {args.threads} --steps {args.steps} --at "

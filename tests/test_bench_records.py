@@ -983,7 +983,8 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
     # the queries' mean row std (what their LayerNorm divides by): rows (1, -1) and (2, -2) have std 1 and 2
     hand = argparse.Namespace(mformer=argparse.Namespace(queries=torch.tensor([[[1.0, -1.0], [2.0, -2.0]]])))
     assert mod.query_std(hand) == pytest.approx(1.5) and mod.query_std(argparse.Namespace()) is None
-    assert mod.seed_flag(argparse.Namespace(seed=2)) == " --seed 2" and mod.seed_flag(argparse.Namespace(seed=0)) == ""
+    assert mod.option_flag(argparse.Namespace(seed=2), "seed") == " --seed 2"
+    assert mod.option_flag(argparse.Namespace(seed=0), "seed") == ""
     rows = (histories[:6], targets[:6])
     hv, loss = mod.hessian_matvec(model, params, rows, table)
     assert model.training and loss > 0
