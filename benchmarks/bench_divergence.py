@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
     add_seed_option(ap)
     args = ap.parse_args(argv)
+    if args.every < 0:
+        ap.error(f"--every: expected 0 (log-spaced checkpoints only) or a positive number of steps, got {args.every}")
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
     budget.seed, budget.every = args.seed, args.every  # the runs' config and the checkpoints measure() takes

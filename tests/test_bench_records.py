@@ -830,9 +830,11 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert fixed["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
 
 
-def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path):
+def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path, capsys):
     """bench_divergence.main passes --every, --seed and --steps on to measure() for each case (a run of 2026-12-06
     wrote "--every 5" in its report while measuring only the log-spaced steps), and the report names them."""
+    import pytest
+
     mod = _script(monkeypatch, "bench_divergence")
     seen = []
 
@@ -849,6 +851,10 @@ def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path):
                      "--out", str(out)]) == 0
     assert seen == [("main", 3e-4, 5, 2, 30, 1e-7)]
     assert "--steps 30 --eps 1e-07 --every 5 --cases main-lr0.0003 --seed 2` on" in out.read_text()
+    # a negative --every would measure the log-spaced steps while the report named it: refused, by name
+    with pytest.raises(SystemExit):
+        mod.main(["--every", "-1", "--out", str(tmp_path / "e.md")])
+    assert "--every: expected 0" in capsys.readouterr().err and not (tmp_path / "e.md").exists() and len(seen) == 1
 
 
 def test_divergence_encoder_input_is_what_minilms_first_layer_reads(monkeypatch):
