@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.experiment.layout import run_dir
@@ -65,6 +66,31 @@ def test_write_run_roundtrip(tmp_path):
     assert g.summary("test", "recall@10").mean == 0.75
     users, vals = g.per_user("test", "mrr")
     np.testing.assert_allclose(vals, [1.0, 1 / 6, 1 / 21, 0.5])
+
+
+def test_a_file_that_only_mentions_the_mark_is_not_the_suites(tmp_path):
+    """The mark counts only where the suite writes it (a markdown artifact's last line, a figure's metadata entry):
+    notes or a README that name `laser-repro artifact` were once replaced without --force."""
+    from laser_repro.artifacts.output import MARK, TRAILER, guard_out, written_by_suite
+
+    notes = tmp_path / "notes.md"
+    notes.write_text(f"# My notes\nrun `{MARK} table2 --config config.yaml`\nimportant: 42\n")
+    assert not written_by_suite(notes)
+    with pytest.raises(ValueError, match="notes.md exists and was not written by"):
+        guard_out(notes)
+    notes.write_text(f"{TRAILER}\nmy own text below the suite's line\n")  # the trailer, but not last
+    assert not written_by_suite(notes)
+    ours = tmp_path / "t.md"
+    ours.write_text(f"| a |\n\n{TRAILER}\n\n")
+    assert written_by_suite(ours)
+    png = tmp_path / "f.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n....tEXtComment\x00made with " + MARK.encode())  # phrase, not our entry
+    assert not written_by_suite(png)
+    png.write_bytes(b"\x89PNG\r\n\x1a\n....tEXtSoftware\x00" + MARK.encode())
+    assert written_by_suite(png)
+    pdf = tmp_path / "f.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n<< /Title (" + MARK.encode() + b") >>")
+    assert not written_by_suite(pdf)
 
 
 def test_artifact_outputs_never_replace_a_file_the_suite_did_not_write(tmp_path, caplog):

@@ -12,11 +12,19 @@ log = logging.getLogger("laser_repro.artifacts")
 
 MARK = "laser-repro artifact"  # in every markdown artifact (a comment) and figure (PNG/PDF metadata)
 FIGURE_METADATA = {"png": {"Software": MARK}, "pdf": {"Creator": MARK}}
+TRAILER = f"<!-- written by {MARK}; rebuild it rather than editing -->"  # a markdown artifact's last line
+# The mark as each figure format stores it: a PNG tEXt chunk, a PDF info entry (not the phrase anywhere in the file)
+FIGURE_MARKS = {".png": b"tEXtSoftware\x00" + MARK.encode(), ".pdf": f"/Creator ({MARK})".encode()}
 
 
 def written_by_suite(path: Path) -> bool:
-    """``path`` holds the mark this module writes (markdown comment or figure metadata)."""
-    return MARK.encode() in path.read_bytes()
+    """``path`` carries the mark exactly where this module writes it: a figure's metadata entry, or a markdown
+    artifact's last line. A file that merely mentions the phrase (a README, notes) is not the suite's."""
+    data = path.read_bytes()
+    if path.suffix.lower() in FIGURE_MARKS:
+        return FIGURE_MARKS[path.suffix.lower()] in data
+    lines = data.decode("utf-8", errors="replace").rstrip().splitlines()
+    return bool(lines) and lines[-1] == TRAILER
 
 
 def guard_out(out: str | Path, force: bool = False) -> None:
@@ -36,4 +44,4 @@ def guard_out(out: str | Path, force: bool = False) -> None:
 
 def write_markdown(out: str | Path, text: str) -> None:
     """Write a markdown artifact atomically, with the suite's mark as a trailing comment."""
-    write_text(out, text.rstrip("\n") + f"\n\n<!-- written by {MARK}; rebuild it rather than editing -->\n")
+    write_text(out, text.rstrip("\n") + f"\n\n{TRAILER}\n")
