@@ -140,6 +140,19 @@ def test_metrics_json_is_strict():
         write_json("/nonexistent/never-written.json", {"ndcg@10": float("nan")})
 
 
+@pytest.mark.parametrize("const", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_number_read_from_json_is_refused_by_file_and_line(tmp_path, const):
+    """Python's json reads NaN/Infinity; a hand-edited metrics.json with one put 'inf' in Table 2 as the best cell."""
+    from laser_repro.io import read_json
+
+    path = tmp_path / "metrics.json"
+    path.write_text('{"method": "NaN",\n "test": {"mrr": 0.04,\n  "ndcg@10": ' + const + '}}\n')
+    with pytest.raises(ValueError, match=rf"metrics.json:3: {const} is not a JSON number; expected a finite"):
+        read_json(path)
+    path.write_text('{"method": "NaN", "test": {"ndcg@10": 1e308, "mrr": -0.0}}')  # finite numbers and strings
+    assert read_json(path) == {"method": "NaN", "test": {"ndcg@10": 1e308, "mrr": 0.0}}
+
+
 # ---------------------------------------------------------------- data fingerprints
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -92,13 +93,21 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     write_text(path, text + "\n")
 
 
+def _non_finite(path: Path, text: str, name: str) -> float:
+    """Refuse NaN/Infinity (not JSON; :func:`write_json` never writes them), naming the file and line."""
+    hit = re.search(rf"[:\[,]\s*{re.escape(name)}", text)
+    line = text.count("\n", 0, hit.end()) + 1 if hit else "?"
+    raise ValueError(f"{path}:{line}: {name} is not a JSON number; expected a finite number")
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a syntax error names the file, line and column."""
+    """Read a JSON file; a syntax error or a non-finite number (NaN, Infinity) names the file and line."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text, parse_constant=lambda name: _non_finite(path, text, name))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
     except UnicodeDecodeError as err:
