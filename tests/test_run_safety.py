@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,28 @@ def test_a_non_finite_number_read_from_json_is_refused_by_file_and_line(tmp_path
 
 
 # ---------------------------------------------------------------- data fingerprints
+
+
+def test_a_run_copied_to_another_data_set_or_variant_is_a_gap_not_a_result(data, tmp_path):
+    """Artifacts once read a run folder copied under another data set or variant as that cell's result
+    (only the method and seed were checked); metrics.json now records the folder the trainer wrote to."""
+    from laser_repro.artifacts.runs import load_group
+    from laser_repro.experiment.layout import run_dir
+    from laser_repro.experiment.specs import Cell
+
+    runs = tmp_path / "runs"
+    src = Path(run_dir(str(runs), "ring", "sasrec", "main", 0))
+    record = train_idrec(cfg(data), src)
+    assert record["run_folder"] == str(src.resolve()) and record["dataset"] == "ring"
+    assert len(load_group(runs, Cell("ring", "sasrec"), [0]).runs) == 1
+    for dataset, variant, why in (("pet", "main", "it records data folder 'ring', but its folder is for 'pet'"),
+                                  ("ring", "no-prefix", "it records run folder 'ring/sasrec/main/seed~0', but its "
+                                                        "folder is for 'ring/sasrec/no-prefix/seed~0'")):
+        shutil.copytree(src, run_dir(str(runs), dataset, "sasrec", variant, 0))
+        group = load_group(runs, Cell(dataset, "sasrec", variant), [0])
+        assert group.runs == [] and group.missing[0].stale == why + " (copied or moved?)"
+    shutil.move(str(runs), tmp_path / "moved")  # the whole tree moved: its runs still answer their cells
+    assert len(load_group(tmp_path / "moved", Cell("ring", "sasrec"), [0]).runs) == 1
 
 
 def test_results_never_outlive_their_data(tmp_path, caplog):

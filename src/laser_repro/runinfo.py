@@ -8,6 +8,7 @@
      "best_epoch": int, "ties": str,
      "config": {...resolved run config...}, "config_hash": str,
      "git_commit": str, "versions": {...}, "device": str, "finished_at": str (UTC, ISO 8601), "wall_time_s": float,
+     "run_folder": str (the absolute folder it was written to),
      ...method-specific extras}
 
 next to ``ranks.npz`` (per-user ranks, see :func:`laser_repro.eval.evaluator.save_ranks`).

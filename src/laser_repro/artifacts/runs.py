@@ -222,9 +222,14 @@ def load_group(root: str | Path, cell: Cell, seeds: Sequence[int], stale: dict[s
 
 
 def misplaced(record: dict, key) -> str:
-    """Why a metrics.json does not belong in ``key``'s folder (another method or seed: copied or moved), or ""."""
-    for field_name, want in (("method", key.method), ("seed", key.seed)):
-        got = record.get(field_name)
+    """Why a metrics.json does not belong in ``key``'s folder (another data set, method, variant or seed: copied
+    or moved), or "". The data set is the name of the run config's data folder (``{data}/{dataset}``, as the
+    workflow lays it out); the variant shows only in the folder the trainer wrote to (``run_folder``, since 2026-12)."""
+    written, data = record.get("run_folder"), (record.get("config") or {}).get("dataset")
+    for field_name, got, want in (("data folder", Path(data).name if isinstance(data, str) else None, key.dataset),
+                                  ("method", record.get("method"), key.method),
+                                  ("seed", record.get("seed"), key.seed),
+                                  ("run folder", "/".join(Path(written).parts[-4:]) if written else None, key.rel)):
         if got is not None and got != want:
             return f"it records {field_name} {got!r}, but its folder is for {want!r} (copied or moved?)"
     return ""

@@ -324,9 +324,10 @@ class RunFolder:
         save_torch(self.path / MODEL_FILE, blob)
 
     def write_metrics(self, record: dict, device: Any) -> dict:
-        """Add provenance and the resume hash to ``record``; write metrics.json atomically."""
+        """Add provenance, the resume hash and the folder it is written to (so a copy elsewhere is told apart:
+        ``artifacts.runs.misplaced``) to ``record``; write metrics.json atomically."""
         record = {**record, **provenance(self.config, device), "resume_hash": self.resume_hash,
-                  "data_fingerprint": self.data_fingerprint}
+                  "data_fingerprint": self.data_fingerprint, "run_folder": str(self.path.resolve())}
         write_metrics(self.path, record)
         return record
 
