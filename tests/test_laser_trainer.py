@@ -208,6 +208,9 @@ def test_cli_help_and_config_errors(data, cache, tmp_path, capsys, caplog):
     bad.write_text(yaml.safe_dump({"dataset": str(data), "mformer": {"experts": 3}}))
     assert main(["train-laser", "--config", str(bad), "--out", str(tmp_path / "x")]) == 1
     assert "bad.yaml: mformer: unknown key(s) ['experts']" in caplog.text
+    # a folder given as the config: a one-line error (it was an IsADirectoryError traceback), exit code 1
+    assert main(["train-laser", "--config", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
+    assert f"Is a directory: '{tmp_path}'" in caplog.text
 
 
 def test_zero_training_users_is_zero_shot(data, cache, tmp_path):
@@ -235,6 +238,17 @@ def test_m_former_is_fed_by_a_trained_id_model_run(data, cache, tmp_path):
     assert all(torch.equal(enc_state[k], v) for k, v in blob["state_dict"].items())  # the trained weights
     with pytest.raises(FileNotFoundError, match="no trained ID model"):
         trainer.build_model(tiny_config(data, cache, idrec_run=str(tmp_path / "missing")), ds, torch.device("cpu"))
+    # an ID model of another data set is refused by key, whether it has fewer items (an IndexError deep in the
+    # first item refresh) or as many (silently the wrong items' embeddings)
+    for items, seed in ((20, 1), (30, 2)):
+        other = tiny_dataset(tmp_path / f"other{seed}", items=items, seed=seed)
+        n_other = load_dataset(other).n_items
+        assert (n_other < ds.n_items) if seed == 1 else (n_other == ds.n_items)
+        run_other = tmp_path / f"sasrec-other{seed}"
+        train_idrec(IDRecRunConfig(dataset=str(other), model="sasrec", max_epochs=1, progress=False), run_other)
+        with pytest.raises(ValueError, match=rf"idrec_run: {run_other} was trained on data set 'synthetic' "
+                                             rf"\(fingerprint \w+, {n_other} items\); this run's data set {data} has"):
+            trainer.build_model(tiny_config(data, cache, idrec_run=str(run_other)), ds, torch.device("cpu"))
 
 
 def _scripted_validation(monkeypatch, scores: list[float]):

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # bad input, a folder given as a file, a failed download: the message
         logging.getLogger("laser_repro").error("%s", err)
         return 1
 

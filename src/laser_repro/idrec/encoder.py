@@ -88,8 +88,11 @@ class CollaborativeEncoder(nn.Module):
         return self.forward(items, mask), window_mask(mask, self.window)
 
 
-def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window: int = DEFAULT_WINDOW) -> CollaborativeEncoder:
-    """The frozen model of a finished ``laser-repro train-idrec`` run folder (model.pt + metrics.json)."""
+def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window: int = DEFAULT_WINDOW,
+                               dataset: str | Path | None = None, key: str = "idrec_run") -> CollaborativeEncoder:
+    """The frozen model of a finished ``laser-repro train-idrec`` run folder (model.pt + metrics.json); with
+    ``dataset`` (the reading run's data folder), refused unless it was trained on that data set's items (the
+    error names the run config's ``key``)."""
     run_dir = Path(run_dir)
     path = run_dir / MODEL_FILE
     if not path.exists():
@@ -98,13 +101,27 @@ def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window:
         )
     if not (run_dir / "metrics.json").exists():
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing, the ID-model run did not finish")
-    read_json(run_dir / "metrics.json")  # a broken file fails loudly here
+    record = read_json(run_dir / "metrics.json")  # a broken file fails loudly here
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    if dataset is not None:
+        same_items(run_dir, record, int(blob["n_items"]), dataset, key)
     sd = blob["state_dict"]  # feature buffers travel in model.pt (text features: row 0 = padding)
     feats = {k: sd[k][1:] if k == "text_features" else sd[k] for k in features_of(blob["model"]) if k in sd}
     model = build_model(blob["model"], int(blob["n_items"]), blob["model_config"], **feats)
     model.load_state_dict(blob["state_dict"])
     return CollaborativeEncoder(model.to(device), window=window, source=str(run_dir))
+
+
+def same_items(run_dir: Path, record: dict, n_items: int, dataset: str | Path, key: str = "idrec_run") -> None:
+    """Refuse an ID-model run of another data set: its item ids would index other items (or past the table)."""
+    from laser_repro.data.dataset import data_fingerprint, load_dataset
+
+    theirs, ours = record.get("data_fingerprint"), data_fingerprint(dataset)
+    if theirs == ours or (theirs is None and load_dataset(dataset).n_items == n_items):  # (runs before fingerprints)
+        return
+    raise ValueError(f"{key}: {run_dir} was trained on data set {record.get('dataset')!r} (fingerprint {theirs}, "
+                     f"{n_items} items); this run's data set {dataset} has fingerprint {ours}: train the ID model "
+                     "on this data set")
 
 
 def random_collaborative_encoder(

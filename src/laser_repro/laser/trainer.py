@@ -110,7 +110,7 @@ def build_model(cfg: LaserRunConfig, ds: SeqDataset, device: torch.device) -> La
         from laser_repro.idrec.encoder import load_collaborative_encoder, random_collaborative_encoder
 
         if cfg.idrec_run:
-            encoder = load_collaborative_encoder(cfg.idrec_run, device, window=cfg.template.window)
+            encoder = load_collaborative_encoder(cfg.idrec_run, device, window=cfg.template.window, dataset=cfg.dataset)
         else:
             encoder = random_collaborative_encoder(ds.n_items, cfg.idrec_model, seed=cfg.seed,
                                                    window=cfg.template.window, device=device)

@@ -69,8 +69,8 @@ def training_rows(ds: SeqDataset, users: np.ndarray, cfg: LlamaRecRunConfig, rng
 class Retriever:
     """The LRURec run's scores for every item (history items masked only when ``mask_history``)."""
 
-    def __init__(self, run: str, device: torch.device, mask_history: bool):
-        self.model = load_collaborative_encoder(run).model.to(device).eval()
+    def __init__(self, run: str, device: torch.device, mask_history: bool, dataset: str | None = None):
+        self.model = load_collaborative_encoder(run, dataset=dataset, key="retriever_run").model.to(device).eval()
         self.device, self.mask_history = device, mask_history
 
     @torch.no_grad()
@@ -124,7 +124,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     corpus = [str(it.get("title") or "") for it in ds.items]
     ranker = build_ranker(cfg.backbone, cfg.cache_dir, corpus, cfg.quantize, device, cfg.lora_r, cfg.lora_alpha,
                           cfg.lora_dropout, cfg.lora_targets, cfg.precision)
-    retriever = Retriever(cfg.retriever_run, device, cfg.mask_history)
+    retriever = Retriever(cfg.retriever_run, device, cfg.mask_history, cfg.dataset)
     names = titles(ds, ranker.tokenizer, cfg.max_title_tokens)
     rng = np.random.default_rng([cfg.seed, 5])
     users = seeded_subset(np.flatnonzero(ds.train_len >= 2), cfg.max_train_users, cfg.seed, 1)
