@@ -82,6 +82,20 @@ def test_schema_rejects_unknown_keys_and_fills_defaults():
     assert cfg["paths"]["runs"] == "results/runs"
 
 
+@pytest.mark.parametrize("overrides, message", [
+    # one run counted as two seeds: mean ± 0.00 and a zero-width interval in compare.md
+    ({"seeds": [0, 0]}, r"seeds: \[0, 0\] has non-unique elements"),
+    ({"table2": {"datasets": ["pet", "pet"]}}, r"table2\.datasets: \['pet', 'pet'\] has non-unique"),
+    ({"fig3": {"fractions": [0.5, 0.5]}}, r"fig3\.fractions: \[0\.5, 0\.5\] has non-unique"),
+    # a baseline cell replaced the transferred one: its xfer~ runs vanished and the series were mislabelled
+    ({"fig3": {"methods": ["laser-c"], "baselines": ["bert4rec", "laser-c"]}},
+     r"fig3\.baselines: \['laser-c'\] also in fig3\.methods"),
+])
+def test_a_name_or_seed_listed_twice_is_refused_by_key(tmp_path, overrides, message):
+    with pytest.raises(WorkflowConfigError, match=message):
+        paper_experiment(tmp_path, **overrides)
+
+
 def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path):
     exp = paper_experiment(tmp_path, run={"laser": {"optim.lr": 0.5}}, method_run={"laser-c": {"optim": {"lr": 0.25}}})
     cfg = exp.resolved("scientific", "laser-c", "one-expert", 1)

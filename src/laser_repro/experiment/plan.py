@@ -94,6 +94,9 @@ class Experiment:
         self._need("fig3.source", [c["fig3"]["source"]], ds, "datasets")
         self._need("fig3.methods", c["fig3"]["methods"], methods, "registered methods")
         self._need("fig3.baselines", c["fig3"]["baselines"], methods, "registered methods")
+        if both := sorted(set(c["fig3"]["methods"]) & set(c["fig3"]["baselines"])):
+            raise self.error("fig3.baselines", f"{both} also in fig3.methods: a method is transferred from the source "
+                             "(methods) or trained on the target only (baselines), not both")
         self._need("fig4.dataset", [c["fig4"]["dataset"]], ds, "datasets")
         self._need("fig4.method", [c["fig4"]["method"]], methods, "registered methods")
         self._need("fig5.datasets", c["fig5"]["datasets"], ds, "datasets")
