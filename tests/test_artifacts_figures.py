@@ -1,5 +1,7 @@
 """Figures 2-5 from hand-made runs: the plotted numbers, and PNGs that are real images."""
 
+from pathlib import Path
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -49,11 +51,22 @@ def test_fig2_cold_subset_numbers_and_image(tmp_path):
     assert {n for (d, _), n in data.n_cold_users.items() if d == "pet"} == {8} and data.cold_users_text("pet") == "8"
     assert data.summaries[("pet", "bert4rec", "recall@10")].mean == 0.0
     assert data.summaries[("pet", "laser-c", "recall@10")].mean == pytest.approx(0.5)
-    assert any("games: not prepared" in n for n in data.notes)
-    assert len(data.missing()) == 4  # games: 2 methods x 2 seeds
+    assert len(data.missing()) == 4 and data.unusable == []  # games: 2 methods x 2 seeds, none run
     out = tmp_path / "fig" / "fig2.png"
     fig2.main(spec, out)
     _assert_image(out)
+    # finished runs the figure cannot use are gaps with their reason (they were counted as found, and the reason
+    # went to a list nothing printed): a run on an unprepared data set, a run without per-user ranks
+    write_run(runs, "games", "bert4rec", "main", 0, b4r)
+    (Path(write_run(runs, "pet", "laser-c", "main", 1, laser, targets=targets)) / "ranks.npz").unlink()
+    data = fig2.compute_fig2(spec)
+    assert [(g.path.parent.relative_to(runs).as_posix(), g.kind) for g in data.missing()[-3:]] == [
+        ("pet/laser-c/main/seed~0", "unusable"), ("pet/laser-c/main/seed~1", "unusable"),
+        ("games/bert4rec/main/seed~0", "unusable")]
+    assert "ranks.npz missing" in data.missing()[-3].markdown and len(data.missing()) == 6
+    assert data.missing()[-1].markdown.endswith(f"unusable, its data set is not prepared ({data_dir}/games/stats.json "
+                                                "missing), so its cold items are unknown")
+    assert "laser-c" not in {m for (_, m) in data.n_cold_users}
 
 
 def test_fig3_fig4_fig5_images_and_variants(tmp_path, caplog):

@@ -7,6 +7,7 @@ recomputed on that subset of its per-user ranks (``EvalResult.subset``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
 SPLIT = "test"
+log = logging.getLogger("laser_repro.artifacts")
 
 
 @dataclass
@@ -31,7 +33,7 @@ class Fig2Data:
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (dataset, method, metric)
     n_cold_users: dict[tuple[str, str], int] = field(default_factory=dict)  # (data set, method): cold test users
     groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    unusable: list[Gap] = field(default_factory=list)  # finished runs the figure cannot use, with why
 
     def cold_users_text(self, d: str) -> str | None:
         """Cold test users of data set ``d`` ("n", or "n1/n2" when methods tested different user sets)."""
@@ -39,7 +41,8 @@ class Fig2Data:
         return "/".join(map(str, counts)) if counts else None
 
     def missing(self) -> list[Gap]:
-        return [p for g in self.groups.values() for p in g.missing]
+        """Requested runs absent or stale, then finished ones without what cold-start metrics need."""
+        return [p for g in self.groups.values() for p in g.missing] + self.unusable
 
 
 def compute_fig2(spec: Fig2Spec) -> Fig2Data:
@@ -47,16 +50,17 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
     data.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     for d in spec.datasets:
         ds_path = Path(spec.data_root) / d
-        cold = None
-        if (ds_path / "stats.json").exists():
-            cold = cold_items(load_dataset(ds_path), spec.cold_fraction)
-        else:
-            data.notes.append(f"{d}: not prepared ({ds_path / 'stats.json'} missing): no cold items")
+        prepared = (ds_path / "stats.json").exists()
+        cold = cold_items(load_dataset(ds_path), spec.cold_fraction) if prepared else None
         for method in spec.methods:
             g = data.groups[(d, method)]
             usable = cold is not None and g.has_ranks
-            if g.found and not g.has_ranks:
-                data.notes.append(f"{g.label}: ranks.npz missing, cold-start metrics need per-user ranks")
+            for r in g.runs if not usable else ():
+                why = (f"its data set is not prepared ({ds_path / 'stats.json'} missing), so its cold items are "
+                       "unknown" if not prepared else "ranks.npz missing or without test ranks: cold-start metrics "
+                       "need per-user ranks")
+                data.unusable.append(Gap(r.path / "metrics.json", why, kind="unusable"))
+                log.warning("Figure 2 cannot use %s: %s", r.path, why)
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])
                                                   if usable else SeedSummary(0, np.nan, np.nan, np.nan, np.nan))

@@ -96,13 +96,14 @@ class Gap:
 
     path: Path
     stale: str = ""
+    kind: str = "stale"  # what ``stale`` explains (a figure that cannot use a finished run: "unusable")
 
     def __str__(self) -> str:
-        return f"{self.path} (stale: {self.stale})" if self.stale else str(self.path)
+        return f"{self.path} ({self.kind}: {self.stale})" if self.stale else str(self.path)
 
     @property
     def markdown(self) -> str:
-        return f"`{self.path}`" + (f": stale, {self.stale}" if self.stale else "")
+        return f"`{self.path}`" + (f": {self.kind}, {self.stale}" if self.stale else "")
 
 
 @dataclass
