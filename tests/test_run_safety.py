@@ -68,6 +68,28 @@ def test_bad_run_configs_stop_with_the_key(data, tmp_path, caplog, override, mes
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("text, message", [
+    # YAML reads `1:` as a number; sorting it with the string keys was a TypeError traceback
+    (b"model: sasrec\n1: a\nfoo: b\n", "run.yaml: IDRecRunConfig: key(s) [1] are not names; expected some of ["),
+    (b"model: sasrec\nbackbone: \"\xff\xfe\"\n", "run.yaml: not UTF-8 text (byte 25: invalid start byte); "
+                                                  "expected a UTF-8 run config"),
+    (b"model: [sasrec\n", "run.yaml: invalid YAML: "),
+])
+def test_a_config_file_that_is_not_a_config_is_refused_by_file(tmp_path, caplog, text, message):
+    (tmp_path / "run.yaml").write_bytes(text)
+    assert cli_main(["train-idrec", "--config", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "out")]) == 1
+    assert message in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_workflow_config_that_is_not_utf8_is_refused_by_file(tmp_path):
+    from laser_repro.experiment.config import WorkflowConfigError, load_files
+
+    (tmp_path / "wf.yaml").write_bytes(b"seeds: [0]\nnote: \"\xff\"\n")
+    with pytest.raises(WorkflowConfigError, match=r"wf.yaml: not UTF-8 text \(byte 18: invalid start byte\); "
+                                                  "expected a UTF-8 workflow config"):
+        load_files([tmp_path / "wf.yaml"])
+
+
 def test_yaml_1e_minus_3_is_a_float(data, tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(f"dataset: {data}\nmodel: sasrec\nlr: 1e-3\nmax_epochs: 1\nprogress: false\n"

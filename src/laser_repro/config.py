@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
+from laser_repro.io import read_yaml
 
 T = TypeVar("T")
 
@@ -62,6 +62,8 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
     data = dict(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if names := [k for k in data if not isinstance(k, str)]:  # YAML reads `1: a` as the number 1
+        raise ConfigError(f"{where or cls.__name__}: key(s) {names} are not names; expected some of {sorted(fields)}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
@@ -146,12 +148,7 @@ def to_dict(obj: Any) -> dict:
 def load_config(cls: type[T], path: str | Path) -> T:
     """Load a YAML run config file into ``cls``; errors name the file and key."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: run config not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    data = read_yaml(path, ConfigError, "run config") or {}
     try:
         return from_dict(cls, data)
     except ConfigError as err:

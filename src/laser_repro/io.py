@@ -93,6 +93,22 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     write_text(path, text + "\n")
 
 
+def read_yaml(path: str | os.PathLike, error: type[Exception] = ValueError, what: str = "YAML file") -> Any:
+    """Read a YAML file; a missing file, bytes that are not UTF-8 and a YAML syntax error each name the file
+    (``error`` is the caller's error class, ``what`` names the file's role in the message)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected a UTF-8 {what}") from None
+    except yaml.YAMLError as err:
+        raise error(f"{path}: invalid YAML: {err}") from None
+
+
 def _non_finite(path: Path, text: str, name: str) -> float:
     """Refuse NaN/Infinity (not JSON; :func:`write_json` never writes them), naming the file and line."""
     hit = re.search(rf"[:\[,]\s*{re.escape(name)}", text)

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from laser_repro.io import read_yaml
+
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
 
@@ -44,12 +46,7 @@ def load_files(paths: Iterable[str | Path]) -> dict:
     config: dict = {}
     for path in paths:
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: workflow config not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise WorkflowConfigError(f"{path}: invalid YAML: {err}") from None
+        data = read_yaml(path, WorkflowConfigError, "workflow config") or {}
         if not isinstance(data, dict):
             raise WorkflowConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
         config = merge(config, data)
