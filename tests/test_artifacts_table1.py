@@ -1,5 +1,6 @@
 """Table 1: the paper's statistics beside ours, exact matches marked."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,40 @@ def test_match_mismatch_missing_and_unknown(tmp_path):
     text = out.read_text()
     assert "| Scientific | paper | 11,041 | 5,327 | 76,896 | 6.96 | 1.3e-3 |" in text
     assert "100,254 ✗" in text and "not prepared:" in text and "not in the paper" in text
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"users": "19,856"}, r"stats.json: users is '19,856'; expected int"),  # was int()'s "invalid literal"
+    ({"users": None}, r"stats.json: users is None; expected int"),  # was a TypeError traceback
+    ({"density": True}, r"stats.json: density is True; expected int or float"),
+    ({"items": ...}, r"stats.json: missing key\(s\) \['items'\]; re-run `laser-repro data prepare`"),
+])
+def test_a_broken_stats_json_is_refused_by_file_and_key(tmp_path, caplog, edit, message):
+    """Table 1, `data stats` and every loader read stats.json through one checked reader."""
+    from laser_repro.cli import main as cli_main
+    from laser_repro.data.dataset import load_dataset
+
+    _stats(tmp_path, "pet", 10, 5, 30)
+    path = tmp_path / "pet" / "stats.json"
+    stats = {**json.loads(path.read_text()), **edit}
+    path.write_text(json.dumps({k: v for k, v in stats.items() if v is not ...}))
+    with pytest.raises(ValueError, match=message):
+        compute_table1(tmp_path, ["pet"])
+    assert cli_main(["data", "stats", str(tmp_path / "pet")]) == 1
+    assert f"{path}: " in caplog.text and "Traceback" not in caplog.text
+    for f in ("items.json", "users.json", "interactions.npz"):  # the rest of a prepared folder: stats.json decides
+        (tmp_path / "pet" / f).write_text("")
+    with pytest.raises(ValueError, match=message if "missing" not in message else "format_version None, expected"):
+        load_dataset(tmp_path / "pet")  # (a loader needs only the name and format version)
+
+
+def test_a_stats_json_that_is_not_an_object_is_refused(tmp_path):
+    from laser_repro.data.dataset import data_fingerprint
+
+    (tmp_path / "pet").mkdir()
+    (tmp_path / "pet" / "stats.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"pet/stats.json: expected a JSON object of data set statistics, got list"):
+        data_fingerprint(tmp_path / "pet")
 
 
 def test_real_scientific_matches_table1_exactly(tmp_path):

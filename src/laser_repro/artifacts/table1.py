@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from laser_repro.io import read_json
+from laser_repro.data.dataset import read_stats
 from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
@@ -62,10 +62,7 @@ def compute_table1(data_dir: str | Path, datasets: Sequence[str], reported: Repo
         if not stats_path.exists():
             rows.append(Table1Row(name, paper, None, f"not prepared: {stats_path} missing"))
             continue
-        stats = read_json(stats_path)
-        missing = [c for c in COLUMNS if c not in stats]
-        if missing:
-            raise ValueError(f"{stats_path}: missing key(s) {missing}; expected {list(COLUMNS)}")
+        stats = read_stats(stats_path.parent, COLUMNS)
         rows.append(Table1Row(name, paper, {c: fmt_stat(c, stats[c]) for c in COLUMNS}))
     return rows
 

@@ -94,10 +94,9 @@ def run(args: argparse.Namespace) -> int:
         download_category(args.category, args.out, base=args.base_url)
         return 0
     if args.data_command == "stats":
-        from laser_repro.io import read_json
+        from laser_repro.data.dataset import read_stats
 
-        path = args.dir / "stats.json"
-        stats = read_json(path)
+        stats = read_stats(args.dir, [] if args.json else ["name", "users", "items", "interactions", "avg_n", "density"])
         if args.json:
             print(json.dumps(stats, indent=2))
         else:

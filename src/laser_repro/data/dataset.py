@@ -205,10 +205,30 @@ def is_prepared(path: str | Path) -> bool:
         return False
 
 
+# stats.json's keys that readers rely on, with the JSON types :meth:`SeqDataset.stats` writes
+STATS_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "users": (int,), "items": (int,), "interactions": (int,),
+                                            "avg_n": (int, float), "density": (int, float), "fingerprint": (str,)}
+
+
+def read_stats(folder: str | Path, keys: Sequence[str] = ()) -> dict:
+    """``folder``/stats.json as a mapping that holds ``keys``, each key of :data:`STATS_TYPES` it holds of that
+    type; a hand-edited or broken file is refused by file and key."""
+    path = Path(folder) / "stats.json"
+    stats = read_json(path)
+    if not isinstance(stats, dict):
+        raise ValueError(f"{path}: expected a JSON object of data set statistics, got {type(stats).__name__}")
+    if absent := [k for k in keys if k not in stats]:
+        raise ValueError(f"{path}: missing key(s) {absent}; re-run `laser-repro data prepare`")
+    for key, types in STATS_TYPES.items():
+        value = stats.get(key, types[0]())
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ValueError(f"{path}: {key} is {value!r}; expected {' or '.join(t.__name__ for t in types)}")
+    return stats
+
+
 def data_fingerprint(path: str | Path) -> str:
     """The fingerprint recorded in ``path``/stats.json (computed from the data when it predates them)."""
-    stats = read_json(Path(path) / "stats.json")
-    return stats.get("fingerprint") or load_dataset(path).fingerprint()
+    return read_stats(path).get("fingerprint") or load_dataset(path).fingerprint()
 
 
 def load_dataset(path: str | Path) -> SeqDataset:
@@ -221,7 +241,7 @@ def load_dataset(path: str | Path) -> SeqDataset:
     for f in ("items.json", "users.json", "interactions.npz", "stats.json"):
         if not (path / f).exists():
             raise FileNotFoundError(f"{path / f}: missing; re-run `laser-repro data prepare`")
-    stats = read_json(path / "stats.json")
+    stats = read_stats(path, ["name"])
     if stats.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path / 'stats.json'}: format_version {stats.get('format_version')!r}, expected {FORMAT_VERSION}"
