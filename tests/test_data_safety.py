@@ -149,6 +149,10 @@ CASES = {  # name: (edit, expected message)
     "user key out of range": (edit_json("train.json", lambda t: t.__setitem__("99999", [1, 2])),
                               r"train\.json: user key '99999' is not a user index"),
     "not UTF-8": (lambda f: (f / "smap.json").write_bytes(b'{"\xff": 0}'), r"smap\.json: not UTF-8"),
+    "umap is a list": (edit_json("umap.json", lambda u: list(u), replace=True),  # was an AttributeError traceback
+                       r"umap\.json: expected a JSON object \{original_id: index\}, got list"),
+    "boolean index": (edit_json("smap.json", lambda m: m.__setitem__(next(iter(m)), True)),
+                      r"smap\.json: index True of .* is not a unique integer"),
 }
 
 

@@ -121,6 +121,20 @@ def test_amazon2018_malformed_line_names_file_and_line(tmp_path):
         amazon2018.prepare(tmp_path, "toy")
 
 
+@pytest.mark.parametrize("reviews, meta, message", [
+    # a number among string ids: sorting the users was a TypeError traceback
+    ([REVIEWS[0], {**REVIEWS[1], "reviewerID": 2}], META, r"Toy_5\.json:2: reviewerID 2 and asin 'A': expected strings"),
+    ([REVIEWS[0], {**REVIEWS[1], "asin": ["A"]}], META, r"Toy_5\.json:2: reviewerID 'u1' and asin \['A'\]"),
+    # a list as the key of the metadata map: "unhashable type: 'list'"
+    (REVIEWS, [META[0], {**META[1], "asin": ["B"]}], r"meta_Toy\.json:2: 'asin' is \['B'\]; expected a non-empty string"),
+])
+def test_amazon2018_ids_that_are_not_strings_name_file_and_line(tmp_path, reviews, meta, message):
+    _write_lines(tmp_path / "Toy_5.json", reviews)
+    _write_lines(tmp_path / "meta_Toy.json", meta)
+    with pytest.raises(ValueError, match=message):
+        amazon2018.prepare(tmp_path, "toy")
+
+
 def test_amazon2018_missing_files_and_empty_result(tmp_path):
     with pytest.raises(FileNotFoundError, match="_5.json"):
         amazon2018.prepare(tmp_path, "toy")

@@ -82,8 +82,8 @@ def read_meta(path: Path, unescape_html: bool = True) -> dict[str, dict]:
     meta: dict[str, dict] = {}
     for lineno, rec in iter_json_lines(path):
         asin = rec.get("asin")
-        if not asin:
-            raise ValueError(f"{path}:{lineno}: metadata record without 'asin'")
+        if not asin or not isinstance(asin, str):
+            raise ValueError(f"{path}:{lineno}: 'asin' is {asin!r}; expected a non-empty string")
         if asin in meta:
             continue
         title = clean_field(rec.get("title"), unescape_html)
@@ -106,6 +106,8 @@ def read_reviews(path: Path, keep: dict) -> dict[str, list[tuple[int, str]]]:
             user, asin, time = rec["reviewerID"], rec["asin"], int(rec["unixReviewTime"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{path}:{lineno}: expected reviewerID, asin and an integer unixReviewTime") from None
+        if not (isinstance(user, str) and isinstance(asin, str)):  # sorted ids, dict keys: strings only
+            raise ValueError(f"{path}:{lineno}: reviewerID {user!r} and asin {asin!r}: expected strings")
         if asin in keep:
             users.setdefault(user, []).append((time, asin))
     return users

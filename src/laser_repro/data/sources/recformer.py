@@ -23,9 +23,11 @@ REQUIRED = ("train.json", "val.json", "test.json", "umap.json", "smap.json")
 
 def _dense_map(mapping: dict, path: Path) -> list[str]:
     """Invert ``{original_id: idx}`` into a list, checking the indices are 0..n-1."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: expected a JSON object {{original_id: index}}, got {type(mapping).__name__}")
     inv: list[str | None] = [None] * len(mapping)
     for orig, idx in mapping.items():
-        if not isinstance(idx, int) or not 0 <= idx < len(mapping) or inv[idx] is not None:
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < len(mapping) or inv[idx] is not None:
             raise ValueError(f"{path}: index {idx!r} of {orig!r} is not a unique integer in 0..{len(mapping) - 1}")
         inv[idx] = orig
     return inv  # type: ignore[return-value]
