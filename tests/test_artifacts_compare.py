@@ -49,6 +49,27 @@ def test_ablation_claim_holds_and_template_margin_fails(tmp_path):
     beats, margin = C.template_margin(res5, {"recall@10": 30.06, "ndcg@10": 18.43, "mrr": 15.22})
     assert beats.verdict == "holds" and margin.verdict == "fails"
     assert margin.ours.startswith("10.00% / 10.00%")
+    # one variant of three run, 50% below: the margin is the smallest over all three, so both are partial
+    for v, k in (("main", 40), ("tpl-no-phrase", 20)):
+        write_run(tmp_path, "sci", "laser-c", v, 2, hits(k))
+    beats, margin = C.template_margin(compute_ablation(variant_spec(tmp_path, "table5", T5, [2])),
+                                      {"recall@10": 30.06, "ndcg@10": 18.43, "mrr": 15.22})
+    assert beats.verdict == margin.verdict == "holds (partial: 1 of 3 variants run)"
+    assert margin.ours.startswith("100.00% / 100.00%")
+
+
+def test_llm_baseline_claim_is_partial_while_a_group_has_no_laser_run(tmp_path):
+    """Laser-C beats KAR; LLM4REC and LlamaRec, whose Laser rows did not run, were counted as nothing."""
+    from laser_repro.artifacts.table2 import compute_table2
+    from laser_repro.experiment.specs import Table2Spec
+
+    for m, k in (("laser-c", 14), ("kar", 12), ("llm4rec", 13)):
+        write_run(tmp_path, "sci", m, "main", 0, hits(k))
+    t2 = compute_table2(Table2Spec(runs_root=str(tmp_path), seeds=[0], datasets=["sci"],
+                                   methods=["laser-c", "kar", "llm4rec"]))
+    claim = C.llm_baselines_same_backbone(t2)
+    assert claim.ours.startswith("3 of 3 (row, data set, metric) comparisons won")
+    assert claim.verdict == "holds (partial: 3 of 9 parts run)"  # Laser-G vs LLM4REC, Laser-L vs LlamaRec: 6 unrun
 
 
 def test_fig5_tracking_claim(tmp_path):

@@ -75,7 +75,7 @@ def laser_beats_every_baseline(t2: Table2Result) -> Claim:
         verdict = (verdict[:-1] + f"; without {', '.join(unrun)})" if verdict.endswith(")")
                    else f"{verdict} (partial: without {', '.join(unrun)})")
     return Claim("t2-all", "§5.2, Table 2", "Laser beats every baseline on every data set and metric",
-                 "every Improv. cell positive (4.10%-14.53%), 10 of 12 starred", ours, verdict)
+                 "every Improv. cell positive (4.10%-14.53%), all 12 starred", ours, verdict)
 
 
 def backbone_order(t2: Table2Result, dataset: str, metric: str = "recall@10") -> Claim:
@@ -97,7 +97,7 @@ def llm_baselines_same_backbone(t2: Table2Result) -> Claim:
     groups = {g for _, _, g, _ in t2.rows if g != "traditional"}
     for group in sorted(groups):
         rows = [(m, status) for m, _, g, status in t2.rows if g == group]
-        ours = [m for m, status in rows if is_ours(m) and status == RUN]
+        ours = [m for m, _ in rows if is_ours(m)]  # a Laser row not run leaves its comparisons unchecked
         others = [m for m, _ in rows if not is_ours(m)]
         for a in ours:
             for b in others:
@@ -159,14 +159,14 @@ def template_margin(res: AblationResult, thresholds: dict[str, float]) -> list[C
     n = len(res.variants) - 1
     ours = " / ".join(f"{gains[m]:.2f}%" for m in METRICS) + f" (smallest gain over {len(found)} variants)"
     beats = _verdict([gains[m] > 0 for m in METRICS], len(METRICS))
-    if len(found) < n:
-        beats += f" ({n - len(found)} of {n} variants not run)"
+    margin = _verdict([gains[m] > thresholds[m] for m in METRICS], len(METRICS))
+    if len(found) < n:  # the paper's margin is the smallest over all variants: the others may be smaller
+        beats, margin = (f"{v} (partial: {len(found)} of {n} variants run)" for v in (beats, margin))
     return [
         Claim("t5-beats", "App. D, Table 5", "the paper's template beats the three variants", "all three variants below",
               ours, beats),
         Claim("t5-margin", "App. D, Table 5", "... by more than 30.06% / 18.43% / 15.22% (R@10 / N@10 / MRR)",
-              " / ".join(f"{thresholds[m]:.2f}%" for m in METRICS), ours,
-              _verdict([gains[m] > thresholds[m] for m in METRICS], len(METRICS))),
+              " / ".join(f"{thresholds[m]:.2f}%" for m in METRICS), ours, margin),
     ]
 
 
