@@ -73,6 +73,11 @@ def test_out_refuses_the_input_folder_and_unrelated_folders(small_real, tmp_path
     # a folder this suite prepared is replaced; an empty folder is fine
     out = tmp_path / "out"
     assert prepare(src, out) == 0 and prepare(src, out) == 0
+    # ... unless a file of the user's own was put in it: replacing the folder deleted it
+    (out / "my_notes.txt").write_text("annotations")
+    assert prepare(src, out) == 1 and (out / "my_notes.txt").read_text() == "annotations"
+    assert "also holds files `laser-repro data prepare` did not write (['my_notes.txt'])" in caplog.text
+    (out / "my_notes.txt").unlink()
     empty = tmp_path / "empty"
     empty.mkdir()
     assert prepare(src, empty) == 0

@@ -238,6 +238,44 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     assert "config: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr
 
 
+def test_files_the_suite_did_not_write_at_its_outputs_stop_the_workflow_before_any_job(tmp_path):
+    """Snakemake deletes a job's old outputs before the job runs, so the artifact and data guards inside the jobs
+    came too late: a user's notes at results/default/table1.md, or their files in a data folder, were gone."""
+    wf = copy_workflow(tmp_path / "wf")
+    table = wf / "results/default/table1.md"
+    table.parent.mkdir(parents=True)
+    table.write_text("my own notes\n")
+    notes = wf / "results/default/data/synthetic/my_notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("annotations\n")
+    proc = snakemake(wf, "results/default/table1.md", "--cores", "1", "--configfile", "workflow/default.yaml",
+                     check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "refusing to start: these outputs were not written by this suite" in out
+    assert "results/default/table1.md: not written by `laser-repro artifact` (no mark)" in out
+    assert "results/default/data/synthetic: a folder `laser-repro data prepare` did not write" in out
+    assert table.read_text() == "my own notes\n" and notes.read_text() == "annotations\n"
+
+
+def test_foreign_outputs_name_each_file_and_why(tmp_path):
+    from laser_repro.artifacts.output import write_markdown
+    from laser_repro.data.dataset import from_sequences, save_dataset
+    from test_artifacts_support import paper_experiment
+
+    exp = paper_experiment(tmp_path)
+    assert exp.foreign_outputs() == []
+    write_markdown(tmp_path / "results" / "table2.md", "| ours |")  # the suite's own: fine
+    data = save_dataset(from_sequences("pet", "synthetic", [{"id": "a", "title": "A", "brand": "", "category": ""}],
+                                       ["u"], [[0, 0, 0]]), tmp_path / "data" / "pet")
+    assert exp.foreign_outputs() == []
+    (data / "my_notes.txt").write_text("x")
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "fig3.pdf").write_bytes(b"%PDF-1.4 mine")
+    assert exp.foreign_outputs() == [
+        f"{tmp_path}/figures/fig3.pdf: not written by `laser-repro artifact` (no mark)",
+        f"{data}: holds files `laser-repro data prepare` did not write: ['my_notes.txt']"]
+
+
 def test_measurements_doc_has_the_dags_job_counts(paper_dry_run):
     """docs/measurements.md is written by scripts/measure_docs.py from this dry run: rerun it when the DAG changes."""
     doc = (REPO / "docs" / "measurements.md").read_text()

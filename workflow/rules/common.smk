@@ -12,12 +12,17 @@ import json
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.plan import Experiment
 
 EXP = Experiment.from_snakemake(config)
 PATHS = EXP.paths
 DATASETS = EXP.datasets
+if FOREIGN := EXP.foreign_outputs():  # Snakemake would delete them before the jobs' own guards run
+    raise WorkflowError("refusing to start: these outputs were not written by this suite, and a job would delete "
+                        "them (move them away, or point `paths` elsewhere):\n  " + "\n  ".join(FOREIGN))
 
 
 def regex_any(names) -> str:
@@ -140,6 +145,4 @@ def variant_table_inputs(wildcards) -> dict:
 
 
 def all_artifacts() -> list:
-    tables = [f"{PATHS['results']}/table{i}.md" for i in range(1, 6)]
-    figures = [f"{PATHS['figures']}/fig{i}.{ext}" for i in range(2, 6) for ext in ("png", "pdf")]
-    return tables + figures + [f"{PATHS['results']}/compare.md"]
+    return EXP.artifact_files()

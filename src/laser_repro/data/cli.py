@@ -15,7 +15,7 @@ log = logging.getLogger("laser_repro.data")
 
 def check_out(out: Path, inputs: list[Path], force: bool = False) -> None:
     """Refuse an --out that would destroy data this suite did not make (see ``--out`` in --help)."""
-    from laser_repro.data.dataset import is_prepared
+    from laser_repro.data.dataset import foreign_files, is_prepared
 
     target = out.resolve()
     for src in inputs:
@@ -26,9 +26,12 @@ def check_out(out: Path, inputs: list[Path], force: bool = False) -> None:
     if not (out.exists() or out.is_symlink()):
         return
     if out.is_dir() and not out.is_symlink():
-        if not any(out.iterdir()) or is_prepared(out):
+        extra = foreign_files(out) if is_prepared(out) else []
+        if not any(out.iterdir()) or (is_prepared(out) and not extra):
             return
-        what = "a folder that `laser-repro data prepare` did not write (no stats.json / marker)"
+        what = (f"a prepared folder that also holds files `laser-repro data prepare` did not write ({extra}), "
+                "which replacing it would delete" if extra else
+                "a folder that `laser-repro data prepare` did not write (no stats.json / marker)")
     else:
         what = "a file" if out.is_file() else "not a folder"
     if not force:

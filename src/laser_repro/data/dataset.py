@@ -182,6 +182,14 @@ def from_sequences(
     return SeqDataset(name, list(items), [str(u) for u in user_ids], offsets, flat, train_len, source)
 
 
+PREPARED_FILES = (MARKER, "items.json", "users.json", "interactions.npz", "stats.json")  # what save_dataset writes
+
+
+def foreign_files(path: str | Path) -> list[str]:
+    """Names in a prepared folder that :func:`save_dataset` did not write (re-preparing would delete them)."""
+    return sorted(p.name for p in Path(path).iterdir() if p.name not in PREPARED_FILES)
+
+
 def save_dataset(ds: SeqDataset, out_dir: str | Path) -> Path:
     """Write ``ds`` to ``out_dir`` atomically (the folder appears only when complete)."""
     out_dir = Path(out_dir)

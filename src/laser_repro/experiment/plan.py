@@ -134,6 +134,31 @@ class Experiment:
     def data_dir(self, dataset: str) -> str:
         return f"{self.paths['data']}/{dataset}"
 
+    def artifact_files(self) -> list[str]:
+        """Every table, figure (PNG and PDF) and compare.md the workflow writes (rule all)."""
+        tables = [f"{self.paths['results']}/table{i}.md" for i in range(1, 6)]
+        figures = [f"{self.paths['figures']}/fig{i}.{ext}" for i in range(2, 6) for ext in ("png", "pdf")]
+        return tables + figures + [f"{self.paths['results']}/compare.md"]
+
+    def foreign_outputs(self) -> list[str]:
+        """What sits at the workflow's table, figure and data-folder outputs that the suite did not write, each
+        with why. Snakemake deletes a job's old outputs before the job (and its own guard) runs, so the workflow
+        refuses these when it starts (common.smk)."""
+        from laser_repro.artifacts.output import written_by_suite
+        from laser_repro.data.dataset import foreign_files, is_prepared
+
+        out = [f"{f}: not written by `laser-repro artifact` (no mark)" for f in map(Path, self.artifact_files())
+               if f.is_file() and not written_by_suite(f)]
+        for name in self.datasets:
+            folder = Path(self.data_dir(name))
+            if not folder.is_dir() or not any(folder.iterdir()):
+                continue
+            if not is_prepared(folder):
+                out.append(f"{folder}: a folder `laser-repro data prepare` did not write (no stats.json / marker)")
+            elif extra := foreign_files(folder):
+                out.append(f"{folder}: holds files `laser-repro data prepare` did not write: {extra}")
+        return out
+
     def spec_file(self, artifact: str) -> str:
         return f"{self.paths['results']}/specs/{artifact}.json"
 
