@@ -70,6 +70,27 @@ def test_variant_builders_fold_the_main_point_and_reject_unknown_names():
         layout.parse_variant("K~x", axes=["K"])
 
 
+def test_variant_names_keep_every_value_exactly():
+    """Six decimals named 2.5e-6 and 3.4e-6 both lambda~0.000003, so a changed grid value reused the old run."""
+    names = {v: layout.grid_variant("lambda", v, 0.01) for v in (2.5e-6, 3.4e-6, 1e-4, 0.05, 0.123456789, 1e-7)}
+    assert names[2.5e-6] == "lambda~2.5e-06" and names[3.4e-6] == "lambda~3.4e-06"
+    assert names[1e-4] == "lambda~0.0001" and names[0.05] == "lambda~0.05"  # names of existing runs unchanged
+    assert names[0.123456789] == "lambda~0.123456789" and names[1e-7] == "lambda~1e-07"
+    for value, name in names.items():
+        assert layout.parse_variant(name, axes=["lambda"]).value == value
+    assert layout.xfer_variant("pet", 1 / 3) == f"xfer~pet-frac~{1 / 3!r}"
+    assert layout.parse_variant(layout.xfer_variant("pet", 1 / 3)).fraction == 1 / 3
+
+
+def test_run_inputs_include_every_file_the_config_names(tmp_path):
+    """RecFormer's init_checkpoint was not an input: replacing the checkpoint did not rerun the runs built on it."""
+    exp = paper_experiment(tmp_path, method_run={"recformer": {"init_checkpoint": "/ckpt/recformer.bin"}})
+    assert exp.file_inputs("scientific", "recformer", "main", 0)["init_checkpoint"] == "/ckpt/recformer.bin"
+    assert "init_checkpoint" not in paper_experiment(tmp_path).file_inputs("scientific", "recformer", "main", 0)
+    kar = exp.file_inputs("scientific", "kar", "main", 0)  # its knowledge file once, not again as knowledge_file
+    assert list(kar.values()).count(kar["knowledge"]) == 1
+
+
 # ---------------------------------------------------------------- config
 
 

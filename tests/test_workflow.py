@@ -276,6 +276,31 @@ def test_foreign_outputs_name_each_file_and_why(tmp_path):
         f"{data}: holds files `laser-repro data prepare` did not write: ['my_notes.txt']"]
 
 
+def test_a_changed_raw_file_prepares_its_data_set_again(tmp_path):
+    """A data set with `input:` had no inputs: editing its raw files left the old prepared data (and every run
+    and table on it) in place."""
+    import os
+
+    from laser_repro.data.dataset import MARKER
+
+    wf = copy_workflow(tmp_path / "wf")
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    (raw / "train.json").write_text("{}")
+    (raw / "sub" / "meta.json").write_text("{}")
+    (wf / "ov.yaml").write_text(f"datasets: {{mine: {{source: recformer, input: {raw}}}}}\n")
+    target = ["results/default/data/mine/stats.json", "--configfile", "workflow/default.yaml", "ov.yaml"]
+    assert f"input: {raw}/sub/meta.json, {raw}/train.json" in snakemake(wf, "-n", *target).stdout
+    for name in (MARKER, "stats.json", "items.json", "users.json", "interactions.npz"):  # prepared after the edit
+        out = wf / "results/default/data/mine" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("")
+        os.utime(out, (2e9, 2e9))
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake(wf, "-n", *target))
+    os.utime(raw / "train.json", (2.1e9, 2.1e9))  # the raw file changes later
+    assert "reason: Updated input files: " + str(raw / "train.json") in snakemake(wf, "-n", *target).stdout
+
+
 def test_measurements_doc_has_the_dags_job_counts(paper_dry_run):
     """docs/measurements.md is written by scripts/measure_docs.py from this dry run: rerun it when the DAG changes."""
     doc = (REPO / "docs" / "measurements.md").read_text()

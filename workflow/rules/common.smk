@@ -94,10 +94,13 @@ def raw_dir(dataset) -> str:
 
 
 def prepare_inputs(wildcards) -> dict:
-    """amazon2018 without `input` is downloaded first; everything else reads its own input."""
+    """amazon2018 without `input` is downloaded first; a data set with `input` reads the files under it (so a
+    changed raw file prepares it again); a synthetic one reads nothing."""
     spec = dataset_spec(wildcards.dataset)
     if spec["source"] == "amazon2018" and "input" not in spec:
         return {"raw": f"{raw_dir(wildcards.dataset)}/downloads.json"}
+    if "input" in spec:
+        return {"raw": layout.input_files(spec["input"])}
     return {}
 
 

@@ -19,6 +19,7 @@ convention). Variant names:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -49,6 +50,14 @@ def run_config_file(configs_root: str, dataset: str, method: str, variant: str, 
     return f"{configs_root}/{RunKey(dataset, method, variant, int(seed)).rel}.yaml"
 
 
+def input_files(folder: str) -> list[str]:
+    """The files under a data set's raw ``input`` folder (the prepare job's inputs), or the folder itself when it
+    is missing, so Snakemake names it as the missing input."""
+    root = Path(folder)
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return files or [folder]
+
+
 def knowledge_file(results_root: str, dataset: str, generator: str) -> str:
     """KAR's knowledge texts of one data set and generator (shared by every seed and run)."""
     return f"{results_root}/knowledge/{dataset}/{generator}.json"
@@ -58,11 +67,13 @@ def knowledge_file(results_root: str, dataset: str, generator: str) -> str:
 
 
 def fmt_value(value) -> str:
-    """A number as it appears in a variant name: 1 -> '1', 0.05 -> '0.05', 1e-4 -> '0.0001'."""
+    """A number as it appears in a variant name, exactly (two values never share a name): 1 -> '1',
+    0.05 -> '0.05', 1e-4 -> '0.0001', 2.5e-6 -> '2.5e-06' (six decimals would round it to '0.000003')."""
     number = float(value)
     if number.is_integer():
         return str(int(number))
-    return format(number, "f").rstrip("0") if abs(number) >= 1e-6 else repr(number)
+    text = format(number, "f").rstrip("0")
+    return text if float(text) == number else repr(number)
 
 
 def parse_value(text: str) -> int | float:

@@ -227,10 +227,15 @@ class Experiment:
         return layout.knowledge_file(self.paths["results"], dataset, generator)
 
     def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
-        """Files (not runs) a run reads, by role: KAR's knowledge file; the stats.json of every data set it
-        pre-trains on (its config class's ``INPUT_DATASETS``), so those are prepared first."""
+        """Files (not runs) a run reads, by role: KAR's knowledge file; every file its config class names in
+        ``INPUT_FILES`` (RecFormer's ``init_checkpoint``), so a changed file reruns it; the stats.json of every
+        data set it pre-trains on (``INPUT_DATASETS``), so those are prepared first."""
         cfg = self.resolved(dataset, method, variant, seed)
         out = {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
+        for key in getattr(cfg, "INPUT_FILES", ()):
+            path = dotted(cfg, key)
+            if path and str(path) not in out.values():
+                out[key.replace(".", "_")] = str(path)
         for key in getattr(cfg, "INPUT_DATASETS", ()):
             for i, path in enumerate(dotted(cfg, key) or []):
                 out[f"{key.replace('.', '_')}_{i}"] = f"{path}/stats.json"
