@@ -61,7 +61,7 @@ class RecformerRunConfig:
     warmup_steps: int = 100
     schedule_epochs: int = 128  # the linear decay spans this many epochs (official: num_train_epochs 128)
     max_grad_norm: float = 1.0
-    eval_every: int = 3  # stage 1 validates every this many epochs
+    eval_every: int = 3  # both stages validate every this many epochs (and at their last)
     stage1_max_epochs: int = 128
     stage1_patience: int = 5  # validations without a better NDCG@10
     stage2_max_epochs: int = 128

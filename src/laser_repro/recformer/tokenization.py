@@ -1,12 +1,12 @@
 """RECFORMER's input: items written as key-value text, most recent first (Li et al., KDD'23, §2.1).
 
 One item = up to three attributes in meta order (title, brand, category); each attribute is its
-key's tokens (token type 1) followed by its value's tokens cut to ``max_attr_tokens`` (type 2),
-with no separators. A sequence = the start token (type 0), then the items most recent first,
-at most ``max_items`` items and ``max_tokens`` tokens (older items that do not fit whole are
-dropped). Item positions: the start token and the most recent item have 0, the next item 1, ...;
-padding has type 3 and item position ``max_items``. An item alone (for the item table) is the
-start token plus that item.
+key's tokens (token type 1) followed by its value's tokens (type 2), the two together cut to
+``max_attr_tokens``, with no separators (the official ``encode_item``). A sequence = the start token
+(type 0), then the items most recent first, at most ``max_items`` items and ``max_tokens`` tokens
+(older items that do not fit whole are dropped). Item positions as the official ``encode``: the start
+token 0, the most recent item 1, the next 2, ...; padding has type 3 and item position ``max_items``.
+An item alone (for the item table) is the start token plus that item (item position 1).
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ class KeyValueTokenizer:
                 value = str(meta.get(key) or "").strip()
                 if not value:
                     continue
-                v = self._ids(value)[: self.max_attr_tokens]
-                ids += self.key_ids[key] + v
-                types += [TYPE_KEY] * len(self.key_ids[key]) + [TYPE_VALUE] * len(v)
+                v = self._ids(value)
+                ids += (self.key_ids[key] + v)[: self.max_attr_tokens]
+                types += ([TYPE_KEY] * len(self.key_ids[key]) + [TYPE_VALUE] * len(v))[: self.max_attr_tokens]
             self._cache[item] = (ids, types)
         return self._cache[item]
 
@@ -71,7 +71,7 @@ class KeyValueTokenizer:
                 break
             out.input_ids += ids
             out.token_type_ids += types
-            out.item_position_ids += [position] * len(ids)
+            out.item_position_ids += [position + 1] * len(ids)  # 0 is the start token's
         return out
 
     def batch(self, seqs: Sequence[Encoded], device: Any = "cpu") -> dict[str, torch.Tensor]:

@@ -80,11 +80,12 @@ def finetune_examples(ds: SeqDataset, users: np.ndarray, rng: np.random.Generato
 
 
 def pretrain_examples(ds: SeqDataset, users: np.ndarray, rng: np.random.Generator) -> tuple[list, list]:
-    """(history, positive item) per user: target position drawn from the second half of the sequence."""
+    """(history, positive item) per user: the target position uniform over ``(n - 1) // 2 .. n - 1`` (the
+    official collator's ``randint(start, item_seq_len - 1)``; the history may be empty)."""
     hist, pos = [], []
     for u in users:
         seq = ds.train_sequence(int(u))
-        t = int(rng.integers(max(1, seq.shape[0] // 2), seq.shape[0]))
+        t = int(rng.integers((seq.shape[0] - 1) // 2, seq.shape[0]))
         hist.append(seq[:t])
         pos.append(int(seq[t]))
     return hist, pos
@@ -109,19 +110,26 @@ def mlm_mask(batch: dict[str, torch.Tensor], probability: float, vocab: int, mas
 
 def pretrain_losses(model: Recformer, tok: KeyValueTokenizer, histories: Sequence, positives: Sequence[int],
                     cfg: RecformerRunConfig, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Item-item contrastive (in batch) and MLM losses of one pre-training batch."""
+    """Item-item contrastive (in batch) and MLM losses of one pre-training batch, as the official
+    ``RecformerForPretraining``: IIC between the clean sequences and the clean positive items; MLM on a masked
+    copy of each, ``mlm_weight`` times each (four forwards)."""
     dev = next(model.parameters()).device
-    seq_batch = tok.batch([tok.encode(h) for h in histories], dev)
-    masked, labels = mlm_mask(seq_batch, cfg.pretrain.mlm_probability, model.word_embeddings.num_embeddings,
-                              int(tok.tokenizer.mask_token_id), rng)
-    states = model.states({**seq_batch, "input_ids": masked})
-    items = model(tok.batch([tok.encode([p]) for p in positives], dev))
-    logits = cosine_logits(states[:, 0], items, cfg.tau)
+    seqs = tok.batch([tok.encode(h) for h in histories], dev)
+    items = tok.batch([tok.encode([p]) for p in positives], dev)
+    logits = cosine_logits(model(seqs), model(items), cfg.tau)
     iic = F.cross_entropy(logits, torch.arange(len(positives), device=dev))
+    mlm = [masked_lm_loss(model, batch, cfg, int(tok.tokenizer.mask_token_id), rng) for batch in (seqs, items)]
+    return {"loss": iic + cfg.pretrain.mlm_weight * (mlm[0] + mlm[1]), "iic": iic, "mlm": mlm[0], "mlm_item": mlm[1]}
+
+
+def masked_lm_loss(model: Recformer, batch: dict[str, torch.Tensor], cfg: RecformerRunConfig, mask_id: int,
+                   rng: np.random.Generator) -> torch.Tensor:
+    """Cross-entropy of the masked key/value tokens of ``batch`` (a masked copy through the encoder)."""
+    masked, labels = mlm_mask(batch, cfg.pretrain.mlm_probability, model.word_embeddings.num_embeddings, mask_id, rng)
+    states = model.states({**batch, "input_ids": masked})
     picked = labels != -100
-    mlm = (F.cross_entropy(model.mlm_logits(states[picked]), labels[picked]) if bool(picked.any())
-           else states.sum() * 0.0)
-    return {"loss": iic + cfg.pretrain.mlm_weight * mlm, "iic": iic, "mlm": mlm}
+    return (F.cross_entropy(model.mlm_logits(states[picked]), labels[picked]) if bool(picked.any())
+            else states.sum() * 0.0)
 
 
 @torch.no_grad()
@@ -233,15 +241,15 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
         state.stage = "to-stage2"
 
     # ---- stage 1: items re-encoded every epoch -------------------------------------------
+    # As the official finetune.py: encode the items, train the epoch against them, validate with the same
+    # table (the one in the checkpoint it saves), so stage 2 starts from the best epoch's weights and its table.
     while state.stage == "stage1":
         e = state.epoch + 1
         if table is None:
             table = items()
         loss = run_epoch(model, tok, ds, users, table, opt, sched, cfg, e, device)
-        table = None  # stale after training
         record: dict = {"stage": 1, "epoch": e, "loss": loss}
         if e % cfg.eval_every == 0 or e == cfg.stage1_max_epochs:
-            table = items()
             record["valid"] = validate(table)
             if record["valid"][SELECT_METRIC] > state.best1_score:
                 state.best1_epoch, state.best1_score, state.bad_evals = e, record["valid"][SELECT_METRIC], 0
@@ -254,6 +262,7 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
             log.info("stage 1 epoch %d: loss %.4f", e, loss)
         state.history.append(record)
         state.epoch = e
+        table = None  # the next epoch encodes the items again
         if state.bad_evals >= cfg.stage1_patience or e >= cfg.stage1_max_epochs:
             state.stage = "to-stage2"
         checkpoint()
@@ -274,14 +283,18 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     while state.stage == "stage2":
         e = state.epoch + 1
         loss = run_epoch(model, tok, ds, users, table, opt, sched, cfg, 1000 + e, device)
-        valid = validate(table)
-        state.history.append({"stage": 2, "epoch": e, "loss": loss, "valid": valid})
-        log.info("stage 2 epoch %d: loss %.4f, valid %s %.4f", e, loss, SELECT_METRIC, valid[SELECT_METRIC])
-        if valid[SELECT_METRIC] > state.best2_score:
-            state.best2_epoch, state.best2_score, state.bad_evals = e, valid[SELECT_METRIC], 0
-            best2 = {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        record = {"stage": 2, "epoch": e, "loss": loss}
+        if e % cfg.eval_every == 0 or e == cfg.stage2_max_epochs:  # the official stage 2 validates as stage 1
+            record["valid"] = valid = validate(table)
+            log.info("stage 2 epoch %d: loss %.4f, valid %s %.4f", e, loss, SELECT_METRIC, valid[SELECT_METRIC])
+            if valid[SELECT_METRIC] > state.best2_score:
+                state.best2_epoch, state.best2_score, state.bad_evals = e, valid[SELECT_METRIC], 0
+                best2 = {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            else:
+                state.bad_evals += 1
         else:
-            state.bad_evals += 1
+            log.info("stage 2 epoch %d: loss %.4f", e, loss)
+        state.history.append(record)
         state.epoch = e
         if state.bad_evals >= cfg.stage2_patience or e >= cfg.stage2_max_epochs:
             state.stage = "final"
