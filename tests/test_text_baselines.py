@@ -68,14 +68,22 @@ def test_recguru_instances_stages_and_detached_encoder():
     assert model.stage == 1
     model.zero_grad()
     model.batch_loss(tokens, torch.zeros(2), rng).backward()
-    enc_grad = sum(float(p.grad.abs().sum()) for p in model.encoder.parameters() if p.grad is not None)
-    assert enc_grad > 0  # stage 1 trains the encoder (reconstruction)
+    grad = lambda part: sum(float(p.grad.abs().sum()) for p in part.parameters() if p.grad is not None)  # noqa: E731
+    assert grad(model.encoder) > 0 and grad(model.decoder) > 0  # stage 1 trains the autoencoder (reconstruction)
+    assert grad(model.recommender) == 0  # ... not the recommender
     model.start_epoch(3)
     assert model.stage == 2
-    model.zero_grad()
+    model.zero_grad(set_to_none=True)
     model.batch_loss(tokens, torch.zeros(2), rng).backward()
-    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.encoder.parameters())
-    assert float(model.decoder[0].ffn[0].weight.grad.abs().sum()) > 0  # BPR trains the decoder only
+    # BPR trains the separate recommender decoder (official share_dec False) on the detached encoder (fix_enc)
+    assert grad(model.encoder) == 0 and grad(model.decoder) == 0 and grad(model.recommender) > 0
+    assert float(model.item_emb.weight.grad.abs().sum()) > 0  # the item table is shared
+    # evaluation ranks with the recommender: changing the autoencoder's decoder leaves the scores alone
+    model.eval()
+    before = model.full_scores(tokens[:, :4]).detach()
+    with torch.no_grad():
+        model.decoder[0].ffn[0].weight.add_(1.0)
+    torch.testing.assert_close(model.full_scores(tokens[:, :4]).detach(), before)
 
 
 class SameNegatives:
@@ -115,9 +123,13 @@ def test_recguru_stage_one_follows_noam_then_the_run_lr(tmp_path):
     group = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"][0]
     assert group["lr"] == pytest.approx(noam(6, 16, 1000))  # step 6 of stage 1, d_model 16
     assert group["betas"] == (0.9, 0.99) and group["eps"] == 1e-9
-    train_idrec(config(data, "recguru", model_config=mc, max_epochs=3), tmp_path / "r3")
-    group = torch.load(tmp_path / "r3" / "checkpoint.pt", weights_only=False)["optimizer"]["param_groups"][0]
-    assert group["lr"] == 0.01  # stage 2: the run's lr
+    rec = train_idrec(config(data, "recguru", model_config=mc, max_epochs=3, eval_every=1), tmp_path / "r3")
+    optim = torch.load(tmp_path / "r3" / "checkpoint.pt", weights_only=False)["optimizer"]
+    assert optim["param_groups"][0]["lr"] == 0.01  # stage 2: the run's lr
+    # ... with a fresh Adam (the official opt_rec): 3 steps in its state after stage 2's one epoch, not 9
+    assert {float(v["step"]) for v in optim["state"].values()} == {3.0}
+    # only stage 2 is validated (the recommender is untrained before it), so the kept epoch is stage 2's
+    assert ["valid" in h for h in rec["history"]] == [False, False, True] and rec["best_epoch"] == 3
 
 
 def test_recguru_scores_depend_only_on_the_history():

@@ -152,6 +152,11 @@ class SeqRecModel(nn.Module):
         """Early stopping may end the run after ``epoch`` (False while an earlier, fixed-length stage runs)."""
         return True
 
+    def validates(self, epoch: int) -> bool:
+        """Whether ``epoch`` may be validated (and kept): False in a stage whose model is not the one that
+        ranks (RecGURU's reconstruction stage)."""
+        return True
+
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Training instances (inputs, targets) from the users' training sequences."""
         return next_item_instances(sequences, self.config.max_len)

@@ -4,13 +4,17 @@ Encoder: item embeddings plus sinusoidal positions, an EOS token appended after 
 the user vector is the encoder's state at EOS. Decoder: causal self-attention over the shifted
 sequence, cross-attention to the user vector, a feed-forward layer; its state at each position
 predicts the next item by a dot product with the shared item table (all items at evaluation).
+There are two decoders of that form, as the official default (``share_dec False``): the
+autoencoder's (stage 1) and a separate recommender (``MyRec.recommend``: stage 2 and evaluation),
+sharing the item table and positions.
 
 Two stages (official ``train_auto.py``), switched by epoch (``ae_epochs``):
 1. autoencoder reconstruction: sampled softmax of each next item against ``ae_negatives``
    uniform negatives (:func:`sampled_softmax_loss`), under the official Noam schedule
    (:func:`noam`, ``ae_warmup`` steps) instead of the run's lr;
-2. recommendation: BPR against ``bpr_negatives`` uniform negatives per position
-   (:func:`bpr_loss`), with the encoder output detached (the official ``fix_enc``), at the run's lr.
+2. recommendation: the recommender decoder, BPR against ``bpr_negatives`` uniform negatives per
+   position (:func:`bpr_loss`), with the encoder output detached (the official ``fix_enc``), at the
+   run's lr, with a fresh Adam (the official ``opt_rec``); validated in this stage only.
 Both stages use the official Adam betas (0.9, 0.99) and eps 1e-9.
 
 Training instances are whole training sequences (the decoder predicts every next item), not
@@ -121,7 +125,8 @@ class RecGURU(SeqRecModel):
         self.register_buffer("positions", sinusoid(c.max_len + 2, c.hidden), persistent=False)
         self.encoder = TransformerEncoder(c.layers, c.hidden, c.heads, c.inner, c.dropout, c.attn_dropout,
                                           c.layer_norm_eps)
-        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.layers))
+        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.layers))  # the autoencoder's (stage 1)
+        self.recommender = nn.ModuleList(DecoderLayer(c) for _ in range(c.layers))  # stage 2 and evaluation
         self.drop = nn.Dropout(c.dropout)
         self.stage = 2 if c.ae_epochs == 0 else 1
         self.apply(lambda m: init_weights(m, c.init_std))
@@ -140,20 +145,20 @@ class RecGURU(SeqRecModel):
         # the last layer only at the EOS rows (the same math, without the other positions' outputs)
         return self.encoder(self._embed(with_eos), attention_mask(with_eos, causal=False), query=lengths)
 
-    def decode(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """Decoder states ``[B, L, hidden]`` of right-padded ``tokens`` given user vectors ``memory``."""
+    def decode(self, tokens: torch.Tensor, memory: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
+        """States ``[B, L, hidden]`` of decoder ``layers`` on right-padded ``tokens`` given user vectors ``memory``."""
         L = tokens.shape[1]
         causal = torch.ones(L, L, dtype=torch.bool, device=tokens.device).triu(1)  # True = may NOT attend
         pad = tokens == PAD
         pad[:, 0] = False  # an all-padding row attends to its first slot (its outputs are ignored)
         x = self._embed(tokens)
-        for layer in self.decoder:
+        for layer in layers:
             x = layer(x, memory, causal, pad)
         return x
 
     # -- SeqRecModel -----------------------------------------------------------------------
     def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.decode(tokens, self.encode(tokens))
+        return self.decode(tokens, self.encode(tokens), self.recommender)
 
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[1 : self.n_items + 1]
@@ -175,6 +180,11 @@ class RecGURU(SeqRecModel):
 
     def can_stop(self, epoch: int) -> bool:
         """The reconstruction stage always runs its ``ae_epochs``; early stopping acts in stage 2 only."""
+        return epoch > self.config.ae_epochs
+
+    def validates(self, epoch: int) -> bool:
+        """Only the recommendation stage is validated (the official code evaluates in the BPR stage): before
+        it the recommender decoder is untrained."""
         return epoch > self.config.ae_epochs
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -201,12 +211,12 @@ class RecGURU(SeqRecModel):
         width = tokens.shape[1]
         memory = self.encode(tokens)  # the autoencoder reads the whole sequence
         if self.stage == 2:
-            memory = memory.detach()
+            memory = memory.detach()  # fix_enc
         cols = torch.arange(width, device=tokens.device)[None]
         inputs = tokens.masked_fill(cols >= (lengths - 1)[:, None], PAD)[:, : width - 1]  # drop each last item
         nxt = tokens[:, 1:]  # the item after each input position
         valid = inputs > PAD
-        states = self.decode(inputs, memory)
+        states = self.decode(inputs, memory, self.decoder if self.stage == 1 else self.recommender)
         table = self.item_emb.weight
         pos = (states * table[nxt]).sum(-1)
         k = self.config.ae_negatives if self.stage == 1 else self.config.bpr_negatives

@@ -68,7 +68,7 @@ class TrainState:
 
     def new_stage(self) -> None:
         """A new training stage (RecGURU's BPR after reconstruction): early stopping counts against the
-        stage's own best from here, while the selected epoch stays the best of any stage."""
+        stage's own best from here, while the selected epoch stays the best validated one."""
         self.bad_evals, self.stage_best = 0, float("-inf")
 
     def observe(self, epoch: int, score: float) -> bool:
@@ -239,12 +239,14 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     while not state.stopped and state.epoch < cfg.max_epochs:
         epoch = state.epoch + 1
         t0 = time.perf_counter()
-        if model.start_epoch(epoch):
+        if model.start_epoch(epoch):  # a new stage (RecGURU's BPR): a fresh optimiser, as its official opt_rec
             state.new_stage()
+            optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                **model.optimizer_options())
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir,
                           first_step=(epoch - 1) * math.ceil(X.shape[0] / cfg.batch_size))
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
-        if epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs:
+        if (epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs) and model.validates(epoch):
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
             score = valid[cfg.select_metric]
             record["valid"] = valid
