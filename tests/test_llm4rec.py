@@ -63,3 +63,23 @@ def test_llm4rec_trains_end_to_end_on_a_tiny_gpt2(tmp_path):
     stages = [h["stage"] for h in rec["history"]]
     assert stages == ["content"] + ["collaborative"] * 2 + ["finetune"] * 8
     assert rec["test"]["ndcg@10"] > 1.3 * zero["test"]["ndcg@10"] and rec["stand_in_backbone"]
+
+
+def test_a_backbone_loaded_in_bf16_trains_in_fp32_under_autocast(tmp_path, monkeypatch):
+    """On CUDA load_backbone puts the backbone in bf16: LLM4REC's fp32 user/item embeddings then met bf16 layers
+    ("mixed dtype") and Adam would step bf16 weights. Forced here on CPU through the same dtype switch."""
+    from laser_repro.data.dataset import from_sequences, save_dataset
+    from laser_repro.laser import backbones
+    from laser_repro.llm4rec.config import LLM4RecRunConfig
+    from laser_repro.llm4rec.trainer import train_llm4rec
+
+    monkeypatch.setattr(backbones, "default_dtype", lambda device: torch.bfloat16)
+    items = [{"id": w, "title": f"the {w}", "brand": "", "category": ""} for w in "ant bee cat dog eel fox".split()]
+    data = save_dataset(from_sequences("r", "synthetic", items, [f"u{i}" for i in range(12)],
+                                       [[(i + j) % 6 for j in range(5)] for i in range(12)]), tmp_path / "d")
+    rec = train_llm4rec(LLM4RecRunConfig(dataset=str(data), backbone="tiny-gpt2", cache_dir=str(tmp_path / "c"),
+                                         content_epochs=1, collab_epochs=1, finetune_max_epochs=1, precision="fp32",
+                                         batch_size=8, progress=False), tmp_path / "run")
+    assert rec["cpu_bf16_autocast"] is True and np.isfinite(rec["test"]["ndcg@10"])
+    state = torch.load(tmp_path / "run" / "model.pt", weights_only=False)["state_dict"]
+    assert {v.dtype for v in state.values() if torch.is_floating_point(v)} == {torch.float32}

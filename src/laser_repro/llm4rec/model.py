@@ -57,7 +57,7 @@ class LLM4Rec(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.02)
         self.graph_bias = graph_bias
         self.n_users = n_users
-        self.autocast = False  # bf16 autocast of the backbone on CPU (the trainer sets it from `precision`)
+        self.autocast = False  # bf16 autocast of the backbone (the trainer: CPU `precision`, always on CUDA)
 
     @property
     def device(self) -> torch.device:
@@ -87,7 +87,7 @@ class LLM4Rec(nn.Module):
         bias = prompt_bias(kinds, nodes) if self.graph_bias else None
         mask = additive_mask(b["mask"], bias, embeds.dtype)
         positions = torch.arange(ids.shape[1], device=ids.device)[None].expand_as(ids)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return self.base(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
 
     def last_states(self, b: dict[str, torch.Tensor]) -> torch.Tensor:

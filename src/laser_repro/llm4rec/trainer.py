@@ -108,10 +108,13 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
     run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     bb = load_backbone(cfg.backbone, device, [str(it.get("title") or "") for it in ds.items], cfg.cache_dir,
                        precision=cfg.precision)
+    half = next(bb.model.parameters()).dtype != torch.float32  # load_backbone's bf16 on CUDA
+    if half:  # LLM4REC trains the backbone with its fp32 user/item tables: fp32 weights (Adam's updates would
+        bb.model.float()  # vanish in bf16, and fp32 inputs_embeds into bf16 layers fail), bf16 autocast instead
     for p in bb.model.parameters():
         p.requires_grad_(cfg.train_backbone)
     model = LLM4Rec(bb.model, ds.n_users, ds.n_items, cfg.graph_bias).to(device)
-    model.autocast = bb.autocast
+    model.autocast = bb.autocast or half
     prompts = Prompts(bb.tokenizer, ds, cfg.max_history)
     users = seeded_subset(np.flatnonzero(ds.train_len >= 2), cfg.max_train_users, cfg.seed, 1)
     rows = [(int(u), t) for u in users for t in range(1, ds.train_len[u])]
