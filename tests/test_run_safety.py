@@ -347,8 +347,8 @@ def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_encode(texts, encoder, batch_size, device, pooling=None):
-        calls.append((tuple(texts), encoder, pooling))
+    def fake_encode(texts, encoder, batch_size, device, pooling=None, max_tokens=tf.MAX_TOKENS):
+        calls.append((tuple(texts), encoder, pooling, max_tokens))
         return np.asarray([[len(t), len(encoder)] for t in texts], dtype=np.float32)
 
     monkeypatch.setattr(tf, "encode_texts", fake_encode)
@@ -360,6 +360,8 @@ def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
     b = tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu")
     tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu", pooling="mean")
     assert len(calls) == 4 and b.tolist() == [[3, 11], [5, 11]]
+    tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu", pooling="mean", max_tokens=512)  # KAR's limit
+    assert len(calls) == 5 and calls[-1][-1] == 512
 
 
 # ---------------------------------------------------------------- artifacts outside the workflow

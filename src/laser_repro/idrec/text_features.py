@@ -20,7 +20,7 @@ import torch
 from laser_repro.io import atomic_path
 
 log = logging.getLogger(__name__)
-MAX_TOKENS = 128
+MAX_TOKENS = 128  # item texts (title, brand, category) fit; KAR's knowledge texts pass their own limit
 
 
 def item_text(item: dict) -> str:
@@ -45,9 +45,9 @@ def resolve_encoder(name: str) -> tuple[str, str]:
 
 @torch.no_grad()
 def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64, device: Any = "cpu",
-                 pooling: str | None = None) -> np.ndarray:
+                 pooling: str | None = None, max_tokens: int = MAX_TOKENS) -> np.ndarray:
     """Embed ``texts`` with a frozen encoder; returns float32 ``[len(texts), width]``. ``pooling`` (mean | cls)
-    overrides the encoder's default (KAR mean-pools every encoder)."""
+    overrides the encoder's default (KAR mean-pools every encoder); each text is cut to ``max_tokens``."""
     from transformers import AutoModel, AutoTokenizer
 
     from laser_repro.laser.backbones import HUB
@@ -68,7 +68,7 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
         idx = order[start : start + batch_size]
-        batch = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        batch = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
         states = model(**batch).last_hidden_state
         if pooling == "mean":
@@ -81,23 +81,25 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     return out
 
 
-def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None) -> str:
-    """What an encoding depends on (the texts, the encoder, the pooling), as a short hash."""
-    blob = json.dumps([encoder, pooling, list(texts)], ensure_ascii=False).encode()
+def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_tokens: int = MAX_TOKENS) -> str:
+    """What an encoding depends on (the texts, the encoder, the pooling, a token limit other than
+    :data:`MAX_TOKENS`), as a short hash."""
+    parts = [encoder, pooling, list(texts)] + ([max_tokens] if max_tokens != MAX_TOKENS else [])
+    blob = json.dumps(parts, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: int, device: Any,
-                  pooling: str | None = None) -> np.ndarray:
+                  pooling: str | None = None, max_tokens: int = MAX_TOKENS) -> np.ndarray:
     """:func:`encode_texts`, cached in ``path`` (an .npz) under :func:`encoding_key`: a cache of other
     texts, another encoder or pooling is recomputed and replaced (it is this function's own file)."""
-    key = encoding_key(texts, encoder, pooling)
+    key = encoding_key(texts, encoder, pooling, max_tokens)
     if path.exists():
         with np.load(path) as z:
             if "key" in z and str(z["key"]) == key:
                 return z["vectors"]
         log.info("%s: encoded for other texts or another encoder; encoding again", path)
-    vectors = encode_texts(texts, encoder, batch_size, device, pooling)
+    vectors = encode_texts(texts, encoder, batch_size, device, pooling, max_tokens)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, vectors=vectors, key=np.array(key))

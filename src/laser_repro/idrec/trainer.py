@@ -114,13 +114,13 @@ def training_instances(model: SeqRecModel, ds: SeqDataset, users: np.ndarray) ->
 def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> dict:
     """KAR's encoded knowledge (items, users): mean-pooled ``text_encoder`` states, cached in the run folder."""
     from laser_repro.idrec.text_features import encode_cached
-    from laser_repro.kar.knowledge import stored_texts
+    from laser_repro.kar.knowledge import ENCODER_MAX_TOKENS, stored_texts
 
     if not cfg.knowledge_file:
         raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
     items, users = stored_texts(ds, cfg.knowledge_file)
     vecs = encode_cached(out_dir / KNOWLEDGE_FILE, items + users, cfg.text_encoder, cfg.text_batch_size, device,
-                         pooling="mean")
+                         pooling="mean", max_tokens=ENCODER_MAX_TOKENS)
     return {"item_knowledge": torch.from_numpy(vecs[: len(items)]), "user_knowledge": torch.from_numpy(vecs[len(items):])}
 
 

@@ -24,6 +24,7 @@ from laser_repro.data.dataset import SeqDataset
 from laser_repro.io import read_json, write_json
 
 log = logging.getLogger("laser_repro.kar")
+ENCODER_MAX_TOKENS = 512  # the official lm_encoding.py: BERT max_length 512 (user texts end with the answer)
 PROMPT_VERSION = "kar-product-v1"
 FACTORS = "genre, functionality, quality, price, design, reputation"
 
