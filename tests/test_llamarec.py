@@ -143,3 +143,56 @@ def test_llamarec_end_to_end_on_a_tiny_model(ring, tmp_path):
     assert rec["test"]["ndcg@10"] == pytest.approx(extra["llamarec_overall"]["ndcg@10"])
     assert rec["test"]["recall@10"] == pytest.approx(extra["retrieved_share"])
     assert rec["stand_in_backbone"] and not rec["quantized"]
+
+
+def test_the_schedule_is_the_hf_trainers_linear_warmup_then_decay():
+    from laser_repro.llamarec.trainer import linear_warmup_decay
+
+    f = linear_warmup_decay(2, 6)  # (it held the peak lr after the warm-up; the official Trainer decays to 0)
+    assert [f(s) for s in range(7)] == [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+def test_llamarec_validates_every_eval_steps_and_keeps_the_best_adapters(ring, tmp_path, monkeypatch, kill_on_call):
+    """Validation every eval_steps optimiser steps (and at the last), early stopping after `patience` worse
+    validations, the best step's adapters kept (it validated once per epoch, so with the official single epoch
+    'best validation NDCG@10' selected nothing); a run killed mid-epoch resumes to the same record."""
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+    from laser_repro.llamarec import trainer
+    from laser_repro.llamarec.config import LlamaRecRunConfig
+
+    train_idrec(IDRecRunConfig(dataset=str(ring), model="lrurec", model_config={"hidden": 16, "max_len": 8},
+                               max_epochs=3, lr=0.01, batch_size=32, progress=False), tmp_path / "lrurec")
+    cfg = LlamaRecRunConfig(dataset=str(ring), retriever_run=str(tmp_path / "lrurec"), backbone="tiny-llama",
+                            cache_dir=str(tmp_path / "cache"), n_candidates=5, max_train_users=10, max_train_rows=40,
+                            lr=1e-3, warmup_steps=1, batch_size=4, eval_steps=3, patience=2, epochs=2,
+                            progress=False, max_eval_users=10, max_valid_users=10)
+    reference = trainer.train_llamarec(cfg, tmp_path / "reference")  # 10 steps an epoch, 20 in all
+    steps = [h["step"] for h in reference["history"]]
+    assert steps[:3] == [3, 6, 9] and all(b - a == 3 for a, b in zip(steps, steps[1:]))
+    valid = [h["valid"]["ndcg@10"] for h in reference["history"]]
+    best = max(range(len(valid)), key=lambda i: (valid[i], -i))  # the first of the best
+    assert reference["best_step"] == steps[best] and reference["steps_run"] == steps[-1]
+    assert steps[-1] == 20 or len(steps) - 1 - best == 2  # ran out, or stopped 2 validations after the best
+    # killed during its second validation (step 6, mid-epoch), resumed from the step-3 checkpoint
+    real = kill_on_call(trainer, "evaluate_split", 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_llamarec(cfg, tmp_path / "killed")
+    monkeypatch.setattr(trainer, "evaluate_split", real)
+    resumed = trainer.train_llamarec(cfg, tmp_path / "killed")
+    for key in ("history", "best_step", "steps_run", "valid", "test"):
+        assert resumed[key] == reference[key], key
+    # scripted validation scores: best at the 2nd validation, two worse ones, then it stops (step 12 of 20)
+    scores = iter([0.3, 0.5, 0.4, 0.45])
+
+    def scripted(ranker, retriever, ds, users, split, names, c):
+        res, extra = real(ranker, retriever, ds, users, split, names, c)
+        value = next(scores, None) if split == "valid" else None  # (the final evaluation: its own numbers)
+        if value is not None:
+            res.metrics["ndcg@10"] = value
+        return res, extra
+
+    monkeypatch.setattr(trainer, "evaluate_split", scripted)
+    rec = trainer.train_llamarec(cfg, tmp_path / "scripted")
+    assert [h["step"] for h in rec["history"]] == [3, 6, 9, 12]
+    assert (rec["best_step"], rec["best_epoch"], rec["steps_run"]) == (6, 1, 12)

@@ -16,6 +16,7 @@ class LlamaRecRunConfig:
         "n_candidates": Range(1, 20), "max_history": POSITIVE, "max_title_tokens": POSITIVE,
         "max_prompt_tokens": POSITIVE, "lora_r": POSITIVE, "lora_alpha": POSITIVE_REAL, "lora_dropout": PROBABILITY,
         "lr": POSITIVE_REAL, "epochs": NON_NEGATIVE, "warmup_steps": NON_NEGATIVE, "batch_size": POSITIVE,
+        "eval_steps": POSITIVE, "patience": POSITIVE,
         "max_train_users": POSITIVE, "max_train_rows": POSITIVE, "max_valid_users": POSITIVE,
         "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
     }
@@ -38,7 +39,9 @@ class LlamaRecRunConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     lr: float = 1e-4
     epochs: int = 1
-    warmup_steps: int = 100
+    warmup_steps: int = 100  # then linear decay to 0 (the HF Trainer's default), gradients clipped at norm 1
+    eval_steps: int = 100  # validate every this many optimiser steps (and at the last)
+    patience: int = 20  # validations without a better NDCG@10 before stopping (official EarlyStoppingCallback)
     batch_size: int = 12  # micro-batch of the official code
     max_train_users: int | None = None  # seeded caps (CPU runs; recorded)
     max_train_rows: int | None = None

@@ -11,6 +11,7 @@ the LLM re-scores the top 20 (in retriever order) of users whose target is among
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def evaluate_split(ranker: Ranker, retriever: Retriever, ds: SeqDataset, users: 
     return result, extra
 
 
+MAX_GRAD_NORM = 1.0  # the HF Trainer's default max_grad_norm (the official code sets none)
+
+
+def linear_warmup_decay(warmup: int, total: int):
+    """The HF Trainer's default schedule (``get_linear_schedule_with_warmup``) as a LambdaLR factor of step ``s``:
+    ``s / warmup`` during the warm-up, then linearly down to 0 at ``total``."""
+    def factor(s: int) -> float:
+        if s < warmup:
+            return s / max(1, warmup)
+        return max(0.0, (total - s) / max(1, total - warmup))
+    return factor
+
+
 def train_llamarec(cfg: LlamaRecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:
     """Train (or resume) one LlamaRec ranker into ``out_dir``; returns the metrics.json record."""
     required = {**DATASET_REQUIRED, "retriever_run": "a finished LRURec run (train-idrec, model lrurec)"}
@@ -132,8 +146,11 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     valid_users = run_eval_users(ds, "valid", cfg)
     params = [p for p in ranker.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1)))
-    state = {"epoch": 0, "best_epoch": 0, "best_score": -1.0, "history": [], "wall": 0.0}
+    per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    total = cfg.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
+    state = {"step": 0, "best_step": 0, "best_epoch": 0, "best_score": -1.0, "bad_evals": 0, "history": [],
+             "loss_sum": 0.0, "loss_rows": 0, "wall": 0.0}
     best = None
     if ckpt is not None:
         ranker.model.load_state_dict(ckpt["lora"], strict=False)
@@ -141,38 +158,49 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         sched.load_state_dict(ckpt["scheduler"])
         state, best = ckpt["state"], ckpt["best"]
         set_rng_state(ckpt["rng"])
-    log.info("LlamaRec on %s: ranker %s (LoRA, %s), %d training rows from %d users, %d validation users",
-             ds.name, cfg.backbone, "4-bit" if ranker.quantized else "unquantised", len(rows), len(users),
-             len(valid_users))
+    log.info("LlamaRec on %s: ranker %s (LoRA, %s), %d training rows from %d users, %d validation users, "
+             "%d steps", ds.name, cfg.backbone, "4-bit" if ranker.quantized else "unquantised", len(rows), len(users),
+             len(valid_users), total)
     t0 = time.perf_counter() - state["wall"]
 
     def lora_state() -> dict:
         return {k: v.detach().cpu().clone() for k, v in ranker.model.state_dict().items() if "lora_" in k}
 
-    while state["epoch"] < cfg.epochs and rows:
-        e = state["epoch"] + 1
+    # The official HF Trainer: linear warm-up then linear decay to 0, gradients clipped at norm 1, validation
+    # every eval_steps steps (and at the last, so a short run is validated once), early stopping after
+    # `patience` validations without a better NDCG@10, the best adapters kept
+    while state["step"] < total and state["bad_evals"] < cfg.patience:
+        e, b = state["step"] // per_epoch + 1, state["step"] % per_epoch
         ranker.model.train()
-        order = np.random.default_rng([cfg.seed, e]).permutation(len(rows))
-        total = 0.0
-        for s in tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {e}", leave=False, disable=not cfg.progress):
-            batch = [rows[i] for i in order[s : s + cfg.batch_size]]
-            prompts = [build_prompt([names[i] for i in h], [names[i] for i in c]) for h, c, _ in batch]
-            full, _ = letter_logits(ranker, prompts, cfg.max_prompt_tokens, cfg.n_candidates)
-            answer = torch.as_tensor([ranker.letter_ids[a] for _, _, a in batch], device=full.device)
-            loss = F.cross_entropy(full, answer)
-            check_loss(loss, f"epoch {e}, batch {s // cfg.batch_size}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(batch)
+        order = np.random.default_rng([cfg.seed, e]).permutation(len(rows))  # the same order after a resume
+        batch = [rows[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+        prompts = [build_prompt([names[i] for i in h], [names[i] for i in c]) for h, c, _ in batch]
+        full, _ = letter_logits(ranker, prompts, cfg.max_prompt_tokens, cfg.n_candidates)
+        answer = torch.as_tensor([ranker.letter_ids[a] for _, _, a in batch], device=full.device)
+        loss = F.cross_entropy(full, answer)
+        check_loss(loss, f"epoch {e}, step {state['step'] + 1}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        opt.step()
+        sched.step()
+        state["step"] += 1
+        state["loss_sum"] += float(loss.detach()) * len(batch)
+        state["loss_rows"] += len(batch)
+        if state["step"] % cfg.eval_steps and state["step"] < total:
+            continue
         valid, _ = evaluate_split(ranker, retriever, ds, valid_users, "valid", names, cfg)
-        state["history"].append({"epoch": e, "loss": total / len(rows), "valid": valid.metrics})
+        mean_loss = state["loss_sum"] / state["loss_rows"]
+        state["history"].append({"step": state["step"], "epoch": e, "loss": mean_loss, "valid": valid.metrics})
+        state["loss_sum"], state["loss_rows"] = 0.0, 0
         if valid.metrics["ndcg@10"] > state["best_score"]:
-            state["best_epoch"], state["best_score"], best = e, valid.metrics["ndcg@10"], lora_state()
-        state["epoch"] = e
+            state.update(best_step=state["step"], best_epoch=e, best_score=valid.metrics["ndcg@10"], bad_evals=0)
+            best = lora_state()
+        else:
+            state["bad_evals"] += 1
         state["wall"] = time.perf_counter() - t0
-        log.info("epoch %d: loss %.4f, valid ndcg@10 %.4f", e, total / len(rows), valid.metrics["ndcg@10"])
+        log.info("step %d (epoch %d): loss %.4f, valid ndcg@10 %.4f", state["step"], e, mean_loss,
+                 valid.metrics["ndcg@10"])
         run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             state=state, best=best)
     if best is not None:
@@ -184,6 +212,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     record = {
         "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
         "test_extra": extras["test"], "valid_extra": extras["valid"], "best_epoch": state["best_epoch"],
+        "best_step": state["best_step"], "steps_run": state["step"],
         "ties": cfg.ties, "stand_in_backbone": ranker.stand_in, "quantized": ranker.quantized,
         "cpu_bf16_autocast": ranker.autocast,
         "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
