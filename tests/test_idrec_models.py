@@ -86,6 +86,20 @@ def test_unknown_model_and_key_are_errors():
         build_model("sasrec", 10, {"hiden": 8})
 
 
+def test_fdsa_output_goes_through_recboles_layernorm_and_dropout():
+    """RecBole's FDSA: concat_layer -> LayerNorm -> dropout, one LayerNorm shared with both input streams (the
+    output was the bare concat layer: per-user std ~0.08 instead of the LayerNorm's 1)."""
+    torch.manual_seed(0)
+    model = build_model("fdsa", 20, {"hidden": 16, "heads": 2, "inner": 32, "max_len": 8, "text_dim": 6},
+                        text_features=torch.randn(20, 6)).eval()
+    states = model.sequence_states(torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]]))
+    torch.testing.assert_close(states.mean(-1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(states.std(-1, unbiased=False), torch.ones(2, 4), atol=1e-3, rtol=0)
+    assert [n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm) and "encoder" not in n] == ["ln"]
+    model.train()  # ... and dropout after it: a training forward differs from the eval one
+    assert not torch.allclose(model.sequence_states(torch.tensor([[1, 2, 3, 0]])), states[:1])
+
+
 def test_lrurec_recurrence_matches_a_step_by_step_loop():
     """The closed form h_t = sum_s lambda^(t-s) gamma B x_s equals the recurrence run step by step."""
     from laser_repro.idrec.lrurec import LRULayer

@@ -56,8 +56,7 @@ class FDSA(SeqRecModel):
         self.item_emb = nn.Embedding(n_items + 1, c.hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(c.max_len, c.hidden)
         self.feat_proj = nn.Linear(c.text_dim, c.hidden)
-        self.ln_item = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
-        self.ln_feat = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
+        self.ln = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)  # RecBole's one LayerNorm: both inputs and the output
         self.dropout = nn.Dropout(c.dropout)
         args = (c.layers, c.hidden, c.heads, c.inner, c.dropout, c.attn_dropout, c.layer_norm_eps)
         self.item_encoder = TransformerEncoder(*args)
@@ -68,10 +67,10 @@ class FDSA(SeqRecModel):
     def _streams(self, tokens: torch.Tensor, query: torch.Tensor | None) -> torch.Tensor:
         pos = self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))[None]
         mask = attention_mask(tokens, causal=True)
-        items = self.dropout(self.ln_item(self.item_emb(tokens) + pos))
-        feats = self.dropout(self.ln_feat(self.feat_proj(self.text_features[tokens]) + pos))
+        items = self.dropout(self.ln(self.item_emb(tokens) + pos))
+        feats = self.dropout(self.ln(self.feat_proj(self.text_features[tokens]) + pos))
         both = torch.cat([self.item_encoder(items, mask, query), self.feat_encoder(feats, mask, query)], dim=-1)
-        return self.concat(both)
+        return self.dropout(self.ln(self.concat(both)))  # RecBole: concat_layer -> LayerNorm -> dropout
 
     def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
         return self._streams(tokens, None)
