@@ -103,7 +103,7 @@ class OptimConfig:
     weight_decay: float = 0.0  # authors' configs: 0.05 with adamw
     batch_size: int = 4
     grad_accumulation: int = 1  # authors' configs: effective batch 32
-    scheduler: Literal["none", "cosine"] = "none"  # authors' configs: warmup + cosine per phase (phase2_optimizer fresh)
+    scheduler: Literal["none", "cosine"] = "none"  # authors' configs: warmup + cosine, per phase (fresh)
     warmup_steps: int = 0
     max_grad_norm: float = 0.0  # 0 = no clipping
     phase2_optimizer: Literal["carry", "fresh"] = "carry"  # RecFormer (issue 11); the authors' code: fresh
