@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from laser_repro.cli import main as cli_main
-from laser_repro.config import to_dict
+from laser_repro.config import ConfigError, to_dict
 from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.trainer import train_idrec
@@ -88,6 +88,32 @@ def test_a_workflow_config_that_is_not_utf8_is_refused_by_file(tmp_path):
     with pytest.raises(WorkflowConfigError, match=r"wf.yaml: not UTF-8 text \(byte 18: invalid start byte\); "
                                                   "expected a UTF-8 workflow config"):
         load_files([tmp_path / "wf.yaml"])
+
+
+def test_a_checkpoint_of_an_earlier_model_version_is_refused_by_file(data, tmp_path, kill_on_call, monkeypatch):
+    """FDSA and RecGURU changed their layers under the same config: resuming an old checkpoint.pt was a raw
+    load_state_dict RuntimeError. It is now refused by file, saying how to go on."""
+    from laser_repro.idrec import trainer as idrec_trainer
+
+    real = kill_on_call(idrec_trainer, "_run_epoch", 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_idrec(cfg(data), tmp_path / "run")
+    monkeypatch.setattr(idrec_trainer, "_run_epoch", real)
+    path = tmp_path / "run" / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    blob["model"] = {k.replace("item_emb", "old_item_emb"): v for k, v in blob["model"].items()}  # renamed layer
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"checkpoint.pt: written by an earlier version of sasrec whose layers "
+                                         r"differ \(Error\(s\) in loading .*remove the run folder to train it again"):
+        train_idrec(cfg(data), tmp_path / "run")
+
+
+def test_recguru_that_would_never_validate_is_refused(data):
+    """Only RecGURU's BPR stage is validated: max_epochs within the reconstruction stage left the recommender
+    untrained and reported it as the result."""
+    with pytest.raises(ConfigError, match=r"max_epochs: 50 ends inside RecGURU's reconstruction stage "
+                                          r"\(model_config.ae_epochs: 100\)"):
+        IDRecRunConfig(dataset=str(data), model="recguru", max_epochs=50).check()
 
 
 def test_yaml_1e_minus_3_is_a_float(data, tmp_path):
@@ -199,6 +225,12 @@ def test_a_run_copied_to_another_data_set_or_variant_is_a_gap_not_a_result(data,
         assert group.runs == [] and group.missing[0].stale == why + " (copied or moved?)"
     shutil.move(str(runs), tmp_path / "moved")  # the whole tree moved: its runs still answer their cells
     assert len(load_group(tmp_path / "moved", Cell("ring", "sasrec"), [0]).runs) == 1
+    # a data set's runs on another disk behind a symlink (runs/ring -> /scratch/...) still answer their cells
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "linked" / "ring").symlink_to(tmp_path / "scratch")
+    train_idrec(cfg(data), Path(run_dir(str(tmp_path / "linked"), "ring", "sasrec", "main", 0)))
+    assert len(load_group(tmp_path / "linked", Cell("ring", "sasrec"), [0]).runs) == 1
 
 
 def test_results_never_outlive_their_data(tmp_path, caplog):

@@ -218,7 +218,11 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     state, best_state, wall_before = TrainState(), None, 0.0
     blob = opened.checkpoint
     if blob is not None:
-        model.load_state_dict(blob["model"])
+        try:
+            model.load_state_dict(blob["model"])
+        except RuntimeError as err:  # the same config, other layers: a checkpoint of an earlier version of the model
+            raise ValueError(f"{run.checkpoint_path}: written by an earlier version of {cfg.model} whose layers "
+                             f"differ ({str(err).splitlines()[0]}); remove the run folder to train it again") from None
         optimizer.load_state_dict(blob["optimizer"])
         best_state = None if blob["best_state"] is None else {k: v.to(device) for k, v in blob["best_state"].items()}
         state = TrainState.restore(blob["state"])

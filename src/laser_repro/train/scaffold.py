@@ -327,7 +327,7 @@ class RunFolder:
         """Add provenance, the resume hash and the folder it is written to (so a copy elsewhere is told apart:
         ``artifacts.runs.misplaced``) to ``record``; write metrics.json atomically."""
         record = {**record, **provenance(self.config, device), "resume_hash": self.resume_hash,
-                  "data_fingerprint": self.data_fingerprint, "run_folder": str(self.path.resolve())}
+                  "data_fingerprint": self.data_fingerprint, "run_folder": str(self.path.absolute())}
         write_metrics(self.path, record)
         return record
 
