@@ -123,10 +123,12 @@ def test_amazon2018_malformed_line_names_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("reviews, meta, message", [
     # a number among string ids: sorting the users was a TypeError traceback
-    ([REVIEWS[0], {**REVIEWS[1], "reviewerID": 2}], META, r"Toy_5\.json:2: reviewerID 2 and asin 'A': expected strings"),
+    ([REVIEWS[0], {**REVIEWS[1], "reviewerID": 2}], META,
+     r"Toy_5\.json:2: reviewerID 2 and asin 'A': expected strings"),
     ([REVIEWS[0], {**REVIEWS[1], "asin": ["A"]}], META, r"Toy_5\.json:2: reviewerID 'u1' and asin \['A'\]"),
     # a list as the key of the metadata map: "unhashable type: 'list'"
-    (REVIEWS, [META[0], {**META[1], "asin": ["B"]}], r"meta_Toy\.json:2: 'asin' is \['B'\]; expected a non-empty string"),
+    (REVIEWS, [META[0], {**META[1], "asin": ["B"]}],
+     r"meta_Toy\.json:2: 'asin' is \['B'\]; expected a non-empty string"),
 ])
 def test_amazon2018_ids_that_are_not_strings_name_file_and_line(tmp_path, reviews, meta, message):
     _write_lines(tmp_path / "Toy_5.json", reviews)

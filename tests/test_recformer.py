@@ -299,7 +299,8 @@ def test_pretraining_runs_over_every_listed_data_set(data, tmp_path, monkeypatch
     # the pre-trained encoder starts elsewhere (the tiny encoder's test ranks may tie either way: compare weights)
     weights = [torch.load(tmp_path / r / "model.pt", weights_only=False) for r in ("run", "scratch")]
     assert rec["pretrain_steps"] == 8 and scratch["pretrain_steps"] == 0
-    assert not torch.equal(*(w["state_dict"]["longformer.encoder.layer.0.attention.self.query.weight"] for w in weights))
+    query = "longformer.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(*(w["state_dict"][query] for w in weights))
 
 
 def test_a_released_checkpoint_loads_under_its_own_names(tmp_path):

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "stats":
         from laser_repro.data.dataset import read_stats
 
-        stats = read_stats(args.dir, [] if args.json else ["name", "users", "items", "interactions", "avg_n", "density"])
+        table1 = ["name", "users", "items", "interactions", "avg_n", "density"]
+        stats = read_stats(args.dir, [] if args.json else table1)
         if args.json:
             print(json.dumps(stats, indent=2))
         else:
