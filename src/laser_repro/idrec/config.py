@@ -76,8 +76,4 @@ class IDRecRunConfig:
                               f"{self.model!r} has item-ID tables of its own data set")
         from laser_repro.idrec.registry import model_config  # the model classes (and torch) only when checked
 
-        mc = model_config(self.model, self.model_config)  # names, types and ranges of the model's overrides
-        if self.model == "recguru" and 0 < self.max_epochs <= mc.ae_epochs:  # only the BPR stage is validated
-            raise ConfigError(f"max_epochs: {self.max_epochs} ends inside RecGURU's reconstruction stage "
-                              f"(model_config.ae_epochs: {mc.ae_epochs}), so no epoch would be validated and its "
-                              "recommender never trained; expected max_epochs > ae_epochs")
+        model_config(self.model, self.model_config)  # names, types and ranges of the model's overrides

@@ -237,6 +237,9 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         state.pretrain = pretrain(model, cfg, out_dir, device, feats)
         run.save_checkpoint(model=model.state_dict(), optimizer=optimizer.state_dict(), best_state=best_state,
                             state=asdict(state))
+    if not model.validates(cfg.max_epochs):
+        log.warning("max_epochs %d ends before %s's validated stage (its ranking part is then untrained): only the "
+                    "last epoch is validated and reported", cfg.max_epochs, cfg.model)
     if X.shape[0] == 0:
         log.info("no training instances (train_user_fraction=%s): the model stays untrained", cfg.train_user_fraction)
         state.stopped = True
@@ -250,7 +253,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir,
                           first_step=(epoch - 1) * math.ceil(X.shape[0] / cfg.batch_size))
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
-        if (epoch % cfg.eval_every == 0 or epoch == cfg.max_epochs) and model.validates(epoch):
+        if (epoch % cfg.eval_every == 0 and model.validates(epoch)) or epoch == cfg.max_epochs:
             valid = evaluate_model(model, valid_in, device, cfg.eval_batch_size, cfg.ties).metrics
             score = valid[cfg.select_metric]
             record["valid"] = valid
