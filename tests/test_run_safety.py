@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from laser_repro.cli import main as cli_main
-from laser_repro.config import ConfigError, to_dict
+from laser_repro.config import to_dict
 from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.trainer import train_idrec
