@@ -56,11 +56,13 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
             g = data.groups[(d, method)]
             usable = cold is not None and g.has_ranks
             for r in g.runs if not usable else ():
-                no_ranks = r.ranks is None or "test" not in r.ranks
-                why = (f"its data set is not prepared ({ds_path / 'stats.json'} missing), so its cold items are "
-                       "unknown" if not prepared else "ranks.npz missing or without test ranks: cold-start metrics "
-                       "need per-user ranks" if no_ranks else "another seed of its cell has no per-user ranks, and "
-                       "the figure averages complete cells only")
+                if not prepared:
+                    why = (f"its data set is not prepared ({ds_path / 'stats.json'} missing), so its cold items "
+                           "are unknown")
+                elif r.ranks is None or "test" not in r.ranks:
+                    why = "ranks.npz missing or without test ranks: cold-start metrics need per-user ranks"
+                else:
+                    why = "another seed of its cell has no per-user ranks, and the figure averages complete cells only"
                 data.unusable.append(Gap(r.path / "metrics.json", why, kind="unusable"))
                 log.warning("Figure 2 cannot use %s: %s", r.path, why)
             for m in METRICS:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from laser_repro.data.dataset import read_stats
+from laser_repro.data.dataset import TABLE1_STATS, read_stats
 from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, md_table
 
-COLUMNS = ("users", "items", "interactions", "avg_n", "density")
+COLUMNS = TABLE1_STATS
 HEADERS = ("#Users", "#Items", "#Inters.", "Avg. n", "Density")
 
 

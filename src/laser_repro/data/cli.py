@@ -26,8 +26,9 @@ def check_out(out: Path, inputs: list[Path], force: bool = False) -> None:
     if not (out.exists() or out.is_symlink()):
         return
     if out.is_dir() and not out.is_symlink():
-        extra = foreign_files(out) if is_prepared(out) else []
-        if not any(out.iterdir()) or (is_prepared(out) and not extra):
+        prepared = is_prepared(out)
+        extra = foreign_files(out) if prepared else []
+        if not any(out.iterdir()) or (prepared and not extra):
             return
         what = (f"a prepared folder that also holds files `laser-repro data prepare` did not write ({extra}), "
                 "which replacing it would delete" if extra else
@@ -97,10 +98,9 @@ def run(args: argparse.Namespace) -> int:
         download_category(args.category, args.out, base=args.base_url)
         return 0
     if args.data_command == "stats":
-        from laser_repro.data.dataset import read_stats
+        from laser_repro.data.dataset import TABLE1_STATS, read_stats
 
-        table1 = ["name", "users", "items", "interactions", "avg_n", "density"]
-        stats = read_stats(args.dir, [] if args.json else table1)
+        stats = read_stats(args.dir, [] if args.json else ["name", *TABLE1_STATS])
         if args.json:
             print(json.dumps(stats, indent=2))
         else:

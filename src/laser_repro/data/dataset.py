@@ -213,6 +213,7 @@ def is_prepared(path: str | Path) -> bool:
         return False
 
 
+TABLE1_STATS = ("users", "items", "interactions", "avg_n", "density")  # Table 1's columns, as stats.json names them
 # stats.json's keys that readers rely on, with the JSON types :meth:`SeqDataset.stats` writes
 STATS_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "users": (int,), "items": (int,), "interactions": (int,),
                                             "avg_n": (int, float), "density": (int, float), "fingerprint": (str,)}
@@ -228,8 +229,8 @@ def read_stats(folder: str | Path, keys: Sequence[str] = ()) -> dict:
     if absent := [k for k in keys if k not in stats]:
         raise ValueError(f"{path}: missing key(s) {absent}; re-run `laser-repro data prepare`")
     for key, types in STATS_TYPES.items():
-        value = stats.get(key, types[0]())
-        if isinstance(value, bool) or not isinstance(value, types):
+        value = stats.get(key)
+        if key in stats and (isinstance(value, bool) or not isinstance(value, types)):
             raise ValueError(f"{path}: {key} is {value!r}; expected {' or '.join(t.__name__ for t in types)}")
     return stats
 

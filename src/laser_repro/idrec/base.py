@@ -148,13 +148,9 @@ class SeqRecModel(nn.Module):
         the run's ``lr`` unless the model schedules its own (RecGURU's warm-up)."""
         return lr
 
-    def can_stop(self, epoch: int) -> bool:
-        """Early stopping may end the run after ``epoch`` (False while an earlier, fixed-length stage runs)."""
-        return True
-
     def validates(self, epoch: int) -> bool:
-        """Whether ``epoch`` may be validated (and kept): False in a stage whose model is not the one that
-        ranks (RecGURU's reconstruction stage)."""
+        """Whether ``epoch`` may be validated, kept and end the run by early stopping: False in an earlier,
+        fixed-length stage whose model is not the one that ranks (RecGURU's reconstruction stage)."""
         return True
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

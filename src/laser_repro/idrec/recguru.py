@@ -178,13 +178,9 @@ class RecGURU(SeqRecModel):
             return noam(step, self.hidden, self.config.ae_warmup)
         return lr
 
-    def can_stop(self, epoch: int) -> bool:
-        """The reconstruction stage always runs its ``ae_epochs``; early stopping acts in stage 2 only."""
-        return epoch > self.config.ae_epochs
-
     def validates(self, epoch: int) -> bool:
-        """Only the recommendation stage is validated (the official code evaluates in the BPR stage): before
-        it the recommender decoder is untrained."""
+        """Only the recommendation stage is validated (the official code evaluates in the BPR stage; before it
+        the recommender decoder is untrained), so the reconstruction stage always runs its ``ae_epochs``."""
         return epoch > self.config.ae_epochs
 
     def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -205,7 +205,11 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     if cfg.init_from:
         init_weights_from(model, cfg)
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **model.optimizer_options())
+
+    def new_optimizer() -> torch.optim.Optimizer:
+        return opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **model.optimizer_options())
+
+    optimizer = new_optimizer()
     users = training_users(ds, cfg)
     X, y = training_instances(model, ds, users)
     with_users = getattr(model, "needs_users", False)
@@ -248,8 +252,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         t0 = time.perf_counter()
         if model.start_epoch(epoch):  # a new stage (RecGURU's BPR): a fresh optimiser, as its official opt_rec
             state.new_stage()
-            optimizer = opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                **model.optimizer_options())
+            optimizer = new_optimizer()
         loss = _run_epoch(model, optimizer, X, y, cfg, epoch, device, out_dir,
                           first_step=(epoch - 1) * math.ceil(X.shape[0] / cfg.batch_size))
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
@@ -259,7 +262,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
             record["valid"] = valid
             if state.observe(epoch, score):
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            state.stopped = state.bad_evals >= cfg.patience and model.can_stop(epoch)
+            state.stopped = state.bad_evals >= cfg.patience and model.validates(epoch)
         record["time_s"] = time.perf_counter() - t0
         state.history.append(record)
         state.epoch = epoch

@@ -149,8 +149,8 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     per_epoch = math.ceil(len(rows) / cfg.batch_size)
     total = cfg.epochs * per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
-    state = {"step": 0, "best_step": 0, "best_epoch": 0, "best_score": -1.0, "bad_evals": 0, "history": [],
-             "loss_sum": 0.0, "loss_rows": 0, "wall": 0.0}
+    state = {"step": 0, "best_step": 0, "best_score": -1.0, "bad_evals": 0, "history": [], "loss_sum": 0.0,
+             "loss_rows": 0, "wall": 0.0}
     best = None
     if ckpt is not None:
         ranker.model.load_state_dict(ckpt["lora"], strict=False)
@@ -169,10 +169,12 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     # The official HF Trainer: linear warm-up then linear decay to 0, gradients clipped at norm 1, validation
     # every eval_steps steps (and at the last, so a short run is validated once), early stopping after
     # `patience` validations without a better NDCG@10, the best adapters kept
+    order, order_epoch = None, 0  # the epoch's seeded row order, drawn once per epoch (the same after a resume)
     while state["step"] < total and state["bad_evals"] < cfg.patience:
         e, b = state["step"] // per_epoch + 1, state["step"] % per_epoch
         ranker.model.train()
-        order = np.random.default_rng([cfg.seed, e]).permutation(len(rows))  # the same order after a resume
+        if order_epoch != e:
+            order, order_epoch = np.random.default_rng([cfg.seed, e]).permutation(len(rows)), e
         batch = [rows[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
         prompts = [build_prompt([names[i] for i in h], [names[i] for i in c]) for h, c, _ in batch]
         full, _ = letter_logits(ranker, prompts, cfg.max_prompt_tokens, cfg.n_candidates)
@@ -194,7 +196,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         state["history"].append({"step": state["step"], "epoch": e, "loss": mean_loss, "valid": valid.metrics})
         state["loss_sum"], state["loss_rows"] = 0.0, 0
         if valid.metrics["ndcg@10"] > state["best_score"]:
-            state.update(best_step=state["step"], best_epoch=e, best_score=valid.metrics["ndcg@10"], bad_evals=0)
+            state.update(best_step=state["step"], best_score=valid.metrics["ndcg@10"], bad_evals=0)
             best = lora_state()
         else:
             state["bad_evals"] += 1
@@ -211,7 +213,8 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
                                                        names, cfg)
     record = {
         "method": cfg.method, "dataset": ds.name, "seed": cfg.seed,
-        "test_extra": extras["test"], "valid_extra": extras["valid"], "best_epoch": state["best_epoch"],
+        "test_extra": extras["test"], "valid_extra": extras["valid"],
+        "best_epoch": (state["best_step"] - 1) // per_epoch + 1 if state["best_step"] else 0,
         "best_step": state["best_step"], "steps_run": state["step"],
         "ties": cfg.ties, "stand_in_backbone": ranker.stand_in, "quantized": ranker.quantized,
         "cpu_bf16_autocast": ranker.autocast,
