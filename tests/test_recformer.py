@@ -277,6 +277,40 @@ def test_stage2_carries_the_optimiser_and_schedule_of_stage1(data, tmp_path, mon
     assert seen[2][4] > 0  # Adam's moments are carried into stage 2, not reset
 
 
+def test_schedule_and_parameter_groups_follow_the_official_optimization_py(data):
+    """optimization.py: lr factor step / warmup, then 1 - step / total; no weight decay on biases and LayerNorms;
+    finetune.py: total = int(len(train_loader) / accumulation) * epochs."""
+    f = trainer.linear_schedule(4, 10)
+    assert [f(s) for s in (0, 1, 3, 4, 5, 9, 10, 12)] == [0.0, 0.25, 0.75, 0.6, 0.5, pytest.approx(0.1), 0.0, 0.0]
+    cfg = tiny(data, batch_size=16, grad_accumulation=8, schedule_epochs=128)
+    assert trainer.schedule_steps(800, cfg) == 6 * 128  # 50 batches / 8 -> 6 (floor), not ceil(6.25) = 7
+    from laser_repro.recformer.model import build
+
+    model = build("tiny", max_items=8, max_tokens=64, window=64).model
+    opt = trainer.adamw(model, 1e-3, 0.1)
+    decay = {id(p) for p in opt.param_groups[0]["params"]}
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    named = dict(model.named_parameters())
+    assert len(decay) + len(opt.param_groups[1]["params"]) == len(named)
+    ln = [n for n in named if "LayerNorm.weight" in n]
+    assert ln and not any(id(named[n]) in decay for n in ln)
+    assert not any(id(p) in decay for n, p in named.items() if n.endswith("bias"))
+    assert id(named["longformer.encoder.layer.0.attention.self.query.weight"]) in decay
+
+
+def test_a_checkpoint_of_the_earlier_schedule_is_refused_by_file(data, tmp_path, kill_on_call):
+    cfg = tiny(data, stage1_max_epochs=3, stage2_max_epochs=1)
+    kill_on_call(trainer, "run_epoch", 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_recformer(cfg, tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    assert blob.pop("schedule") == trainer.SCHEDULE
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: written under an earlier learning-rate schedule"):
+        trainer.train_recformer(cfg, tmp_path / "run")
+
+
 def test_pretraining_runs_over_every_listed_data_set(data, tmp_path, monkeypatch):
     words = "north south east west up down left right".split()
     other = save_dataset(from_sequences("compass", "synthetic",

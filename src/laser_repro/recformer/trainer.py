@@ -11,8 +11,9 @@ cosine / tau against ALL items, whose table is encoded without gradients (frozen
 * Stage 1: items re-encoded every epoch; validation every ``eval_every`` epochs; the best
   validation NDCG@10 is kept; stop after ``stage1_patience`` validations without a better one.
 * Stage 2: stage 1's best weights and item table restored, no more re-encoding, validation
-  every epoch, ``stage2_patience``; stage 1's best stays the bar; the same AdamW and linear
-  schedule (warm-up, then decay over ``schedule_epochs``) go on.
+  every ``eval_every`` epochs, ``stage2_patience``; stage 1's best stays the bar; the same AdamW
+  (official parameter groups) and linear schedule (warm-up, then decay over ``schedule_epochs``;
+  :func:`linear_schedule`) go on.
 The selected model is tested with the shared full-ranking evaluator. Run folder, checkpoints
 (every epoch) and exact resume: :mod:`laser_repro.train.scaffold`.
 """
@@ -165,12 +166,30 @@ def evaluate_split(model: Recformer, tok: KeyValueTokenizer, ds: SeqDataset, use
 
 
 def linear_schedule(warmup: int, total: int):
-    """Linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total`` (official optimization.py)."""
+    """The official ``optimization.py`` schedule as a LambdaLR factor of optimiser step ``step``: ``step / warmup``
+    during the warm-up (so the first step's lr is 0), then ``1 - step / total``, floored at 0."""
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        return max(0.0, (total - step) / max(total - warmup, 1))
+            return step / max(1, warmup)
+        return max(0.0, 1.0 - step / max(1, total))
     return factor
+
+
+SCHEDULE = "official-optimization.py"  # kept in checkpoints: a resume never mixes two schedules
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # the official create_optimizer_and_scheduler's list
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the official parameter groups: weight decay on all but biases and LayerNorm weights."""
+    named = list(model.named_parameters())
+    return torch.optim.AdamW([
+        {"params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0}], lr=lr)
+
+
+def schedule_steps(n_users: int, cfg: RecformerRunConfig) -> int:
+    """The official ``num_train_optimization_steps``: int(len(train_loader) / accumulation) * epochs."""
+    return int(math.ceil(n_users / cfg.batch_size) / cfg.grad_accumulation) * cfg.schedule_epochs
 
 
 def training_users(ds: SeqDataset, cfg: RecformerRunConfig) -> np.ndarray:
@@ -199,15 +218,16 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens, cfg.max_attr_tokens)
     users = training_users(ds, cfg)
     valid_users = run_eval_users(ds, "valid", cfg)
-    steps_per_epoch = math.ceil(len(users) / cfg.batch_size / cfg.grad_accumulation)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, linear_schedule(cfg.warmup_steps, max(steps_per_epoch * cfg.schedule_epochs, cfg.warmup_steps + 1)))
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, schedule_steps(len(users), cfg)))
     log.info("RECFORMER on %s: encoder %s, %d training users, %d validation users, device %s",
              ds.name, cfg.encoder, len(users), len(valid_users), device)
 
     state, table, best1, best2 = TrainState(), None, None, None
     if ckpt is not None:
+        if ckpt.get("schedule") != SCHEDULE:  # its optimiser state stepped under the schedule before 2026-12-07
+            raise ValueError(f"{run.checkpoint_path}: written under an earlier learning-rate schedule (before "
+                             f"{SCHEDULE!r}); remove the run folder to train it again")
         state = TrainState(**ckpt["state"])
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -222,7 +242,7 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
         state.wall_time_s = time.perf_counter() - t_start
         run.save_checkpoint(state=asdict(state), model=model.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), table=None if table is None else table.cpu(),
-                            best1=best1, best2=best2)
+                            best1=best1, best2=best2, schedule=SCHEDULE)
 
     def items() -> torch.Tensor:
         state.item_encodings += 1
