@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from laser_repro.config import ConfigError
 from laser_repro.data.dataset import from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.base import length_buckets
@@ -211,6 +212,33 @@ def test_init_from_copies_every_weight_but_the_item_features(zes):
         torch.testing.assert_close(model.state_dict()[name], source[name])
     with pytest.raises(ValueError, match="is a 'zesrec' run; this run trains 'sasrec'"):
         init_weights_from(build_model("sasrec", N, SMALL), config(target, "sasrec", init_from=str(tmp / "pretrain")))
+
+
+def test_zesrec_item_network_is_linear_after_unisrec_input_dropout():
+    """UniSRec's author (RUCAIBox/UniSRec #10): ZESRec drops markedly with a non-linear activation in its two-layer
+    item network. The default network is affine (in eval mode) with dropout 0.2 on the text feature only."""
+    from laser_repro.idrec.registry import model_config
+    from laser_repro.idrec.zesrec import item_network
+
+    torch.manual_seed(0)
+    x, y, zero = torch.randn(3, 16), torch.randn(3, 16), torch.zeros(3, 16)
+    for name, affine in (("linear", True), ("gelu", False)):
+        net = item_network(16, model_config("zesrec", {"hidden": 8, "item_net": name})).eval()
+        assert torch.allclose(net(x + y) - net(y), net(x) - net(zero), atol=1e-6) == affine, name
+    net = item_network(16, model_config("zesrec", {"hidden": 8}))
+    assert [type(m).__name__ for m in net] == ["Dropout", "Linear", "Linear"] and net[0].p == 0.2
+    gelu = item_network(16, model_config("zesrec", {"hidden": 8, "item_net": "gelu", "dropout": 0.3}))
+    assert [type(m).__name__ for m in gelu] == ["Linear", "GELU", "Dropout", "Linear"] and gelu[2].p == 0.3
+    with pytest.raises(ConfigError, match="item_net"):
+        model_config("zesrec", {"item_net": "relu"})
+    with pytest.raises(ConfigError, match="item_dropout"):
+        model_config("zesrec", {"item_dropout": 1.5})
+    # the resolved config (hashed into every run's resume contract) names the network: runs of the earlier one,
+    # whose model_config had no such key, are stale, never read as this network's
+    from laser_repro.idrec.trainer import resolved_config
+
+    resolved = resolved_config(IDRecRunConfig(dataset="x", model="zesrec"))["model_config"]
+    assert (resolved["item_net"], resolved["item_dropout"]) == ("linear", 0.2)
 
 
 def test_a_new_stage_stops_against_its_own_best_and_keeps_the_overall_best():

@@ -3,7 +3,10 @@
 No official code exists; this follows the UniSRec-era reconstruction the spec recommends
 (``shared/spec/baselines.md`` §2): each item's text (title, brand, category) is embedded once by a
 frozen language model (:mod:`laser_repro.idrec.text_features`; BERT-base [CLS] at paper scale),
-a universal item-embedding network (an MLP) maps it to an item embedding, and a SASRec-style
+a universal item-embedding network maps it to an item embedding (two linear layers with no
+activation between, after the input dropout of UniSRec's adaptor, which it replaces: the UniSRec
+author, RUCAIBox/UniSRec issues #4 and #10, built ZESRec as that ablation and found that a
+non-linear activation in this network lowers ZESRec markedly), and a SASRec-style
 causal Transformer over the history's item embeddings gives the user state. Scores are dot
 products with every item's embedding; cross-entropy over all items. No item-ID embedding
 ("text-only", as RecFormer groups it), so every weight transfers to another data set: a run
@@ -13,7 +16,7 @@ pre-trained on source data sets initialises the target run (``init_from``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -44,6 +47,18 @@ class ZESRecConfig:
     attn_dropout: float = 0.5
     layer_norm_eps: float = 1e-12
     init_std: float = 0.02
+    item_net: Literal["linear", "gelu"] = "linear"  # gelu: this suite's network before 2026-12-07 (see item_network)
+    item_dropout: float = 0.2  # "linear": dropout on the text feature (UniSRec's adaptor_dropout_prob)
+
+
+def item_network(text_dim: int, c: ZESRecConfig) -> nn.Sequential:
+    """The universal item-embedding network: text feature -> item embedding of width ``hidden``.
+
+    ``linear``: Dropout(item_dropout) -> Linear -> Linear (UniSRec's adaptor input dropout, no activation);
+    ``gelu``: Linear -> GELU -> Dropout(dropout) -> Linear (what this suite ran until 2026-12-07)."""
+    if c.item_net == "linear":
+        return nn.Sequential(nn.Dropout(c.item_dropout), nn.Linear(text_dim, c.hidden), nn.Linear(c.hidden, c.hidden))
+    return nn.Sequential(nn.Linear(text_dim, c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden))
 
 
 class ZESRec(SeqRecModel):
@@ -58,8 +73,7 @@ class ZESRec(SeqRecModel):
         self.n_items, self.config, self.hidden = n_items, config, config.hidden
         c = config
         self.register_buffer("text_features", padded(text_features))  # row 0 = padding; per data set, never transferred
-        self.item_net = nn.Sequential(  # the universal item-embedding network
-            nn.Linear(text_features.shape[1], c.hidden), nn.GELU(), nn.Dropout(c.dropout), nn.Linear(c.hidden, c.hidden))
+        self.item_net = item_network(text_features.shape[1], c)
         self.pos_emb = nn.Embedding(c.max_len, c.hidden)
         self.ln = nn.LayerNorm(c.hidden, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
