@@ -103,6 +103,7 @@ def train_llm4rec(args) -> None:
         dataset=str(args.data), backbone="smollm2", cache_dir=str(args.cache),
         max_train_users=args.llm4rec_train_users, max_train_rows=args.llm4rec_train_rows,
         max_valid_users=args.llm4rec_valid_users, max_eval_users=args.llm4rec_test_users,
+        content_epochs=1, content_batch_size=32,  # one content epoch (official: 3 at batch 4; CPU budget)
         collab_epochs=args.llm4rec_collab_epochs, finetune_max_epochs=args.llm4rec_epochs,
         seed=0, num_threads=args.threads, progress=False)
     train_llm4rec(cfg, args.runs / "llm4rec" / "seed~0")

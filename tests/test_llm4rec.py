@@ -55,8 +55,9 @@ def test_llm4rec_trains_end_to_end_on_a_tiny_gpt2(tmp_path):
         seqs.append([(s + j) % len(words) for j in range(n)])
     items = [{"id": w, "title": f"the {w}", "brand": "", "category": ""} for w in words]
     data = save_dataset(from_sequences("ring", "synthetic", items, [f"u{i}" for i in range(60)], seqs), tmp_path / "d")
-    base = dict(dataset=str(data), backbone="tiny-gpt2", cache_dir=str(tmp_path / "c"), collab_epochs=2,
-                finetune_max_epochs=8, patience=8, lr=3e-3, batch_size=16, progress=False)
+    base = dict(dataset=str(data), backbone="tiny-gpt2", cache_dir=str(tmp_path / "c"), content_epochs=1,
+                content_batch_size=16, collab_epochs=2, finetune_max_epochs=8, patience=8, lr=3e-3, batch_size=16,
+                progress=False)
     zero = train_llm4rec(LLM4RecRunConfig(**{**base, "content_epochs": 0, "collab_epochs": 0,
                                              "finetune_max_epochs": 0}), tmp_path / "zero")
     rec = train_llm4rec(LLM4RecRunConfig(**base), tmp_path / "run")
@@ -83,3 +84,41 @@ def test_a_backbone_loaded_in_bf16_trains_in_fp32_under_autocast(tmp_path, monke
     assert rec["cpu_bf16_autocast"] is True and np.isfinite(rec["test"]["ndcg@10"])
     state = torch.load(tmp_path / "run" / "model.pt", weights_only=False)["state_dict"]
     assert {v.dtype for v in state.values() if torch.is_floating_point(v)} == {torch.float32}
+
+
+def test_each_pretraining_stage_steps_its_own_adam_and_batch_size(tmp_path, monkeypatch, kill_on_call):
+    """The official code builds review_optimizer and collaborative_optimizer (batch 4 and 32): the collaborative
+    stage starts with fresh moments, and a checkpoint of the earlier shared optimiser is refused by file."""
+    from laser_repro.data.dataset import from_sequences, save_dataset
+    from laser_repro.llm4rec import trainer
+    from laser_repro.llm4rec.config import LLM4RecRunConfig
+
+    items = [{"id": w, "title": f"the {w}", "brand": "", "category": ""} for w in "ant bee cat dog eel fox".split()]
+    data = save_dataset(from_sequences("r", "synthetic", items, [f"u{i}" for i in range(12)],
+                                       [[(i + j) % 6 for j in range(5)] for i in range(12)]), tmp_path / "d")
+    cfg = LLM4RecRunConfig(dataset=str(data), backbone="tiny-gpt2", cache_dir=str(tmp_path / "c"), collab_epochs=2,
+                           finetune_max_epochs=1, progress=False)
+    assert (cfg.content_epochs, cfg.content_batch_size, cfg.batch_size) == (3, 4, 32)  # official settings
+    real, seen = trainer._epoch, []
+
+    def spy(model, opt, rows, make, loss_fn, batch_size, progress, tag, seed):
+        seen.append((tag, id(opt), batch_size, sum(len(v) for v in opt.state.values())))
+        return real(model, opt, rows, make, loss_fn, batch_size, progress, tag, seed)
+
+    monkeypatch.setattr(trainer, "_epoch", spy)
+    trainer.train_llm4rec(cfg, tmp_path / "run")
+    assert [t for t, *_ in seen] == ["content 1", "content 2", "content 3", "collaborative 1", "collaborative 2"]
+    assert [b for *_, b, _ in seen] == [4, 4, 4, 32, 32]
+    assert len({o for _, o, *_ in seen[:3]}) == 1 and seen[3][1] != seen[0][1] and seen[4][1] == seen[3][1]
+    assert seen[3][3] == 0 and seen[1][3] > 0  # the collaborative Adam starts without moments
+
+    kill_on_call(trainer, "_epoch", 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_llm4rec(cfg, tmp_path / "killed")
+    path = tmp_path / "killed" / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    blob["pre_opt"] = blob.pop("content_opt")
+    del blob["collab_opt"]
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: written when both pre-training stages shared one"):
+        trainer.train_llm4rec(cfg, tmp_path / "killed")

@@ -14,7 +14,7 @@ class LLM4RecRunConfig:
     RANGES: ClassVar[dict[str, Range]] = {
         "max_history": POSITIVE, "content_epochs": NON_NEGATIVE, "collab_epochs": NON_NEGATIVE,
         "finetune_max_epochs": NON_NEGATIVE, "patience": POSITIVE, "pretrain_lr": POSITIVE_REAL, "lr": POSITIVE_REAL,
-        "batch_size": POSITIVE, "max_train_users": POSITIVE, "max_train_rows": POSITIVE, "max_valid_users": POSITIVE,
+        "batch_size": POSITIVE, "content_batch_size": POSITIVE, "max_train_users": POSITIVE, "max_train_rows": POSITIVE, "max_valid_users": POSITIVE,
         "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
     }
     dataset: str = ""
@@ -26,13 +26,14 @@ class LLM4RecRunConfig:
     graph_bias: bool = True
     train_backbone: bool = True  # LLM4REC as committed trains GPT-2 (CLLM4Rec froze it)
     max_history: int = 50
-    content_epochs: int = 1
+    content_epochs: int = 3  # official num_pretrained_epochs
     collab_epochs: int = 3  # official: 100 (set-based); fewer here, recorded
     finetune_max_epochs: int = 50
     patience: int = 5
     pretrain_lr: float = 1e-3  # official Adam lr (pre-training)
     lr: float = 1e-4  # official fine-tuning lr
-    batch_size: int = 32
+    content_batch_size: int = 4  # official batch_size_review
+    batch_size: int = 32  # the collaborative stage and fine-tuning (official batch_size_collaborative)
     max_train_users: int | None = None
     max_train_rows: int | None = None
     max_valid_users: int | None = None

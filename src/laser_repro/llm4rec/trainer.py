@@ -8,7 +8,8 @@ fine-tuning over all items, scored by the shared full-ranking evaluator.
 3. Fine-tuning: "<user_u> has interacted with <last 50 items>, <user_u> will interact with", the last
    state scores every item; cross-entropy of the next item, one row per training prefix (seeded
    caps for CPU runs); the best epoch by validation NDCG@10 (patience) is tested.
-Graph bias (closed form, training edges only) in every stage when ``graph_bias``.
+Graph bias (closed form, training edges only) in every stage when ``graph_bias``. Each stage steps its
+own Adam (official: ``review_optimizer``, ``collaborative_optimizer``); the content stage its own batch size.
 """
 
 from __future__ import annotations
@@ -87,19 +88,20 @@ def train_llm4rec(cfg: LLM4RecRunConfig, out_dir: str | Path, replace_stale: boo
     return run_trainer(cfg, out_dir, replace_stale, _train)
 
 
-def _epoch(model, opt, rows: list, make, loss_fn, cfg, tag: str, seed: list[int]) -> float:
+def _epoch(model, opt, rows: list, make, loss_fn, batch_size: int, progress: bool, tag: str,
+           seed: list[int]) -> float:
     model.train()
     order = np.random.default_rng(seed).permutation(len(rows))
     torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
     total = 0.0
-    for s in tqdm(range(0, len(order), cfg.batch_size), desc=tag, leave=False, disable=not cfg.progress):
-        loss = loss_fn(model, model.batch([make(rows[i]) for i in order[s : s + cfg.batch_size]]))
-        check_loss(loss, f"{tag}, batch {s // cfg.batch_size}")
+    for s in tqdm(range(0, len(order), batch_size), desc=tag, leave=False, disable=not progress):
+        loss = loss_fn(model, model.batch([make(rows[i]) for i in order[s : s + batch_size]]))
+        check_loss(loss, f"{tag}, batch {s // batch_size}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += float(loss.detach())
-    return total / max(1, -(-len(order) // cfg.batch_size))
+    return total / max(1, -(-len(order) // batch_size))
 
 
 def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
@@ -123,13 +125,19 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
         rows = [rows[i] for i in keep]
     valid_users = run_eval_users(ds, "valid", cfg)
     params = [p for p in model.parameters() if p.requires_grad]
-    pre_opt = torch.optim.Adam(params, lr=cfg.pretrain_lr)
+    # one Adam per stage, as the official code (review_optimizer, collaborative_optimizer, then fine-tuning's)
+    content_opt = torch.optim.Adam(params, lr=cfg.pretrain_lr)
+    collab_opt = torch.optim.Adam(params, lr=cfg.pretrain_lr)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     state = {"stage": "content", "epoch": 0, "best_epoch": -1, "best_score": -1.0, "bad": 0, "history": [], "wall": 0.0}
     best = None
     if ckpt is not None:
+        if "collab_opt" not in ckpt:  # before 2026-12-07 both pre-training stages stepped one Adam
+            raise ValueError(f"{run.checkpoint_path}: written when both pre-training stages shared one optimiser; "
+                             "remove the run folder to train it again")
         model.load_state_dict(ckpt["model"])
-        pre_opt.load_state_dict(ckpt["pre_opt"])
+        content_opt.load_state_dict(ckpt["content_opt"])
+        collab_opt.load_state_dict(ckpt["collab_opt"])
         opt.load_state_dict(ckpt["opt"])
         state, best = ckpt["state"], ckpt["best"]
         set_rng_state(ckpt["rng"])
@@ -139,16 +147,18 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
 
     def save() -> None:
         state["wall"] = time.perf_counter() - t0
-        run.save_checkpoint(model=model.state_dict(), pre_opt=pre_opt.state_dict(), opt=opt.state_dict(), state=state,
-                            best=best)
+        run.save_checkpoint(model=model.state_dict(), content_opt=content_opt.state_dict(),
+                            collab_opt=collab_opt.state_dict(), opt=opt.state_dict(), state=state, best=best)
 
-    stages = (("content", cfg.content_epochs, list(range(ds.n_items)), prompts.content, content_loss, pre_opt),
+    stages = (("content", cfg.content_epochs, list(range(ds.n_items)), prompts.content, content_loss, content_opt,
+               cfg.content_batch_size),
               ("collaborative", cfg.collab_epochs, [int(u) for u in users],
-               lambda u: prompts.collaborative(u, ds.train_sequence(u)), collaborative_loss, pre_opt))
-    for name, epochs, items, make, loss_fn, optimizer in stages:
+               lambda u: prompts.collaborative(u, ds.train_sequence(u)), collaborative_loss, collab_opt, cfg.batch_size))
+    for name, epochs, items, make, loss_fn, optimizer, batch_size in stages:
         while state["stage"] == name and state["epoch"] < epochs:
             e = state["epoch"] + 1
-            loss = _epoch(model, optimizer, items, make, loss_fn, cfg, f"{name} {e}", [cfg.seed, len(name), e])
+            loss = _epoch(model, optimizer, items, make, loss_fn, batch_size, cfg.progress, f"{name} {e}",
+                          [cfg.seed, len(name), e])
             state["history"].append({"stage": name, "epoch": e, "loss": loss})
             log.info("%s epoch %d: loss %.4f", name, e, loss)
             state["epoch"] = e
