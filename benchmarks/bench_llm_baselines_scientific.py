@@ -130,6 +130,41 @@ def caps(rec: dict) -> str:
     return ", ".join(parts) or "none"
 
 
+def popularity(data: Path, seed: int, cap: int | None) -> dict[str, float]:
+    """Test metrics of ranking every item by its training count (ties pessimistic) on the test users a run of this
+    seed and test cap evaluates: the floor a learned row has to clear to have learned more than popularity."""
+    import torch
+
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.data.splits import eval_user_subset
+    from laser_repro.eval.evaluator import evaluate
+
+    ds = load_dataset(data)
+    counts = torch.as_tensor(ds.train_item_counts(), dtype=torch.float32)
+    users = eval_user_subset(ds, "test", seed, cap)
+    return evaluate(lambda pos: counts.expand(len(pos), -1), users, ds.targets("test", users)).metrics
+
+
+def popularity_floor(args, runs: dict[str, list[dict]]) -> list[str]:
+    """A table of :func:`popularity` on each distinct test-user set of the finished runs."""
+    sets: dict[tuple[int, int | None], list[str]] = {}
+    for step, recs in runs.items():
+        for r in recs:
+            cap = r["config"].get("max_eval_users")
+            key = (r["seed"] if cap is not None else 0, cap)  # uncapped: every test user, whatever the seed
+            sets.setdefault(key, []).append(f"{step} seed {r['seed']}")
+    if not sets or not (args.data / "stats.json").exists():
+        return []
+    out = ["", "Popularity on the same test users (every item ranked by its training count, ties pessimistic; x100):"
+           " a row at this level has learned no more than popularity.", "",
+           "| test users | runs | Recall@10 | NDCG@10 | MRR |", "|---|---|---|---|---|"]
+    for (seed, cap), names in sorted(sets.items(), key=lambda kv: (kv[0][1] is not None, kv[0])):
+        m = popularity(args.data, seed, cap)
+        who = "all" if cap is None else f"{cap} seeded (seed {seed})"
+        out.append(f"| {who} | {', '.join(names)} | " + " | ".join(f"{100 * m[k]:.2f}" for k in METRICS) + " |")
+    return out
+
+
 def report(args) -> str:
     paper = paper_cells()
     head = ["# LLM-based baselines (and LlamaRec's retriever) on Scientific vs the paper's Table 2", "",
@@ -144,9 +179,11 @@ def report(args) -> str:
     timing = ["", "| Method | seed | epochs run | best epoch | train time (s) | wall (s) | caps (seeded) | threads |",
               "|---|---|---|---|---|---|---|---|"]
     history: list[str] = []
+    found: dict[str, list[dict]] = {}
     for step in STEPS:
         sync(args.runs / step, RECORDS / step)
         recs = [json.loads((f / "metrics.json").read_text()) for f in finished(args.runs / step, RECORDS / step)]
+        found[step] = recs
         unfit = unpoolable(recs, args.data)
         if unfit:  # never a mean over seeds of other settings or of other data
             head.append(f"| {step} | {unfit} | | | | | | |")
@@ -170,7 +207,8 @@ def report(args) -> str:
                     stages.append(f"{h.get('stage', 'train')} {h['epoch']}: loss {h['loss']:.3f}"
                                   + (f", valid NDCG@10 {100 * v:.2f}" if v is not None else ""))
                 history.append(f"- {step}, seed {r['seed']}: " + "; ".join(stages))
-    extra = ["", "Training history of the LLM runs (x100):", "", *history] if history else []
+    extra = popularity_floor(args, found)
+    extra += ["", "Training history of the LLM runs (x100):", "", *history] if history else []
     for f in finished(args.runs / "llamarec", RECORDS / "llamarec"):
         r = json.loads((f / "metrics.json").read_text())
         t, x = r["test"], r.get("test_extra", {})

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -241,6 +242,27 @@ def test_llm_baselines_report_reads_records_when_the_run_folders_are_gone(monkey
     text = mod.report(args)
     assert "| kar | template knowledge, MiniLM-L6 encoder | 1 | 11039 | 13.07 | 9.38 | 8.72 |" in text
     assert "| lrurec | — (ID model) | 0 | — | not run | not run | not run |" in text
+
+
+def test_llm_baselines_report_shows_the_popularity_floor_on_each_runs_users(monkeypatch, tmp_path):
+    """Hand case: training counts item0 3, item1 1, items 2-3 0; test targets 0, 1, 3, 2 rank 1, 2, 4, 4 (ties
+    pessimistic): Recall@10 1, NDCG@10 (1 + 1/log2 3 + 2/log2 5) / 4, MRR (1 + 1/2 + 1/4 + 1/4) / 4."""
+    from laser_repro.data.dataset import from_sequences, save_dataset
+
+    mod = _load(monkeypatch, tmp_path, "bench_llm_baselines_scientific")
+    items = [{"id": w, "title": w, "brand": "", "category": ""} for w in "abcd"]
+    data = save_dataset(from_sequences("pop", "synthetic", items, list("wxyz"),
+                                       [[0, 1, 0], [0, 2, 1], [0, 3, 3], [1, 0, 2]]), tmp_path / "data")
+    for step, cap in (("kar", None), ("llamarec", 4)):
+        rec = tmp_path / "records" / step / "seed~0"
+        rec.mkdir(parents=True)
+        (rec / "metrics.json").write_text(json.dumps({
+            "seed": 0, "test": {"n": 4, "recall@10": 0.5, "ndcg@10": 0.4, "mrr": 0.3},
+            "config": {"num_threads": 1, "max_eval_users": cap}, "wall_time_s": 60.0}))
+    text = mod.report(argparse.Namespace(runs=tmp_path / "runs", report=tmp_path / "report.md", data=data))
+    ndcg = 100 * (1 + 1 / math.log2(3) + 2 / math.log2(5)) / 4
+    assert f"| all | kar seed 0 | 100.00 | {ndcg:.2f} | 50.00 |" in text
+    assert f"| 4 seeded (seed 0) | llamarec seed 0 | 100.00 | {ndcg:.2f} | 50.00 |" in text
 
 
 PREVIOUS_CPU = """# Laser CPU speed
