@@ -2,7 +2,9 @@
 
 Bidirectional self-attention; trained with the cloze objective (random items replaced by a
 [MASK] token and predicted over all items); at inference a [MASK] is appended after the
-history and its state scores all items. As Laser's collaborative encoder (paper §4.2) it reads
+history and its state scores all items by dot product with the item table, with no output head
+(RecBole's FFN + GELU + LayerNorm head and item bias came in September 2023, after the RecFormer
+Table 2 the paper copies; docs/decisions.md). As Laser's collaborative encoder (paper §4.2) it reads
 the history WITHOUT a mask token (see :mod:`laser_repro.idrec.encoder`).
 """
 
