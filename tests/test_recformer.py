@@ -298,6 +298,14 @@ def test_schedule_and_parameter_groups_follow_the_official_optimization_py(data)
     assert id(named["longformer.encoder.layer.0.attention.self.query.weight"]) in decay
 
 
+def test_a_schedule_that_ends_inside_its_warm_up_is_named(data, tmp_path, caplog):
+    """60 users at batch 16 over 1 schedule epoch: 4 steps, all inside 100 warm-up steps (lr 0 from step 4)."""
+    cfg = tiny(data, warmup_steps=100, schedule_epochs=1, stage1_max_epochs=1, stage2_max_epochs=0)
+    with caplog.at_level("WARNING", logger="laser_repro.recformer"):
+        trainer.train_recformer(cfg, tmp_path / "run")
+    assert "the schedule's 4 steps end inside its 100 warm-up steps" in caplog.text
+
+
 def test_a_checkpoint_of_the_earlier_schedule_is_refused_by_file(data, tmp_path, kill_on_call):
     cfg = tiny(data, stage1_max_epochs=3, stage2_max_epochs=1)
     kill_on_call(trainer, "run_epoch", 2)

@@ -22,7 +22,8 @@ PAD = 0
 MODEL_RANGES: dict[str, Range] = {
     "hidden": POSITIVE, "gru_hidden": POSITIVE, "layers": POSITIVE, "heads": POSITIVE, "inner": POSITIVE,
     "max_len": POSITIVE, "text_dim": POSITIVE, "dropout": Range(0, 1), "attn_dropout": Range(0, 1),
-    "item_dropout": Range(0, 1), "mask_ratio": PROBABILITY, "ft_ratio": PROBABILITY, "layer_norm_eps": POSITIVE_REAL, "init_std": POSITIVE_REAL,
+    "item_dropout": Range(0, 1), "mask_ratio": PROBABILITY, "ft_ratio": PROBABILITY, "layer_norm_eps": POSITIVE_REAL,
+    "init_std": POSITIVE_REAL,
 }
 
 

@@ -14,8 +14,9 @@ class LLM4RecRunConfig:
     RANGES: ClassVar[dict[str, Range]] = {
         "max_history": POSITIVE, "content_epochs": NON_NEGATIVE, "collab_epochs": NON_NEGATIVE,
         "finetune_max_epochs": NON_NEGATIVE, "patience": POSITIVE, "pretrain_lr": POSITIVE_REAL, "lr": POSITIVE_REAL,
-        "batch_size": POSITIVE, "content_batch_size": POSITIVE, "max_train_users": POSITIVE, "max_train_rows": POSITIVE, "max_valid_users": POSITIVE,
-        "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE, "eval_batch_size": POSITIVE,
+        "batch_size": POSITIVE, "content_batch_size": POSITIVE, "max_train_users": POSITIVE, "max_train_rows": POSITIVE,
+        "max_valid_users": POSITIVE, "max_eval_users": POSITIVE, "seed": NON_NEGATIVE, "num_threads": NON_NEGATIVE,
+        "eval_batch_size": POSITIVE,
     }
     dataset: str = ""
     data_fingerprint: str | None = None

@@ -153,7 +153,8 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
     stages = (("content", cfg.content_epochs, list(range(ds.n_items)), prompts.content, content_loss, content_opt,
                cfg.content_batch_size),
               ("collaborative", cfg.collab_epochs, [int(u) for u in users],
-               lambda u: prompts.collaborative(u, ds.train_sequence(u)), collaborative_loss, collab_opt, cfg.batch_size))
+               lambda u: prompts.collaborative(u, ds.train_sequence(u)), collaborative_loss, collab_opt,
+               cfg.batch_size))
     for name, epochs, items, make, loss_fn, optimizer, batch_size in stages:
         while state["stage"] == name and state["epoch"] < epochs:
             e = state["epoch"] + 1

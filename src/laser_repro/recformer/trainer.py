@@ -219,7 +219,12 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     users = training_users(ds, cfg)
     valid_users = run_eval_users(ds, "valid", cfg)
     opt = adamw(model, cfg.lr, cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, schedule_steps(len(users), cfg)))
+    total = schedule_steps(len(users), cfg)
+    if len(users) and total <= cfg.warmup_steps:
+        log.warning("the schedule's %d steps end inside its %d warm-up steps: as in the official code, the learning "
+                    "rate falls to 0 at step %d (fewer warmup_steps, or more users or schedule_epochs, avoid it)",
+                    total, cfg.warmup_steps, max(1, total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, total))
     log.info("RECFORMER on %s: encoder %s, %d training users, %d validation users, device %s",
              ds.name, cfg.encoder, len(users), len(valid_users), device)
 
