@@ -290,9 +290,19 @@ def test_a_trained_zesrec_run_loads_as_a_collaborative_encoder(zes):
     assert C.shape == (2, 3, enc.d_c) and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
 
 
+def test_merged_sources_stack_the_item_tables_and_shift_the_ids():
+    from laser_repro.idrec.pretrain import merged
+
+    a = (torch.zeros(3, 2), np.array([[1, 3, 0], [2, 0, 0]]), np.array([2, 0]))  # 3 items: tokens 1-3, targets 0-2
+    b = (torch.ones(2, 2), np.array([[2, 1, 0]]), np.array([1]))
+    feats, X, y = merged([a, b])
+    assert feats.shape == (5, 2) and feats[3:].eq(1).all() and feats[:3].eq(0).all()
+    assert X.tolist() == [[1, 3, 0], [2, 0, 0], [5, 4, 0]] and y.tolist() == [2, 0, 4]  # padding stays 0
+
+
 def test_zesrec_pretrains_on_a_list_of_source_data_sets(zes):
-    """pretrain_datasets: every epoch passes over each source (its own item texts), then the target trains;
-    zero-shot on a target with other item ids, the pre-trained model beats the cold one."""
+    """pretrain_datasets: the sources are merged (UniSRec), every epoch one shuffled pass over all their instances,
+    then the target trains; zero-shot on a target with other item ids, the pre-trained model beats the cold one."""
     tmp, source, target, _ = zes
     other = ring(tmp, "source-b", 7, order=np.random.default_rng(9).permutation(N))  # a third item order
     cold = train_idrec(config(target, "zesrec", train_user_fraction=0.0), tmp / "cold-list")
@@ -301,11 +311,27 @@ def test_zesrec_pretrains_on_a_list_of_source_data_sets(zes):
     rec = train_idrec(cfg, tmp / "pretrained-list")
     p = rec["pretrain"]
     assert p["datasets"] == ["source", "source-b"] and p["epochs"] == 8 and min(p["instances"]) > 100
-    assert [(h["epoch"], h["dataset"]) for h in p["history"][:3]] == [(1, "source"), (1, "source-b"), (2, "source")]
+    assert p["merged"] and p["items"] == [N, N] and [h["epoch"] for h in p["history"]] == list(range(1, 9))
     assert p["history"][-1]["loss"] < p["history"][0]["loss"]
     assert set(rec["config"]["input_fingerprints"]) == {"pretrain_datasets[0]", "pretrain_datasets[1]"}
     assert rec["test"]["ndcg@10"] > 2 * cold["test"]["ndcg@10"] and rec["test"]["recall@10"] > 0.4
     assert train_idrec(cfg, tmp / "pretrained-list") == rec  # finished: nothing to do
+
+
+def test_a_checkpoint_pretrained_source_by_source_is_refused_by_file(zes, tmp_path, kill_on_call):
+    from laser_repro.idrec import trainer
+
+    _, source, target, _ = zes
+    cfg = config(target, "zesrec", pretrain_datasets=[str(source)], pretrain_epochs=1, max_epochs=2)
+    kill_on_call(trainer, "_run_epoch", 2)  # pre-training's one epoch ran and was checkpointed; the target's first dies
+    with pytest.raises(KeyboardInterrupt):
+        train_idrec(cfg, tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    assert blob["state"]["pretrain"].pop("merged") is True
+    torch.save(blob, path)
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: pre-trained on its sources one after another"):
+        train_idrec(cfg, tmp_path / "run")
 
 
 @pytest.mark.parametrize("override, message", [

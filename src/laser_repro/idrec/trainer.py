@@ -233,6 +233,9 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         if "rng" in blob:  # checkpoints written before the shared scaffolding carry none
             set_rng_state(blob["rng"])
         wall_before = state.wall_s
+        if state.pretrain is not None and not state.pretrain.get("merged"):  # sources one after another (< 2026-12-07)
+            raise ValueError(f"{run.checkpoint_path}: pre-trained on its sources one after another, before they were "
+                             "merged; remove the run folder to train it again")
         log.info("resumed from %s after epoch %d (best epoch %d)", run.checkpoint_path, state.epoch, state.best_epoch)
 
     if cfg.pretrain_datasets and state.pretrain is None:  # before the target's first epoch (checkpointed once done)
