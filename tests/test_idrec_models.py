@@ -100,38 +100,55 @@ def test_fdsa_output_goes_through_recboles_layernorm_and_dropout():
     assert not torch.allclose(model.sequence_states(torch.tensor([[1, 2, 3, 0]])), states[:1])
 
 
-def test_lrurec_recurrence_matches_a_step_by_step_loop():
-    """The closed form h_t = sum_s lambda^(t-s) gamma B x_s equals the recurrence run step by step."""
+def test_lrurec_recurrence_matches_the_codes_masked_step_by_step_loop():
+    """The closed form equals LlamaRec's recurrence run step by step: h_t = lambda h_{t-1} m_{t-1} + gamma B x_t,
+    where an earlier position feeds forward only when real (m = 1) and a padding position keeps its own input;
+    2d complex state channels; y = LayerNorm(x + Re(C h))."""
     from laser_repro.idrec.lrurec import LRULayer
 
     torch.manual_seed(0)
-    layer = LRULayer(4, 0.5, 0.9)
+    layer = LRULayer(4, 0.5, 0.9, dropout=0.0, eps=1e-5)
+    assert layer.params_log.shape == (3, 8) and layer.in_proj.weight.shape == (8, 4)
+    assert layer.in_proj.weight.is_complex()
     x = torch.randn(2, 5, 4)
-    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.float32)
-    out = layer(x, valid)
-    lam = layer.decay()
-    gamma = torch.sqrt(1 - lam.abs() ** 2)
+    valid = torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)  # row 0 starts with the padding token
+    h = layer.states(x, valid)
+    lam, gamma = layer.decay(), torch.exp(layer.params_log[2])
     for b in range(2):
-        h = torch.zeros(4, dtype=torch.cfloat)
+        state = torch.zeros(8, dtype=torch.cfloat)
         for t in range(5):
-            h = lam * h + gamma * (layer.B @ (x[b, t] * valid[b, t]).to(torch.cfloat))
-            y = (layer.C @ h).real + layer.D * x[b, t]
-            torch.testing.assert_close(out[b, t], y, atol=1e-5, rtol=1e-5)
-    assert bool((lam.abs() < 1).all())
+            state = lam * state * (valid[b, t - 1] if t else 0) + gamma * (layer.in_proj(x[b, t].to(torch.cfloat)))
+            if b == 0 or t < 3:  # (the states after the last item of a right-padded row are never read)
+                torch.testing.assert_close(h[b, t], state, atol=1e-5, rtol=1e-5)
+    out = layer(x, valid)
+    torch.testing.assert_close(out, layer.layer_norm(layer.out_proj(h).real + x))
+    assert bool((lam.abs() < 1).all()) and bool((lam.abs() > 0.5 - 1e-6).all())
 
 
-def test_lrurec_windows_and_all_position_loss():
+def test_lrurec_rows_labels_init_and_optimiser_follow_the_code():
+    from laser_repro.idrec.lrurec import LRURec
+
     torch.manual_seed(0)
     model = build_model("lrurec", 20, {"hidden": 8, "max_len": 3}).eval()  # no dropout: two passes agree
-    X, _ = model.make_instances([np.array([0, 1, 2, 3, 4, 5, 6]), np.array([7, 8])])
-    # windows of max_len + 1 = 4 items ending every 3 items from the end: [3..6], [0..3]; [7, 8]
-    assert X.tolist() == [[4, 5, 6, 7], [1, 2, 3, 4], [8, 9, 0, 0]]
-    loss = model.batch_loss(torch.as_tensor(X), torch.zeros(3), np.random.default_rng(0))
-    # 3 + 3 + 1 predicted positions, each a cross-entropy over 20 items with the item bias
-    states = model.sequence_states(torch.as_tensor(X)[:, :-1])
-    logits = states @ model.item_embeddings().T + model.item_bias
-    nxt = torch.as_tensor(X)[:, 1:]
-    keep = nxt > 0
-    expect = torch.nn.functional.cross_entropy(logits[keep], nxt[keep] - 1)
-    torch.testing.assert_close(loss, expect)
-    assert int(keep.sum()) == 7
+    X, Y = model.make_instances([np.array([0, 1, 2, 3, 4, 5, 6]), np.array([7, 8]), np.array([9, 10, 11, 12])])
+    # 7 items >= 2 max_len: rows of 3 from the end ([4, 5, 6], [1, 2, 3]); shorter sequences are one row; labels are
+    # a row's last 3 items, inputs the items before them, the padding token (0) before the first (tokens = item + 1)
+    assert Y.tolist() == [[5, 6, 7], [2, 3, 4], [8, 9, 0], [11, 12, 13]]
+    assert X.tolist() == [[0, 5, 6], [0, 2, 3], [0, 8, 0], [10, 11, 12]]
+    loss = model.batch_loss(torch.as_tensor(X), torch.as_tensor(Y), np.random.default_rng(0))
+    states = model.sequence_states(torch.as_tensor(X))
+    keep = torch.as_tensor(Y) > 0
+    logits = states[keep] @ model.embedding.weight.T + model.bias  # 21 tokens, padding included
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, torch.as_tensor(Y)[keep]))
+    assert int(keep.sum()) == 11 and model.full_scores(torch.tensor([[1, 2, 0]])).shape == (1, 20)
+    # truncated normal N(0, 0.02) within 2 std everywhere but the LayerNorms and the LRU's log parameters
+    w = model.blocks[0].lru.in_proj.weight.detach()
+    assert float(torch.view_as_real(w).abs().max()) <= 0.04
+    assert float(model.blocks[0].ffn.w_1.bias.detach().abs().max()) > 0
+    assert float(model.bias.detach().abs().max()) <= 0.04 and bool(model.layer_norm.weight.eq(1).all())
+    decay, no_decay = model.param_groups(0.01)
+    named = {id(p): n for n, p in model.named_parameters()}
+    assert {named[id(p)] for p in no_decay["params"]} == {n for n in named.values() if "bias" in n or "layer_norm" in n}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0 and "blocks.0.lru.params_log" in {
+        named[id(p)] for p in decay["params"]}
+    assert model.optimizer_options() == {"eps": 1e-9} and LRURec.max_grad_norm == 5.0

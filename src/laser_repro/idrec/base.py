@@ -140,6 +140,12 @@ class SeqRecModel(nn.Module):
         when ``epoch`` begins a new stage (early stopping then restarts its count)."""
         return False
 
+    max_grad_norm: ClassVar[float | None] = None  # gradients clipped at this norm when the model's code does (LRURec)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """The optimiser's parameter groups: one, every parameter at ``weight_decay`` (LRURec exempts some)."""
+        return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+
     def optimizer_options(self) -> dict:
         """Keyword arguments of the model's own Adam settings (betas, eps) over torch's defaults."""
         return {}

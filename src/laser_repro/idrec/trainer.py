@@ -207,7 +207,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
 
     def new_optimizer() -> torch.optim.Optimizer:
-        return opt_cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **model.optimizer_options())
+        return opt_cls(model.param_groups(cfg.weight_decay), lr=cfg.lr, **model.optimizer_options())
 
     optimizer = new_optimizer()
     users = training_users(ds, cfg)
@@ -304,6 +304,8 @@ def _run_epoch(model, optimizer, X: np.ndarray, y: np.ndarray, cfg: IDRecRunConf
         check_loss(loss, f"{out_dir}: epoch {epoch}, step {step} (lr {lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if model.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), model.max_grad_norm)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.step()
