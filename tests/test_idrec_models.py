@@ -152,3 +152,31 @@ def test_lrurec_rows_labels_init_and_optimiser_follow_the_code():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0 and "blocks.0.lru.params_log" in {
         named[id(p)] for p in decay["params"]}
     assert model.optimizer_options() == {"eps": 1e-9} and LRURec.max_grad_norm == 5.0
+
+
+def test_lrurec_stays_finite_when_a_decay_underflows_to_zero():
+    """lambda^0 must be 1 even where lambda is 0 (torch's 0 ** 0 is NaN)."""
+    from laser_repro.idrec.lrurec import LRULayer
+
+    torch.manual_seed(0)
+    layer = LRULayer(4, 0.5, 0.9, dropout=0.0, eps=1e-5)
+    with torch.no_grad():
+        layer.params_log[0, 0] = 4.7  # nu = e^4.7 ~ 110: |lambda| = e^-110 underflows in float32
+    assert float(layer.decay()[0].abs()) == 0.0
+    out = layer(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool))
+    assert bool(torch.isfinite(out).all())
+
+
+def test_lrurec_trains_users_with_one_training_item(tmp_path):
+    """The code's loader trains every user; the suite's other ID models need two training items for an instance."""
+    from laser_repro.data.dataset import from_sequences, load_dataset, save_dataset
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import training_users
+
+    items = [{"id": str(i), "title": str(i), "brand": "", "category": ""} for i in range(6)]
+    ds = load_dataset(save_dataset(from_sequences("d", "synthetic", items, ["a", "b"], [[0, 1, 2, 3], [4, 5, 0]]),
+                                   tmp_path / "d"))
+    assert ds.train_len.tolist() == [2, 1]
+    cfg = IDRecRunConfig(dataset=str(tmp_path / "d"))
+    assert training_users(ds, cfg, build_model("lrurec", 6, {"hidden": 8}).min_train_items).tolist() == [0, 1]
+    assert training_users(ds, cfg, build_model("sasrec", 6, {"hidden": 8}).min_train_items).tolist() == [0]

@@ -279,11 +279,12 @@ def test_stage2_carries_the_optimiser_and_schedule_of_stage1(data, tmp_path, mon
 
 def test_schedule_and_parameter_groups_follow_the_official_optimization_py(data):
     """optimization.py: lr factor step / warmup, then 1 - step / total; no weight decay on biases and LayerNorms;
-    finetune.py: total = int(len(train_loader) / accumulation) * epochs."""
+    total = the steps run_epoch takes: ceil(batches / accumulation) an epoch (the official floor drops the partial
+    group this suite steps on)."""
     f = trainer.linear_schedule(4, 10)
     assert [f(s) for s in (0, 1, 3, 4, 5, 9, 10, 12)] == [0.0, 0.25, 0.75, 0.6, 0.5, pytest.approx(0.1), 0.0, 0.0]
     cfg = tiny(data, batch_size=16, grad_accumulation=8, schedule_epochs=128)
-    assert trainer.schedule_steps(800, cfg) == 6 * 128  # 50 batches / 8 -> 6 (floor), not ceil(6.25) = 7
+    assert trainer.schedule_steps(800, cfg) == 7 * 128  # 50 batches / 8 -> 7 steps an epoch (the last of 2 batches)
     from laser_repro.recformer.model import build
 
     model = build("tiny", max_items=8, max_tokens=64, window=64).model
@@ -299,11 +300,14 @@ def test_schedule_and_parameter_groups_follow_the_official_optimization_py(data)
 
 
 def test_a_schedule_that_ends_inside_its_warm_up_is_named(data, tmp_path, caplog):
-    """60 users at batch 16 over 1 schedule epoch: 4 steps, all inside 100 warm-up steps (lr 0 from step 4)."""
+    """60 users at batch 16 over 1 schedule epoch: 4 steps, all inside 100 warm-up steps: the lr rises as step / 100
+    to step 99, then is 0 (1 - step / 4 < 0): it never decays."""
     cfg = tiny(data, warmup_steps=100, schedule_epochs=1, stage1_max_epochs=1, stage2_max_epochs=0)
     with caplog.at_level("WARNING", logger="laser_repro.recformer"):
         trainer.train_recformer(cfg, tmp_path / "run")
-    assert "the schedule's 4 steps end inside its 100 warm-up steps" in caplog.text
+    assert "the schedule's 4 steps end inside its 100 warm-up steps" in caplog.text and "0 from step 100" in caplog.text
+    f = trainer.linear_schedule(100, 4)
+    assert (f(4), f(99), f(100)) == (0.04, 0.99, 0.0)
 
 
 def test_a_checkpoint_of_the_earlier_schedule_is_refused_by_file(data, tmp_path, kill_on_call):

@@ -210,6 +210,12 @@ def test_init_from_copies_every_weight_but_the_item_features(zes):
     assert "text_features" not in copied and set(copied) == set(source) - {"text_features"}
     for name in copied:
         torch.testing.assert_close(model.state_dict()[name], source[name])
+    # a source of the other item network shares every name but the item network's: refused, not half copied
+    with pytest.raises(ValueError, match=r"another model config \(item_net: \['linear'\], this run \['gelu'\]\)"):
+        init_weights_from(build_model("zesrec", N, {**cfg.model_config, "item_net": "gelu"},
+                                      item_text_features(ds, cfg, tmp / "t-trained", "cpu")),
+                          config(target, "zesrec", init_from=str(tmp / "pretrain"),
+                                 model_config={**SMALL, "item_net": "gelu"}))
     with pytest.raises(ValueError, match="is a 'zesrec' run; this run trains 'sasrec'"):
         init_weights_from(build_model("sasrec", N, SMALL), config(target, "sasrec", init_from=str(tmp / "pretrain")))
 

@@ -140,6 +140,7 @@ class SeqRecModel(nn.Module):
         when ``epoch`` begins a new stage (early stopping then restarts its count)."""
         return False
 
+    min_train_items: ClassVar[int] = 2  # a training user needs this many training items (one instance)
     max_grad_norm: ClassVar[float | None] = None  # gradients clipped at this norm when the model's code does (LRURec)
 
     def param_groups(self, weight_decay: float) -> list[dict]:

@@ -69,18 +69,23 @@ class LRULayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(d, eps=eps)
 
+    def log_decay(self) -> torch.Tensor:
+        """log lambda = -nu + i theta per state channel."""
+        nu, theta = torch.exp(self.params_log[:2])
+        return torch.complex(-nu, theta)
+
     def decay(self) -> torch.Tensor:
         """lambda per state channel (complex, |lambda| < 1)."""
-        nu, theta = torch.exp(self.params_log[:2])
-        return torch.exp(torch.complex(-nu, theta))
+        return torch.exp(self.log_decay())
 
     def states(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """h [B, L, 2d] of ``x`` [B, L, d] (``valid`` [B, L]: 1 at real items)."""
-        lam, gamma = self.decay(), torch.exp(self.params_log[2])
+        gamma = torch.exp(self.params_log[2])
         u = self.in_proj(x.to(torch.cfloat)) * gamma  # gamma B x_t
         t = torch.arange(x.shape[1], device=x.device)
         gap = (t[:, None] - t[None, :]).clamp(min=0)
-        powers = lam[None, None, :] ** gap[..., None].to(torch.float32) * (t[:, None] >= t[None, :])[..., None]
+        # lambda^gap as exp(gap log lambda): finite even where lambda underflows to 0 (0 ** 0 is NaN in torch)
+        powers = torch.exp(gap[..., None].to(torch.float32) * self.log_decay()) * (t[:, None] >= t[None, :])[..., None]
         v = valid[..., None].to(u.real.dtype)
         return torch.einsum("tsn,bsn->btn", powers, u * v) + u * (1 - v)  # a padding position keeps its own input
 
@@ -123,6 +128,7 @@ NO_DECAY = ("bias", "layer_norm")  # the code's _create_optimizer
 
 class LRURec(SeqRecModel):
     name = "lrurec"
+    min_train_items: ClassVar[int] = 1  # the code's loader trains every user (one item: predicted from padding)
     max_grad_norm: ClassVar[float | None] = 5.0  # the code's max_grad_norm
 
     def __init__(self, n_items: int, config: LRURecConfig):

@@ -164,6 +164,11 @@ def init_weights_from(model: SeqRecModel, cfg: IDRecRunConfig) -> list[str]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     if blob.get("model") != cfg.model:
         raise ValueError(f"init_from: {path} is a {blob.get('model')!r} run; this run trains {cfg.model!r}")
+    mine, theirs = to_dict(model_config(cfg.model, cfg.model_config)), blob.get("model_config") or {}
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:  # same names, other layers (ZESRec's item_net) would leave this run's own layers untouched
+        raise ValueError(f"init_from: {path} was trained with another model config ({', '.join(differ)}: "
+                         f"{[theirs.get(k) for k in differ]}, this run {[mine.get(k) for k in differ]})")
     own = model.state_dict()
     copied = []
     for name, value in blob["state_dict"].items():
@@ -179,10 +184,11 @@ def init_weights_from(model: SeqRecModel, cfg: IDRecRunConfig) -> list[str]:
     return copied
 
 
-def training_users(ds: SeqDataset, cfg: IDRecRunConfig) -> np.ndarray:
-    """Users whose training sequences make the instances (Figure 3: a seeded fraction)."""
+def training_users(ds: SeqDataset, cfg: IDRecRunConfig, min_items: int = 2) -> np.ndarray:
+    """Users whose training sequences make the instances: at least ``min_items`` training items (the model's
+    ``min_train_items``); Figure 3: a seeded fraction."""
     if cfg.train_user_fraction >= 1.0:
-        return np.flatnonzero(ds.train_len >= 2)
+        return np.flatnonzero(ds.train_len >= min_items)
     return sample_train_users(ds, cfg.train_user_fraction, cfg.seed)
 
 
@@ -210,7 +216,7 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         return opt_cls(model.param_groups(cfg.weight_decay), lr=cfg.lr, **model.optimizer_options())
 
     optimizer = new_optimizer()
-    users = training_users(ds, cfg)
+    users = training_users(ds, cfg, model.min_train_items)
     X, y = training_instances(model, ds, users)
     with_users = getattr(model, "needs_users", False)
     valid_in = eval_inputs(ds, "valid", model.history_len, with_users)

@@ -188,8 +188,10 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim
 
 
 def schedule_steps(n_users: int, cfg: RecformerRunConfig) -> int:
-    """The official ``num_train_optimization_steps``: int(len(train_loader) / accumulation) * epochs."""
-    return int(math.ceil(n_users / cfg.batch_size) / cfg.grad_accumulation) * cfg.schedule_epochs
+    """Optimiser steps over ``schedule_epochs``: ceil(batches / accumulation) an epoch, as :func:`run_epoch` also steps
+    on an epoch's last, partial accumulation group (the official code floors the count and carries that group's
+    gradients into the next epoch, which a resume from an epoch's checkpoint could not repeat)."""
+    return math.ceil(math.ceil(n_users / cfg.batch_size) / cfg.grad_accumulation) * cfg.schedule_epochs
 
 
 def training_users(ds: SeqDataset, cfg: RecformerRunConfig) -> np.ndarray:
@@ -222,8 +224,8 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     total = schedule_steps(len(users), cfg)
     if len(users) and total <= cfg.warmup_steps:
         log.warning("the schedule's %d steps end inside its %d warm-up steps: as in the official code, the learning "
-                    "rate falls to 0 at step %d (fewer warmup_steps, or more users or schedule_epochs, avoid it)",
-                    total, cfg.warmup_steps, max(1, total))
+                    "rate rises through the warm-up and is 0 from step %d on; it never decays (fewer warmup_steps, "
+                    "or more users or schedule_epochs, avoid it)", total, cfg.warmup_steps, cfg.warmup_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, total))
     log.info("RECFORMER on %s: encoder %s, %d training users, %d validation users, device %s",
              ds.name, cfg.encoder, len(users), len(valid_users), device)
