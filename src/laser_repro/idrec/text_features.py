@@ -89,20 +89,40 @@ def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_to
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: int, device: Any,
-                  pooling: str | None = None, max_tokens: int = MAX_TOKENS) -> np.ndarray:
-    """:func:`encode_texts`, cached in ``path`` (an .npz) under :func:`encoding_key`: a cache of other
-    texts, another encoder or pooling is recomputed and replaced (it is this function's own file)."""
-    key = encoding_key(texts, encoder, pooling, max_tokens)
+def _read_cache(path: Path, key: str) -> np.ndarray | None:
     if path.exists():
         with np.load(path) as z:
             if "key" in z and str(z["key"]) == key:
                 return z["vectors"]
         log.info("%s: encoded for other texts or another encoder; encoding again", path)
-    vectors = encode_texts(texts, encoder, batch_size, device, pooling, max_tokens)
+    return None
+
+
+def _write_cache(path: Path, key: str, vectors: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, vectors=vectors, key=np.array(key))
+
+
+def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: int, device: Any,
+                  pooling: str | None = None, max_tokens: int = MAX_TOKENS, shared: Path | None = None) -> np.ndarray:
+    """:func:`encode_texts`, cached in ``path`` (an .npz) under :func:`encoding_key`: a cache of other
+    texts, another encoder or pooling is recomputed and replaced (it is this function's own file). With ``shared``
+    (a folder runs share), ``shared/<key>.npz`` is read before encoding and written after (atomically: runs
+    encoding the same texts at once write the same bytes); the run's own ``path`` gets its copy either way."""
+    key = encoding_key(texts, encoder, pooling, max_tokens)
+    vectors = _read_cache(path, key)
+    if vectors is not None:
+        return vectors
+    vectors = _read_cache(shared / f"{key}.npz", key) if shared is not None else None
+    if vectors is None:
+        vectors = encode_texts(texts, encoder, batch_size, device, pooling, max_tokens)
+        if shared is not None:
+            _write_cache(shared / f"{key}.npz", key, vectors)
+    else:
+        log.info("%d texts: encoding read from %s", len(texts), shared / f"{key}.npz")
+    _write_cache(path, key, vectors)
     return vectors
 
 

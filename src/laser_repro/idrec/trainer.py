@@ -112,7 +112,8 @@ def training_instances(model: SeqRecModel, ds: SeqDataset, users: np.ndarray) ->
 
 
 def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> dict:
-    """KAR's encoded knowledge (items, users): mean-pooled ``text_encoder`` states, cached in the run folder."""
+    """KAR's encoded knowledge (items, users): mean-pooled ``text_encoder`` states, cached in the run folder (and in
+    ``feature_cache`` when set)."""
     from laser_repro.idrec.text_features import encode_cached
     from laser_repro.kar.knowledge import ENCODER_MAX_TOKENS, stored_texts
 
@@ -120,7 +121,7 @@ def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, devic
         raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
     items, users = stored_texts(ds, cfg.knowledge_file)
     vecs = encode_cached(out_dir / KNOWLEDGE_FILE, items + users, cfg.text_encoder, cfg.text_batch_size, device,
-                         pooling="mean", max_tokens=ENCODER_MAX_TOKENS)
+                         pooling="mean", max_tokens=ENCODER_MAX_TOKENS, shared=shared_cache(cfg))
     return {"item_knowledge": torch.from_numpy(vecs[: len(items)]), "user_knowledge": torch.from_numpy(vecs[len(items):])}
 
 
@@ -141,11 +142,17 @@ def evaluate_model(
 
 
 def item_text_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, device: torch.device) -> torch.Tensor:
-    """FDSA's and ZESRec's item-text features, cached in the run folder."""
+    """FDSA's and ZESRec's item-text features, cached in the run folder (and in ``feature_cache`` when set)."""
     from laser_repro.idrec.text_features import encode_cached, item_text
 
     texts = [item_text(it) for it in ds.items]
-    return torch.from_numpy(encode_cached(out_dir / TEXT_FILE, texts, cfg.text_encoder, cfg.text_batch_size, device))
+    return torch.from_numpy(encode_cached(out_dir / TEXT_FILE, texts, cfg.text_encoder, cfg.text_batch_size, device,
+                                          shared=shared_cache(cfg)))
+
+
+def shared_cache(cfg: IDRecRunConfig) -> Path | None:
+    """The folder runs share for encoded texts (``feature_cache``), if set."""
+    return Path(cfg.feature_cache) if cfg.feature_cache else None
 
 
 ITEM_SPECIFIC = ("text_features",)  # per-data-set tensors a pre-trained run never passes on
