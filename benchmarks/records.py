@@ -208,7 +208,8 @@ def lost_rows(old: str, new: str, keys: list[str]) -> list[str]:
     return [k for k in keys if result_rows(old, k) - result_rows(new, k)]
 
 
-RUN_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size", "item_batch_size", "cache_dir")
+RUN_KEYS = ("device", "num_threads", "progress", "eval_batch_size", "text_batch_size", "item_batch_size", "cache_dir",
+            "feature_cache")
 
 
 def unpoolable(recs: list[dict], data: Path, execution_keys: tuple[str, ...] = RUN_KEYS) -> str | None:
