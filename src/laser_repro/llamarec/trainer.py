@@ -189,6 +189,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         state["step"] += 1
         state["loss_sum"] += float(loss.detach()) * len(batch)
         state["loss_rows"] += len(batch)
+        log.info("step %d/%d: loss %.4f", state["step"], total, float(loss.detach()))  # an LLM step: seconds to minutes
         if state["step"] % cfg.eval_steps and state["step"] < total:
             continue
         valid, _ = evaluate_split(ranker, retriever, ds, valid_users, "valid", names, cfg)
