@@ -33,6 +33,7 @@ from torch import nn
 
 from laser_repro.config import Range
 from laser_repro.idrec.base import MODEL_RANGES, PAD, SeqRecModel
+from laser_repro.train.scaffold import decay_groups
 
 
 @dataclass
@@ -143,9 +144,7 @@ class LRURec(SeqRecModel):
         truncated_normal_init(self, c.init_std)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        named = list(self.named_parameters())
-        return [{"params": [p for n, p in named if not any(k in n for k in NO_DECAY)], "weight_decay": weight_decay},
-                {"params": [p for n, p in named if any(k in n for k in NO_DECAY)], "weight_decay": 0.0}]
+        return decay_groups(self, weight_decay, NO_DECAY)
 
     def optimizer_options(self) -> dict:
         return {"eps": 1e-9}  # the code's adam_epsilon

@@ -41,6 +41,7 @@ from laser_repro.recformer.tokenization import TYPE_KEY, TYPE_VALUE, KeyValueTok
 from laser_repro.train.scaffold import (
     RunFolder,
     check_loss,
+    decay_groups,
     cpu_autocast,
     OpenedRun,
     run_trainer,
@@ -181,10 +182,7 @@ NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # the official create
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the official parameter groups: weight decay on all but biases and LayerNorm weights."""
-    named = list(model.named_parameters())
-    return torch.optim.AdamW([
-        {"params": [p for n, p in named if not any(nd in n for nd in NO_DECAY)], "weight_decay": weight_decay},
-        {"params": [p for n, p in named if any(nd in n for nd in NO_DECAY)], "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW(decay_groups(model, weight_decay, NO_DECAY), lr=lr)
 
 
 def schedule_steps(n_users: int, cfg: RecformerRunConfig) -> int:

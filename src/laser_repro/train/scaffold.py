@@ -154,6 +154,14 @@ def check_loss(loss: torch.Tensor, where: str) -> None:
                             "Lower the learning rate or check the data")
 
 
+def decay_groups(model: torch.nn.Module, weight_decay: float, no_decay: Sequence[str]) -> list[dict]:
+    """Optimiser groups as the BERT-era official codes build them: ``weight_decay`` on every parameter whose name
+    contains none of ``no_decay``, 0 on the rest (RECFORMER: biases and LayerNorms; LRURec: biases, layer_norm)."""
+    named = list(model.named_parameters())
+    return [{"params": [p for n, p in named if not any(k in n for k in no_decay)], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if any(k in n for k in no_decay)], "weight_decay": 0.0}]
+
+
 def set_threads(num_threads: int) -> None:
     """``0`` leaves torch's default; ``n > 0`` uses n CPU threads."""
     if num_threads and num_threads > 0:
