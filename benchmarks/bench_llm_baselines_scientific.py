@@ -130,16 +130,14 @@ def caps(rec: dict) -> str:
     return ", ".join(parts) or "none"
 
 
-def popularity(data: Path, seed: int, cap: int | None) -> dict[str, float]:
+def popularity(ds, seed: int, cap: int | None) -> dict[str, float]:
     """Test metrics of ranking every item by its training count (ties pessimistic) on the test users a run of this
     seed and test cap evaluates: the floor a learned row has to clear to have learned more than popularity."""
     import torch
 
-    from laser_repro.data.dataset import load_dataset
     from laser_repro.data.splits import eval_user_subset
     from laser_repro.eval.evaluator import evaluate
 
-    ds = load_dataset(data)
     counts = torch.as_tensor(ds.train_item_counts(), dtype=torch.float32)
     users = eval_user_subset(ds, "test", seed, cap)
     return evaluate(lambda pos: counts.expand(len(pos), -1), users, ds.targets("test", users)).metrics
@@ -155,11 +153,14 @@ def popularity_floor(args, runs: dict[str, list[dict]]) -> list[str]:
             sets.setdefault(key, []).append(f"{step} seed {r['seed']}")
     if not sets or not (args.data / "stats.json").exists():
         return []
+    from laser_repro.data.dataset import load_dataset
+
+    ds = load_dataset(args.data)
     out = ["", "Popularity on the same test users (every item ranked by its training count, ties pessimistic; x100):"
            " a row at this level has learned no more than popularity.", "",
            "| test users | runs | Recall@10 | NDCG@10 | MRR |", "|---|---|---|---|---|"]
     for (seed, cap), names in sorted(sets.items(), key=lambda kv: (kv[0][1] is not None, kv[0])):
-        m = popularity(args.data, seed, cap)
+        m = popularity(ds, seed, cap)
         who = "all" if cap is None else f"{cap} seeded (seed {seed})"
         out.append(f"| {who} | {', '.join(names)} | " + " | ".join(f"{100 * m[k]:.2f}" for k in METRICS) + " |")
     return out
