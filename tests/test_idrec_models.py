@@ -100,34 +100,6 @@ def test_fdsa_output_goes_through_recboles_layernorm_and_dropout():
     assert not torch.allclose(model.sequence_states(torch.tensor([[1, 2, 3, 0]])), states[:1])
 
 
-def test_fdsa_projects_the_item_table_once_with_the_per_position_result_and_gradient():
-    """FDSA's feature stream projects the item-text table once and gathers the history's rows: the same states and
-    the same feat_proj gradient as projecting each history position's feature (RecBole's order of operations)."""
-    from laser_repro.idrec.layers import attention_mask
-
-    torch.manual_seed(0)
-    model = build_model("fdsa", 20, {"hidden": 16, "heads": 2, "inner": 32, "max_len": 8, "text_dim": 6},
-                        text_features=torch.randn(20, 6)).eval()
-    tokens = torch.tensor([[1, 2, 3, 0], [4, 5, 5, 0], [20, 0, 0, 0]])  # a repeated item, the last item, padding
-
-    def per_position() -> torch.Tensor:
-        pos = model.pos_emb(torch.arange(4))[None]
-        mask = attention_mask(tokens, causal=True)
-        items = model.ln(model.item_emb(tokens) + pos)
-        feats = model.ln(model.feat_proj(model.text_features[tokens]) + pos)
-        both = torch.cat([model.item_encoder(items, mask), model.feat_encoder(feats, mask)], dim=-1)
-        return model.ln(model.concat(both))
-
-    grads = []
-    for states in (model.sequence_states(tokens), per_position()):
-        model.zero_grad()
-        (states * torch.linspace(-1, 1, 16)).sum().backward()
-        grads.append((states.detach(), model.feat_proj.weight.grad.clone(), model.feat_proj.bias.grad.clone()))
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert grads[0][1].abs().sum() > 0
-
-
 def test_lrurec_recurrence_matches_the_codes_masked_step_by_step_loop():
     """The closed form equals LlamaRec's recurrence run step by step: h_t = lambda h_{t-1} m_{t-1} + gamma B x_t,
     where an earlier position feeds forward only when real (m = 1) and a padding position keeps its own input;

@@ -68,9 +68,7 @@ class FDSA(SeqRecModel):
         pos = self.pos_emb(torch.arange(tokens.shape[1], device=tokens.device))[None]
         mask = attention_mask(tokens, causal=True)
         items = self.dropout(self.ln(self.item_emb(tokens) + pos))
-        # proj(F)[tokens] == proj(F[tokens]) row by row: projecting the item table once per step, not each of the
-        # B x L history positions, cuts FDSA's largest matmul (and its backward) ~20x on Scientific's batches
-        feats = self.dropout(self.ln(self.feat_proj(self.text_features)[tokens] + pos))
+        feats = self.dropout(self.ln(self.feat_proj(self.text_features[tokens]) + pos))
         both = torch.cat([self.item_encoder(items, mask, query), self.feat_encoder(feats, mask, query)], dim=-1)
         return self.dropout(self.ln(self.concat(both)))  # RecBole: concat_layer -> LayerNorm -> dropout
 
