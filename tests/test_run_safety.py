@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -180,6 +181,24 @@ def test_a_second_writer_is_refused(data, tmp_path):
             train_idrec(cfg(data), out)
     rec = train_idrec(cfg(data), out)  # the lock died with its holder
     assert rec["epochs_run"] == 2
+
+
+def test_taking_the_lock_removes_a_killed_writers_temporary_files(tmp_path):
+    """A kill during a checkpoint save (seen on a real benchmark) left a 36 MB ``.checkpoint.pt.XXXXXXXX.pt.tmp``."""
+    import tempfile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fd, stale = tempfile.mkstemp(prefix=".checkpoint.pt.", suffix=".pt.tmp", dir=out)  # atomic_path's own name
+    os.close(fd)
+    fd, stale_metrics = tempfile.mkstemp(prefix=".metrics.json.", suffix=".tmp", dir=out)
+    os.close(fd)
+    kept = [out / ".notes.txt.abcdefgh.tmp", out / ".checkpoint.pt.bak", out / "checkpoint.pt"]  # not its writer's
+    for path in kept:
+        path.write_text("x")
+    with scaffold.run_lock(out):
+        assert not Path(stale).exists() and not Path(stale_metrics).exists()
+        assert all(path.exists() for path in kept)
 
 
 def test_metrics_json_is_strict():

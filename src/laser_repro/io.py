@@ -49,6 +49,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """The temporary files :func:`atomic_path` left in ``folder`` for ``names`` (a process killed mid-write
+    leaves one: ``.{name}.{8 random characters}{suffix}.tmp``). Only the caller knows whether their writer
+    is gone; a trainer holding its run's lock does."""
+    pattern = re.compile(r"^\.(" + "|".join(re.escape(n) for n in names) + r")\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$")
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file()) if folder.is_dir() else []
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` only on success.

@@ -25,7 +25,8 @@ One convention for every method:
 * **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
   ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
-  same folder is refused (the lock dies with its process, so a kill leaves nothing to clean).
+  same folder is refused (the lock dies with its process). A session that takes the lock removes the
+  temporary files a killed session left mid-write (checkpoint, model, metrics, ranks; see ``io.stale_temporaries``).
 * **Finite losses**: a non-finite training loss stops the run with :class:`NonFiniteLoss`; the
   last good checkpoint (the previous epoch's) is kept.
 * **Outputs**: ``metrics.json`` (with provenance, see :mod:`laser_repro.runinfo`), ``ranks.npz``
@@ -51,13 +52,14 @@ import torch
 from laser_repro.config import dotted, from_dict, to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
-from laser_repro.io import atomic_path, read_json
+from laser_repro.io import atomic_path, read_json, stale_temporaries
 from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
 
 log = logging.getLogger("laser_repro.train")
 
 CHECKPOINT, MODEL_FILE, LOG_FILE, METRICS_FILE, RANKS_FILE = (
     "checkpoint.pt", "model.pt", "train.log", "metrics.json", "ranks.npz")
+WRITER_FILES = (CHECKPOINT, MODEL_FILE, METRICS_FILE, RANKS_FILE)  # written only by the session holding the lock
 
 
 class NonFiniteLoss(ValueError):
@@ -489,6 +491,9 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         fh.truncate()
         fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
+        for tmp in stale_temporaries(out_dir, WRITER_FILES):  # a killed writer's half-written file
+            log.info("%s: removing %s, a temporary file a killed session left", out_dir, tmp.name)
+            tmp.unlink()
         yield
     finally:
         fh.close()  # releases the lock
