@@ -46,6 +46,7 @@ from bench_prefix_steps import (  # noqa: E402  its four configs, a run's start 
     CASES, LRS, kept, probe_prefix, run_start, runs_budget, steps_parser, top_k, train_step)
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
+from laser_repro.train.scaffold import cpu_autocast  # noqa: E402
 
 REPORT = HERE / "divergence.md"
 # case -> (prefix label, run variant, lr, M-Former overrides, M-Former modules left untrained): bench_prefix_steps'
@@ -129,6 +130,15 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # (``divergence_fine.md``, ``divergence_fine_seed1.md``: seed 0's rates part at steps 6 / 29 / 75, paths 1.27 / 1.72 /
 # 1.53, within 1.35: held; the learnable prefix's 0.43-0.44 is only 2.5-3.0 times shorter than 1e-3's: failed there,
 # narrowly. Seed 1's part at steps 5 / 12 / 29, paths 1.23 / 0.89 / 0.80, a factor of 1.54: failed, narrowly.)
+# Every run above was on a host with bf16 units, where the frozen backbone runs under bf16 autocast (``precision:
+# auto``) and the copies' user vectors start 0.6-0.9% apart at step 0 with weights 1e-7 apart (read as bf16's
+# rounding floor). On a host without them the backbone runs in fp32. Prediction, written before the run (seed 0,
+# ``--every 5``, the M-Former and the learnable prefix at lr 1e-3, on such a host): (a) at step 0 the user vectors
+# are under 0.01% apart; (b) if the parting is the training dynamics amplifying any difference (Adam's first step
+# turns the 1e-7 into an lr-sized one where gradients are near zero, ``divergence.md``), the M-Former's copies
+# still first reach 5% apart within the 100 steps, at a prefix path within a factor of 2 of the bf16 run's 1.27
+# (``divergence_fine.md``: step 6); if the bf16 backbone's rounding is what feeds the parting, they stay under 5%
+# and the learnable prefix's (5% at step 95-100 with bf16) do not part either.
 APART = 0.05
 
 
@@ -281,11 +291,13 @@ def report(rows: list[dict], args) -> str:
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
     cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
     seed = getattr(args, "seed", 0)
+    precision = "under bf16 autocast" if cpu_autocast("auto", torch.device("cpu")) else "in fp32"
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
              f"--eps {args.eps:g}{option_flag(args, 'every')}{cases}{option_flag(args, 'seed')}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"{cpu_model()}. Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
+             f"{cpu_model()}, the frozen backbone {precision} (`precision: auto`: bf16 autocast where the CPU has "
+             f"bf16 units). Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
              "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "
              "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "
              f"second copy starts with every trainable weight multiplied by 1 + {args.eps:g} z (z standard normal). "
