@@ -139,6 +139,18 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # still first reach 5% apart within the 100 steps, at a prefix path within a factor of 2 of the bf16 run's 1.27
 # (``divergence_fine.md``: step 6); if the bf16 backbone's rounding is what feeds the parting, they stay under 5%
 # and the learnable prefix's (5% at step 95-100 with bf16) do not part either.
+# (``divergence_fp32.md``: (a) held, 8.2e-7 and 9.9e-7 at step 0; (b) held: the M-Former's copies reach 5% between
+# steps 5 and 10, at paths 1.18-2.12. But Adam's first step no longer turns the 1e-7 into an lr-sized difference
+# (weights 3.2e-6 apart after it, against 2.1e-3 with bf16), and the learnable prefix's copies do not part at all:
+# 3.2e-5 apart after 100 steps, every top-10 list shared. So the learnable prefix's parting with bf16 was fed by the
+# backbone's rounding; the M-Former's copies went from 5.2e-5 apart at step 5 to 9.4e-2 at step 10.)
+# Then every step of the M-Former's first 15 at lr 1e-3 in fp32 (``--steps 15 --every 1``). Prediction, written
+# before the run: if it amplifies a difference by a steady factor per step, the user-vector distance grows about
+# geometrically from step 2 to step 10 (no step's ratio more than 3 times the mean ratio over those steps, about
+# 4.5); if a step or two do most of it (say the step of the largest prefix move), one step's ratio exceeds 20.
+# And the same two cases at seed 1 in fp32. Prediction, written before the run: the learnable prefix's copies stay
+# under 0.1% apart over the 100 steps (with bf16 they reached 2.0%); the M-Former's reach 5% within them, at a path
+# within a factor of 2 of seed 1's bf16 parting (1.23 at step 5; ``divergence_fine_seed1.md``).
 APART = 0.05
 
 
