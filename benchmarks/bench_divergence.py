@@ -151,6 +151,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # And the same two cases at seed 1 in fp32. Prediction, written before the run: the learnable prefix's copies stay
 # under 0.1% apart over the 100 steps (with bf16 they reached 2.0%); the M-Former's reach 5% within them, at a path
 # within a factor of 2 of seed 1's bf16 parting (1.23 at step 5; ``divergence_fine_seed1.md``).
+# (``divergence_fp32_fine.md``: not steady. 1.0-1.2e-6 apart through step 4, then 43-fold at step 5, 9.6 at 6, 5.2 at
+# 7, 1.9 at 8, 16 at 9 (mean 4.2 a step over steps 2-10): a few steps do most of it; step 5's prefix move (0.16) is
+# not the largest, no expert choice differs before step 11. ``divergence_fp32_seed1.md``: the learnable prefix 1.8e-6
+# apart after 100 steps, held; the M-Former parts at step 25 (path 4.29; 3.42 at step 20), 2.8-3.5 times seed 1's
+# bf16 path: failed, its copies take longer to part from the closer start.)
 APART = 0.05
 
 
