@@ -141,7 +141,8 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # and the learnable prefix's (5% at step 95-100 with bf16) do not part either.
 # (``divergence_fp32.md``: (a) held, 8.2e-7 and 9.9e-7 at step 0; (b) held: the M-Former's copies reach 5% between
 # steps 5 and 10, at paths 1.18-2.12. But Adam's first step no longer turns the 1e-7 into an lr-sized difference
-# (weights 3.2e-6 apart after it, against 2.1e-3 with bf16), and the learnable prefix's copies do not part at all:
+# (weights 3.2e-6 and 1.3e-7 apart after it, M-Former and learnable prefix; 2.6e-3 and 2.1e-3 with bf16); the learnable
+# prefix's copies do not part at all:
 # 3.2e-5 apart after 100 steps, every top-10 list shared. So the learnable prefix's parting with bf16 was fed by the
 # backbone's rounding; the M-Former's copies went from 5.2e-5 apart at step 5 to 9.4e-2 at step 10.)
 # Then every step of the M-Former's first 15 at lr 1e-3 in fp32 (``--steps 15 --every 1``). Prediction, written
