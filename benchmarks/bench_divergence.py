@@ -160,6 +160,9 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # And at seed 2 in fp32 (``--seed 2 --every 5``, the same two cases). Prediction, written before the run: the
 # learnable prefix's copies stay under 0.1% apart over the 100 steps; the M-Former's reach 5% within them, later than
 # with bf16 (step 5, ``divergence_seed2.md``) and by step 30 (seeds 0 and 1 in fp32: steps 9 and 25).
+# (``divergence_fp32_seed2.md``: the learnable prefix 2.7e-6 apart after 100 steps, held; the M-Former parts later
+# than with bf16 but at step 45 (5.7%, path 7.12; 3.1% at step 40), not by step 30: failed. Its growth is steadier
+# here, 2.3e-5 at step 10 to 1.4e-2 at 30, 3-7-fold every 5 steps.)
 APART = 0.05
 
 
