@@ -163,6 +163,10 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # (``divergence_fp32_seed2.md``: the learnable prefix 2.7e-6 apart after 100 steps, held; the M-Former parts later
 # than with bf16 but at step 45 (5.7%, path 7.12; 3.1% at step 40), not by step 30: failed. Its growth is steadier
 # here, 2.3e-5 at step 10 to 1.4e-2 at 30, 3-7-fold every 5 steps.)
+# And the M-Former at App. B's lr 1e-4 in fp32, seed 0 (``--every 5 --cases main-lr0.0001``). Prediction, written
+# before the run: with bf16 its copies went from 0.7% apart (the floor) to 5% at step 75 (``divergence_fine.md``),
+# so from 1e-6 they stay under 5% over the 100 steps; if they part within them, its amplification is as strong as
+# lr 1e-3's from the same start.
 APART = 0.05
 
 
