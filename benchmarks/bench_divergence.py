@@ -167,6 +167,8 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # before the run: with bf16 its copies went from 0.7% apart (the floor) to 5% at step 75 (``divergence_fine.md``),
 # so from 1e-6 they stay under 5% over the 100 steps; if they part within them, its amplification is as strong as
 # lr 1e-3's from the same start.
+# (``divergence_fp32_lr1e-4.md``: held. 1.5e-4 apart after 100 steps, every top-10 list shared, no expert choice
+# differing; growing, though: about 1e-6 to step 30, 2-4e-6 to step 55, then from 6.5e-6 at step 60 to 1.5-2.5e-4.)
 APART = 0.05
 
 
