@@ -183,7 +183,7 @@ def test_a_second_writer_is_refused(data, tmp_path):
     assert rec["epochs_run"] == 2
 
 
-def test_taking_the_lock_removes_a_killed_writers_temporary_files(tmp_path):
+def test_a_session_removes_a_killed_writers_temporary_files(tmp_path):
     """A kill during a checkpoint save (seen on a real benchmark) left a 36 MB ``.checkpoint.pt.XXXXXXXX.pt.tmp``."""
     import tempfile
 
@@ -196,9 +196,32 @@ def test_taking_the_lock_removes_a_killed_writers_temporary_files(tmp_path):
     kept = [out / ".notes.txt.abcdefgh.tmp", out / ".checkpoint.pt.bak", out / "checkpoint.pt"]  # not its writer's
     for path in kept:
         path.write_text("x")
-    with scaffold.run_lock(out):
+    with scaffold.run_session(out):
         assert not Path(stale).exists() and not Path(stale_metrics).exists()
         assert all(path.exists() for path in kept)
+    assert sum("a temporary file a killed session left" in line for line in (out / "train.log").open()) == 2
+
+
+def test_an_id_trainer_removes_a_killed_writers_temporary_feature_files(data, tmp_path):
+    """The ID trainer also writes its text and knowledge features (up to 25 MB) into the run folder; a kill while
+    it encoded left their temporaries, which the lock's sweep of the scaffold's own four files did not remove."""
+    import tempfile
+
+    from laser_repro.idrec.trainer import KNOWLEDGE_FILE, TEXT_FILE
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = []
+    for name in (TEXT_FILE, KNOWLEDGE_FILE):
+        fd, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".npz.tmp", dir=out)  # atomic_path's own name
+        os.close(fd)
+        stale.append(Path(path))
+    kept = out / f".{TEXT_FILE}.bak"
+    kept.write_text("x")
+    rec = train_idrec(cfg(data), out)
+    assert rec["epochs_run"] == 2
+    assert not any(path.exists() for path in stale) and kept.exists()
+    assert sum("a temporary file a killed session left" in line for line in (out / "train.log").open()) == 2
 
 
 def test_metrics_json_is_strict():

@@ -205,7 +205,8 @@ def train_idrec(cfg: IDRecRunConfig, out_dir: str | Path, replace_stale: bool = 
     ``replace_stale``: a checkpoint or metrics.json of another config or data set is removed
     (the run starts over) instead of refused.
     """
-    return run_trainer(cfg, out_dir, replace_stale, _train, config_of=resolved_config)
+    return run_trainer(cfg, out_dir, replace_stale, _train, config_of=resolved_config,
+                       own_files=(TEXT_FILE, KNOWLEDGE_FILE))
 
 
 def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:

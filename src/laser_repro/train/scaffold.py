@@ -26,7 +26,8 @@ One convention for every method:
   ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
   same folder is refused (the lock dies with its process). A session that takes the lock removes the
-  temporary files a killed session left mid-write (checkpoint, model, metrics, ranks; see ``io.stale_temporaries``).
+  temporary files a killed session left mid-write (checkpoint, model, metrics, ranks and the files a trainer names
+  as its own, e.g. an ID model's text features; see ``io.stale_temporaries``).
 * **Finite losses**: a non-finite training loss stops the run with :class:`NonFiniteLoss`; the
   last good checkpoint (the previous epoch's) is kept.
 * **Outputs**: ``metrics.json`` (with provenance, see :mod:`laser_repro.runinfo`), ``ranks.npz``
@@ -414,16 +415,18 @@ DATASET_REQUIRED = {"dataset": "a prepared data set folder (`laser-repro data pr
 
 
 def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[Any, OpenedRun], dict],
-                required: dict[str, str] = DATASET_REQUIRED, config_of: Callable[[Any], dict] | None = None) -> dict:
+                required: dict[str, str] = DATASET_REQUIRED, config_of: Callable[[Any], dict] | None = None,
+                own_files: tuple[str, ...] = ()) -> dict:
     """One trainer session: validate ``cfg`` (each ``required`` key set; the value says what it must be),
-    hold the run folder's lock and log, open the run (:func:`open_run`; its resume contract is for
+    hold the run folder's lock and log (:func:`run_session`; ``own_files``: the run folder's files this trainer
+    writes besides :data:`WRITER_FILES`), open the run (:func:`open_run`; its resume contract is for
     ``config_of(cfg)``, by default the resolved ``cfg``), then ``body(cfg, opened)`` trains and returns
     the metrics record, unless the run is already finished (its record is returned)."""
     cfg = validated(cfg)
     for key, what in required.items():
         if not getattr(cfg, key):
             raise ValueError(f"{key}: missing; set it to {what}")
-    with run_session(out_dir) as out:
+    with run_session(out_dir, own_files) as out:
         opened = open_run(cfg, out, replace_stale, None if config_of is None else config_of(cfg))
         return opened.done if opened.done is not None else body(cfg, opened)
 
@@ -491,17 +494,19 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         fh.truncate()
         fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         fh.flush()
-        for tmp in stale_temporaries(out_dir, WRITER_FILES):  # a killed writer's half-written file
-            log.info("%s: removing %s, a temporary file a killed session left", out_dir, tmp.name)
-            tmp.unlink()
         yield
     finally:
         fh.close()  # releases the lock
 
 
 @contextlib.contextmanager
-def run_session(out_dir: str | Path) -> Iterator[Path]:
-    """Around one trainer session: the run folder's lock, and its ``train.log`` receives the package's logs."""
+def run_session(out_dir: str | Path, own_files: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Around one trainer session: the run folder's lock (:func:`run_lock`), and its ``train.log`` receives the
+    package's logs. Holding the lock, the session removes (and logs) the temporaries a killed session left for the
+    files only the lock's holder writes: :data:`WRITER_FILES` and the trainer's ``own_files``."""
     out_dir = Path(out_dir)
     with run_lock(out_dir), run_log(out_dir, LOG_FILE):
+        for tmp in stale_temporaries(out_dir, WRITER_FILES + tuple(own_files)):  # a killed writer's half-written file
+            log.info("%s: removing %s, a temporary file a killed session left", out_dir, tmp.name)
+            tmp.unlink()
         yield out_dir
