@@ -299,7 +299,11 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
             e = encoder_input(a, p)
             path_in += float((e - last_e).norm() / e0.norm())
             last_e = e
-    return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps, "steps": steps, "points": points,
+    autocast = cpu_autocast(cfg.backbone_precision, torch.device("cpu"))
+    return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps,
+            "steps": steps, "points": points,
+            "precision": f"{'under bf16 autocast' if autocast else 'in fp32'} "
+                         f"(`backbone_precision: {cfg.backbone_precision}`)",
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
             "loss": losses[0][-1] if steps else float("nan"), "s_per_step": (time.perf_counter() - t0) / max(steps, 1)}
 
@@ -321,12 +325,12 @@ def report(rows: list[dict], args) -> str:
     marks = [p["step"] for p in rows[0]["points"]] if rows else []
     cases = cases_flag(getattr(args, "cases", DEFAULT_CASES), DEFAULT_CASES)
     seed = getattr(args, "seed", 0)
-    precision = "under bf16 autocast" if cpu_autocast("auto", torch.device("cpu")) else "in fp32"
+    precision = " / ".join(dict.fromkeys(r["precision"] for r in rows)) or "not run"  # each case's own config
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
              f"--eps {args.eps:g}{option_flag(args, 'every')}{cases}{option_flag(args, 'seed')}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-             f"{cpu_model()}, the frozen backbone {precision} (`precision: auto`: bf16 autocast where the CPU has "
+             f"{cpu_model()}, the frozen backbone {precision} (`auto`: bf16 autocast where the CPU has "
              f"bf16 units). Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
              "the same initial weights, 1,000 training users, epoch 0's batch order, batch 8, Adam) at the lr shown, "
              "trained twice in lockstep against its own untrained item refresh with the same dropout masks; the "

@@ -839,6 +839,13 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert "| no-mformer | 0.001 | — | — | — | — |" in text and "| M-Former, all 4 experts | 0.001 |" in text
     assert "**Prefix path (copy a)**" in text and "| first step apart |" in text
     assert "every expert selected" in text and "--cases" not in text and "(seed 0:" in text and "--seed" not in text
+    # the backbone's precision as each case's own config sets it (a report once assumed the default `auto`)
+    assert "the frozen backbone in fp32 (`backbone_precision: fp32`) (" in text
+    base = dc.replace(base, backbone_precision="bf16")
+    bf16 = mod.measure("main", 1e-3, argparse.Namespace(steps=1), 0.0)
+    assert bf16["precision"] == "under bf16 autocast (`backbone_precision: bf16`)"
+    text = mod.report([same, bf16], argparse.Namespace(threads=1, steps=3, eps=1e-3))
+    assert "backbone in fp32 (`backbone_precision: fp32`) / under bf16 autocast (`backbone_precision: bf16`) (" in text
     text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1,
                                                  every=2))
     assert "--eps 0.001 --every 2 --cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
@@ -865,7 +872,7 @@ def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path, c
         point = {"step": 0, "weights": 0.0, "user": 0.0, "top10": 1.0, "experts": None, "path": 0.0, "drift": 0.0,
                  "path_in": None}
         return {"label": label, "lr": lr, "steps": 0, "points": [point], "loss": 0.0, "loss_gap": 0.0,
-                "s_per_step": 0.0}
+                "s_per_step": 0.0, "precision": "in fp32 (`backbone_precision: fp32`)"}
 
     monkeypatch.setattr(mod, "measure", fake_measure)
     out = tmp_path / "d.md"
