@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -357,6 +358,16 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     order = np.argsort(after.users[mask])
     assert np.array_equal(after.ranks[mask][order], ranks_before.ranks[np.argsort(ranks_before.users)])
     assert np.array_equal(after.ranks, load_ranks(tmp_path / "whole" / "ranks.npz")["test"].ranks)
+    # as the workflow reruns it: Snakemake removes the job's outputs first, so only the checkpoint is left, which
+    # resumes under the other test keys (it once was removed as "a different run config" and the run retrained)
+    shutil.copytree(tmp_path / "run", tmp_path / "wf")
+    for name in ("metrics.json", "ranks.npz", "model.pt"):
+        (tmp_path / "wf" / name).unlink()
+    rerun = trainer.train_laser(capped, tmp_path / "wf", replace_stale=True)
+    log = (tmp_path / "wf" / "train.log").read_text()
+    assert log.count("phase 1 epoch 0:") == 1 and "checkpoint of this very training with other max_eval_users" in log
+    assert rerun["test"] == pytest.approx(first["test"], abs=1e-12) and rerun["history"] == first["history"]
+    assert np.array_equal(load_ranks(tmp_path / "wf" / "ranks.npz")["test"].ranks, ranks_before.ranks)
     # finished under the new config: a third call changes nothing; back to the cap retests again (all kept)
     assert trainer.train_laser(full, tmp_path / "run") == retested
     again = trainer.train_laser(capped, tmp_path / "run")

@@ -224,6 +224,33 @@ def test_an_id_trainer_removes_a_killed_writers_temporary_feature_files(data, tm
     assert sum("a temporary file a killed session left" in line for line in (out / "train.log").open()) == 2
 
 
+def test_replace_stale_never_removes_what_the_suite_did_not_write(data, tmp_path):
+    """--replace-stale once removed any metrics.json without this run's hash (another tool's, with the model and
+    ranks beside it) and any checkpoint.pt (a plain state dict); a metrics.json holding a list raised AttributeError."""
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = {"metrics.json": '{"ndcg@10": 0.3}', "model.pt": "their weights", "ranks.npz": "their ranks"}
+    for name, text in theirs.items():
+        (out / name).write_text(text)
+    with pytest.raises(scaffold.StaleRun, match=r"out/metrics.json: not a metrics.json this suite wrote \(expected a "
+                                                r"JSON object with a resume_hash\); move it away"):
+        train_idrec(cfg(data), out, replace_stale=True)
+    assert all((out / name).read_text() == text for name, text in theirs.items())
+    (out / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(scaffold.StaleRun, match=r"out/metrics.json: not a metrics.json this suite wrote"):
+        train_idrec(cfg(data), out, replace_stale=True)
+    for name in theirs:
+        (out / name).unlink()
+    torch.save({"weight": torch.ones(2)}, out / "checkpoint.pt")  # a state dict, not the suite's checkpoint
+    with pytest.raises(scaffold.StaleRun, match=r"out/checkpoint.pt: not a checkpoint this suite wrote"):
+        train_idrec(cfg(data), out, replace_stale=True)
+    assert torch.load(out / "checkpoint.pt")["weight"].tolist() == [1.0, 1.0]
+    (out / "checkpoint.pt").unlink()
+    first = train_idrec(cfg(data), out)  # the suite's own stale files are still replaced
+    again = train_idrec(cfg(data, seed=1), out, replace_stale=True)
+    assert again["seed"] == 1 and first["seed"] == 0
+
+
 def test_metrics_json_is_strict():
     from laser_repro.io import write_json
 
@@ -245,6 +272,49 @@ def test_a_non_finite_number_read_from_json_is_refused_by_file_and_line(tmp_path
 
 
 # ---------------------------------------------------------------- data fingerprints
+
+
+def test_a_table_read_from_a_spec_shows_a_run_whose_data_or_inputs_changed_as_a_gap(data, tmp_path):
+    """`laser-repro artifact --spec` (a spec the workflow wrote) once read a run whose data set was re-prepared
+    since, or whose upstream run was retrained, as that cell's result: only --config checked staleness."""
+    from laser_repro.artifacts.runs import load_group
+    from laser_repro.experiment.layout import run_dir
+    from laser_repro.experiment.specs import Cell
+    from laser_repro.io import write_json
+
+    runs = tmp_path / "runs"
+    train_idrec(cfg(data), Path(run_dir(str(runs), "ring", "sasrec", "main", 0)))
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    (upstream / "model.pt").write_bytes(b"weights v1")
+    knowledge = tmp_path / "knowledge.json"
+    knowledge.write_text("{}")
+    down = Path(run_dir(str(runs), "ring", "laser-c", "main", 0))  # a downstream run's record, by hand
+    down.mkdir(parents=True)
+    write_json(down / "metrics.json", {
+        "method": "laser-c", "seed": 0, "data_fingerprint": data_fingerprint(data), "test": {"ndcg@10": 0.1},
+        "config": {"dataset": str(data), "idrec_run": str(upstream), "knowledge_file": str(knowledge),
+                   "input_fingerprints": {"idrec_run": scaffold.file_digest(upstream / "model.pt"),
+                                          "knowledge_file": scaffold.file_digest(knowledge)}}})
+    assert len(load_group(runs, Cell("ring", "sasrec"), [0]).runs) == 1
+    assert len(load_group(runs, Cell("ring", "laser-c"), [0]).runs) == 1
+    (upstream / "model.pt").write_bytes(b"weights v2")  # the upstream run retrained
+    group = load_group(runs, Cell("ring", "laser-c"), [0])
+    assert group.runs == [] and group.missing[0].stale == "computed from other inputs (idrec_run changed since)"
+    (upstream / "model.pt").write_bytes(b"weights v1")
+    knowledge.write_text('{"entries": {}}')
+    assert load_group(runs, Cell("ring", "laser-c"), [0]).missing[0].stale.endswith("(knowledge_file changed since)")
+    knowledge.write_text("{}")
+    assert len(load_group(runs, Cell("ring", "laser-c"), [0]).runs) == 1
+    old = data_fingerprint(data)
+    ring(data, shift=3)  # the data set re-prepared with other interactions
+    for method in ("sasrec", "laser-c"):
+        group = load_group(runs, Cell("ring", method), [0])
+        assert group.runs == [] and group.missing[0].stale == (
+            f"its data set {data} was re-prepared since (fingerprint {data_fingerprint(data)}; the run read {old})")
+    shutil.rmtree(data)  # results kept where their data is not (a laptop reading results): nothing to check
+    assert len(load_group(runs, Cell("ring", "sasrec"), [0]).runs) == 1
+
 
 
 def test_a_run_copied_to_another_data_set_or_variant_is_a_gap_not_a_result(data, tmp_path):

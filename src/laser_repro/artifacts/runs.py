@@ -20,6 +20,7 @@ from laser_repro.eval.metrics import per_user_metrics
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.specs import Cell
 from laser_repro.io import read_json
+from laser_repro.train.scaffold import outdated
 
 from .significance import SeedSummary, summarize
 
@@ -206,15 +207,15 @@ def _positions(users: np.ndarray, wanted: np.ndarray) -> np.ndarray:
 
 
 def load_group(root: str | Path, cell: Cell, seeds: Sequence[int], stale: dict[str, str] | None = None) -> RunGroup:
-    """Load every requested seed of one spec cell; absent ones, and those ``stale`` names
-    (``RunKey.rel`` -> why), go to ``missing``."""
+    """Load every requested seed of one spec cell; absent ones, those ``stale`` names (``RunKey.rel`` -> why),
+    misplaced ones and those whose data or inputs changed since (``train.scaffold.outdated``) go to ``missing``."""
     group = RunGroup(cell.dataset, cell.method, cell.variant, tuple(int(s) for s in seeds))
     for key in cell.runs(group.seeds):
         path = Path(layout.run_dir(str(root), *dataclasses.astuple(key)))
         why = (stale or {}).get(key.rel, "")
         if (path / "metrics.json").exists() and not why:
             run = load_run(path, key.seed)
-            why = misplaced(run.record, key)
+            why = misplaced(run.record, key) or outdated(run.record) or ""
             if not why:
                 group.runs.append(run)
                 continue

@@ -21,7 +21,9 @@ One convention for every method:
 * **Retest**: a config may name *test keys* (``test_keys()``: keys that change only which users the
   final test ranks, such as Laser's ``max_eval_users`` under a validation cap). A finished run whose
   config differs from this one only there is not stale: its selected model (the final checkpoint) is
-  tested on this config's users, the ranks of users it already tested kept (``OpenedRun.retest``).
+  tested on this config's users, the ranks of users it already tested kept (``OpenedRun.retest``). Where its
+  outputs are gone (the workflow removes a job's outputs before rerunning it), its checkpoint, which records
+  the training apart from the test keys (``training_hash``), resumes: the run ends by testing this config's users.
 * **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
   ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import math
 import os
@@ -236,6 +239,8 @@ class RunFolder:
         self.config_hash = config_hash(self.config)
         self.resume_hash = resume_hash(self.config, self.execution_keys)
         self.test_keys = tuple(test_keys)
+        # the training alone (test keys left out): a checkpoint of it resumes under any test keys
+        self.training_hash = resume_hash(self.config, self.execution_keys + self.test_keys) if test_keys else None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -253,11 +258,13 @@ class RunFolder:
         why = self.stale_reason(record)
         if why is None:
             return record
-        self._stale(path, why)
+        self._stale(path, why, ours=is_ours(record))
         return None
 
-    def stale_reason(self, record: dict) -> str | None:
+    def stale_reason(self, record: Any) -> str | None:
         """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
+        if not is_ours(record):
+            return FOREIGN
         return None if record.get("resume_hash") == self.resume_hash else self._why(record, "results")
 
     def retest_source(self) -> tuple[dict, dict] | None:
@@ -267,11 +274,12 @@ class RunFolder:
         if not self.test_keys or not path.exists() or not self.checkpoint_path.exists():
             return None
         record = read_json(path)
-        if record.get("resume_hash") == self.resume_hash or not self._only_test_keys_differ(record):
+        if not is_ours(record) or record["resume_hash"] == self.resume_hash or not self._only_test_keys_differ(record):
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
-        return (record, blob) if blob.get("resume_hash") in (record["resume_hash"], self.resume_hash) else None
+        return (record, blob) if is_ours(blob) and blob["resume_hash"] in (record["resume_hash"], self.resume_hash) \
+            else None
 
     def _only_test_keys_differ(self, record: dict) -> bool:
         """Whether a finished run's ``record`` trained exactly this run (its config differs at most in test keys)."""
@@ -297,7 +305,9 @@ class RunFolder:
         seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
         return f"{what} of a different run config" + (f" (seed {seed})" if seed is not None else "")
 
-    def _stale(self, path: Path, why: str) -> None:
+    def _stale(self, path: Path, why: str, ours: bool = True) -> None:
+        if not ours:  # never removed, whatever --replace-stale says: the suite did not write it
+            raise StaleRun(f"{path}: {why}; move it away or use another --out folder")
         if not self.replace_stale:
             raise StaleRun(f"{path}: {why} (only {list(self.execution_keys)} may change between sessions); "
                            "delete it, use another --out folder, or pass --replace-stale to start over")
@@ -316,13 +326,23 @@ class RunFolder:
         if not self.checkpoint_path.exists():
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if not is_ours(blob):
+            self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
+                        ours=False)
         if blob.get("resume_hash") != self.resume_hash:
+            if self.training_hash is not None and blob.get("training_hash") == self.training_hash:
+                # the workflow removed the finished run's outputs before rerunning it with other test keys: the
+                # training stands, and its run ends by testing this config's users
+                log.info("%s: checkpoint of this very training with other %s; resuming it (the final test ranks "
+                         "this config's users)", self.checkpoint_path, ", ".join(self.test_keys))
+                return blob
             self._stale(self.checkpoint_path, self._why(blob, "checkpoint"))
             return None
         return blob
 
     def save_checkpoint(self, **blob: Any) -> None:
         save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
+                                               "training_hash": self.training_hash,
                                                "data_fingerprint": self.data_fingerprint,
                                                "input_fingerprints": self.config.get("input_fingerprints", {}),
                                                "config": {"seed": self.config.get("seed")}})
@@ -350,12 +370,73 @@ class RunFolder:
         return self.write_metrics({**record, **{split: r.metrics for split, r in results.items()}}, device)
 
 
+FOREIGN = "not a metrics.json this suite wrote (expected a JSON object with a resume_hash)"
+
+
+def is_ours(blob: Any) -> bool:
+    """Whether a metrics.json record or a checkpoint was written by this suite's trainers (they carry a resume hash);
+    what they did not write is never removed, ``replace_stale`` or not."""
+    return isinstance(blob, dict) and isinstance(blob.get("resume_hash"), str)
+
+
 def recorded_fingerprints(blob: dict) -> tuple[str | None, dict[str, str]]:
     """The data set's fingerprint and the input fingerprints (:func:`input_fingerprints`) that a checkpoint or a
     metrics.json ``blob`` was computed from (either may sit at the top or in its ``config``)."""
     config = blob.get("config") or {}
     return (blob.get("data_fingerprint") or config.get("data_fingerprint"),
             config.get("input_fingerprints", blob.get("input_fingerprints")) or {})
+
+
+def outdated(record: dict) -> str | None:
+    """Why a finished run's metrics.json ``record`` no longer answers the data and inputs now on disk (its data set
+    re-prepared, an upstream run retrained, an input file changed: what :func:`input_fingerprints` recorded); None
+    when they match or cannot be checked here (a data set or input absent, as on a machine holding results alone).
+    The trainer's own check (:meth:`RunFolder.stale_reason`) needs the run's config; this one needs only the record."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    data, inputs = recorded_fingerprints(record)
+    dataset = config.get("dataset")
+    if data and isinstance(dataset, str) and (Path(dataset) / "stats.json").exists():
+        now = data_fingerprint(dataset)
+        if now != data:
+            return f"its data set {dataset} was re-prepared since (fingerprint {now}; the run read {data})"
+    changed = []
+    for key, digest in inputs.items():
+        now = _fingerprint_now(_recorded_input(config, key))
+        if now is not None and now != digest:
+            changed.append(key)
+    return f"computed from other inputs ({', '.join(changed)} changed since)" if changed else None
+
+
+def _recorded_input(config: dict, key: str) -> Any:
+    """The value of an :func:`input_fingerprints` key (dotted, ``pretrain_datasets[1]``) in a recorded config."""
+    name, _, index = key.partition("[")
+    value: Any = config
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if index:
+        i = int(index.rstrip("]"))
+        value = value[i] if isinstance(value, list) and i < len(value) else None
+    return value
+
+
+def _fingerprint_now(value: Any) -> str | None:
+    """The fingerprint :func:`input_fingerprints` takes of an input path as it is now: a prepared data set's, a
+    run's model.pt digest, a file's digest; None when the path is absent or not one of those."""
+    if not isinstance(value, str) or not value:
+        return None
+    path = Path(value)
+    if (path / "stats.json").exists():
+        return data_fingerprint(path)
+    file = path / MODEL_FILE if (path / MODEL_FILE).exists() else path if path.is_file() else None
+    if file is None:
+        return None
+    stat = file.stat()  # an artifact reads many runs of one upstream model: digest each version once
+    return _digest_of_version(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of_version(path: str, mtime_ns: int, size: int) -> str:
+    return file_digest(Path(path))
 
 
 def file_digest(path: Path) -> str:
