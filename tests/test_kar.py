@@ -66,6 +66,44 @@ def test_knowledge_cache_is_reused_and_invalidated(data, tmp_path):
     assert json.loads(path.read_text())["generator"] == "gen-a"
 
 
+def test_generated_texts_survive_a_failed_or_rerun_job(data, tmp_path):
+    """The workflow's kar_knowledge job wrote its texts into its output after every batch, and Snakemake deletes
+    a failed job's output (and a rerun job's before it starts): every text was generated again. Texts now go to
+    a working copy beside the output after every batch; the output is written once, complete."""
+    ds = load_dataset(data)
+    path = tmp_path / "k.json"
+    calls = []
+
+    def gen(prompts):
+        calls.append(len(prompts))
+        return [f"text of {p[:20]}" for p in prompts]
+
+    def failing(prompts):
+        if calls:
+            raise RuntimeError("killed")
+        return gen(prompts)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), failing)
+    assert not path.exists() and path.with_name("k.json.cache").exists()  # nothing partial at the output
+    done = calls[0]
+    _, _, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), gen)  # resumed: only the rest generated
+    total = done + n
+    assert n > 0 and sum(calls) == total
+    first = path.read_bytes()
+    items, users = kn.stored_texts(ds, path)
+    path.unlink()  # Snakemake removes the output before rerunning the job
+    _, _, n = kn.knowledge(ds, kn.KnowledgeStore(path, "gen-a"), gen)
+    assert n == 0 and sum(calls) == total and path.read_bytes() == first  # the same bytes: KAR runs stay current
+    assert kn.stored_texts(ds, path) == (items, users)
+    # a KAR run reads the output alone (the file it fingerprints), never the working copy: with only a
+    # complete working copy there, it finds no knowledge file
+    path.unlink()
+    assert json.loads(path.with_name("k.json.cache").read_bytes()) == json.loads(first)
+    with pytest.raises(ValueError, match="not found"):
+        kn.stored_texts(ds, path)
+
+
 def test_template_knowledge_and_missing_entries(data, tmp_path):
     ds = load_dataset(data)
     path = tmp_path / "t.json"

@@ -10,8 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Write KAR's knowledge file for a data set: one text per item prompt and per user prompt (KAR's product "
         "prompts without ratings; user history = the first min(ceil(n/2), 15) training items). Texts already in "
-        "--out for the same generator and prompt version are reused; the file is saved after every batch, so an "
-        "interrupted generation resumes."
+        "--out (or its working copy --out.cache) for the same generator and prompt version are reused; the working "
+        "copy is saved after every batch, so an interrupted generation resumes, and --out is written when complete."
     )
     parser.add_argument("--data", required=True, type=Path, help="prepared data set folder")
     parser.add_argument("--generator", default="template",

@@ -9,7 +9,9 @@ history titles: a labelled stand-in that needs no LLM), or a causal LLM (``smoll
 
 The texts live in one JSON file per (data set, generator): :class:`KnowledgeStore`. Each entry is
 keyed by the sha256 of (generator, prompt version, prompt), so a changed prompt or generator
-never reuses a stale text, and an unchanged one is never generated twice.
+never reuses a stale text, and an unchanged one is never generated twice: generation saves after
+every batch to a working copy beside the file (``<file>.cache``, not a workflow output, so a failed
+or rerun job keeps it, as a run keeps its checkpoint), and writes the file itself once complete.
 """
 
 from __future__ import annotations
@@ -60,34 +62,43 @@ def template_user(titles: Sequence[str]) -> str:
 
 
 class KnowledgeStore:
-    """A JSON file of generated texts keyed by (generator, prompt version, prompt)."""
+    """A JSON file of generated texts keyed by (generator, prompt version, prompt). With ``resume`` (generating),
+    the texts of its working copy ``<file>.cache`` are read too; without (a KAR run reading its input), the file's
+    alone."""
 
-    def __init__(self, path: str | Path, generator: str):
+    def __init__(self, path: str | Path, generator: str, resume: bool = True):
         self.path, self.generator = Path(path), generator
+        self.cache = self.path.with_name(self.path.name + ".cache")
         self.entries: dict[str, str] = {}
-        if self.path.exists():
-            blob = read_json(self.path)
-            if not isinstance(blob, dict) or not isinstance(blob.get("entries"), dict):
-                raise ValueError(f"{self.path}: not a knowledge file (expected an object with 'entries')")
-            self.entries = blob["entries"]
+        for source in (self.cache, self.path) if resume else (self.path,):
+            if source.exists():
+                blob = read_json(source)
+                if not isinstance(blob, dict) or not isinstance(blob.get("entries"), dict):
+                    raise ValueError(f"{source}: not a knowledge file (expected an object with 'entries')")
+                self.entries.update(blob["entries"])
 
     def key(self, prompt: str) -> str:
         return hashlib.sha256(f"{self.generator}\n{PROMPT_VERSION}\n{prompt}".encode()).hexdigest()
 
     def get_many(self, prompts: Sequence[str], generate: Callable[[list[str]], list[str]],
                  batch: int = 16) -> tuple[list[str], int]:
-        """Texts for ``prompts``, generating only the missing ones (saved after every batch); returns
-        (texts, number generated)."""
+        """Texts for ``prompts``, generating only the missing ones (saved to the working copy after every batch);
+        returns (texts, number generated)."""
         missing = [p for p in dict.fromkeys(prompts) if self.key(p) not in self.entries]
         for s in range(0, len(missing), batch):
             chunk = missing[s : s + batch]
             for p, text in zip(chunk, generate(chunk)):
                 self.entries[self.key(p)] = text
-            self.save()
+            self._write(self.cache)
         return [self.entries[self.key(p)] for p in prompts], len(missing)
 
     def save(self) -> None:
-        write_json(self.path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "entries": self.entries})
+        """Write the file (atomically) and its working copy: every text generated so far."""
+        self._write(self.cache)
+        self._write(self.path)
+
+    def _write(self, path: Path) -> None:
+        write_json(path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "entries": self.entries})
 
 
 def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]]:
@@ -96,7 +107,7 @@ def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]
     if not path.exists():
         raise ValueError(f"knowledge_file: {path} not found (write it with `laser-repro kar-knowledge`)")
     blob = read_json(path)
-    store = KnowledgeStore(path, str(blob.get("generator")))
+    store = KnowledgeStore(path, str(blob.get("generator")), resume=False)
     item_p = [item_prompt(it) for it in ds.items]
     user_p = [user_prompt(user_titles(ds, u)) for u in range(ds.n_users)]
     missing = sum(store.key(p) not in store.entries for p in item_p + user_p)
@@ -145,6 +156,7 @@ def knowledge(ds: SeqDataset, store: KnowledgeStore, generate: Callable[[list[st
     user_p = {u: user_prompt(user_titles(ds, u)) for u in all_users}
     items, n1 = store.get_many(item_p, generate)
     answers, n2 = store.get_many(list(user_p.values()), generate)
+    store.save()  # the file itself, complete
     user_text = [""] * ds.n_users
     for (u, p), a in zip(user_p.items(), answers):
         user_text[u] = p.split(". Analyze")[0] + ". " + a  # KAR: the history part of the prompt + the answer
