@@ -19,7 +19,8 @@ that sensitivity directly, for the M-Former and the learnable prefix at lr 1e-3 
   histories whose selected experts differ (Eq. 4's top k);
 - after every step, how far copy a's prefix has travelled (its path: the sum of its per-step moves over its step-0
   norm, for the same 32 histories) and, for MiniLM, the path of what the backbone's first layer reads at the prefix
-  positions (after its embedding LayerNorm); ``--every N`` adds a checkpoint every N steps.
+  positions (after its embedding LayerNorm); ``--every N`` adds a checkpoint every N steps; ``--groups`` adds the
+  weight distance within each weight group (the M-Former's queries by expert).
 
 Writes ``benchmarks/divergence.md``. Nothing here trains a result; one diagnostic, one seed.
 """
@@ -42,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_laser_cpu import CPU_MFORMER  # noqa: E402  the real-data runs' M-Former
 from bench_laser_scientific import run_config  # noqa: E402  the real-data runs' configs
+from bench_prefix_anatomy import group_of  # noqa: E402  the M-Former's weight groups
 from bench_prefix_steps import (  # noqa: E402  its four configs, a run's start and step
     CASES, LRS, kept, probe_prefix, run_start, runs_budget, steps_parser, top_k, train_step)
 from laser_repro.io import write_text  # noqa: E402
@@ -169,6 +171,12 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # lr 1e-3's from the same start.
 # (``divergence_fp32_lr1e-4.md``: held. 1.5e-4 apart after 100 steps, every top-10 list shared, no expert choice
 # differing; growing, though: about 1e-6 to step 30, 2-4e-6 to step 55, then from 6.5e-6 at step 60 to 1.5-2.5e-4.)
+# Where in the M-Former does seed 0's fp32 step 5 amplify (user vectors 43-fold, the weights as a whole only 3-fold:
+# 3.3e-6 -> 9.9e-6)? ``--groups`` splits the weight distance by weight group, the queries by expert (``--steps 15
+# --every 1 --groups --cases main-lr0.001``, fp32). Prediction, written before the run: a small group carries the
+# jump. At step 5, the router or one expert's queries grows at least 10-fold, while the two feed-forward groups (the
+# largest, 48% of the weights) grow less than 3-fold. It fails if no group grows 10-fold at step 5, or if the
+# feed-forward groups grow as much as the most-grown group.
 APART = 0.05
 
 
@@ -235,14 +243,40 @@ def encoder_input(model, prefix: torch.Tensor) -> torch.Tensor | None:
         return bb.model.embeddings(inputs_embeds=prefix.to(bb.dtype), position_ids=torch.arange(n).expand(b, n)).float()
 
 
+def weight_group(name: str) -> str:
+    """A trainable weight's group: an M-Former weight's by :func:`group_of` (``mformer.router.weight`` -> ``router``),
+    any other's module (``prefix``, ``suffix``, ...)."""
+    return group_of(name[len("mformer."):]) if name.startswith("mformer.") else name.split(".")[0]
+
+
+def group_distances(a: torch.nn.Module, b: torch.nn.Module) -> dict[str, float]:
+    """The copies' relative weight distance ||theta_b - theta_a|| / ||theta_a|| within each :func:`weight_group`, the
+    M-Former's queries split by expert (``queries e0``, ...: Eq. 4 selects an expert's query rows as a whole)."""
+    diff: dict[str, float] = {}
+    norm: dict[str, float] = {}
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        if not pa.requires_grad:
+            continue
+        group = weight_group(name)
+        pairs = [(f"{group} e{e}", pa[e], pb[e]) for e in range(pa.shape[0])] if name == "mformer.queries" \
+            else [(group, pa, pb)]
+        for key, wa, wb in pairs:
+            diff[key] = diff.get(key, 0.0) + float((wb.detach() - wa.detach()).float().pow(2).sum())
+            norm[key] = norm.get(key, 0.0) + float(wa.detach().float().pow(2).sum())
+    return {key: math.sqrt(diff[key] / norm[key]) if norm[key] else 0.0 for key in diff}
+
+
 def weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().float().flatten() for p in model.parameters() if p.requires_grad])
 
 
-def compare(a, b, probe: list, table: torch.Tensor) -> dict:
-    """Distance of the two copies' weights and of what they make of the probe histories (eval mode)."""
+def compare(a, b, probe: list, table: torch.Tensor, by_group: bool = False) -> dict:
+    """Distance of the two copies' weights (``by_group``: also per :func:`group_distances`) and of what they make of
+    the probe histories (eval mode)."""
     wa, wb = weights(a), weights(b)
     out = {"weights": float((wb - wa).norm() / wa.norm())}
+    if by_group:
+        out["groups"] = group_distances(a, b)
     hs, experts = [], []
     for m in (a, b):
         m.eval()
@@ -283,7 +317,8 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
-            points.append({"step": step, **compare(a, b, probe, table), "path": path,
+            by_group = getattr(args, "groups", False)
+            points.append({"step": step, **compare(a, b, probe, table, by_group), "path": path,
                            "drift": float((last_p - p0).norm() / p0.norm()), "path_in": path_in})
         if step == steps:
             break
@@ -328,7 +363,8 @@ def report(rows: list[dict], args) -> str:
     precision = " / ".join(dict.fromkeys(r["precision"] for r in rows)) or "not run"  # each case's own config
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
-             f"--eps {args.eps:g}{option_flag(args, 'every')}{cases}{option_flag(args, 'seed')}` on "
+             f"--eps {args.eps:g}{option_flag(args, 'every')}{' --groups' if getattr(args, 'groups', False) else ''}"
+             f"{cases}{option_flag(args, 'seed')}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{cpu_model()}, the frozen backbone {precision} (`auto`: bf16 autocast where the CPU has "
              f"bf16 units). Each configuration is the MiniLM run config of `bench_laser_scientific.py` (seed {seed}: "
@@ -361,6 +397,15 @@ def report(rows: list[dict], args) -> str:
             cells = ["—" if p.get(key) is None else format(p[key], formats[key]) for p in r["points"]]
             lines.append(f"| {r['label']} | {r['lr']:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    for r in rows:  # --groups: where in the model the copies' weights part
+        if "groups" not in r["points"][0]:
+            continue
+        lines += [f"**Weight distance by group** ({r['label']}, lr {r['lr']:g}; the M-Former's queries by expert) "
+                  "after each step:", "", "| group | " + " | ".join(f"step {s}" for s in marks) + " |",
+                  "|---|" + "---:|" * len(marks)]
+        for group in r["points"][0]["groups"]:
+            lines.append(f"| {group} | " + " | ".join(f"{p['groups'][group]:.1e}" for p in r["points"]) + " |")
+        lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
               "apart, the prefix and encoder-input paths there, and at the step before it.", "",
               "| prefix | lr | first step apart | its user-vector distance | path there | input path there "
@@ -383,13 +428,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="also compare the copies every this many steps (default 0: steps 1, 2, 5, 10, 20, 50, ...)")
     ap.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=list(RUN_CASES),
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
+    ap.add_argument("--groups", action="store_true",
+                    help="also report the weight distance within each weight group (the M-Former's queries by expert)")
     add_seed_option(ap)
     args = ap.parse_args(argv)
     if args.every < 0:
         ap.error(f"--every: expected 0 (log-spaced checkpoints only) or a positive number of steps, got {args.every}")
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
-    budget.seed, budget.every = args.seed, args.every  # the runs' config and the checkpoints measure() takes
+    budget.seed, budget.every, budget.groups = args.seed, args.every, args.groups  # what measure() takes
     rows = []
     for case in args.cases:
         label, variant, lr, overrides, frozen = RUN_CASES[case]

@@ -46,8 +46,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # the divergence cases' MiniLM configs, and their command-line options
-from bench_divergence import RUN_CASES, add_seed_option, case_config, cases_flag, option_flag  # noqa: E402
-from bench_prefix_anatomy import group_of  # noqa: E402
+from bench_divergence import (  # noqa: E402
+    RUN_CASES, add_seed_option, case_config, cases_flag, option_flag, weight_group)
 from bench_prefix_steps import probe_rows, run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
@@ -125,12 +125,6 @@ def hessian_matvec(model, params: list[torch.nn.Parameter], rows: tuple[list, np
         return torch.cat([h.flatten() for h in hv]).detach()
 
     return matvec, loss.item()
-
-
-def weight_group(name: str) -> str:
-    """A trainable weight's group: an M-Former weight's by :func:`group_of` (``mformer.router.weight`` -> ``router``),
-    any other's module (``prefix``, ``suffix``, ...)."""
-    return group_of(name[len("mformer."):]) if name.startswith("mformer.") else name.split(".")[0]
 
 
 def named_slices(model, params: list[torch.nn.Parameter]) -> dict[str, slice]:

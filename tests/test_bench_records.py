@@ -776,9 +776,11 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     weights, dropout masks and bit-repeatable gradients: distance 0, all top-10 items shared, no expert differs); a
     perturbation of 1e-3 starts the copies 1e-3 apart (||theta eps z|| / ||theta|| = eps within sampling error) and
     reaches the user vectors; the learnable prefix has no experts to compare."""
+    import copy
     import dataclasses as dc
 
     import pytest
+    import torch
 
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
     from laser_repro.laser.tiny import tiny_config, tiny_dataset
@@ -849,6 +851,33 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     text = mod.report([same], argparse.Namespace(threads=1, steps=3, eps=1e-3, cases=["main-lr0.0003"], seed=1,
                                                  every=2))
     assert "--eps 0.001 --every 2 --cases main-lr0.0003 --seed 1` on" in text and "(seed 1:" in text
+    # --groups: the weight distance within each group, by hand: the router's weights moved by 3-4 of 12-16 (|.| 5 of
+    # 20), expert 1's queries by 1 of 2, expert 0's not, the suffix not
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mformer = torch.nn.Module()
+            self.mformer.queries = torch.nn.Parameter(torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]]))
+            self.mformer.router = torch.nn.Linear(2, 1, bias=False)
+            self.suffix = torch.nn.Linear(1, 1)
+            with torch.no_grad():
+                self.mformer.router.weight.copy_(torch.tensor([[12.0, 16.0]]))
+
+    ta = Tiny()
+    tb = copy.deepcopy(ta)
+    with torch.no_grad():
+        tb.mformer.router.weight += torch.tensor([[3.0, 4.0]])
+        tb.mformer.queries[1, 0, 1] += 1.0
+    assert mod.group_distances(ta, tb) == {"queries e0": 0.0, "queries e1": 0.5, "router": 0.25, "suffix": 0.0}
+    grouped = mod.measure("main", 1e-3, argparse.Namespace(steps=2, groups=True), 1e-3)
+    first = grouped["points"][0]["groups"]
+    assert {"router", "suffix", "queries e0", "out_proj.weight"} <= set(first) and "queries" not in first
+    # eps z per weight: about eps in every group of nonzero weights (zero-initialised biases stay equal)
+    assert max(first.values()) < 3e-3 and all(first[g] > 3e-4 for g in ("router", "queries e0", "out_proj.weight"))
+    assert "groups" not in apart["points"][0]  # only with --groups
+    text = mod.report([grouped], argparse.Namespace(threads=1, steps=2, eps=1e-3, groups=True))
+    assert "--eps 0.001 --groups` on" in text and "**Weight distance by group** (main, lr 0.001;" in text
+    assert "| queries e0 | " in text and "| group | step 0 | step 1 | step 2 |" in text
     # --every: a checkpoint at every 2nd step besides the log-spaced ones
     assert [p["step"] for p in mod.measure("main", 1e-3, argparse.Namespace(steps=5, every=2), 0.0)["points"]] == [
         0, 1, 2, 4, 5]
