@@ -177,6 +177,13 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # jump. At step 5, the router or one expert's queries grows at least 10-fold, while the two feed-forward groups (the
 # largest, 48% of the weights) grow less than 3-fold. It fails if no group grows 10-fold at step 5, or if the
 # feed-forward groups grow as much as the most-grown group.
+# (``divergence_fp32_groups.md``: held as worded, its premise not. At step 5 the router grows 31-fold (6.7e-7 ->
+# 2.1e-5), experts 0, 4 and 5's queries 14-20-fold, the feed-forward groups 2.3-2.4-fold. But no small group carries
+# it: the context projection grows 22-fold, cross-attention 18, the output projection's bias 56, and most groups land
+# at 0.9-2.2e-5 apart; the feed-forward groups grow least because Adam's first step had put them 9e-6 apart already.
+# Experts 1, 2, 3, 6 and 7's queries and the suffix barely move at step 5 (1.1-1.3-fold; whether step 5's batch
+# selected those experts was not recorded). Step 9 is as broad: every group 10-100-fold. So the amplification sits
+# in those steps' gradients as a whole, not in one group; what makes those batches sensitive remains open.)
 APART = 0.05
 
 
