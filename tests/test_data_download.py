@@ -27,6 +27,12 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+        if start >= len(body):  # nothing from there on: 416, with the full size
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(body)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
@@ -66,3 +72,42 @@ def test_download_errors_are_helpful(server, tmp_path):
         category_name("books")
     with pytest.raises(OSError, match="HTTP 404"):
         download_category("games", tmp_path, base=server, progress=False)
+
+
+def test_download_never_replaces_a_file_it_did_not_download(server, tmp_path):
+    """A user's own Pet_Supplies_5.json.gz in --out was downloaded again and silently replaced."""
+    mine = tmp_path / "Pet_Supplies_5.json.gz"
+    mine.write_bytes(b"my own copy")
+    with pytest.raises(FileExistsError, match=r"Pet_Supplies_5.json.gz: already there, and not downloaded by "
+                                              r"`laser-repro data download`.*data prepare --input"):
+        download_category("pet", tmp_path, base=server, progress=False)
+    assert mine.read_bytes() == b"my own copy" and RangeHandler.requests == []
+
+
+def test_a_removed_record_does_not_download_again(server, tmp_path):
+    """In the workflow downloads.json is the job's output: Snakemake removes it when the job fails (here: after
+    the reviews file, before meta), so the finished reviews file was fetched again from scratch."""
+    reviews = PAYLOAD["/categoryFilesSmall/Pet_Supplies_5.json.gz"]
+    download_category("pet", tmp_path, base=server, progress=False)
+    (tmp_path / "downloads.json").unlink()
+    (tmp_path / "meta_Pet_Supplies.json.gz").unlink()
+    n = len(RangeHandler.requests)
+    record = download_category("pet", tmp_path, base=server, progress=False)
+    assert [path for path, _ in RangeHandler.requests[n:]] == ["/metaFiles2/meta_Pet_Supplies.json.gz"]
+    assert record["Pet_Supplies_5.json.gz"]["sha256"] == hashlib.sha256(reviews).hexdigest()
+    assert set(record) == {"Pet_Supplies_5.json.gz", "meta_Pet_Supplies.json.gz"}
+    assert (tmp_path / "downloads.json").exists()
+
+
+def test_a_complete_part_file_is_accepted_only_at_the_files_size(server, tmp_path):
+    """On HTTP 416 a .part file was renamed into place unchecked (one left by another mirror, say)."""
+    reviews = PAYLOAD["/categoryFilesSmall/Pet_Supplies_5.json.gz"]
+    part = tmp_path / "Pet_Supplies_5.json.gz.part"
+    part.write_bytes(reviews + b"more")  # longer than the file: not this file
+    with pytest.raises(OSError, match=r"the server refuses to resume .*Pet_Supplies_5.json.gz.part \(1024004 bytes; "
+                                      r"the file has 1024000 bytes\); delete it"):
+        download_category("pet", tmp_path, base=server, progress=False)
+    assert part.exists() and not (tmp_path / "Pet_Supplies_5.json.gz").exists()
+    part.write_bytes(reviews)  # complete: the server answers 416 from its end, and it is taken as it is
+    record = download_category("pet", tmp_path, base=server, progress=False)
+    assert record["Pet_Supplies_5.json.gz"]["size"] == len(reviews) and not part.exists()

@@ -1,8 +1,10 @@
 """Download the paper's raw Amazon 2018 files (for users with a network).
 
 Each file is fetched to ``{name}.part`` with HTTP range requests, so an interrupted
-download resumes where it stopped; when complete it is renamed into place and its size
-and sha256 are recorded in ``downloads.json`` in the output folder. A user who already
+download resumes where it stopped; when complete it is renamed into place and its URL, size
+and sha256 are recorded beside it (``.{name}.download.json``) and in ``downloads.json`` in the
+output folder (the workflow's output: Snakemake removes it when a job fails, the marks stay).
+A file already there that this command did not download is never replaced. A user who already
 has the files points ``laser-repro data prepare --input`` at them instead.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -60,9 +63,14 @@ def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) ->
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and done:  # the part file is already complete
-            os.replace(part, dest)
-            return dest
+        if err.code == 416 and done:  # nothing left from byte `done` on: complete only if the file has that size
+            total = _range_total(err.headers.get("Content-Range") if err.headers else None)
+            if total == done:
+                os.replace(part, dest)
+                return dest
+            raise OSError(f"{url}: the server refuses to resume {part} ({done} bytes; the file has "
+                          f"{'an unknown size' if total is None else f'{total} bytes'}); delete it to download "
+                          "again") from None
         raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
         raise OSError(
@@ -87,10 +95,22 @@ def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) ->
     return dest
 
 
+def _range_total(content_range: str | None) -> int | None:
+    """The full size in a ``Content-Range`` header (``bytes */1024``, ``bytes 0-99/1024``); None if absent."""
+    m = re.search(r"/(\d+)\s*$", content_range or "")
+    return int(m.group(1)) if m else None
+
+
+def download_mark(dest: Path) -> Path:
+    """Where :func:`download_category` records a file it downloaded (beside it, not a workflow output)."""
+    return dest.with_name(f".{dest.name}.download.json")
+
+
 def download_category(category: str, out_dir: str | Path, base: str | None = None, progress: bool = True) -> dict:
     """Fetch the reviews and meta files of ``category`` into ``out_dir``; return the record.
 
-    Files already recorded in ``downloads.json`` with a matching size are not fetched again.
+    Files this command downloaded before (recorded beside them or in ``downloads.json``) with a matching
+    size are not fetched again; a file there that it did not download is refused, never replaced.
     """
     category = category_name(category)
     out = Path(out_dir)
@@ -102,12 +122,24 @@ def download_category(category: str, out_dir: str | Path, base: str | None = Non
     for template in urls:
         url = template.format(category=category)
         dest = out / url.rsplit("/", 1)[1]
-        known = record.get(dest.name)
-        if dest.exists() and known and known["size"] == dest.stat().st_size:
-            log.info("%s: already downloaded (sha256 %s)", dest, known["sha256"][:12])
-            continue
+        mark = download_mark(dest)
+        known = read_json(mark) if mark.exists() else record.get(dest.name)
+        if dest.exists():
+            if known and known["size"] == dest.stat().st_size:
+                log.info("%s: already downloaded (sha256 %s)", dest, known["sha256"][:12])
+                record[dest.name] = known
+                continue
+            if not known:
+                raise FileExistsError(
+                    f"{dest}: already there, and not downloaded by `laser-repro data download` (no {mark.name} or "
+                    f"entry in {record_path.name}); prepare from it with `laser-repro data prepare --input {out}`, "
+                    "or move it away to download it")
+            log.warning("%s: %d bytes, but %d were downloaded; downloading it again", dest, dest.stat().st_size,
+                        known["size"])
         fetch(url, dest, progress=progress)
         record[dest.name] = {"url": url, "size": dest.stat().st_size, "sha256": sha256_of(dest)}
+        write_json(mark, record[dest.name])
         write_json(record_path, record)
         log.info("%s: %d bytes, sha256 %s", dest, record[dest.name]["size"], record[dest.name]["sha256"])
+    write_json(record_path, record)
     return record
