@@ -514,6 +514,25 @@ def test_encoded_text_caches_are_keyed_by_their_inputs(tmp_path, monkeypatch):
     assert len(list(shared.glob("*.npz"))) == 1
     tf.encode_cached(tmp_path / "run3" / "k.npz", ["pen"], "minilm", 8, "cpu", shared=shared)
     assert len(calls) == 7 and len(list(shared.glob("*.npz"))) == 2
+    # another model put at the same local:PATH encodes again (once the same key: its stale vectors were reused)
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"hidden_size": 4}')
+    (bert / "model.safetensors").write_bytes(b"w" * 10)
+    enc = f"local:{bert}"
+    tf.encode_cached(tmp_path / "run4" / "k.npz", ["pen"], enc, 8, "cpu", shared=shared)
+    tf.encode_cached(tmp_path / "run5" / "k.npz", ["pen"], enc, 8, "cpu", shared=shared)
+    assert len(calls) == 8
+    (bert / "config.json").write_text('{"hidden_size": 8}')
+    tf.encode_cached(tmp_path / "run5" / "k.npz", ["pen"], enc, 8, "cpu", shared=shared)
+    (bert / "model.safetensors").write_bytes(b"w" * 11)
+    tf.encode_cached(tmp_path / "run5" / "k.npz", ["pen"], enc, 8, "cpu", shared=shared)
+    assert len(calls) == 10
+    # an LLM encoder's vectors depend on its numerics: bf16 weights on CUDA, fp32 (or autocast) on CPU
+    assert tf.encoding_key(["pen"], "smollm2", None, device="cpu") != tf.encoding_key(["pen"], "smollm2", None,
+                                                                                       device="cuda")
+    assert tf.encoding_key(["pen"], "minilm", None, device="cpu") == tf.encoding_key(["pen"], "minilm", None,
+                                                                                     device="cuda")
 
 
 # ---------------------------------------------------------------- artifacts outside the workflow

@@ -81,12 +81,35 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     return out
 
 
-def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_tokens: int = MAX_TOKENS) -> str:
+def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_tokens: int = MAX_TOKENS,
+                 device: Any = "cpu") -> str:
     """What an encoding depends on (the texts, the encoder, the pooling, a token limit other than
-    :data:`MAX_TOKENS`), as a short hash."""
+    :data:`MAX_TOKENS`, and :func:`encoder_state`), as a short hash."""
     parts = [encoder, pooling, list(texts)] + ([max_tokens] if max_tokens != MAX_TOKENS else [])
+    parts += encoder_state(encoder, device)
     blob = json.dumps(parts, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def encoder_state(encoder: str, device: Any) -> list:
+    """What else an encoder's vectors depend on, beyond its name: a ``local:PATH`` folder's files (names and
+    sizes) and config.json, so another model put at the same path encodes again; an LLM encoder's numerics
+    (``encode_with_backbone``: bf16 weights on CUDA, bf16 autocast on a CPU with bf16 units). Empty for the
+    fp32 BERT-style encoders loaded by name (``minilm``, hub ids): their keys are as before."""
+    from laser_repro.laser.backbones import HUB, default_dtype
+    from laser_repro.train.scaffold import cpu_autocast
+
+    if encoder.startswith("local:"):
+        folder = Path(encoder[len("local:"):])
+        files = sorted([str(f.relative_to(folder)), f.stat().st_size] for f in folder.rglob("*") if f.is_file()) \
+            if folder.is_dir() else []
+        config = folder / "config.json"
+        digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
+        return [{"files": files, "config": digest}]
+    if encoder in HUB or encoder == "smollm2":
+        dev = torch.device(device)
+        return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev)}]
+    return []
 
 
 def _read_cache(path: Path, key: str) -> np.ndarray | None:
@@ -111,7 +134,7 @@ def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: in
     texts, another encoder or pooling is recomputed and replaced (it is this function's own file). With ``shared``
     (a folder runs share), ``shared/<key>.npz`` is read before encoding and written after (atomically: runs
     encoding the same texts at once write the same bytes); the run's own ``path`` gets its copy either way."""
-    key = encoding_key(texts, encoder, pooling, max_tokens)
+    key = encoding_key(texts, encoder, pooling, max_tokens, device)
     vectors = _read_cache(path, key)
     if vectors is not None:
         return vectors
