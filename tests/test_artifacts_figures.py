@@ -116,3 +116,28 @@ def test_fig3_fig4_fig5_images_and_variants(tmp_path, caplog):
     out5 = tmp_path / "fig5.png"
     fig5.plot_fig5(d5, out5)
     _assert_image(out5)
+
+
+def test_a_failed_pdf_leaves_the_old_png_and_pdf_together(tmp_path, monkeypatch):
+    """save_figure replaced the PNG, then wrote the PDF: a failure in between left a new PNG beside an old PDF."""
+    import matplotlib.figure
+
+    from laser_repro.artifacts.plotting import new_figure, save_figure
+
+    fig, _ = new_figure(1, 1)
+    png, pdf = save_figure(fig, tmp_path / "fig.png")
+    before = png.read_bytes(), pdf.read_bytes()
+    real = matplotlib.figure.Figure.savefig
+
+    def no_pdf(self, fname, *args, **kwargs):
+        if kwargs.get("format") == "pdf":
+            raise OSError("disk full")
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", no_pdf)
+    fig, axes = new_figure(1, 1)
+    axes.flat[0].plot([0, 1], [1, 0])
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, png)
+    assert (png.read_bytes(), pdf.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.pdf", "fig.png"]  # no temporary left

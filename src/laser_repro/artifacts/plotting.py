@@ -144,9 +144,9 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
         for i, text in enumerate(reversed(lines)):
             fig.text(0.01, 0.005 + i * line, text, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
         fig.tight_layout(rect=(0, 0.005 + len(lines) * line, 1, top))
-        with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=200, format="png", metadata=FIGURE_METADATA["png"])
-        with atomic_path(pdf, suffix=".pdf") as tmp:
-            fig.savefig(tmp, format="pdf", metadata=FIGURE_METADATA["pdf"])
+        # both written before either replaces its old file: a failed PDF leaves the old PNG and PDF, never a mix
+        with atomic_path(out, suffix=".png") as png_tmp, atomic_path(pdf, suffix=".pdf") as pdf_tmp:
+            fig.savefig(png_tmp, dpi=200, format="png", metadata=FIGURE_METADATA["png"])
+            fig.savefig(pdf_tmp, format="pdf", metadata=FIGURE_METADATA["pdf"])
     plt.close(fig)
     return out, pdf
