@@ -345,6 +345,7 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     assert first["test"]["n"] == 7
 
     digest = hashlib.sha256((tmp_path / "run" / "model.pt").read_bytes()).hexdigest()
+    shutil.copytree(tmp_path / "run", tmp_path / "wf")  # the same run, for the workflow's way of rerunning it below
     retested = trainer.train_laser(full, tmp_path / "run")
     # model.pt is left as it is: runs that start from it (init_from) record its digest
     assert hashlib.sha256((tmp_path / "run" / "model.pt").read_bytes()).hexdigest() == digest
@@ -359,15 +360,21 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     assert np.array_equal(after.ranks[mask][order], ranks_before.ranks[np.argsort(ranks_before.users)])
     assert np.array_equal(after.ranks, load_ranks(tmp_path / "whole" / "ranks.npz")["test"].ranks)
     # as the workflow reruns it: Snakemake removes the job's outputs first, so only the checkpoint is left, which
-    # resumes under the other test keys (it once was removed as "a different run config" and the run retrained)
-    shutil.copytree(tmp_path / "run", tmp_path / "wf")
+    # resumes under the other test keys (it once was removed as "a different run config" and the run retrained);
+    # model.pt comes out byte for byte as the training wrote it, so runs starting from it stay current
     for name in ("metrics.json", "ranks.npz", "model.pt"):
         (tmp_path / "wf" / name).unlink()
-    rerun = trainer.train_laser(capped, tmp_path / "wf", replace_stale=True)
+    rerun = trainer.train_laser(full, tmp_path / "wf", replace_stale=True)
     log = (tmp_path / "wf" / "train.log").read_text()
     assert log.count("phase 1 epoch 0:") == 1 and "checkpoint of this very training with other max_eval_users" in log
-    assert rerun["test"] == pytest.approx(first["test"], abs=1e-12) and rerun["history"] == first["history"]
-    assert np.array_equal(load_ranks(tmp_path / "wf" / "ranks.npz")["test"].ranks, ranks_before.ranks)
+    assert rerun["test"] == pytest.approx(whole["test"], abs=1e-12) and rerun["history"] == first["history"]
+    assert np.array_equal(load_ranks(tmp_path / "wf" / "ranks.npz")["test"].ranks,
+                          load_ranks(tmp_path / "whole" / "ranks.npz")["test"].ranks)
+    assert hashlib.sha256((tmp_path / "wf" / "model.pt").read_bytes()).hexdigest() == digest
+    for name in ("metrics.json", "ranks.npz", "model.pt"):  # and back to the cap, from the adopted checkpoint
+        (tmp_path / "wf" / name).unlink()
+    assert trainer.train_laser(capped, tmp_path / "wf", replace_stale=True)["test"] == pytest.approx(first["test"])
+    assert hashlib.sha256((tmp_path / "wf" / "model.pt").read_bytes()).hexdigest() == digest
     # finished under the new config: a third call changes nothing; back to the cap retests again (all kept)
     assert trainer.train_laser(full, tmp_path / "run") == retested
     again = trainer.train_laser(capped, tmp_path / "run")

@@ -245,7 +245,9 @@ def test_replace_stale_never_removes_what_the_suite_did_not_write(data, tmp_path
     with pytest.raises(scaffold.StaleRun, match=r"out/checkpoint.pt: not a checkpoint this suite wrote"):
         train_idrec(cfg(data), out, replace_stale=True)
     assert torch.load(out / "checkpoint.pt")["weight"].tolist() == [1.0, 1.0]
-    (out / "checkpoint.pt").unlink()
+    torch.save({"config_hash": "0" * 16, "state": {}}, out / "checkpoint.pt")  # the suite's, before 2026-11-28
+    assert train_idrec(cfg(data), out, replace_stale=True)["epochs_run"] == 2  # replaced, as the suite's own
+    shutil.rmtree(out)
     first = train_idrec(cfg(data), out)  # the suite's own stale files are still replaced
     again = train_idrec(cfg(data, seed=1), out, replace_stale=True)
     assert again["seed"] == 1 and first["seed"] == 0

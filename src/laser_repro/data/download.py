@@ -65,6 +65,8 @@ def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) ->
     except urllib.error.HTTPError as err:
         if err.code == 416 and done:  # nothing left from byte `done` on: complete only if the file has that size
             total = _range_total(err.headers.get("Content-Range") if err.headers else None)
+            if total is None:
+                total = _remote_size(url, timeout)
             if total == done:
                 os.replace(part, dest)
                 return dest
@@ -101,6 +103,16 @@ def _range_total(content_range: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _remote_size(url: str, timeout: float) -> int | None:
+    """The file's size by a HEAD request (``Content-Length``); None when the server does not say."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+    except (urllib.error.URLError, OSError):
+        return None
+    return int(length) if length is not None and length.isdigit() else None
+
+
 def download_mark(dest: Path) -> Path:
     """Where :func:`download_category` records a file it downloaded (beside it, not a workflow output)."""
     return dest.with_name(f".{dest.name}.download.json")
@@ -125,17 +137,20 @@ def download_category(category: str, out_dir: str | Path, base: str | None = Non
         mark = download_mark(dest)
         known = read_json(mark) if mark.exists() else record.get(dest.name)
         if dest.exists():
-            if known and known["size"] == dest.stat().st_size:
+            if known and known.get("size") == dest.stat().st_size:
                 log.info("%s: already downloaded (sha256 %s)", dest, known["sha256"][:12])
                 record[dest.name] = known
+                if not mark.exists():  # downloaded before marks were written: mark it now
+                    write_json(mark, known)
                 continue
             if not known:
                 raise FileExistsError(
                     f"{dest}: already there, and not downloaded by `laser-repro data download` (no {mark.name} or "
                     f"entry in {record_path.name}); prepare from it with `laser-repro data prepare --input {out}`, "
                     "or move it away to download it")
-            log.warning("%s: %d bytes, but %d were downloaded; downloading it again", dest, dest.stat().st_size,
-                        known["size"])
+            log.warning("%s: %d bytes, not the %s downloaded; downloading it again", dest, dest.stat().st_size,
+                        known.get("size", "size not yet recorded"))
+        write_json(mark, {"url": url})  # ours from here on, even if killed before its size and sha256 are recorded
         fetch(url, dest, progress=progress)
         record[dest.name] = {"url": url, "size": dest.stat().st_size, "sha256": sha256_of(dest)}
         write_json(mark, record[dest.name])

@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Write KAR's knowledge file for a data set: one text per item prompt and per user prompt (KAR's product "
         "prompts without ratings; user history = the first min(ceil(n/2), 15) training items). Texts already in "
         "--out (or its working copy --out.cache) for the same generator and prompt version are reused; the working "
-        "copy is saved after every batch, so an interrupted generation resumes, and --out is written when complete."
+        "copy is saved after every batch, so an interrupted generation resumes, and --out is written when complete. "
+        "To generate every text again (e.g. with another --max-new-tokens, which is not in the key), delete --out "
+        "and --out.cache."
     )
     parser.add_argument("--data", required=True, type=Path, help="prepared data set folder")
     parser.add_argument("--generator", default="template",

@@ -376,7 +376,8 @@ def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, 
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_rows": n_rows,
     }
-    blob = {"trainable": model.trainable_state(), "config": run.config, "backbone": model.backbone.describe()}
+    blob = {"trainable": model.trainable_state(), "config": run.training_config(),
+            "backbone": model.backbone.describe()}
     return run.write_outputs(results, blob, record, device)
 
 

@@ -241,6 +241,8 @@ class RunFolder:
         self.test_keys = tuple(test_keys)
         # the training alone (test keys left out): a checkpoint of it resumes under any test keys
         self.training_hash = resume_hash(self.config, self.execution_keys + self.test_keys) if test_keys else None
+        # the test keys' values the training ran under (carried in its checkpoints; see training_config)
+        self.trained_with = {k: self.config.get(k) for k in self.test_keys}
 
     @property
     def checkpoint_path(self) -> Path:
@@ -274,12 +276,24 @@ class RunFolder:
         if not self.test_keys or not path.exists() or not self.checkpoint_path.exists():
             return None
         record = read_json(path)
-        if not is_ours(record) or record["resume_hash"] == self.resume_hash or not self._only_test_keys_differ(record):
+        theirs = record.get("resume_hash") if isinstance(record, dict) else None
+        if not theirs or theirs == self.resume_hash or not self._only_test_keys_differ(record):
             return None
         blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
-        return (record, blob) if is_ours(blob) and blob["resume_hash"] in (record["resume_hash"], self.resume_hash) \
-            else None
+        if not (isinstance(blob, dict) and blob.get("resume_hash") in (theirs, self.resume_hash)):
+            return None
+        self.trained_with = blob.get("trained_with") or self._trained_with_before(record)
+        return record, blob
+
+    def _trained_with_before(self, record: dict) -> dict:
+        """The test keys' values of a finished run whose checkpoint predates ``trained_with``: its model.pt's config
+        (a retest never rewrites model.pt), else its metrics.json's."""
+        config = record.get("config") or {}
+        model = self.path / MODEL_FILE
+        if model.exists():
+            config = (torch.load(model, map_location="cpu", weights_only=False) or {}).get("config") or config
+        return {k: config.get(k) for k in self.test_keys}
 
     def _only_test_keys_differ(self, record: dict) -> bool:
         """Whether a finished run's ``record`` trained exactly this run (its config differs at most in test keys)."""
@@ -335,14 +349,22 @@ class RunFolder:
                 # training stands, and its run ends by testing this config's users
                 log.info("%s: checkpoint of this very training with other %s; resuming it (the final test ranks "
                          "this config's users)", self.checkpoint_path, ", ".join(self.test_keys))
+                self.trained_with = blob.get("trained_with", self.trained_with)
                 return blob
             self._stale(self.checkpoint_path, self._why(blob, "checkpoint"))
             return None
+        self.trained_with = blob.get("trained_with", self.trained_with)
         return blob
+
+    def training_config(self) -> dict:
+        """The resolved config the training ran under: this run's, with the test keys' values it was trained
+        with. A model.pt records it, so a retest (other test users) writes the same bytes: runs that start from
+        it (``INPUT_RUNS``) stay current."""
+        return {**self.config, **self.trained_with}
 
     def save_checkpoint(self, **blob: Any) -> None:
         save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
-                                               "training_hash": self.training_hash,
+                                               "training_hash": self.training_hash, "trained_with": self.trained_with,
                                                "data_fingerprint": self.data_fingerprint,
                                                "input_fingerprints": self.config.get("input_fingerprints", {}),
                                                "config": {"seed": self.config.get("seed")}})
@@ -374,9 +396,9 @@ FOREIGN = "not a metrics.json this suite wrote (expected a JSON object with a re
 
 
 def is_ours(blob: Any) -> bool:
-    """Whether a metrics.json record or a checkpoint was written by this suite's trainers (they carry a resume hash);
-    what they did not write is never removed, ``replace_stale`` or not."""
-    return isinstance(blob, dict) and isinstance(blob.get("resume_hash"), str)
+    """Whether a metrics.json record or a checkpoint was written by this suite's trainers (they carry a resume hash;
+    those before 2026-11-28 a config hash); what they did not write is never removed, ``replace_stale`` or not."""
+    return isinstance(blob, dict) and any(isinstance(blob.get(k), str) for k in ("resume_hash", "config_hash"))
 
 
 def recorded_fingerprints(blob: dict) -> tuple[str | None, dict[str, str]]:
