@@ -394,6 +394,28 @@ def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
                                                   timeout=300).stdout
 
 
+def test_a_workflow_rerun_with_other_test_users_does_not_retrain(tmp_path):
+    """Under a validation cap, changing max_eval_users reruns a Laser job; Snakemake removes the job's outputs
+    before it starts, so the trainer's retest never saw the finished run and --replace-stale removed its
+    checkpoint: the run trained again. Now its checkpoint resumes and model.pt comes out the same bytes."""
+    wf = copy_workflow(tmp_path / "wf")
+    run = wf / "results/default/runs/synthetic/laser-c/main/seed~0"
+    base = [sys.executable, "-m", "snakemake", str(run.relative_to(wf) / "metrics.json"), "--cores", "2",
+            "--configfile", "workflow/default.yaml", "cap.yaml"]
+    (wf / "cap.yaml").write_text("run:\n  laser:\n    max_valid_users: 60\n")
+    subprocess.run(base, cwd=wf, check=True, capture_output=True, timeout=600)
+    first, model = json.loads((run / "metrics.json").read_text()), (run / "model.pt").read_bytes()
+    (wf / "cap.yaml").write_text("run:\n  laser:\n    max_valid_users: 60\n    max_eval_users: 30\n")
+    subprocess.run(base, cwd=wf, check=True, capture_output=True, timeout=600)
+    after = json.loads((run / "metrics.json").read_text())
+    assert (first["test"]["n"], after["test"]["n"]) == (120, 30) and after["history"] == first["history"]
+    assert (run / "model.pt").read_bytes() == model
+    log = (run / "train.log").read_text()
+    assert log.count("phase 1 epoch 0:") == 1 and "checkpoint of this very training with other max_eval_users" in log
+    assert "Nothing to be done" in subprocess.run([*base, "-n"], cwd=wf, capture_output=True, text=True,
+                                                  timeout=300).stdout
+
+
 # ---------------------------------------------------------------- inputs besides the data set
 
 
