@@ -1087,3 +1087,28 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
         [r], argparse.Namespace(threads=1, steps=3, at=[1, 3], iters=4, rows=5, cases=["main-lr0.001"]))
     later = r["points"][1]["vs_threshold"]  # the summary leaves step 1 out
     assert f"| M-Former | 0.001 | 1 | {int(later > 1)} | {later:.3f} | {later:.3f} |" in text
+
+
+def test_eval_unfinished_evaluates_the_best_epoch_as_the_trainer_does(monkeypatch, tmp_path, capsys):
+    """eval_unfinished.py on a run's checkpoint gives the test metrics the trainer reported for the same selected
+    epoch (here a finished run, whose checkpoint holds that epoch); it has --help and names a missing checkpoint."""
+    import pytest
+
+    from laser_repro.idrec.config import IDRecRunConfig
+    from laser_repro.idrec.trainer import train_idrec
+    from laser_repro.laser.tiny import tiny_dataset
+
+    mod = _script(monkeypatch, "eval_unfinished")
+    with pytest.raises(SystemExit) as stop:
+        mod.main(["--help"])
+    assert stop.value.code == 0 and "best-so-far epoch" in capsys.readouterr().out
+    data = tiny_dataset(tmp_path / "data")
+    small = {"hidden": 16, "max_len": 8, "inner": 32}
+    run = tmp_path / "run"
+    record = train_idrec(IDRecRunConfig(dataset=str(data), model="sasrec", max_epochs=3, batch_size=64,
+                                        progress=False, model_config=small), run)
+    assert mod.main(["sasrec", str(run), "--data", str(data), "--model-config", json.dumps(small)]) == 0
+    out = json.loads((run / "unfinished_eval.json").read_text())
+    assert out["test"] == pytest.approx(record["test"], abs=1e-12) and out["best_epoch"] == record["best_epoch"]
+    with pytest.raises(SystemExit, match="checkpoint.pt: missing; expected the checkpoint of a train-idrec run"):
+        mod.main(["sasrec", str(tmp_path / "nothing"), "--data", str(data)])
