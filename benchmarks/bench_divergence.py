@@ -20,7 +20,8 @@ that sensitivity directly, for the M-Former and the learnable prefix at lr 1e-3 
 - after every step, how far copy a's prefix has travelled (its path: the sum of its per-step moves over its step-0
   norm, for the same 32 histories) and, for MiniLM, the path of what the backbone's first layer reads at the prefix
   positions (after its embedding LayerNorm); ``--every N`` adds a checkpoint every N steps; ``--groups`` adds the
-  weight distance within each weight group (the M-Former's queries by expert).
+  weight distance within each weight group (the M-Former's queries by expert); ``--grads`` adds, for every step, how
+  far apart the copies' gradients and Adam updates are.
 
 Writes ``benchmarks/divergence.md``. Nothing here trains a result; one diagnostic, one seed.
 """
@@ -184,6 +185,14 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # Experts 1, 2, 3, 6 and 7's queries and the suffix barely move at step 5 (1.1-1.3-fold; whether step 5's batch
 # selected those experts was not recorded). Step 9 is as broad: every group 10-100-fold. So the amplification sits
 # in those steps' gradients as a whole, not in one group; what makes those batches sensitive remains open.)
+# Is it the batch or Adam? ``--grads`` records, for every step, the copies' distance before it, of its gradients and
+# of its Adam updates (``--steps 15 --every 1 --grads --cases main-lr0.001``, fp32, seed 0). Prediction, written
+# before the run: (a) at step 1 the update distance is at least 10 times the gradient distance (Adam's first step
+# normalises every coordinate to about lr, so near-zero gradients that differ in sign differ by 2 lr: the known 30-fold
+# growth of the weight distance, 1e-7 -> 3.2e-6); (b) at step 5 the gradient distance is at least 10 times its
+# step-4 value while the weight distance before the step is flat (3.3e-6 before steps 4 and 5): the batch amplifies,
+# and updates / gradients at step 5 stays within a factor of 3 of its step-4 value. It fails if step 5's jump is in
+# the updates and not the gradients (Adam amplifying there too).
 APART = 0.05
 
 
@@ -273,6 +282,18 @@ def group_distances(a: torch.nn.Module, b: torch.nn.Module) -> dict[str, float]:
     return {key: math.sqrt(diff[key] / norm[key]) if norm[key] else 0.0 for key in diff}
 
 
+def rel(b: torch.Tensor, a: torch.Tensor) -> float:
+    """||b - a|| / ||a|| (0 where both are 0)."""
+    norm = float(a.norm())
+    return float((b - a).norm()) / norm if norm else 0.0
+
+
+def gradients(model: torch.nn.Module) -> torch.Tensor:
+    """The trainable weights' gradients of the last step, flattened in :func:`weights`' order (zeros where none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten()
+                      for p in model.parameters() if p.requires_grad])
+
+
 def weights(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().float().flatten() for p in model.parameters() if p.requires_grad])
 
@@ -321,6 +342,7 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     p0 = last_p = probe_prefix(a, probe)  # copy a's prefix for the probe histories (eval mode: no random draws)
     e0 = last_e = encoder_input(a, p0)  # and what the backbone's first layer reads of it
     path, path_in = 0.0, (None if e0 is None else 0.0)
+    by_step, per_step = getattr(args, "grads", False), []
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
@@ -331,9 +353,14 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
             break
         idx = batches[step]
         state = torch.get_rng_state()
+        before = [weights(m) for m in (a, b)] if by_step else []
         for m, opt, lost in zip((a, b), opts, losses):
             torch.set_rng_state(state)  # the same dropout masks in both copies
             lost.append(train_step(m, opt, cfg, histories, targets, idx, table))
+        if by_step:  # --grads: what this step did to the copies' distance, gradient and update apart
+            per_step.append({"step": step + 1, "before": rel(before[1], before[0]),
+                             "grad": rel(gradients(b), gradients(a)),
+                             "update": rel(weights(b) - before[1], weights(a) - before[0]), "loss": lost[-1]})
         p = probe_prefix(a, probe)
         path += float((p - last_p).norm() / p0.norm())
         last_p = p
@@ -343,7 +370,7 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
             last_e = e
     autocast = cpu_autocast(cfg.backbone_precision, torch.device("cpu"))
     return {"variant": variant, "label": label or variant, "backbone": cfg.backbone, "lr": lr, "eps": eps,
-            "steps": steps, "points": points,
+            "steps": steps, "points": points, **({"per_step": per_step} if by_step else {}),
             "precision": f"{'under bf16 autocast' if autocast else 'in fp32'} "
                          f"(`backbone_precision: {cfg.backbone_precision}`)",
             "loss_gap": abs(losses[0][-1] - losses[1][-1]) if steps else 0.0,
@@ -371,6 +398,7 @@ def report(rows: list[dict], args) -> str:
     lines = ["# How fast two runs of one Laser config part (issue 11 diagnostic)", "",
              f"Written by `python benchmarks/bench_divergence.py --threads {args.threads} --steps {args.steps} "
              f"--eps {args.eps:g}{option_flag(args, 'every')}{' --groups' if getattr(args, 'groups', False) else ''}"
+             f"{' --grads' if getattr(args, 'grads', False) else ''}"
              f"{cases}{option_flag(args, 'seed')}` on "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{cpu_model()}, the frozen backbone {precision} (`auto`: bf16 autocast where the CPU has "
@@ -413,6 +441,20 @@ def report(rows: list[dict], args) -> str:
         for group in r["points"][0]["groups"]:
             lines.append(f"| {group} | " + " | ".join(f"{p['groups'][group]:.1e}" for p in r["points"]) + " |")
         lines.append("")
+    for r in rows:  # --grads: which part of each step moves the copies apart
+        if "per_step" not in r:
+            continue
+        lines += [f"**Each step** ({r['label']}, lr {r['lr']:g}): the copies' relative distance before the step "
+                  "(weights), of the step's gradients ||g_b - g_a|| / ||g_a|| and of its Adam updates ||d_b - d_a|| "
+                  "/ ||d_a||, and copy a's batch loss. A gradient distance far above the weight distance: the batch "
+                  "amplifies; an update distance far above the gradient distance: Adam does.", "",
+                  "| step | weights before | gradients | updates | gradients / weights | updates / gradients | loss |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for q in r["per_step"]:
+            ratio = [f"{x / y:.3g}" if y else "—" for x, y in ((q["grad"], q["before"]), (q["update"], q["grad"]))]
+            lines.append(f"| {q['step']} | {q['before']:.1e} | {q['grad']:.1e} | {q['update']:.1e} | "
+                         + " | ".join(ratio) + f" | {q['loss']:.4f} |")
+        lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
               "apart, the prefix and encoder-input paths there, and at the step before it.", "",
               "| prefix | lr | first step apart | its user-vector distance | path there | input path there "
@@ -437,13 +479,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="configurations measured (default: the learnable prefix and the M-Former at lr 1e-3 and 1e-4)")
     ap.add_argument("--groups", action="store_true",
                     help="also report the weight distance within each weight group (the M-Former's queries by expert)")
+    ap.add_argument("--grads", action="store_true",
+                    help="also report, for every step, how far apart the copies' gradients and Adam updates are")
     add_seed_option(ap)
     args = ap.parse_args(argv)
     if args.every < 0:
         ap.error(f"--every: expected 0 (log-spaced checkpoints only) or a positive number of steps, got {args.every}")
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
-    budget.seed, budget.every, budget.groups = args.seed, args.every, args.groups  # what measure() takes
+    budget.seed, budget.every, budget.groups, budget.grads = args.seed, args.every, args.groups, args.grads
     rows = []
     for case in args.cases:
         label, variant, lr, overrides, frozen = RUN_CASES[case]

@@ -874,7 +874,19 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert {"router", "suffix", "queries e0", "out_proj.weight"} <= set(first) and "queries" not in first
     # eps z per weight: about eps in every group of nonzero weights (zero-initialised biases stay equal)
     assert max(first.values()) < 3e-3 and all(first[g] > 3e-4 for g in ("router", "queries e0", "out_proj.weight"))
-    assert "groups" not in apart["points"][0]  # only with --groups
+    assert "groups" not in apart["points"][0] and "per_step" not in apart  # only with --groups / --grads
+    # --grads: each step's distance before it is the checkpoint's weight distance; unperturbed copies take the
+    # same gradients and updates; perturbed ones differ in both
+    stepped = mod.measure("main", 1e-3, argparse.Namespace(steps=2, grads=True), 1e-3)
+    assert [q["step"] for q in stepped["per_step"]] == [1, 2]
+    assert [q["before"] for q in stepped["per_step"]] == pytest.approx([p["weights"] for p in stepped["points"][:2]])
+    assert all(q["grad"] > 0 and q["update"] > 0 for q in stepped["per_step"])
+    still = mod.measure("main", 1e-3, argparse.Namespace(steps=2, grads=True), 0.0)["per_step"]
+    assert all(q["before"] == q["grad"] == q["update"] == 0 for q in still)
+    assert mod.rel(torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0])) == 0.0
+    assert mod.rel(torch.tensor([3.0, 5.0]), torch.tensor([3.0, 4.0])) == pytest.approx(0.2)
+    text = mod.report([stepped], argparse.Namespace(threads=1, steps=2, eps=1e-3, grads=True))
+    assert "--eps 0.001 --grads` on" in text and "| step | weights before | gradients | updates |" in text
     text = mod.report([grouped], argparse.Namespace(threads=1, steps=2, eps=1e-3, groups=True))
     assert "--eps 0.001 --groups` on" in text and "**Weight distance by group** (main, lr 0.001;" in text
     assert "| queries e0 | " in text and "| group | step 0 | step 1 | step 2 |" in text
