@@ -200,6 +200,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # jump. Steps 2-3 pass the weight distance through (gradients 1.2 times it); steps 5, 7 and 9 multiply it by 540,
 # 1,400 and 2,300, and from step 5 on the updates stay 0.4-1.5 times the gradient distance. So particular batches
 # amplify, through the gradient itself; which property of those batches does it is still open.)
+# Routing flips in the batch? ``--grads`` now also counts the batch rows whose selected experts differ between the
+# copies during each step, and copy a's smallest top-k margin (same run). Prediction, written before the run: if a
+# row's expert choice flipping is what makes a batch amplify, steps 5, 7 and 9 each route at least one row apart and
+# steps 2-4 none; if no row is routed apart before step 10, the jumps come from the soft parts (router weights,
+# attention), not the discrete choice.
 APART = 0.05
 
 
@@ -289,6 +294,19 @@ def group_distances(a: torch.nn.Module, b: torch.nn.Module) -> dict[str, float]:
     return {key: math.sqrt(diff[key] / norm[key]) if norm[key] else 0.0 for key in diff}
 
 
+def routing_flips(routed: list[list], top_k: int) -> dict:
+    """From each copy's M-Former outputs during one training step: the batch rows whose selected experts (Eq. 4's
+    top k) differ between the copies, and copy a's smallest top-k margin over the rows (its k-th largest router
+    weight minus its (k+1)-th: how near a row's choice is to flipping). Empty without an M-Former."""
+    if not routed[0] or top_k <= 0:
+        return {}
+    experts = [torch.cat([o.experts.sort(dim=-1).values for o in outs]) for outs in routed]
+    w = torch.cat([o.weights.detach().float() for o in routed[0]]).sort(dim=-1, descending=True).values
+    margin = float((w[:, top_k - 1] - w[:, top_k]).min()) if w.shape[1] > top_k else float("nan")
+    return {"flips": int((experts[0] != experts[1]).any(dim=-1).sum()), "rows": int(experts[0].shape[0]),
+            "margin": margin}
+
+
 def rel(b: torch.Tensor, a: torch.Tensor) -> float:
     """||b - a|| / ||a|| (0 where both are 0)."""
     norm = float(a.norm())
@@ -361,13 +379,19 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
         idx = batches[step]
         state = torch.get_rng_state()
         before = [weights(m) for m in (a, b)] if by_step else []
+        routed: list[list] = [[], []]  # --grads: each copy's routing of the batch rows (M-Former)
+        hooks = [m.mformer.register_forward_hook(lambda _m, _i, out, into=into: into.append(out))
+                 for m, into in zip((a, b), routed) if by_step and m.mformer is not None]
         for m, opt, lost in zip((a, b), opts, losses):
             torch.set_rng_state(state)  # the same dropout masks in both copies
             lost.append(train_step(m, opt, cfg, histories, targets, idx, table))
+        for hook in hooks:
+            hook.remove()
         if by_step:  # --grads: what this step did to the copies' distance, gradient and update apart
             per_step.append({"step": step + 1, "before": rel(before[1], before[0]),
                              "grad": rel(gradients(b), gradients(a)),
-                             "update": rel(weights(b) - before[1], weights(a) - before[0]), "loss": lost[-1]})
+                             "update": rel(weights(b) - before[1], weights(a) - before[0]), "loss": lost[-1],
+                             **routing_flips(routed, a.mformer.cfg.top_k if a.mformer is not None else 0)})
         p = probe_prefix(a, probe)
         path += float((p - last_p).norm() / p0.norm())
         last_p = p
@@ -455,12 +479,14 @@ def report(rows: list[dict], args) -> str:
                   "(weights), of the step's gradients ||g_b - g_a|| / ||g_a|| and of its Adam updates ||d_b - d_a|| "
                   "/ ||d_a||, and copy a's batch loss. A gradient distance far above the weight distance: the batch "
                   "amplifies; an update distance far above the gradient distance: Adam does.", "",
-                  "| step | weights before | gradients | updates | gradients / weights | updates / gradients | loss |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| step | weights before | gradients | updates | gradients / weights | updates / gradients | loss "
+                  "| rows routed apart | smallest top-k margin (copy a) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for q in r["per_step"]:
             ratio = [f"{x / y:.3g}" if y else "—" for x, y in ((q["grad"], q["before"]), (q["update"], q["grad"]))]
+            routing = [f"{q['flips']} of {q['rows']}", f"{q['margin']:.1e}"] if "flips" in q else ["—", "—"]
             lines.append(f"| {q['step']} | {q['before']:.1e} | {q['grad']:.1e} | {q['update']:.1e} | "
-                         + " | ".join(ratio) + f" | {q['loss']:.4f} |")
+                         + " | ".join(ratio) + f" | {q['loss']:.4f} | " + " | ".join(routing) + " |")
         lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
               "apart, the prefix and encoder-input paths there, and at the step before it.", "",

@@ -882,7 +882,16 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert [q["before"] for q in stepped["per_step"]] == pytest.approx([p["weights"] for p in stepped["points"][:2]])
     assert all(q["grad"] > 0 and q["update"] > 0 for q in stepped["per_step"])
     still = mod.measure("main", 1e-3, argparse.Namespace(steps=2, grads=True), 0.0)["per_step"]
-    assert all(q["before"] == q["grad"] == q["update"] == 0 for q in still)
+    assert all(q["before"] == q["grad"] == q["update"] == 0 and q["flips"] == 0 for q in still)
+    assert all(q["rows"] == 8 and q["margin"] >= 0 for q in still)  # the batch's rows, each routed once a step
+    # by hand: row 1's experts differ (the order within a row does not count); copy a's margins 0.2 and 0.1
+    from types import SimpleNamespace as NS
+
+    w = torch.tensor([[0.5, 0.1, 0.3, 0.1], [0.1, 0.4, 0.2, 0.3]])
+    a_out = NS(experts=torch.tensor([[0, 2], [1, 3]]), weights=w)
+    b_out = NS(experts=torch.tensor([[2, 0], [1, 2]]), weights=a_out.weights)
+    assert mod.routing_flips([[a_out], [b_out]], 2) == {"flips": 1, "rows": 2, "margin": pytest.approx(0.1)}
+    assert mod.routing_flips([[], []], 2) == {}
     assert mod.rel(torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.0])) == 0.0
     assert mod.rel(torch.tensor([3.0, 5.0]), torch.tensor([3.0, 4.0])) == pytest.approx(0.2)
     text = mod.report([stepped], argparse.Namespace(threads=1, steps=2, eps=1e-3, grads=True))
