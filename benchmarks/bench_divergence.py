@@ -205,6 +205,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # row's expert choice flipping is what makes a batch amplify, steps 5, 7 and 9 each route at least one row apart and
 # steps 2-4 none; if no row is routed apart before step 10, the jumps come from the soft parts (router weights,
 # attention), not the discrete choice.
+# (``divergence_fp32_grads.md``, rerun with the routing columns, every other number the same: no batch row is routed
+# apart before step 12 (1 of 8; 2-3 of 8 at steps 13-15), so the second branch holds: the jumps at steps 5, 7 and 9
+# come from the soft parts. Copy a's smallest top-k margins are lowest at steps 5 and 6 (4.1e-4, 3.7e-4; 7.7e-4 to
+# 5.3e-3 at steps 1-4 and 7-10), a coincidence with the first jump that a margin alone cannot cause: without a flip
+# the selection, and with it the gradient's path, is the same in both copies.)
 APART = 0.05
 
 
