@@ -210,6 +210,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # come from the soft parts. Copy a's smallest top-k margins are lowest at steps 5 and 6 (4.1e-4, 3.7e-4; 7.7e-4 to
 # 5.3e-3 at steps 1-4 and 7-10), a coincidence with the first jump that a margin alone cannot cause: without a flip
 # the selection, and with it the gradient's path, is the same in both copies.)
+# The router's soft weights? With the router kept at its initial weights in both copies (``--cases
+# main-frozen-router-lr0.001``, ``--grads``, fp32, seed 0), Eq. 4's weights w are the same in both copies at every
+# step (the collaborative input is frozen too), so the copies cannot differ through the router. Prediction, written
+# before the run: the batch amplification persists, at least one of steps 1-10 with gradients / weights of 100 or
+# more: the router is not the channel. It fails if every step stays under 100.
 APART = 0.05
 
 
