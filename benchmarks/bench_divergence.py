@@ -215,6 +215,10 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # step (the collaborative input is frozen too), so the copies cannot differ through the router. Prediction, written
 # before the run: the batch amplification persists, at least one of steps 1-10 with gradients / weights of 100 or
 # more: the router is not the channel. It fails if every step stays under 100.
+# (``divergence_fp32_grads_frozen_router.md``: held. Step 9 multiplies the weight distance by 9,000 in the
+# gradients, steps 10 and 11 by 120 and 1,070; no row is routed apart (none can be). But step 5's jump is gone
+# (4.9 times, against 539 with the router trained), and steps 2-8 stay at 2.5-74: the router's training carries the
+# early jumps, not the later ones.)
 APART = 0.05
 
 
