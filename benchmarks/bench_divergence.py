@@ -219,6 +219,9 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # gradients, steps 10 and 11 by 120 and 1,070; no row is routed apart (none can be). But step 5's jump is gone
 # (4.9 times, against 539 with the router trained), and steps 2-8 stay at 2.5-74: the router's training carries the
 # early jumps, not the later ones.)
+# One channel? ``--grads`` now also names, for every step, the weight group whose gradients part most (relative,
+# the queries by expert; main case, fp32, seed 0, rerun). Prediction, written before the run: if one part of the
+# model carries the amplification, the same group tops steps 5, 7 and 9; if the tops differ, no single group does.
 APART = 0.05
 
 
@@ -291,14 +294,17 @@ def weight_group(name: str) -> str:
     return group_of(name[len("mformer."):]) if name.startswith("mformer.") else name.split(".")[0]
 
 
-def group_distances(a: torch.nn.Module, b: torch.nn.Module) -> dict[str, float]:
+def group_distances(a: torch.nn.Module, b: torch.nn.Module, of: str = "weights") -> dict[str, float]:
     """The copies' relative weight distance ||theta_b - theta_a|| / ||theta_a|| within each :func:`weight_group`, the
-    M-Former's queries split by expert (``queries e0``, ...: Eq. 4 selects an expert's query rows as a whole)."""
+    M-Former's queries split by expert (``queries e0``, ...: Eq. 4 selects an expert's query rows as a whole);
+    ``of="grads"``: the same for the last step's gradients (a weight without one counts as zeros)."""
     diff: dict[str, float] = {}
     norm: dict[str, float] = {}
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         if not pa.requires_grad:
             continue
+        if of == "grads":
+            pa, pb = (p.grad if p.grad is not None else torch.zeros_like(p) for p in (pa, pb))
         group = weight_group(name)
         pairs = [(f"{group} e{e}", pa[e], pb[e]) for e in range(pa.shape[0])] if name == "mformer.queries" \
             else [(group, pa, pb)]
@@ -405,6 +411,7 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
             per_step.append({"step": step + 1, "before": rel(before[1], before[0]),
                              "grad": rel(gradients(b), gradients(a)),
                              "update": rel(weights(b) - before[1], weights(a) - before[0]), "loss": lost[-1],
+                             "grad_top": max(group_distances(a, b, "grads").items(), key=lambda kv: kv[1]),
                              **routing_flips(routed, a.mformer.cfg.top_k if a.mformer is not None else 0)})
         p = probe_prefix(a, probe)
         path += float((p - last_p).norm() / p0.norm())
@@ -494,13 +501,14 @@ def report(rows: list[dict], args) -> str:
                   "/ ||d_a||, and copy a's batch loss. A gradient distance far above the weight distance: the batch "
                   "amplifies; an update distance far above the gradient distance: Adam does.", "",
                   "| step | weights before | gradients | updates | gradients / weights | updates / gradients | loss "
-                  "| rows routed apart | smallest top-k margin (copy a) |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| rows routed apart | smallest top-k margin (copy a) | group whose gradients part most |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for q in r["per_step"]:
             ratio = [f"{x / y:.3g}" if y else "—" for x, y in ((q["grad"], q["before"]), (q["update"], q["grad"]))]
             routing = [f"{q['flips']} of {q['rows']}", f"{q['margin']:.1e}"] if "flips" in q else ["—", "—"]
             lines.append(f"| {q['step']} | {q['before']:.1e} | {q['grad']:.1e} | {q['update']:.1e} | "
-                         + " | ".join(ratio) + f" | {q['loss']:.4f} | " + " | ".join(routing) + " |")
+                         + " | ".join(ratio) + f" | {q['loss']:.4f} | " + " | ".join(routing)
+                         + f" | {q['grad_top'][0]} ({q['grad_top'][1]:.1e}) |")
         lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
               "apart, the prefix and encoder-input paths there, and at the step before it.", "",

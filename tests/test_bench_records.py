@@ -881,6 +881,12 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert [q["step"] for q in stepped["per_step"]] == [1, 2]
     assert [q["before"] for q in stepped["per_step"]] == pytest.approx([p["weights"] for p in stepped["points"][:2]])
     assert all(q["grad"] > 0 and q["update"] > 0 for q in stepped["per_step"])
+    # the group whose gradients part most: by hand on the tiny module, expert 1's query gradient moved by 1 of 2
+    assert all(q["grad_top"][1] > 0 for q in stepped["per_step"])
+    ta.mformer.queries.grad = torch.tensor([[[2.0, 0.0]], [[0.0, 2.0]]])
+    tb.mformer.queries.grad = torch.tensor([[[2.0, 0.0]], [[0.0, 3.0]]])
+    assert mod.group_distances(ta, tb, "grads") == {"queries e0": 0.0, "queries e1": 0.5, "router": 0.0,
+                                                    "suffix": 0.0}
     still = mod.measure("main", 1e-3, argparse.Namespace(steps=2, grads=True), 0.0)["per_step"]
     assert all(q["before"] == q["grad"] == q["update"] == 0 and q["flips"] == 0 for q in still)
     assert all(q["rows"] == 8 and q["margin"] >= 0 for q in still)  # the batch's rows, each routed once a step
