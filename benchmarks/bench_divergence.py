@@ -222,6 +222,9 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # One channel? ``--grads`` now also names, for every step, the weight group whose gradients part most (relative,
 # the queries by expert; main case, fp32, seed 0, rerun). Prediction, written before the run: if one part of the
 # model carries the amplification, the same group tops steps 5, 7 and 9; if the tops differ, no single group does.
+# (``divergence_fp32_grads.md``, rerun, every other number the same: the tops differ. Step 5: the context projection
+# (gradients 1.9e-3 apart); steps 7 and 9: experts 7 and 6's queries (2.9e-2, 1.1); from step 6 on the top is always
+# one expert's queries, a different expert from step to step (3, 7, 3, 6, 5, 7, 2, 2, 1, 1). No single group.)
 APART = 0.05
 
 
