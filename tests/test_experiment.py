@@ -131,6 +131,45 @@ def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path
         paper_experiment(tmp_path, run={"nope": {}})
 
 
+@pytest.mark.parametrize("overrides, message", [
+    # a variant named like a Figure 4 point replaced that point's run: "K~2" trained with K = 4
+    ({"variants": {"K~2": {"loss.lb_weight": 0.5}}}, r"variants\.K~2: a named variant may use"),
+    ({"variants": {"idrec~sasrec": {}}}, r"variants\.idrec~sasrec: a named variant"),
+    ({"variants": {"main": {"loss.lb_weight": 0.5}}}, r"variants\.main: a named variant .* must not be 'main'"),
+    # an axis named like a built-in run kind: "frac~0.5" trained on half the users
+    ({"fig4": {"grid": {"frac": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.frac: an axis name"),
+    ({"fig4": {"grid": {"no-lb": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.no-lb: an axis name"),
+])
+def test_variant_and_axis_names_never_shadow_the_workflows_run_names(tmp_path, overrides, message):
+    with pytest.raises(WorkflowConfigError, match=message):
+        paper_experiment(tmp_path, **overrides)
+
+
+def test_a_variant_never_moves_a_run_to_another_data_set_seed_or_method(tmp_path):
+    """Blocked under run: and method_run:, these keys were accepted from a variant or a Figure 4 axis: the run in
+    seed~0 trained with seed 7, or on another data set, under its cell's name."""
+    for key, value in (("seed", 7), ("dataset", "/tmp/other"), ("method", "laser-g")):
+        exp = paper_experiment(tmp_path, variants={"x": {key: value}})
+        with pytest.raises(WorkflowConfigError, match=rf"variants\.x: \['{key}'\] are set by the workflow"):
+            exp.resolved("scientific", "laser-c", "x", 0)
+    with pytest.raises(WorkflowConfigError, match=r"fig4\.grid\.K\.key: \['seed'\] are set by the workflow"):
+        paper_experiment(tmp_path, fig4={"grid": {"K": {"key": "seed", "values": [1, 2]}}})  # its runs: all checked
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_refused_with_its_line(tmp_path):
+    """YAML keeps the last of two equal keys silently: `optim: {lr: 0.1}` then `optim: {batch_size: 4}` lost lr."""
+    from laser_repro.config import ConfigError, load_config
+    from laser_repro.laser.config import LaserRunConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset: /tmp/x\noptim: {lr: 0.1}\nseed: 1\noptim: {batch_size: 4}\n")
+    with pytest.raises((ValueError, ConfigError), match=r"run\.yaml:4: key 'optim' is given twice"):
+        load_config(LaserRunConfig, path)
+    path.write_text("dataset: /tmp/x\noptim: {lr: .inf}\n")  # an infinite number passed every range check
+    with pytest.raises((ValueError, ConfigError), match=r"optim\.lr: inf is out of range"):
+        load_config(LaserRunConfig, path)
+
+
 # ---------------------------------------------------------------- the config drives the artifacts
 
 COMPUTE = {"table2": compute_table2, "table3": compute_ablation, "table4": compute_ablation,

@@ -7,6 +7,7 @@ each dataclass field's default is written once, on the dataclass.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +33,8 @@ class Range:
         if value is None:
             return
         low = self.min is not None and (value <= self.min if self.open_min else value < self.min)
-        if low or (self.max is not None and value > self.max) or value != value:
+        infinite = isinstance(value, float) and math.isinf(value)
+        if low or (self.max is not None and value > self.max) or value != value or infinite:
             parts = []
             if self.min is not None:
                 parts.append(f"{'>' if self.open_min else '>='} {self.min:g}")

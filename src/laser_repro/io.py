@@ -111,11 +111,42 @@ def read_yaml(path: str | os.PathLike, error: type[Exception] = ValueError, what
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 (a SafeLoader)
+    except DuplicateKey as err:
+        raise error(f"{path}:{err.line}: key {err.key!r} is given twice; keep one (YAML would keep the last "
+                    "silently)") from None
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); expected a UTF-8 {what}") from None
     except yaml.YAMLError as err:
         raise error(f"{path}: invalid YAML: {err}") from None
+
+
+class DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int):
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def _unique_keys_loader():
+    """yaml's SafeLoader refusing a mapping that names a key twice (:class:`DuplicateKey`, with its line)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden on purpose
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, key_node.start_mark.line + 1)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: yaml's own error names it
+                    pass
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _non_finite(path: Path, text: str, name: str) -> float:

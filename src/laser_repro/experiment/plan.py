@@ -14,6 +14,7 @@ variant's overrides.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,7 +76,24 @@ class Experiment:
         if unknown:
             raise self.error(key, f"names {unknown}, not in {what} {sorted(allowed)}")
 
+    def _check_variant_names(self) -> None:
+        """Named variants and Figure 4 axes must not look like the run names the workflow generates: a variant
+        ``K~2`` once replaced Figure 4's K = 2 run, an axis ``frac`` made a grid point a low-resource run."""
+        builtin = ("frac", "idrec", "xfer")
+        for name in self.variants:
+            if name == layout.MAIN or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.split("~")[0] in builtin:
+                raise self.error(f"variants.{name}", "a named variant may use letters, digits, '_', '.' and '-' and "
+                                 f"must not be {layout.MAIN!r} (run names with '~' or '/' are the workflow's: "
+                                 "{axis}~{value}, idrec~, xfer~, frac~)")
+        for axis in self.grid:
+            if axis in builtin or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", axis):
+                raise self.error(f"fig4.grid.{axis}", f"an axis name is a letter then letters, digits or '_', not one "
+                                 f"of {list(builtin)} (the workflow's own run names)")
+            if axis in self.variants:
+                raise self.error(f"fig4.grid.{axis}", "also a named variant; rename one of them")
+
     def _check_names(self) -> None:
+        self._check_variant_names()
         c, ds, methods = self.config, list(self.datasets), list(registry.METHODS)
         self._need("run", c["run"], registry.TRAINERS, "trainers")
         self._need("method_run", c["method_run"], methods, "registered methods (laser-repro methods)")
@@ -214,7 +232,13 @@ class Experiment:
                 raise self.error(key, f"{fixed} are set by the workflow for each run (method, data set, seed); "
                                       "remove them")
             flat.update(overrides)
-        flat.update(self.variant_overrides(dataset, m, variant, seed))
+        variant_flat = self.variant_overrides(dataset, m, variant, seed)
+        fixed = sorted({m.trainer.method_key, "dataset", "seed"} & set(variant_flat))
+        if fixed:  # a named variant or a Figure 4 axis may not move a run to another method, data set or seed
+            where = f"fig4.grid.{variant.split('~')[0]}.key" if "~" in variant else f"variants.{variant}"
+            raise self.error(where, f"{fixed} are set by the workflow for each run (method, data set, seed); a "
+                                    f"variant changes what run {variant!r} does, not which run it is")
+        flat.update(variant_flat)
         if m.knowledge:  # KAR: the knowledge file of its generator, one per data set (rule kar_knowledge)
             generator = flat.get("knowledge_generator") or self._default(m, "knowledge_generator")
             flat["knowledge_file"] = self.knowledge_file(dataset, generator)
