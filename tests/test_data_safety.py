@@ -158,6 +158,8 @@ CASES = {  # name: (edit, expected message)
                        r"umap\.json: expected a JSON object \{original_id: index\}, got list"),
     "boolean index": (edit_json("smap.json", lambda m: m.__setitem__(next(iter(m)), True)),
                       r"smap\.json: index True of .* is not a unique integer"),
+    "meta input an object": (edit_json("meta.json", lambda m: m["0"].__setitem__("input", m["0"]["input"][0])),
+                             r"meta\.json: item .*: 'input' is dict; expected a list of objects"),  # was a KeyError
 }
 
 

@@ -208,3 +208,16 @@ def test_from_sequences_validates():
         from_sequences("x", "test", items, ["u"], [[0, 1]])
     with pytest.raises(ValueError, match="empty"):
         from_sequences("x", "test", items, [], [])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("users", 0, r"users must be at least 2"),  # was "no interaction left after dropping items without a title"
+    ("users", 1, r"users must be at least 2"),
+    ("categories", 0, r"categories must be between 1 and"),  # was numpy's "high <= 0"
+    ("seed", -1, r"seed must be >= 0"),
+])
+def test_synthetic_sizes_are_checked_by_name(tmp_path, field, value, message):
+    from laser_repro.data.sources.synthetic import generate_records
+
+    with pytest.raises(ValueError, match=message):
+        generate_records(SyntheticConfig(**{field: value}))

@@ -75,6 +75,9 @@ def _item_text(folder: Path, item_ids: list[str], unescape_html: bool) -> list[d
         if isinstance(entry, str):  # title-only meta: {item_id: title}
             entry = {"title": entry}
         if isinstance(entry, dict) and "input" in entry:
+            if not isinstance(entry["input"], list):
+                raise ValueError(f"{path}: item {orig!r}: 'input' is {type(entry['input']).__name__}; expected a "
+                                 "list of objects with title/brand/category")
             entry = entry["input"][0] if entry["input"] else {}
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: item {orig!r}: expected a title string or an object with title/brand/"

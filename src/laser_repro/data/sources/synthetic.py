@@ -64,8 +64,12 @@ class SyntheticConfig:
 
 def generate_records(cfg: SyntheticConfig) -> tuple[list[dict], list[dict]]:
     """(review records, meta records) in Amazon 2018 field names; deterministic for a seed."""
-    if cfg.categories > len(POOL):
-        raise ValueError(f"categories must be <= {len(POOL)}, got {cfg.categories}")
+    if not 1 <= cfg.categories <= len(POOL):
+        raise ValueError(f"categories must be between 1 and {len(POOL)}, got {cfg.categories}")
+    if cfg.users < 2:
+        raise ValueError(f"users must be at least 2 (a validation and a test user at the least), got {cfg.users}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {cfg.seed}")
     if cfg.items < cfg.categories * 2:
         raise ValueError(f"items ({cfg.items}) must be at least 2 per category ({cfg.categories})")
     rng = np.random.default_rng(cfg.seed)
