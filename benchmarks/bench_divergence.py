@@ -390,11 +390,10 @@ def measure(variant: str, lr: float, args, eps: float, overrides: dict | None = 
     p0 = last_p = probe_prefix(a, probe)  # copy a's prefix for the probe histories (eval mode: no random draws)
     e0 = last_e = encoder_input(a, p0)  # and what the backbone's first layer reads of it
     path, path_in = 0.0, (None if e0 is None else 0.0)
-    by_step, per_step = getattr(args, "grads", False), []
+    by_group, by_step, per_step = getattr(args, "groups", False), getattr(args, "grads", False), []
     t0 = time.perf_counter()
     for step in range(steps + 1):
         if step in marks:
-            by_group = getattr(args, "groups", False)
             points.append({"step": step, **compare(a, b, probe, table, by_group), "path": path,
                            "drift": float((last_p - p0).norm() / p0.norm()), "path_in": path_in})
         if step == steps:

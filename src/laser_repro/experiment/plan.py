@@ -81,7 +81,7 @@ class Experiment:
         ``K~2`` once replaced Figure 4's K = 2 run, an axis ``frac`` made a grid point a low-resource run."""
         builtin = ("frac", "idrec", "xfer")
         for name in self.variants:
-            if name == layout.MAIN or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.split("~")[0] in builtin:
+            if name == layout.MAIN or name in builtin or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise self.error(f"variants.{name}", "a named variant may use letters, digits, '_', '.' and '-' and "
                                  f"must not be {layout.MAIN!r} (run names with '~' or '/' are the workflow's: "
                                  "{axis}~{value}, idrec~, xfer~, frac~)")
@@ -226,23 +226,22 @@ class Experiment:
             flat[key] = self.run_dir(dataset, other, layout.MAIN, seed)
         for key, overrides in ((f"run.{m.trainer.name}", self.config["run"].get(m.trainer.name, {})),
                                (f"method_run.{method}", self.config["method_run"].get(method, {}))):
-            overrides = flatten(overrides)
-            fixed = sorted({m.trainer.method_key, "dataset", "seed"} & set(overrides))
-            if fixed:
-                raise self.error(key, f"{fixed} are set by the workflow for each run (method, data set, seed); "
-                                      "remove them")
-            flat.update(overrides)
-        variant_flat = self.variant_overrides(dataset, m, variant, seed)
-        fixed = sorted({m.trainer.method_key, "dataset", "seed"} & set(variant_flat))
-        if fixed:  # a named variant or a Figure 4 axis may not move a run to another method, data set or seed
-            where = f"fig4.grid.{variant.split('~')[0]}.key" if "~" in variant else f"variants.{variant}"
-            raise self.error(where, f"{fixed} are set by the workflow for each run (method, data set, seed); a "
-                                    f"variant changes what run {variant!r} does, not which run it is")
-        flat.update(variant_flat)
+            flat.update(self._not_fixed(key, m, flatten(overrides), "remove them"))
+        v = self.parse_variant(variant)  # a named variant or a Figure 4 axis may not move a run to another run
+        flat.update(self._not_fixed(f"fig4.grid.{v.axis}.key" if v.kind == "grid" else f"variants.{variant}", m,
+                                    self.variant_overrides(dataset, m, variant, seed),
+                                    f"a variant changes what run {variant!r} does, not which run it is"))
         if m.knowledge:  # KAR: the knowledge file of its generator, one per data set (rule kar_knowledge)
             generator = flat.get("knowledge_generator") or self._default(m, "knowledge_generator")
             flat["knowledge_file"] = self.knowledge_file(dataset, generator)
         return nest(flat)
+
+    def _not_fixed(self, key: str, m: Method, overrides: dict, advice: str) -> dict:
+        """``overrides`` (flat), refused under ``key`` when they set what the workflow sets for each run."""
+        fixed = sorted({m.trainer.method_key, "dataset", "seed"} & set(overrides))
+        if fixed:
+            raise self.error(key, f"{fixed} are set by the workflow for each run (method, data set, seed); {advice}")
+        return overrides
 
     def _default(self, m: Method, key: str):
         return getattr(m.trainer.config_cls()(), key)

@@ -50,9 +50,7 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     overrides the encoder's default (KAR mean-pools every encoder); each text is cut to ``max_tokens``."""
     from transformers import AutoModel, AutoTokenizer
 
-    from laser_repro.laser.backbones import HUB
-
-    if encoder in HUB or encoder == "smollm2":  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled
+    if is_llm_encoder(encoder):  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled
         return encode_with_backbone(texts, encoder, batch_size, device)
     path, default_pooling = resolve_encoder(encoder)
     pooling = pooling or default_pooling
@@ -81,6 +79,13 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     return out
 
 
+def is_llm_encoder(encoder: str) -> bool:
+    """Whether ``encoder`` is one of Laser's LLM backbones (``encode_with_backbone``), not a BERT-style encoder."""
+    from laser_repro.laser.backbones import HUB
+
+    return encoder in HUB or encoder == "smollm2"
+
+
 def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_tokens: int = MAX_TOKENS,
                  device: Any = "cpu") -> str:
     """What an encoding depends on (the texts, the encoder, the pooling, a token limit other than
@@ -96,7 +101,7 @@ def encoder_state(encoder: str, device: Any) -> list:
     sizes) and config.json, so another model put at the same path encodes again; an LLM encoder's numerics
     (``encode_with_backbone``: bf16 weights on CUDA, bf16 autocast on a CPU with bf16 units). Empty for the
     fp32 BERT-style encoders loaded by name (``minilm``, hub ids): their keys are as before."""
-    from laser_repro.laser.backbones import HUB, default_dtype
+    from laser_repro.laser.backbones import default_dtype
     from laser_repro.train.scaffold import cpu_autocast
 
     if encoder.startswith("local:"):
@@ -106,7 +111,7 @@ def encoder_state(encoder: str, device: Any) -> list:
         config = folder / "config.json"
         digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
         return [{"files": files, "config": digest}]
-    if encoder in HUB or encoder == "smollm2":
+    if is_llm_encoder(encoder):
         dev = torch.device(device)
         return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev)}]
     return []
