@@ -225,6 +225,13 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # (``divergence_fp32_grads.md``, rerun, every other number the same: the tops differ. Step 5: the context projection
 # (gradients 1.9e-3 apart); steps 7 and 9: experts 7 and 6's queries (2.9e-2, 1.1); from step 6 on the top is always
 # one expert's queries, a different expert from step to step (3, 7, 3, 6, 5, 7, 2, 2, 1, 1). No single group.)
+# Sensitivity or a rounding floor? A gradient 539 times further apart than the weights may be a large Jacobian (the
+# distance then scales with the perturbation) or the batch's gradient being a small difference of large terms, which
+# fp32 rounding parts whatever the weights' distance. ``--eps`` 0, 1e-8, 1e-6 and 1e-5 (``--steps 6 --every 1 --grads
+# --cases main-lr0.001``, fp32, seed 0; 1e-7 is ``divergence_fp32_grads.md``). Prediction, written before the runs:
+# (a) at eps 0 every distance is exactly 0 at every step (a step is bit-repeatable); (b) at step 5 gradients / weights
+# stays within a factor of 3 of 539 for eps 1e-8 to 1e-5: a large Jacobian. It fails if step 5's gradient distance
+# stays near 1.8e-3 while the weight distance before it moves 10-fold or more (a rounding floor of that batch).
 APART = 0.05
 
 
