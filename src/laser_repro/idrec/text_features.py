@@ -51,7 +51,7 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
     from transformers import AutoModel, AutoTokenizer
 
     if is_llm_encoder(encoder):  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled
-        return encode_with_backbone(texts, encoder, batch_size, device)
+        return encode_with_backbone(texts, encoder, batch_size, device, max_tokens)
     path, default_pooling = resolve_encoder(encoder)
     pooling = pooling or default_pooling
     try:
@@ -71,7 +71,9 @@ def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int 
         states = model(**batch).last_hidden_state
         if pooling == "mean":
             m = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
-            emb = torch.nn.functional.normalize((states * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+            emb = (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            if default_pooling == "mean":  # a sentence encoder (MiniLM) ends with L2 normalisation; KAR's mean
+                emb = torch.nn.functional.normalize(emb, dim=-1)  # over BERT (lm_encoding.py) does not
         else:
             emb = states[:, 0]
         out[idx] = emb.float().cpu().numpy()
@@ -91,6 +93,8 @@ def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_to
     """What an encoding depends on (the texts, the encoder, the pooling, a token limit other than
     :data:`MAX_TOKENS`, and :func:`encoder_state`), as a short hash."""
     parts = [encoder, pooling, list(texts)] + ([max_tokens] if max_tokens != MAX_TOKENS else [])
+    if pooling == "mean" and not is_llm_encoder(encoder) and resolve_encoder(encoder)[1] != "mean":
+        parts.append("mean, not normalised")  # before 2026-12-07 such vectors were L2-normalised
     parts += encoder_state(encoder, device)
     blob = json.dumps(parts, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -113,7 +117,7 @@ def encoder_state(encoder: str, device: Any) -> list:
         return [{"files": files, "config": digest}]
     if is_llm_encoder(encoder):
         dev = torch.device(device)
-        return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev)}]
+        return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev), "cut": "first"}]
     return []
 
 
@@ -155,16 +159,18 @@ def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: in
 
 
 @torch.no_grad()
-def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, device: Any = "cpu") -> np.ndarray:
+def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, device: Any = "cpu",
+                         max_tokens: int = MAX_TOKENS) -> np.ndarray:
     """Mean-pooled last-layer states of one of Laser's backbones (``laser.backbones.load_backbone``:
-    hub ids with their remote-code fixes, ``smollm2`` offline)."""
+    hub ids with their remote-code fixes, ``smollm2`` offline). Each text is cut to its first ``max_tokens``
+    tokens, its leading special tokens (ChatGLM2's ``[gMASK] sop``) included, as the BERT route truncates."""
     from laser_repro.laser.backbones import load_backbone
 
     bb = load_backbone(name, device)
     ids = bb.tokenize_many(list(texts))
     out = np.zeros((len(texts), bb.hidden_size), dtype=np.float32)
     for s in range(0, len(texts), batch_size):
-        chunk = [i[-MAX_TOKENS * 4:] for i in ids[s : s + batch_size]]
+        chunk = [i[:max_tokens] for i in ids[s : s + batch_size]]
         width = max(len(i) for i in chunk)
         tok = torch.full((len(chunk), width), 0, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.bool)
