@@ -152,6 +152,20 @@ def test_the_schedule_is_the_hf_trainers_linear_warmup_then_decay():
     assert [f(s) for s in range(7)] == [0.0, 0.5, 1.0, 0.75, 0.5, 0.25, 0.0]
 
 
+def test_the_rankers_adamw_has_the_hf_trainers_zero_weight_decay():
+    """The official TrainingArguments set no weight_decay (the Trainer's 0.0); torch's AdamW default (0.01) shrank every
+    adapter weight by lr x 0.01 a step, even where its gradient is 0."""
+    import torch
+
+    from laser_repro.llamarec.trainer import ranker_optimizer
+
+    w = torch.nn.Parameter(torch.full((3,), 2.0, dtype=torch.float64))
+    opt = ranker_optimizer([w], lr=0.5)
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    assert torch.equal(w.detach(), torch.full((3,), 2.0, dtype=torch.float64))  # 0.01 decay: 1.99
+
+
 def test_llamarec_validates_every_eval_steps_and_keeps_the_best_adapters(ring, tmp_path, monkeypatch, kill_on_call):
     """Validation every eval_steps optimiser steps (and at the last), early stopping after `patience` worse
     validations, the best step's adapters kept (it validated once per epoch, so with the official single epoch

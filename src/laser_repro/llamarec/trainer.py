@@ -133,6 +133,12 @@ def train_llamarec(cfg: LlamaRecRunConfig, out_dir: str | Path, replace_stale: b
     return run_trainer(cfg, out_dir, replace_stale, _train, required)
 
 
+def ranker_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """AdamW as the official HF ``TrainingArguments`` leave it: betas (0.9, 0.999), eps 1e-8, no weight decay (the
+    Trainer's default 0.0; torch's AdamW defaults to 0.01, which this suite used until 2026-12-07)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+
 def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
     corpus = [str(it.get("title") or "") for it in ds.items]
@@ -145,7 +151,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     rows = training_rows(ds, users, cfg, rng)
     valid_users = run_eval_users(ds, "valid", cfg)
     params = [p for p in ranker.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    opt = ranker_optimizer(params, cfg.lr)
     per_epoch = math.ceil(len(rows) / cfg.batch_size)
     total = cfg.epochs * per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
