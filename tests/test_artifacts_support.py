@@ -13,7 +13,7 @@ from laser_repro.runinfo import write_metrics
 
 
 def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None, targets=None,
-              backbone=None, users=None, config=None) -> Path:
+              backbone=None, users=None, config=None, ties="pessimistic") -> Path:
     """A run folder whose metrics.json aggregates exactly the given per-user ranks."""
     test_ranks = np.asarray(test_ranks, dtype=np.int64)
     valid_ranks = test_ranks if valid_ranks is None else np.asarray(valid_ranks, dtype=np.int64)
@@ -26,7 +26,7 @@ def write_run(root, dataset, method, variant, seed, test_ranks, valid_ranks=None
         config["backbone"] = backbone
     write_metrics(out, {"method": method, "dataset": dataset, "seed": seed,
                         "valid": results["valid"].metrics, "test": results["test"].metrics,
-                        "best_epoch": 1, "ties": "pessimistic", "config": config, "config_hash": "x",
+                        "best_epoch": 1, "ties": ties, "config": config, "config_hash": "x",
                         "git_commit": "x", "versions": {}, "device": "cpu", "wall_time_s": 0.0})
     save_ranks(out / "ranks.npz", results)
     return out

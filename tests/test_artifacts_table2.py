@@ -155,3 +155,26 @@ def test_kar_is_a_stand_in_when_either_model_is_not_chatglm2(runs, tmp_path):
     out = tmp_path / "t2.md"
     make_table2(spec(runs, methods=["laser-c", "bert4rec", "kar"]), out)
     assert "KAR on pet: template instead of chatglm2-6b" in out.read_text()
+
+
+def test_the_footnote_gives_each_metrics_paired_n_and_names_runs_with_other_tie_rules(tmp_path):
+    """The best baseline, and so the paired users, can differ by metric (the footnote kept the first metric's n);
+    a run that ranked ties optimistically (RecFormer's rule) is named, not averaged in silently."""
+    for seed in (0, 1):
+        write_run(tmp_path, "pet", "laser-c", "main", seed, ranks(range(30)), backbone="chatglm2-6b")
+        b4r = np.full(40, MISS)
+        b4r[:20] = 5  # 20 hits at rank 5: the best Recall@10 (0.5), a low NDCG@10
+        write_run(tmp_path, "pet", "bert4rec", "main", seed, b4r, ties="optimistic" if seed else "pessimistic")
+        sas = np.full(30, MISS)
+        sas[:12] = HIT  # 12 of 30 users at rank 0: the best NDCG@10 and MRR, on 30 users only
+        write_run(tmp_path, "pet", "sasrec", "main", seed, sas, users=np.arange(30))
+    res = compute_table2(spec(tmp_path, datasets=("pet",), methods=["laser-c", "bert4rec", "sasrec"]))
+    assert res.columns[("pet", "recall@10")].best_baseline == "bert4rec"
+    assert res.columns[("pet", "ndcg@10")].best_baseline == "sasrec"
+    assert (res.columns[("pet", "recall@10")].test.n, res.columns[("pet", "ndcg@10")].test.n) == (40, 30)
+    out = tmp_path / "t2.md"
+    make_table2(spec(tmp_path, datasets=("pet",), methods=["laser-c", "bert4rec", "sasrec"]), out)
+    text = out.read_text()
+    assert "(pet: n = 30 / 40)" in text
+    assert "Ties ranked other than pessimistically" in text and "optimistic: BERT4Rec on pet" in text
+    assert "SASRec on pet" not in text.split("Ties ranked")[1].splitlines()[0]

@@ -19,7 +19,7 @@ from laser_repro.paper.reported import load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values
+from .runs import Gap, LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values, ties_note
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SPLIT = "test"
@@ -145,6 +145,8 @@ def render_ablation(res: AblationResult) -> str:
             by_backbone.setdefault(b, []).append(res.labels[v])
         foot.append("† stand-in backbone (not comparable to the paper's numbers): "
                     + "; ".join(f"{b} instead of {paper} ({', '.join(rows)})" for b, rows in by_backbone.items()))
+    if (ties := ties_note(res.groups.values())):
+        foot.append(ties)
     text += bullet_list(foot) + "\n\n"
     text += "## Relative change vs the full model (%)\n\n"
     text += md_table(["Variant"] + [LONG_LABELS[m] for m in METRICS], change_rows) + "\n\n"

@@ -25,7 +25,7 @@ from .fig3 import compute_fig3
 from .fig4 import compute_fig4
 from .fig5 import compute_fig5
 from .markdown import bullet_list, md_table
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, stand_in_note
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, stand_in_note, ties_note
 from .significance import SeedSummary
 from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import HEADERS as T1_HEADERS
@@ -179,12 +179,14 @@ def section_ablation(res: AblationResult, reported: Reported, tolerance: float) 
     return text + md_table(["Row", "Metric", *CELL_HEADER], body, ["l", "l"] + ["r"] * 5 + ["l"]) + "\n"
 
 
-def section_claims(claims: list[C.Claim], stand_ins: str = "") -> str:
+def section_claims(claims: list[C.Claim], stand_ins: str = "", ties: str = "") -> str:
     body = [[c.where, c.text, c.paper, c.ours, f"**{c.verdict}**"] for c in claims]
     text = "## The paper's claims, checked against our runs\n\n"
     if stand_ins:
         text += (f"{stand_ins}. A claim checked on these runs tests this suite's stand-ins, not the paper's "
                  "models.\n\n")
+    if ties:
+        text += f"{ties}.\n\n"
     return text + md_table(["Where", "Claim", "Paper", "Ours", "verdict"], body, ["l"] * 5) + "\n"
 
 
@@ -212,9 +214,10 @@ def _ms(s: SeedSummary) -> str:
 def section_figures(f2, f3, f4, f5) -> str:
     """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
     text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
-    note = stand_in_note(g for f in (f2, f3, f4, f5) for g in f.groups.values())
-    if note:
-        text += f"\n{note}.\n"
+    groups = [g for f in (f2, f3, f4, f5) for g in f.groups.values()]
+    for note in (stand_in_note(groups), ties_note(groups)):
+        if note:
+            text += f"\n{note}.\n"
     body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get((d, m), "—"))]
             for d in f2.datasets for m in f2.methods]
     text += "\n### Figure 2: cold items (test)\n\n" + md_table(
@@ -289,7 +292,7 @@ def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
     ]
     every_group = [*t2.groups.values(), *(g for a in abl.values() for g in a.groups.values()),
                    *(g for f in (f2, f3, f4, f5) for g in f.groups.values())]
-    parts = ["\n".join(head), section_claims(claims, stand_in_note(every_group)),
+    parts = ["\n".join(head), section_claims(claims, stand_in_note(every_group), ties_note(every_group)),
              section_table1(spec.table1.data_root, spec.table1.datasets, reported),
              section_table2(t2, reported, tol), section_recformer(reported, t2),
              *(section_ablation(abl[t], reported, tol) for t in ("table3", "table4", "table5")),

@@ -192,6 +192,22 @@ def stand_in_note(groups: Iterable[RunGroup]) -> str:
             + "; ".join(f"{m}: {', '.join(sorted(b))}" for m, b in used.items()))
 
 
+def ties_note(groups: Iterable[RunGroup]) -> str:
+    """One line naming the cells whose runs ranked ties other than pessimistically (the suite's protocol; a run
+    config's ``ties``), or "" if none: their values are not comparable with the other cells'."""
+    other: dict[str, set[str]] = {}
+    for g in groups:
+        for r in g.runs:
+            rule = r.record.get("ties") or "pessimistic"
+            if rule != "pessimistic":
+                other.setdefault(rule, set()).add(f"{label(g.method)} on {g.dataset}"
+                                                  + (f" ({g.variant})" if g.variant != "main" else ""))
+    if not other:
+        return ""
+    return ("Ties ranked other than pessimistically (the suite's protocol; not comparable with the other cells): "
+            + "; ".join(f"{rule}: {', '.join(sorted(cells))}" for rule, cells in sorted(other.items())))
+
+
 def common_users(user_arrays: Sequence[np.ndarray]) -> np.ndarray:
     """Sorted users present in every array."""
     out = np.asarray(user_arrays[0])

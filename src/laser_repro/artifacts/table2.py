@@ -20,7 +20,7 @@ from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values, ties_note
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
@@ -168,10 +168,11 @@ def render_table2(res: Table2Result) -> str:
             col = res.columns[(d, metric)]
             if col.test is None:
                 continue
-            n_by_dataset.setdefault(d, col.test.n)
+            n_by_dataset.setdefault(d, []).append(col.test.n)  # the best rows, and so n, may differ by metric
             sig_rows.append([d, METRIC_LABELS[metric], col.best_laser, col.best_baseline, str(col.test.n),
                              f"{col.test.t:.3f}", fmt_p(col.test.p), "yes" if col.star else "no"])
-    n_text = ", ".join(f"{d}: n = {n}" for d, n in n_by_dataset.items()) or "no test could be run"
+    n_text = ", ".join(f"{d}: n = {' / '.join(map(str, sorted(set(ns))))}" for d, ns in n_by_dataset.items()) \
+        or "no test could be run"
     text = "# Table 2: performance comparison (test, values x100)\n\n"
     text += md_table(header, body) + "\n\n"
     foot = [
@@ -185,6 +186,8 @@ def render_table2(res: Table2Result) -> str:
     if stand_ins:
         foot.append("† stand-in backbone (not the paper's; not comparable to the paper's numbers): "
                     + "; ".join(f"{k}: {v}" for k, v in stand_ins.items()))
+    if (ties := ties_note(res.groups.values())):
+        foot.append(ties)
     if scratch:
         foot.append("‡ not pre-trained (trained on the target data set only; the paper's run was pre-trained): "
                     + "; ".join(f"{k}: on {v}" for k, v in scratch.items()))
