@@ -232,6 +232,15 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # (a) at eps 0 every distance is exactly 0 at every step (a step is bit-repeatable); (b) at step 5 gradients / weights
 # stays within a factor of 3 of 539 for eps 1e-8 to 1e-5: a large Jacobian. It fails if step 5's gradient distance
 # stays near 1.8e-3 while the weight distance before it moves 10-fold or more (a rounding floor of that batch).
+# (``divergence_fp32_eps{0,1e-08,1e-06,1e-05}.md``: (a) held, every distance 0 at every step. (b) failed as worded:
+# gradients / weights at step 5 is 186, 539, 129 and 1,290 for eps 1e-8, 1e-7, 1e-6 and 1e-5, a 10-fold range. Its
+# failing branch did not hold either: at 1e-5 the weights before step 5 are 45 times further apart than at 1e-7
+# (1.5e-4 against 3.3e-6) and step 5's gradients 110 times (0.20 against 1.8e-3), so the gradient distance grows with
+# the weights', faster than in proportion: a large Jacobian, no rounding floor. Below 1e-6 the weights before step 5
+# are 3.3-8.1e-6 apart whatever eps is, because step 1 sets it: its gradients part by 1.7e-6 from weights 1.6e-9
+# apart (eps 1e-8, most of it under fp32's resolution) as from 1e-7 apart, a rounding floor of step 1's gradient that
+# Adam's first step turns into ~3e-6. So any difference at all ends ~3e-6 apart after step 1, and step 5 multiplies
+# it 130-1,300-fold by the direction it has, not its size.)
 APART = 0.05
 
 
@@ -517,7 +526,7 @@ def report(rows: list[dict], args) -> str:
             routing = [f"{q['flips']} of {q['rows']}", f"{q['margin']:.1e}"] if "flips" in q else ["—", "—"]
             lines.append(f"| {q['step']} | {q['before']:.1e} | {q['grad']:.1e} | {q['update']:.1e} | "
                          + " | ".join(ratio) + f" | {q['loss']:.4f} | " + " | ".join(routing)
-                         + f" | {q['grad_top'][0]} ({q['grad_top'][1]:.1e}) |")
+                         + " | " + (f"{q['grad_top'][0]} ({q['grad_top'][1]:.1e})" if q["grad_top"][1] else "—") + " |")
         lines.append("")
     lines += [f"**Where the copies part:** the first step at which their user vectors are at least {APART:.0%} "
               "apart, the prefix and encoder-input paths there, and at the step before it.", "",
