@@ -246,3 +246,55 @@ def test_mean_pooling_over_a_bert_encoder_is_not_l2_normalised():
     np.testing.assert_allclose(np.linalg.norm(sentence, axis=1), 1.0, rtol=1e-5)
     assert np.all(np.abs(np.linalg.norm(bert, axis=1) - 1.0) > 0.05)
     np.testing.assert_allclose(bert / np.linalg.norm(bert, axis=1, keepdims=True), sentence, atol=1e-5)
+
+
+def test_greedy_decode_matches_generate_and_stops_a_row_at_its_eos(tmp_path):
+    """ChatGLM2's remote code is decoded by the suite's own loop (no cache, spec fix 3): on a tiny Llama it gives
+    ``generate``'s greedy tokens for left-padded prompts of different lengths, and a row that emits EOS is padded."""
+    import torch
+
+    from laser_repro.llamarec.ranker import load_causal_lm
+
+    corpus = ["a red kettle with a lid", "a blue cup", "tea leaves and a strainer for the pot"]
+    torch.manual_seed(0)
+    model, tok, _ = load_causal_lm("tiny-llama", str(tmp_path), corpus, "none", torch.device("cpu"))
+    model.eval()
+    tok.padding_side = "left"
+    batch = tok(["a red kettle", "a blue cup for tea leaves", "tea"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ref = model.generate(**batch, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        ours = kn.greedy_decode(model, batch["input_ids"], batch["attention_mask"], 6, -1, tok.pad_token_id)
+        assert torch.equal(ours, ref)
+        width = batch["input_ids"].shape[1]
+        eos = int(ref[0, width + 1])  # pretend row 0's second new token is the EOS
+        stopped = kn.greedy_decode(model, batch["input_ids"], batch["attention_mask"], 6, eos, tok.pad_token_id)
+    row0 = stopped[0, width:].tolist()
+    assert row0[:2] == ref[0, width:width + 2].tolist() and set(row0[2:]) <= {tok.pad_token_id}
+    for r in (1, 2):  # the others run on until their own EOS or the limit
+        new = stopped[r, width:].tolist()
+        cut = new.index(eos) + 1 if eos in new else len(new)
+        assert new[:cut] == ref[r, width:width + cut].tolist() and set(new[cut:]) <= {tok.pad_token_id}
+
+
+def test_chatglm2_as_kars_generator_loads_through_the_adapters_fixes(monkeypatch):
+    """`kar-knowledge --generator chatglm2-6b` loads the remote code through the backbone adapter's fixes (config
+    max_length, post_init, the tokenizer's _pad); a plain AutoModelForCausalLM load skipped them. The remote code
+    is not available offline, so the two loaders are stood in for and the route is checked."""
+    import torch
+    import transformers
+
+    from laser_repro.llamarec import ranker
+
+    calls = []
+
+    class Tok:
+        pad_token_id, eos_token, pad_token = 0, "</s>", "<unk>"
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                        lambda source, **kw: calls.append(("tokenizer", source, kw)) or Tok())
+    monkeypatch.setattr(ranker, "_load_chatglm2", lambda source, dtype, kw: calls.append(("model", source, kw)) or "lm")
+    monkeypatch.setattr(ranker, "_patch_chatglm2_tokenizer", lambda tok: calls.append(("patched", type(tok).__name__)))
+    model, tok, quantized = ranker.load_causal_lm("chatglm2-6b", None, [], "none", torch.device("cpu"))
+    assert model == "lm" and not quantized
+    assert calls == [("tokenizer", "THUDM/chatglm2-6b", {"trust_remote_code": True}),
+                     ("model", "THUDM/chatglm2-6b", {}), ("patched", "Tok")]

@@ -129,22 +129,50 @@ def template_generator(ds: SeqDataset) -> Callable[[list[str]], list[str]]:
 
 
 def llm_generator(name: str, cache_dir: str | None, device, max_new_tokens: int) -> Callable[[list[str]], list[str]]:
-    """Greedy decoding with a causal LLM (the LlamaRec ranker's loader: smollm2, tiny-llama, hub ids)."""
+    """Greedy decoding with a causal LLM (the LlamaRec ranker's loader: smollm2, tiny-llama, hub ids). ChatGLM2's
+    remote code is decoded by :func:`greedy_decode` (no cache, as the spec's fix 3 asks), the others by ``generate``."""
     import torch
 
+    from laser_repro.laser.backbones import HUB
     from laser_repro.llamarec.ranker import load_causal_lm
 
     model, tok, _ = load_causal_lm(name, cache_dir, [], "none", device)
     model.eval()
     tok.padding_side = "left"
+    own_loop = name in HUB and HUB[name].family == "chatglm2"
 
     @torch.no_grad()
     def generate(prompts: list[str]) -> list[str]:
         batch = tok(prompts, return_tensors="pt", padding=True).to(device)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        if own_loop:
+            out = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens,
+                                tok.eos_token_id, tok.pad_token_id)
+        else:
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
         return [tok.decode(o[batch["input_ids"].shape[1]:], skip_special_tokens=True).strip() for o in out]
 
     return generate
+
+
+def greedy_decode(model, ids, mask, max_new_tokens: int, eos_id: int, pad_id: int):
+    """Greedy continuation of left-padded ``ids`` [B, T] (``mask`` 1 on real tokens), recomputing every position
+    each step (``use_cache=False``, ``return_dict=True``) with position ids that count real tokens only; a row stops
+    at its EOS and is padded with ``pad_id`` after it. Returns ``[B, T + n]`` with the new tokens appended."""
+    import torch
+
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    for _ in range(max_new_tokens):
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                       return_dict=True).logits[:, -1]
+        nxt = torch.where(done, torch.full_like(done, pad_id, dtype=ids.dtype), logits.argmax(-1))
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+        mask = torch.cat([mask, (~done).to(mask.dtype)[:, None]], dim=1)
+        done |= nxt == eos_id
+        if bool(done.all()):
+            break
+    return ids
 
 
 def knowledge(ds: SeqDataset, store: KnowledgeStore, generate: Callable[[list[str]], list[str]],

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from laser_repro.laser.backbones import HUB, BackboneLoadError, _cache_root, smollm2_folder, tiny_tokenizer
+from laser_repro.laser.backbones import (HUB, BackboneLoadError, _cache_root, _load_chatglm2, _patch_chatglm2_tokenizer,
+                                         smollm2_folder, tiny_tokenizer)
 from laser_repro.llamarec.scoring import LETTERS
 from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
@@ -69,10 +70,15 @@ def load_causal_lm(name: str, cache_dir: str | None, corpus: Sequence[str], quan
         except ImportError:
             if quantize == "4bit":
                 raise BackboneLoadError("quantize: 4bit needs the bitsandbytes package on a CUDA machine") from None
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=kw.get("trust_remote_code", False))
-        model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=torch.bfloat16 if device.type == "cuda" else torch.float32, **kw)
+        if name in HUB and HUB[name].family == "chatglm2":  # KAR's generator: the adapter's remote-code fixes
+            kw.pop("trust_remote_code")
+            model = _load_chatglm2(source, dtype, kw)  # its AutoModel is the LM (ChatGLMForConditionalGeneration)
+            _patch_chatglm2_tokenizer(tok)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kw)
     except OSError as err:
         raise BackboneLoadError(f"backbone {name!r}: cannot load {source!r} ({err}); offline use smollm2 or "
                                 "local:PATH") from None
