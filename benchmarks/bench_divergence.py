@@ -88,6 +88,13 @@ RUN_CASES["main-qstd1-lr0.001"] = ("M-Former, queries at std 1", "main", 1e-3, {
 RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "main", 1e-3,
                                             {"bituning.prefix_input": "constant"}, ())
 # (``divergence_constant_input.md``: 9.1% / 20% / 69% apart at steps 10 / 20 / 100: as fast; not the input.)
+# And Eq. 6's temperature (tau 0.05, App. B): cos / tau makes the logits' scale 1 / tau, so the loss's curvature in the
+# cosine grows as 1 / tau^2 and its gradient as 1 / tau: if the loss carries the batches' amplification, a gradient's
+# distance relative to its size scales about as 1 / tau. Prediction, written before the runs (``--steps 15 --every 1
+# --grads``, fp32, seed 0): the largest gradients / weights ratio over steps 1-15 is at most a third of tau 0.05's
+# (2,290) at tau 0.2 and at least 3 times it at tau 0.0125. It fails if either moves less than 3-fold.
+RUN_CASES["main-tau0.2-lr0.001"] = ("M-Former, tau 0.2", "main", 1e-3, {"loss.tau": 0.2}, ())
+RUN_CASES["main-tau0.0125-lr0.001"] = ("M-Former, tau 0.0125", "main", 1e-3, {"loss.tau": 0.0125}, ())
 
 # Every run also traces how far copy a's prefix travels (the path: the sum of its per-step moves ||P_t - P_t-1|| over
 # ||P_0||, for the 32 probe histories, as ``bench_prefix_steps.py``). A reading drawn after the cases above, from
