@@ -27,7 +27,6 @@ from records import finished
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = Path(__file__).with_name("idrec_flops.md")
-OFFLINE = {"text_encoder": "minilm"}  # as bench_idrec_scientific.py: MiniLM features stand in for BERT-base
 TARGET_MIN = 10.0
 MODELS = ("sasrec", "bert4rec", "fdsa", "zesrec")  # one training stage, one loss (RecGURU has two)
 RECORDS = REPO / "benchmarks" / "records" / "idrec_scientific"  # bench_idrec_scientific.py's committed records
@@ -55,14 +54,18 @@ def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: in
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from bench_idrec_scientific import offline_config
+
     from laser_repro.config import from_dict
     from laser_repro.data.dataset import load_dataset
+    from laser_repro.experiment.config import nest
     from laser_repro.experiment.registry import METHODS
     from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.registry import build_model, uses_text
     from laser_repro.idrec.trainer import eval_inputs, evaluate_model, item_text_features, training_instances, training_users
 
-    cfg = from_dict(IDRecRunConfig, {**METHODS[model_name].base_config(), **OFFLINE, "dataset": str(data), "seed": 0})
+    over = {**METHODS[model_name].base_config(), **offline_config(model_name), "dataset": str(data), "seed": 0}
+    cfg = from_dict(IDRecRunConfig, nest(over))  # MiniLM features, as bench_idrec_scientific.py
     ds, device = load_dataset(data), torch.device("cpu")
     cache.mkdir(parents=True, exist_ok=True)
     feats = item_text_features(ds, cfg, cache, device) if uses_text(cfg.model) else None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from records import finished, sync, unpoolable, write_report
 
+from laser_repro.experiment.config import nest
 from laser_repro.idrec.config import IDRecRunConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +40,13 @@ PAPER = {  # Table 2, Scientific, x100 (copied from RecFormer's paper; RecBole u
     "recguru": {"recall@10": 7.81, "ndcg@10": 5.75, "mrr": 5.66},
     "zesrec": {"recall@10": 12.60, "ndcg@10": 8.43, "mrr": 7.45},
 }
-OFFLINE = {"text_encoder": "minilm"}  # no hub here: MiniLM-L6 features stand in for BERT-base [CLS] (ZESRec)
+OFFLINE = {"text_encoder": "minilm"}  # no hub here: MiniLM-L6 features stand in for BERT-base [CLS] (FDSA, ZESRec)
+OFFLINE_WIDTH = {"fdsa": {"model_config.text_dim": 384}}  # FDSA reads MiniLM's 384-d features (BERT's 768 by default)
+
+
+def offline_config(model: str) -> dict:
+    """Run-config overrides (flat, dotted) that put ``model`` on the offline MiniLM features."""
+    return {**OFFLINE, **OFFLINE_WIDTH.get(model, {})}
 METRICS = ("recall@10", "ndcg@10", "mrr")
 TARGET_REL = 0.15
 ANALYSIS = "<!-- analysis: hand-written, kept when the tables above are regenerated -->"
@@ -66,9 +73,9 @@ def train_all(args) -> None:
     for model in args.models:
         for seed in args.seeds:
             # the registry's identity of the method (its own settings), then this machine's execution keys
-            over = {**METHODS[model].base_config(), **OFFLINE, "dataset": str(data), "seed": seed,
+            over = {**METHODS[model].base_config(), **offline_config(model), "dataset": str(data), "seed": seed,
                     "num_threads": args.threads, "progress": False}
-            train_idrec(from_dict(IDRecRunConfig, over), args.runs / model / f"seed~{seed}")
+            train_idrec(from_dict(IDRecRunConfig, nest(over)), args.runs / model / f"seed~{seed}")
 
 
 def fmt(values: list[float]) -> str:

@@ -117,6 +117,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gru4rec", "GRU4Rec", "traditional", IDREC, in_paper=False,
            summary="GRU recommender (ID); Figure 5 feeds Laser with it"),
     Method("fdsa", "FDSA", "traditional", IDREC, paper_backbone="bert-base-uncased",  # UniSRec's FDSA: BERT features
+           run_defaults=(("model_config.text_dim", 768),),  # BERT-base's width (MiniLM runs set 384)
            summary="feature-level self-attention (ID + item text)"),
     Method("recguru", "RecGURU", "traditional", IDREC, run_defaults=(("lr", 0.01), ("batch_size", 1024)),
            summary="Transformer autoencoder, single domain (reconstruction, then BPR)"),
