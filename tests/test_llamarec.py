@@ -193,6 +193,18 @@ def test_llamarec_validates_every_eval_steps_and_keeps_the_best_adapters(ring, t
     with pytest.raises(KeyboardInterrupt):
         trainer.train_llamarec(cfg, tmp_path / "killed")
     monkeypatch.setattr(trainer, "evaluate_split", real)
+    # a checkpoint written under torch's weight decay 0.01 (before 2026-12-07) is refused, not resumed with it
+    import shutil
+
+    import torch
+
+    shutil.copytree(tmp_path / "killed", tmp_path / "decayed")
+    blob = torch.load(tmp_path / "decayed" / "checkpoint.pt", weights_only=False)
+    for group in blob["optimizer"]["param_groups"]:
+        group["weight_decay"] = 0.01
+    torch.save(blob, tmp_path / "decayed" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="written with AdamW's weight decay 0.01"):
+        trainer.train_llamarec(cfg, tmp_path / "decayed")
     resumed = trainer.train_llamarec(cfg, tmp_path / "killed")
     for key in ("history", "best_step", "steps_run", "valid", "test"):
         assert resumed[key] == reference[key], key

@@ -161,6 +161,9 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     if ckpt is not None:
         ranker.model.load_state_dict(ckpt["lora"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
+        if any(g.get("weight_decay") for g in opt.param_groups):  # it would decay on, as a run of the new code
+            raise ValueError(f"{run.checkpoint_path}: written with AdamW's weight decay 0.01 (before 2026-12-07; the "
+                             "official Trainer's is 0); remove the run folder to train it again")
         sched.load_state_dict(ckpt["scheduler"])
         state, best = ckpt["state"], ckpt["best"]
         set_rng_state(ckpt["rng"])
