@@ -175,6 +175,6 @@ def test_the_footnote_gives_each_metrics_paired_n_and_names_runs_with_other_tie_
     out = tmp_path / "t2.md"
     make_table2(spec(tmp_path, datasets=("pet",), methods=["laser-c", "bert4rec", "sasrec"]), out)
     text = out.read_text()
-    assert "(pet: n = 30 / 40)" in text
+    assert "(pet: n = 40 (R@10), 30 (N@10, MRR))" in text
     assert "Ties ranked other than pessimistically" in text and "optimistic: BERT4Rec on pet" in text
     assert "SASRec on pet" not in text.split("Ties ranked")[1].splitlines()[0]

@@ -168,11 +168,12 @@ def render_table2(res: Table2Result) -> str:
             col = res.columns[(d, metric)]
             if col.test is None:
                 continue
-            n_by_dataset.setdefault(d, []).append(col.test.n)  # the best rows, and so n, may differ by metric
+            n_by_dataset.setdefault(d, {}).setdefault(col.test.n, []).append(METRIC_LABELS[metric])  # by metric
             sig_rows.append([d, METRIC_LABELS[metric], col.best_laser, col.best_baseline, str(col.test.n),
                              f"{col.test.t:.3f}", fmt_p(col.test.p), "yes" if col.star else "no"])
-    n_text = ", ".join(f"{d}: n = {' / '.join(map(str, sorted(set(ns))))}" for d, ns in n_by_dataset.items()) \
-        or "no test could be run"
+    n_text = ", ".join(f"{d}: n = " + (str(next(iter(ns))) if len(ns) == 1 else  # the best rows may differ by metric
+                                        ", ".join(f"{n} ({', '.join(ms)})" for n, ms in ns.items()))
+                       for d, ns in n_by_dataset.items()) or "no test could be run"
     text = "# Table 2: performance comparison (test, values x100)\n\n"
     text += md_table(header, body) + "\n\n"
     foot = [
