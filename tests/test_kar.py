@@ -134,6 +134,10 @@ def test_llm_generated_knowledge_for_a_seeded_user_subset(data, tmp_path, capsys
         kn.stored_texts(load_dataset(data), out)
     assert cli_main(args) == 0  # greedy decoding, everything cached: the file is unchanged
     assert json.loads(out.read_text()) == blob
+    # 0 new tokens would store an empty text for every prompt, which the store then reuses: refused, nothing written
+    zero = tmp_path / "zero.json"
+    assert args[9] == "--max-new-tokens"
+    assert cli_main([*args[:6], str(zero), *args[7:10], "0", *args[11:]]) == 1 and not zero.exists()
 
 
 def test_hea_routing_on_a_hand_example():
@@ -209,16 +213,15 @@ def test_knowledge_encoding_with_an_llm_backbone_mean_pools_real_tokens(smollm2_
 
 
 @pytest.mark.slow
-def test_an_llm_encoder_keeps_each_texts_first_tokens(smollm2_texts):
-    """The LLM route cuts a text as the BERT route does, to its first ``max_tokens`` tokens (its leading special
-    tokens included); it kept the last 512 whatever the limit, so a long text lost ChatGLM2's ``[gMASK] sop``."""
-    head = "a red kettle with a long handle"
-    texts = [head, head + " and a lid that whistles", "a blue cup"]
-    cut = smollm2_texts(texts, batch_size=3, max_tokens=6)
-    whole = smollm2_texts(texts, batch_size=3, max_tokens=512)
-    np.testing.assert_allclose(cut[0], cut[1], rtol=1e-5, atol=1e-5)  # the same first 6 tokens: the same vector
-    assert not np.allclose(whole[0], whole[1], atol=1e-3)  # their tails differ within 512 tokens
-    assert not np.allclose(cut[0], cut[2], atol=1e-3)
+def test_an_llm_encoder_reads_each_text_whole(smollm2_texts):
+    """KAR's ChatGLM2 encoding reads texts whole (lm_encoding.py truncates only its BERT route): a user text past 512
+    tokens keeps both its start and its answer at the end. The route kept the last 512 tokens (losing the start and
+    ChatGLM2's leading ``[gMASK] sop``); a cut at the first 512 would lose the answer."""
+    filler = " widget" * 600
+    texts = ["kettle" + filler + " cheap", "teacup" + filler + " cheap", "kettle" + filler + " luxury"]
+    vectors = smollm2_texts(texts, batch_size=3, max_tokens=512)  # the limit KAR passes binds its BERT route only
+    assert not np.allclose(vectors[0], vectors[1], atol=1e-4)  # the starts differ
+    assert not np.allclose(vectors[0], vectors[2], atol=1e-4)  # the answers differ
 
 
 def test_a_users_knowledge_answer_past_128_tokens_still_reaches_its_vector():
@@ -298,3 +301,23 @@ def test_chatglm2_as_kars_generator_loads_through_the_adapters_fixes(monkeypatch
     assert model == "lm" and not quantized
     assert calls == [("tokenizer", "THUDM/chatglm2-6b", {"trust_remote_code": True}),
                      ("model", "THUDM/chatglm2-6b", {}), ("patched", "Tok")]
+
+
+def test_kars_chatglm2_generator_decodes_with_the_suites_loop(tmp_path, monkeypatch):
+    """``llm_generator`` sends ChatGLM2 through :func:`greedy_decode` (its remote code is not relied on for
+    ``generate``), the other generators through ``generate``; on the same tiny Llama both write the same texts."""
+    import torch
+
+    from laser_repro.llamarec import ranker
+
+    corpus = ["a red kettle with a lid", "a blue cup", "tea leaves and a strainer for the pot"]
+    torch.manual_seed(0)
+    tiny = ranker.load_causal_lm("tiny-llama", str(tmp_path), corpus, "none", torch.device("cpu"))
+    monkeypatch.setattr(ranker, "load_causal_lm", lambda *a, **k: tiny)
+    loops = []
+    real = kn.greedy_decode
+    monkeypatch.setattr(kn, "greedy_decode", lambda *a, **k: loops.append(1) or real(*a, **k))
+    prompts = ["a red kettle", "a blue cup for tea leaves"]
+    plain = kn.llm_generator("tiny-llama", None, torch.device("cpu"), 5)(prompts)
+    assert not loops
+    assert kn.llm_generator("chatglm2-6b", None, torch.device("cpu"), 5)(prompts) == plain and loops == [1]

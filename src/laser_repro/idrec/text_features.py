@@ -47,11 +47,12 @@ def resolve_encoder(name: str) -> tuple[str, str]:
 def encode_texts(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64, device: Any = "cpu",
                  pooling: str | None = None, max_tokens: int = MAX_TOKENS) -> np.ndarray:
     """Embed ``texts`` with a frozen encoder; returns float32 ``[len(texts), width]``. ``pooling`` (mean | cls)
-    overrides the encoder's default (KAR mean-pools every encoder); each text is cut to ``max_tokens``."""
+    overrides the encoder's default (KAR mean-pools every encoder); each text is cut to its first ``max_tokens``
+    tokens, except by an LLM encoder, which reads it whole (:func:`encode_with_backbone`)."""
     from transformers import AutoModel, AutoTokenizer
 
-    if is_llm_encoder(encoder):  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled
-        return encode_with_backbone(texts, encoder, batch_size, device, max_tokens)
+    if is_llm_encoder(encoder):  # an LLM of the paper (KAR: ChatGLM2-6B), mean-pooled, whole texts
+        return encode_with_backbone(texts, encoder, batch_size, device)
     path, default_pooling = resolve_encoder(encoder)
     pooling = pooling or default_pooling
     try:
@@ -92,8 +93,9 @@ def encoding_key(texts: Sequence[str], encoder: str, pooling: str | None, max_to
                  device: Any = "cpu") -> str:
     """What an encoding depends on (the texts, the encoder, the pooling, a token limit other than
     :data:`MAX_TOKENS`, and :func:`encoder_state`), as a short hash."""
-    parts = [encoder, pooling, list(texts)] + ([max_tokens] if max_tokens != MAX_TOKENS else [])
-    if pooling == "mean" and not is_llm_encoder(encoder) and resolve_encoder(encoder)[1] != "mean":
+    parts = [encoder, pooling, list(texts)] + ([max_tokens] if max_tokens != MAX_TOKENS and not is_llm_encoder(encoder)
+                                               else [])
+    if pooling == "mean" and encoder != "minilm" and not is_llm_encoder(encoder):  # (minilm: resolve_encoder's mean)
         parts.append("mean, not normalised")  # before 2026-12-07 such vectors were L2-normalised
     parts += encoder_state(encoder, device)
     blob = json.dumps(parts, ensure_ascii=False).encode()
@@ -117,7 +119,7 @@ def encoder_state(encoder: str, device: Any) -> list:
         return [{"files": files, "config": digest}]
     if is_llm_encoder(encoder):
         dev = torch.device(device)
-        return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev), "cut": "first"}]
+        return [{"dtype": str(default_dtype(dev)), "cpu_autocast": cpu_autocast("auto", dev), "cut": "whole"}]
     return []
 
 
@@ -159,18 +161,18 @@ def encode_cached(path: Path, texts: Sequence[str], encoder: str, batch_size: in
 
 
 @torch.no_grad()
-def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, device: Any = "cpu",
-                         max_tokens: int = MAX_TOKENS) -> np.ndarray:
+def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, device: Any = "cpu") -> np.ndarray:
     """Mean-pooled last-layer states of one of Laser's backbones (``laser.backbones.load_backbone``:
-    hub ids with their remote-code fixes, ``smollm2`` offline). Each text is cut to its first ``max_tokens``
-    tokens, its leading special tokens (ChatGLM2's ``[gMASK] sop``) included, as the BERT route truncates."""
+    hub ids with their remote-code fixes, ``smollm2`` offline). Each text is read whole, as KAR's ChatGLM2 encoding
+    does (``lm_encoding.py`` truncates only its BERT route, at 512), its leading special tokens (ChatGLM2's
+    ``[gMASK] sop``) included; only a text past the backbone's positions is cut, keeping its start."""
     from laser_repro.laser.backbones import load_backbone
 
     bb = load_backbone(name, device)
     ids = bb.tokenize_many(list(texts))
     out = np.zeros((len(texts), bb.hidden_size), dtype=np.float32)
     for s in range(0, len(texts), batch_size):
-        chunk = [i[:max_tokens] for i in ids[s : s + batch_size]]
+        chunk = [i[: bb.max_positions] for i in ids[s : s + batch_size]]
         width = max(len(i) for i in chunk)
         tok = torch.full((len(chunk), width), 0, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.bool)

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="knowledge JSON file")
     parser.add_argument("--max-users", type=int, default=None,
                         help="generate user texts for a seeded subset of this many users only (CPU demonstrations)")
-    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens each answer may have (at least 1)")
     parser.add_argument("--cache-dir", default=None, help="backbone cache (smollm2's dequantised weights)")
     parser.add_argument("--device", default="auto")
 
@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from laser_repro.kar.knowledge import KnowledgeStore, knowledge, llm_generator, template_generator
     from laser_repro.train.scaffold import resolve_device
 
+    if args.max_new_tokens < 1 or (args.max_users is not None and args.max_users < 1):
+        raise ValueError(f"--max-new-tokens {args.max_new_tokens} / --max-users {args.max_users}: expected at least 1 "
+                         "(0 new tokens would store an empty text for every prompt)")
     ds = load_dataset(args.data)
     gen = (template_generator(ds) if args.generator == "template"
            else llm_generator(args.generator, args.cache_dir, resolve_device(args.device), args.max_new_tokens))

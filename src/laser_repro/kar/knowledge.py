@@ -146,7 +146,7 @@ def llm_generator(name: str, cache_dir: str | None, device, max_new_tokens: int)
         batch = tok(prompts, return_tensors="pt", padding=True).to(device)
         if own_loop:
             out = greedy_decode(model, batch["input_ids"], batch["attention_mask"], max_new_tokens,
-                                tok.eos_token_id, tok.pad_token_id)
+                                tok.eos_token_id, tok.pad_token_id, return_last_logit=True)  # its 65k-word head, once
         else:
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
@@ -155,17 +155,18 @@ def llm_generator(name: str, cache_dir: str | None, device, max_new_tokens: int)
     return generate
 
 
-def greedy_decode(model, ids, mask, max_new_tokens: int, eos_id: int, pad_id: int):
+def greedy_decode(model, ids, mask, max_new_tokens: int, eos_id: int, pad_id: int, **forward_kw):
     """Greedy continuation of left-padded ``ids`` [B, T] (``mask`` 1 on real tokens), recomputing every position
     each step (``use_cache=False``, ``return_dict=True``) with position ids that count real tokens only; a row stops
-    at its EOS and is padded with ``pad_id`` after it. Returns ``[B, T + n]`` with the new tokens appended."""
+    at its EOS and is padded with ``pad_id`` after it. Returns ``[B, T + n]`` with the new tokens appended.
+    ``forward_kw`` go to every forward call (ChatGLM2: ``return_last_logit``)."""
     import torch
 
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     for _ in range(max_new_tokens):
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                       return_dict=True).logits[:, -1]
+                       return_dict=True, **forward_kw).logits[:, -1]
         nxt = torch.where(done, torch.full_like(done, pad_id, dtype=ids.dtype), logits.argmax(-1))
         ids = torch.cat([ids, nxt[:, None]], dim=1)
         mask = torch.cat([mask, (~done).to(mask.dtype)[:, None]], dim=1)
