@@ -247,7 +247,8 @@ def test_paper_config_counts(tmp_path):
     assert exp.run_inputs("pet", "llamarec", "main", 2) == {"lrurec": exp.run_dir("pet", "lrurec", "main", 2)}
     assert exp.resolved("scientific", "zesrec", "main", 0).text_encoder == "bert-base-uncased"
     # FDSA's paper cells (RecFormer's, from UniSRec's FDSA) read BERT [CLS] features: MiniLM is a stand-in (†)
-    assert exp.resolved("scientific", "fdsa", "main", 0).text_encoder == "bert-base-uncased"
+    fdsa = exp.resolved("scientific", "fdsa", "main", 0)
+    assert fdsa.text_encoder == "bert-base-uncased" and fdsa.model_config == {"text_dim": 768}  # BERT-base's width
     assert registry.stand_in("fdsa", "minilm") == "minilm" and registry.stand_in("fdsa", "bert-base-uncased") is None
     guru = exp.resolved("scientific", "recguru", "main", 0)
     assert (guru.lr, guru.batch_size) == (0.01, 1024)  # RecGURU's own settings (registry run_defaults)
