@@ -15,7 +15,7 @@ from laser_repro.artifacts.table2 import compute_table2
 from laser_repro.cli import main as cli_main
 from laser_repro.config import from_dict
 from laser_repro.experiment import layout, registry
-from laser_repro.experiment.config import WorkflowConfigError, validate
+from laser_repro.experiment.config import WorkflowConfigError, nest, validate
 from laser_repro.experiment.specs import load_spec, to_json
 from test_artifacts_support import REPO, paper_experiment, write_run
 
@@ -26,7 +26,7 @@ from test_artifacts_support import REPO, paper_experiment, write_run
 def test_every_method_is_declared_once_with_a_working_trainer():
     for m in registry.METHODS.values():
         cls = m.trainer.config_cls()
-        cfg = from_dict(cls, m.base_config())  # the method's identity is valid for its trainer
+        cfg = from_dict(cls, nest(m.base_config()))  # the method's identity (dotted keys) is valid for its trainer
         assert getattr(cfg, m.trainer.method_key) == m.name
         assert m.trainer.compute in ("small", "large")
         assert m.group is None or m.group in registry.GROUPS
