@@ -95,6 +95,11 @@ RUN_CASES["main-constant-input-lr0.001"] = ("M-Former fed one constant input", "
 # (2,290) at tau 0.2 and at least 3 times it at tau 0.0125. It fails if either moves less than 3-fold.
 RUN_CASES["main-tau0.2-lr0.001"] = ("M-Former, tau 0.2", "main", 1e-3, {"loss.tau": 0.2}, ())
 RUN_CASES["main-tau0.0125-lr0.001"] = ("M-Former, tau 0.0125", "main", 1e-3, {"loss.tau": 0.0125}, ())
+# (``divergence_fp32_tau0.2.md``, ``divergence_fp32_tau0.0125.md``: failed both ways. At tau 0.2 the largest ratio is
+# 1,080 (step 6), half of tau 0.05's, not a third, and the copies part by step 14 (10%; tau 0.05: step 9). At tau
+# 0.0125 it is 58 (step 7), 40 times smaller, not 3 times larger: the copies stay 9e-5 apart after 15 steps, every
+# top-10 list shared, while the batch loss swings 8.2-12.0 (above chance, ln 5,327 = 8.58). So the amplification is
+# not the loss's 1 / tau scale: it is largest near the paper's tau of the three, and a sharper softmax damps it.)
 
 # Every run also traces how far copy a's prefix travels (the path: the sum of its per-step moves ||P_t - P_t-1|| over
 # ||P_0||, for the 32 probe histories, as ``bench_prefix_steps.py``). A reading drawn after the cases above, from
