@@ -100,6 +100,10 @@ RUN_CASES["main-tau0.0125-lr0.001"] = ("M-Former, tau 0.0125", "main", 1e-3, {"l
 # 0.0125 it is 58 (step 7), 40 times smaller, not 3 times larger: the copies stay 9e-5 apart after 15 steps, every
 # top-10 list shared, while the batch loss swings 8.2-12.0 (above chance, ln 5,327 = 8.58). So the amplification is
 # not the loss's 1 / tau scale: it is largest near the paper's tau of the three, and a sharper softmax damps it.)
+# Delayed or prevented? At tau 0.0125 the weights still grow about 1.1-fold a step after step 1 (7.1e-6 at step 2,
+# 2.6e-5 at 15). Prediction, written before the run (``--steps 100 --every 5 --cases main-tau0.0125-lr0.001``): at that
+# rate the copies' user vectors first reach 5% apart after step 30 and by step 100: the sharper softmax delays the
+# parting, it does not prevent it. It fails if they stay under 5% through step 100, or part by step 30.
 
 # Every run also traces how far copy a's prefix travels (the path: the sum of its per-step moves ||P_t - P_t-1|| over
 # ||P_0||, for the 32 probe histories, as ``bench_prefix_steps.py``). A reading drawn after the cases above, from
