@@ -104,6 +104,9 @@ RUN_CASES["main-tau0.0125-lr0.001"] = ("M-Former, tau 0.0125", "main", 1e-3, {"l
 # 2.6e-5 at 15). Prediction, written before the run (``--steps 100 --every 5 --cases main-tau0.0125-lr0.001``): at that
 # rate the copies' user vectors first reach 5% apart after step 30 and by step 100: the sharper softmax delays the
 # parting, it does not prevent it. It fails if they stay under 5% through step 100, or part by step 30.
+# (``divergence_fp32_tau0.0125_100steps.md``: held. 5.9% apart at step 60 (1.4e-3 at 40, 1.0e-2 at 45), 29% at step
+# 100, when their top-10 lists share 43% of items and the experts differ for 44% of the probe histories: about 50
+# steps later than at tau 0.05, well inside the 389-step first epoch.)
 
 # Every run also traces how far copy a's prefix travels (the path: the sum of its per-step moves ||P_t - P_t-1|| over
 # ||P_0||, for the 32 probe histories, as ``bench_prefix_steps.py``). A reading drawn after the cases above, from
