@@ -4,10 +4,19 @@ NOT YET RUN ON A GPU: no GPU was available while this was written. Its logic is 
 CPU with tiny sizes (``--tiny``, tests/test_laser_gpu_script.py); the numbers in
 benchmarks/gpu_backbones.md appear only after someone runs it on a CUDA box:
 
-    python benchmarks/gpu_backbones.py                  # CUDA, bf16, GPT2-Large- and Llama2-7B-sized
     python benchmarks/gpu_backbones.py --tiny --device cpu --out /tmp/x.md   # logic check on CPU
-    python benchmarks/gpu_carry.py          # (CPU machine) data, BERT4Rec run and fp16 MiniLM, < 64 MiB
-    python benchmarks/gpu_backbones.py --protocol benchmarks/out/gpu_carry   # + Laser's full protocol (a)
+    python benchmarks/gpu_carry.py          # (CPU machine) data, BERT4Rec run and fp16 MiniLM, under the carry limit
+
+and on the GPU machine (nothing installed there: the repository root, PYTHONPATH=src; carry
+``benchmarks/out/gpu_carry``; everything the run writes goes under ``$OUT``, the only folder that comes back):
+
+    export PYTHONPATH=src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; nvidia-smi -L
+    python3 benchmarks/gpu_backbones.py --protocol benchmarks/out/gpu_carry --deadline-min 8.5 \
+        --cache /tmp/laser-gpu --out $OUT/gpu_backbones.md 2>&1 | tee $OUT/run.log
+
+(with a device timeout of about 600 s). The script stops starting work at ``--deadline-min``: (a) runs only the
+epochs that fit what is left and is skipped, with a line in the report, when one epoch does not; the protocol
+run's train.log, metrics.json and ranks.npz are copied next to the report (``protocol-run/``).
 
 For each backbone size it builds a RANDOM-initialised model from a config (no weights are
 downloaded; speed and memory do not depend on the weights) in bf16, wraps it in Laser's
@@ -27,8 +36,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import shutil
+import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -280,12 +293,14 @@ def protocol_epoch_seconds(cfg, steps: int, device: torch.device) -> tuple[float
     return n_steps * step_s, len(hist), step_s
 
 
-def protocol_run(carry: Path, args, device: torch.device) -> dict:
+def protocol_run(carry: Path, args, device: torch.device, deadline: float = float("inf")) -> dict:
     """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
     phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
     BERT4Rec feeding a paper-size M-Former, no user caps. The epochs are capped to fit
     ``--protocol-budget-min`` from a measured step time (recorded in the report); ``--protocol-caps``
-    (CPU logic checks only) also caps users."""
+    (CPU logic checks only) also caps users. ``deadline`` (``time.monotonic()``): the run gets only the epochs that
+    fit before it, after :data:`PROTOCOL_FIXED_S` of set-up and final tests; it is skipped (``{"skipped": why}``)
+    when one epoch does not."""
     import dataclasses
 
     from laser_repro.laser.config import LaserRunConfig
@@ -303,7 +318,14 @@ def protocol_run(carry: Path, args, device: torch.device) -> dict:
     epoch_s, rows, step_s = protocol_epoch_seconds(cfg, args.protocol_probe_steps, device)
     epoch_s *= PROTOCOL_MARGIN  # item refresh and validation of all users, each epoch
     paper = (cfg.phases.phase1_max_epochs, cfg.phases.phase2_epochs)
-    p1, p2 = budget_epochs(args.protocol_budget_min * 60, epoch_s, *paper)
+    left = deadline - time.monotonic() - PROTOCOL_FIXED_S
+    budget_s = min(args.protocol_budget_min * 60, left)
+    if budget_s < epoch_s:
+        why = (f"one epoch (~{epoch_s / 60:.1f} min: {rows} rows at {step_s * 1000:.1f} ms a step, with refresh and "
+               f"validation) does not fit the {max(left, 0) / 60:.1f} min left before --deadline-min")
+        print(f"protocol skipped: {why}", flush=True)
+        return {"skipped": why, "protocol_budget": {"rows": rows, "step_ms": step_s * 1000, "epoch_s_estimate": epoch_s}}
+    p1, p2 = budget_epochs(budget_s, epoch_s, *paper)
     if args.protocol_caps:
         p1, p2 = 1, 1
     print(f"protocol: {rows} training rows = {-(-rows // cfg.optim.batch_size)} steps per epoch at "
@@ -322,6 +344,21 @@ def protocol_run(carry: Path, args, device: torch.device) -> dict:
 
 
 PROTOCOL_MARGIN = 1.3  # an epoch's item refresh and full validation on top of its training steps
+PROTOCOL_FIXED_S = 120.0  # the run's first refresh, untrained validation, final validation and test, checkpoints
+RUN_FILES = ("train.log", "metrics.json", "ranks.npz")  # what comes back of the protocol run (next to the report)
+
+
+def keep_run_files(run: Path, out: Path) -> list[str]:
+    """Copy the protocol run's log and results next to the report (``out``/protocol-run): on a GPU machine only the
+    report's folder comes back. Returns the names copied."""
+    dest = out.parent / "protocol-run"
+    copied = []
+    for name in RUN_FILES:
+        if (run / name).exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(run / name, dest / name)
+            copied.append(name)
+    return copied
 
 
 def write_report(out: Path, lines: list[str], payload: dict) -> None:
@@ -329,6 +366,67 @@ def write_report(out: Path, lines: list[str], payload: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def render(payload: dict, args, dtype: torch.dtype, data_name: str, n_items: int) -> list[str]:
+    """The markdown report of what ``payload`` holds so far (each stage's result or its error)."""
+    lines = [
+        "# Laser at the paper's backbone sizes" + (" (TINY logic check, not a benchmark)" if args.tiny else ""),
+        "",
+        f"`benchmarks/gpu_backbones.py` on {payload['device']}, torch {torch.__version__}, {payload['started']}. "
+        f"Data: {data_name}. Random-initialised backbones in {str(dtype).replace('torch.', '')}; "
+        f"M-Former {'tiny' if args.tiny else 'paper-size (K 8, top-3, L 32, d_m 768, Z 12)'}; batch 4; "
+        f"{args.steps} timed steps; refresh of {min(args.items, n_items)} items in batches of {args.item_batch_size}.",
+        "",
+        "| backbone | params | train step s | rows/s | train tokens/s | train TFLOP/s | train MFU | train peak GiB "
+        "| refresh items/s | refresh tokens/s | refresh MFU | refresh peak GiB | full refresh est. s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def gib(v):
+        return "n/a" if v is None else f"{v:.1f}"
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    for r in payload["results"]:
+        lines.append(f"| {r['backbone']} | {r['parameters'] / 1e6:.0f}M | {r['train_step_s']:.3f} | {r['train_rows_per_s']:.1f} | "
+                     f"{r['train_tokens_per_s']:.0f} | {r['train_tflops_per_s']:.3g} | {pct(r['train_mfu'])} | "
+                     f"{gib(r['train_peak_gib'])} | {r['refresh_items_per_s']:.1f} | {r['refresh_tokens_per_s']:.0f} | "
+                     f"{pct(r['refresh_mfu'])} | {gib(r['refresh_peak_gib'])} | {r['full_refresh_estimate_s']:.0f} |")
+    lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
+              f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
+              f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
+    b = payload["baselines"]
+    if b is not None:
+        lines += ["", "## LLM baselines at Llama2-7B size (random weights)", "",
+                  f"LlamaRec ranker step (LoRA r 8 on q/v, {b['ranker_batch']} prompts x {b['ranker_prompt_tokens']} "
+                  f"tokens): {b['ranker_step_s']:.3f} s, {b['ranker_tokens_per_s']:.0f} tokens/s. KAR generation "
+                  f"({b['kar_batch']} prompts, {b['kar_new_tokens']} new tokens each, greedy): {b['kar_generate_s']:.2f} s, "
+                  f"{b['kar_new_tokens_per_s']:.0f} new tokens/s."]
+    protocol = payload["protocol"]
+    if protocol is not None:
+        title = ("## Laser, full protocol on Scientific (MiniLM carried in fp16, run in "
+                 f"{str(dtype).replace('torch.', '')}; trained BERT4Rec, paper-size M-Former)"
+                 + (" (CAPPED logic check)" if args.protocol_caps else ""))
+        b = protocol["protocol_budget"]
+        if "skipped" in protocol:
+            lines += ["", title, "", f"Not run: {protocol['skipped']}."]
+        else:
+            t, v = protocol["test"], protocol["valid"]
+            lines += ["", title, "",
+                      f"Test users {t['n']}: R@10 {100 * t['recall@10']:.2f}, N@10 {100 * t['ndcg@10']:.2f}, MRR "
+                      f"{100 * t['mrr']:.2f} (x100); validation N@10 {100 * v['ndcg@10']:.2f}; reported phase "
+                      f"{protocol['best_phase']}, epoch {protocol['best_epoch']}; {len(protocol['history'])} epochs, "
+                      f"{protocol['item_refreshes']} item refreshes; wall {protocol['protocol_wall_s'] / 60:.1f} min."]
+            lines += ["", f"Budget: {b['rows']} training rows per epoch ({b['step_ms']:.1f} ms per step of batch 4), "
+                      f"about {b['epoch_s_estimate'] / 60:.1f} min per epoch with refresh and validation; "
+                      + (f"CAPPED to {b['phase1_epochs']} + {b['phase2_epochs']} epochs (paper: up to "
+                         f"{b['paper_epochs'][0]} + {b['paper_epochs'][1]}) to fit the time left, so this is not the "
+                         "paper's full schedule." if b["capped"] else "the paper's full 15 + 5 epochs fit the budget.")]
+    if payload["errors"]:
+        lines += ["", "## Stages that failed", ""] + [f"- {stage}: `{err}`" for stage, err in payload["errors"].items()]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,80 +446,73 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocol-budget-min", type=float, default=6.0,
                     help="wall-clock budget of --protocol: its epochs are capped to fit (recorded in the report)")
     ap.add_argument("--protocol-probe-steps", type=int, default=20, help="timed steps that estimate an epoch")
+    ap.add_argument("--deadline-min", type=float, default=None,
+                    help="minutes after the start by which the script must be done: --protocol gets only the epochs "
+                         "that fit what is left, or is skipped (default: no deadline)")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the GPU for MFU (H100/H200 SXM: 989); 0 = no MFU")
     ap.add_argument("--out", type=Path, default=HERE / "gpu_backbones.md", help="markdown report (JSON next to it)")
     args = ap.parse_args(argv)
+    deadline = time.monotonic() + (args.deadline_min * 60 if args.deadline_min is not None else float("inf"))
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device here; use --tiny --device cpu for a logic check")
+    logger, handler = logging.getLogger("laser_repro"), logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    level = logger.level
+    logger.addHandler(handler)  # the trainers' progress in the run's output, not only in train.log
+    logger.setLevel(logging.INFO)
+    try:
+        return _run(args, deadline, device)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _run(args, deadline: float, device: torch.device) -> int:
+    """The stages of :func:`main`, each recorded in the report as it ends."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     ds, data_name = load_data(args.protocol)
     shapes = TINY if args.tiny else SIZES
-    results = []
+    payload = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "tiny": args.tiny,
+               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": [], "baselines": None,
+               "protocol": None, "errors": {}}
+
+    def stage(name: str, fn):
+        """Run one stage; a failure is recorded (report and stdout) and the next stage still runs."""
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - one stage's failure must not cost the others their device time
+            traceback.print_exc()
+            payload["errors"][name] = f"{type(err).__name__}: {err}"
+            return None
+        finally:
+            write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
+
     for name in args.sizes:
         family, shape = shapes[name]
-        results.append(bench_one(name, family, shape, ds, args, device, dtype))
-        print(json.dumps(results[-1]), flush=True)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    lines = [
-        "# Laser at the paper's backbone sizes" + (" (TINY logic check, not a benchmark)" if args.tiny else ""),
-        "",
-        f"`benchmarks/gpu_backbones.py` on {gpu}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
-        f"Data: {data_name}. Random-initialised backbones in {str(dtype).replace('torch.', '')}; "
-        f"M-Former {'tiny' if args.tiny else 'paper-size (K 8, top-3, L 32, d_m 768, Z 12)'}; batch 4; "
-        f"{args.steps} timed steps; refresh of {min(args.items, ds.n_items)} items in batches of {args.item_batch_size}.",
-        "",
-        "| backbone | params | train step s | rows/s | train tokens/s | train TFLOP/s | train MFU | train peak GiB "
-        "| refresh items/s | refresh tokens/s | refresh MFU | refresh peak GiB | full refresh est. s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results:
-        def gib(v):
-            return "n/a" if v is None else f"{v:.1f}"
+        r = stage(f"(b) {name}", lambda: bench_one(name, family, shape, ds, args, device, dtype))
+        if r is not None:
+            payload["results"].append(r)
+            print(json.dumps(r), flush=True)
+            write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    if args.baselines:
+        payload["baselines"] = stage("baselines", lambda: baseline_steps(args, device, dtype))
+    if args.protocol:
+        run = Path(args.cache) / "protocol-run"
 
-        def pct(v):
-            return "n/a" if v is None else f"{100 * v:.1f}%"
+        def protocol():
+            try:
+                return protocol_run(args.protocol, args, device, deadline)
+            finally:
+                keep_run_files(run, args.out)
 
-        lines.append(f"| {r['backbone']} | {r['parameters'] / 1e6:.0f}M | {r['train_step_s']:.3f} | {r['train_rows_per_s']:.1f} | "
-                     f"{r['train_tokens_per_s']:.0f} | {r['train_tflops_per_s']:.3g} | {pct(r['train_mfu'])} | "
-                     f"{gib(r['train_peak_gib'])} | {r['refresh_items_per_s']:.1f} | {r['refresh_tokens_per_s']:.0f} | "
-                     f"{pct(r['refresh_mfu'])} | {gib(r['refresh_peak_gib'])} | {r['full_refresh_estimate_s']:.0f} |")
-    lines += ["", f"FLOPs per token: forward 2 N + 4 n_layers T d (N non-embedding parameters, T the mean row length); "
-              f"a training step through the frozen backbone costs 2x its forward (activation gradients only); MFU "
-              f"against a dense bf16 peak of {args.peak_tflops:g} TFLOP/s (`laser_repro.laser.flops`)."]
-    payload = {"device": gpu, "tiny": args.tiny, "results": results, "baselines": None, "protocol": None}
-    write_report(args.out, lines, payload)  # (b) is safe before anything longer starts
-    baselines = baseline_steps(args, device, dtype) if args.baselines else None
-    payload["baselines"] = baselines
-    if baselines is not None:
-        b = baselines
-        lines += ["", "## LLM baselines at Llama2-7B size (random weights)", "",
-                  f"LlamaRec ranker step (LoRA r 8 on q/v, {b['ranker_batch']} prompts x {b['ranker_prompt_tokens']} "
-                  f"tokens): {b['ranker_step_s']:.3f} s, {b['ranker_tokens_per_s']:.0f} tokens/s. KAR generation "
-                  f"({b['kar_batch']} prompts, {b['kar_new_tokens']} new tokens each, greedy): {b['kar_generate_s']:.2f} s, "
-                  f"{b['kar_new_tokens_per_s']:.0f} new tokens/s."]
-    write_report(args.out, lines, payload)
-    protocol = protocol_run(args.protocol, args, device) if args.protocol else None
-    payload["protocol"] = protocol
-    if protocol is not None:
-        t, v = protocol["test"], protocol["valid"]
-        lines += ["", "## Laser, full protocol on Scientific (MiniLM fp16, trained BERT4Rec, paper-size M-Former)"
-                  + (" (CAPPED logic check)" if args.protocol_caps else ""), "",
-                  f"Test users {t['n']}: R@10 {100 * t['recall@10']:.2f}, N@10 {100 * t['ndcg@10']:.2f}, MRR "
-                  f"{100 * t['mrr']:.2f} (x100); validation N@10 {100 * v['ndcg@10']:.2f}; reported phase "
-                  f"{protocol['best_phase']}, epoch {protocol['best_epoch']}; {len(protocol['history'])} epochs, "
-                  f"{protocol['item_refreshes']} item refreshes; wall {protocol['protocol_wall_s'] / 60:.1f} min."]
-        b = protocol["protocol_budget"]
-        lines += ["", f"Budget: {b['rows']} training rows per epoch ({b['step_ms']:.1f} ms per step of batch 4), about "
-                  f"{b['epoch_s_estimate'] / 60:.1f} min per epoch with refresh and validation; "
-                  + (f"CAPPED to {b['phase1_epochs']} + {b['phase2_epochs']} epochs (paper: up to "
-                     f"{b['paper_epochs'][0]} + {b['paper_epochs'][1]}) to fit "
-                     f"{b['budget_min']:g} min, so this is not the paper's full schedule."
-                     if b["capped"] else "the paper's full 15 + 5 epochs fit the budget.")]
-    write_report(args.out, lines, payload)
-    print(f"wrote {args.out}")
-    return 0
+        payload["protocol"] = stage("(a) protocol", protocol)
+    write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
+    print(f"wrote {args.out}" + (f"; failed: {', '.join(payload['errors'])}" if payload["errors"] else ""))
+    return 1 if payload["errors"] else 0
 
 
 if __name__ == "__main__":
