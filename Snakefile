@@ -18,6 +18,7 @@ include: "workflow/rules/artifacts.smk"
 
 localrules:
     all,
+    download_raw,
     write_run_config,
     write_artifact_spec,
     make_table1,

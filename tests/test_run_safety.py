@@ -183,6 +183,48 @@ def test_a_second_writer_is_refused(data, tmp_path):
     assert rec["epochs_run"] == 2
 
 
+def test_a_file_system_without_flock_warns_and_trains(data, tmp_path, monkeypatch, caplog):
+    """Lustre mounted noflock answers flock with ENOLCK: the run goes on with a warning (the workflow runs one job
+    per run folder); any other lock error still stops it."""
+    import errno
+    import logging
+
+    def no_flock(fh, flags):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(scaffold.fcntl, "flock", no_flock)
+    with caplog.at_level(logging.WARNING, logger="laser_repro"):
+        assert train_idrec(cfg(data), tmp_path / "out")["epochs_run"] == 2
+    assert "cannot lock files (No locks available)" in caplog.text
+
+    def broken(fh, flags):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(scaffold.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        with scaffold.run_lock(tmp_path / "other"):
+            pass
+
+
+def test_device_auto_says_when_a_given_gpu_is_invisible(monkeypatch, caplog):
+    """A SLURM job given a GPU that torch cannot see (a site's step setup) would run a 7B backbone on the CPU for
+    days without a word: ``auto`` still falls back, but says so."""
+    import logging
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with caplog.at_level(logging.WARNING, logger="laser_repro"):
+        assert scaffold.resolve_device("auto").type == "cpu"
+    assert "given GPU(s) 0 (CUDA_VISIBLE_DEVICES), but torch" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with caplog.at_level(logging.WARNING, logger="laser_repro"):
+        scaffold.resolve_device("auto")
+    assert caplog.text == ""
+
+
 def test_a_session_removes_a_killed_writers_temporary_files(tmp_path):
     """A kill during a checkpoint save (seen on a real benchmark) left a 36 MB ``.checkpoint.pt.XXXXXXXX.pt.tmp``."""
     import tempfile

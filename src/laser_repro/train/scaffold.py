@@ -39,6 +39,7 @@ One convention for every method:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import logging
@@ -80,9 +81,16 @@ def validated(cfg):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; anything else must exist on this machine."""
+    """``auto`` -> cuda if available else cpu (said loudly when the job was given a GPU torch cannot see: a 7B
+    backbone would crawl on the CPU); anything else must exist on this machine."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        given = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if given not in ("", "-1", "NoDevFiles"):
+            log.warning("device auto: this job was given GPU(s) %s (CUDA_VISIBLE_DEVICES), but torch %s sees none: "
+                        "running on the CPU; set device: cuda to make such a job fail instead", given, torch.__version__)
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
@@ -593,6 +601,11 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             holder = fh.read().strip() or "another process"
             raise ValueError(f"{out_dir}: another trainer is writing this run folder ({holder}); refusing a second "
                              "writer (wait for it, or use another --out)") from None
+        except OSError as err:  # a file system without flock (Lustre mounted noflock: ENOLCK, EOPNOTSUPP)
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            log.warning("%s: this file system cannot lock files (%s); going on without the run lock (the workflow "
+                        "still runs one job per run folder)", path, err.strerror)
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
