@@ -10,13 +10,15 @@ benchmarks/gpu_backbones.md appear only after someone runs it on a CUDA box:
 and on the GPU machine (nothing installed there: the repository root, PYTHONPATH=src; carry
 ``benchmarks/out/gpu_carry``; everything the run writes goes under ``$OUT``, the only folder that comes back):
 
-    export PYTHONPATH=src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; nvidia-smi -L
-    python3 benchmarks/gpu_backbones.py --protocol benchmarks/out/gpu_carry --deadline-min 8.5 \
+    set -o pipefail; export PYTHONPATH=src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; nvidia-smi -L
+    timeout -s INT 560 python3 benchmarks/gpu_backbones.py --protocol benchmarks/out/gpu_carry --deadline-min 8.5 \
         --cache /tmp/laser-gpu --out $OUT/gpu_backbones.md 2>&1 | tee $OUT/run.log
 
-(with a device timeout of about 600 s). The script stops starting work at ``--deadline-min``: (a) runs only the
-epochs that fit what is left and is skipped, with a line in the report, when one epoch does not; the protocol
-run's train.log, metrics.json and ranks.npz are copied next to the report (``protocol-run/``).
+(with a device timeout of about 600 s; the inner ``timeout -s INT`` and a SIGTERM both end the script through its
+clean-up, so the report and the protocol run's files still come back). ``--deadline-min`` gates (a) only: it runs
+the epochs that fit what is left and is skipped, with a line in the report, when one epoch (or its set-up) does not;
+each call trains into a fresh folder under ``--cache``, and the run's train.log, metrics.json and ranks.npz are
+copied next to the report (``protocol-run/``).
 
 For each backbone size it builds a RANDOM-initialised model from a config (no weights are
 downloaded; speed and memory do not depend on the weights) in bf16, wraps it in Laser's
@@ -38,6 +40,7 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -293,14 +296,19 @@ def protocol_epoch_seconds(cfg, steps: int, device: torch.device) -> tuple[float
     return n_steps * step_s, len(hist), step_s
 
 
-def protocol_run(carry: Path, args, device: torch.device, deadline: float = float("inf")) -> dict:
+def protocol_run(carry: Path, args, device: torch.device, deadline: float = float("inf"),
+                 run_dir: Path | None = None) -> dict:
     """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
     phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
     BERT4Rec feeding a paper-size M-Former, no user caps. The epochs are capped to fit
     ``--protocol-budget-min`` from a measured step time (recorded in the report); ``--protocol-caps``
     (CPU logic checks only) also caps users. ``deadline`` (``time.monotonic()``): the run gets only the epochs that
     fit before it, after :data:`PROTOCOL_FIXED_S` of set-up and final tests; it is skipped (``{"skipped": why}``)
-    when one epoch does not."""
+    when one epoch does not. ``run_dir``: the run folder (default ``--cache``/protocol-run)."""
+    if deadline - time.monotonic() < PROTOCOL_FIXED_S:  # not even the set-up fits: skip before the probe
+        why = f"under {PROTOCOL_FIXED_S / 60:.0f} min left before --deadline-min, less than its set-up and final tests"
+        print(f"protocol skipped: {why}", flush=True)
+        return {"skipped": why, "protocol_budget": {}}
     import dataclasses
 
     from laser_repro.laser.config import LaserRunConfig
@@ -335,7 +343,7 @@ def protocol_run(carry: Path, args, device: torch.device, deadline: float = floa
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the probe's model is gone: free its memory for the run
     t0 = time.perf_counter()
-    rec = train_laser(cfg, Path(args.cache) / "protocol-run")
+    rec = train_laser(cfg, run_dir or Path(args.cache) / "protocol-run")
     rec["protocol_wall_s"] = time.perf_counter() - t0
     rec["protocol_budget"] = {"budget_min": args.protocol_budget_min, "rows": rows, "step_ms": step_s * 1000,
                               "epoch_s_estimate": epoch_s, "phase1_epochs": p1, "phase2_epochs": p2,
@@ -462,9 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     level = logger.level
     logger.addHandler(handler)  # the trainers' progress in the run's output, not only in train.log
     logger.setLevel(logging.INFO)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's TERM runs the clean-up too
     try:
         return _run(args, deadline, device)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         logger.removeHandler(handler)
         logger.setLevel(level)
 
@@ -478,38 +488,39 @@ def _run(args, deadline: float, device: torch.device) -> int:
                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": [], "baselines": None,
                "protocol": None, "errors": {}}
 
-    def stage(name: str, fn):
-        """Run one stage; a failure is recorded (report and stdout) and the next stage still runs."""
+    def stage(name: str, fn, keep) -> None:
+        """Run one stage and ``keep`` its result; a failure is recorded (report and stdout) and the next stage still
+        runs; the report is rewritten either way."""
         try:
-            return fn()
+            keep(fn())
         except Exception as err:  # noqa: BLE001 - one stage's failure must not cost the others their device time
             traceback.print_exc()
             payload["errors"][name] = f"{type(err).__name__}: {err}"
-            return None
         finally:
             write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
 
+    def keep_size(r: dict) -> None:
+        payload["results"].append(r)
+        print(json.dumps(r), flush=True)
+
     for name in args.sizes:
         family, shape = shapes[name]
-        r = stage(f"(b) {name}", lambda: bench_one(name, family, shape, ds, args, device, dtype))
-        if r is not None:
-            payload["results"].append(r)
-            print(json.dumps(r), flush=True)
-            write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
+        stage(f"(b) {name}", lambda: bench_one(name, family, shape, ds, args, device, dtype), keep_size)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if args.baselines:
-        payload["baselines"] = stage("baselines", lambda: baseline_steps(args, device, dtype))
+        stage("baselines", lambda: baseline_steps(args, device, dtype), lambda b: payload.update(baselines=b))
     if args.protocol:
-        run = Path(args.cache) / "protocol-run"
+        Path(args.cache).mkdir(parents=True, exist_ok=True)
+        run = Path(tempfile.mkdtemp(prefix="protocol-run-", dir=args.cache))  # a fresh folder on every call
 
         def protocol():
             try:
-                return protocol_run(args.protocol, args, device, deadline)
+                return protocol_run(args.protocol, args, device, deadline, run)
             finally:
                 keep_run_files(run, args.out)
 
-        payload["protocol"] = stage("(a) protocol", protocol)
+        stage("(a) protocol", protocol, lambda p: payload.update(protocol=p))
     write_report(args.out, render(payload, args, dtype, data_name, ds.n_items), payload)
     print(f"wrote {args.out}" + (f"; failed: {', '.join(payload['errors'])}" if payload["errors"] else ""))
     return 1 if payload["errors"] else 0

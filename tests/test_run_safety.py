@@ -184,8 +184,8 @@ def test_a_second_writer_is_refused(data, tmp_path):
 
 
 def test_a_file_system_without_flock_warns_and_trains(data, tmp_path, monkeypatch, caplog):
-    """Lustre mounted noflock answers flock with ENOLCK: the run goes on with a warning (the workflow runs one job
-    per run folder); any other lock error still stops it."""
+    """A file system without flock (NFS without lockd: ENOLCK; Lustre mounted noflock: ENOSYS): the run goes on with a
+    warning (the workflow runs one job per run folder); any other lock error still stops it."""
     import errno
     import logging
 

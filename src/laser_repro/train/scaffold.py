@@ -601,8 +601,8 @@ def run_lock(out_dir: Path) -> Iterator[None]:
             holder = fh.read().strip() or "another process"
             raise ValueError(f"{out_dir}: another trainer is writing this run folder ({holder}); refusing a second "
                              "writer (wait for it, or use another --out)") from None
-        except OSError as err:  # a file system without flock (Lustre mounted noflock: ENOLCK, EOPNOTSUPP)
-            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+        except OSError as err:  # a file system without flock (Lustre mounted noflock: ENOSYS; NFS: ENOLCK)
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS):
                 raise
             log.warning("%s: this file system cannot lock files (%s); going on without the run lock (the workflow "
                         "still runs one job per run folder)", path, err.strerror)
