@@ -318,7 +318,11 @@ def test_kars_chatglm2_generator_decodes_with_the_suites_loop(tmp_path, monkeypa
     loops = []
     real = kn.greedy_decode
     monkeypatch.setattr(kn, "greedy_decode", lambda *a, **k: loops.append(1) or real(*a, **k))
+    moved = []
+    real_to = tiny[0].to
+    monkeypatch.setattr(tiny[0], "to", lambda *a, **k: moved.append(a) or real_to(*a, **k))
     prompts = ["a red kettle", "a blue cup for tea leaves"]
     plain = kn.llm_generator("tiny-llama", None, torch.device("cpu"), 5)(prompts)
+    assert moved == [(torch.device("cpu"),)]  # the model goes where the prompts go (it stayed on the CPU on a GPU)
     assert not loops
     assert kn.llm_generator("chatglm2-6b", None, torch.device("cpu"), 5)(prompts) == plain and loops == [1]

@@ -137,7 +137,7 @@ def llm_generator(name: str, cache_dir: str | None, device, max_new_tokens: int)
     from laser_repro.llamarec.ranker import load_causal_lm
 
     model, tok, _ = load_causal_lm(name, cache_dir, [], "none", device)
-    model.eval()
+    model = model.to(device).eval()  # the loader leaves it on the CPU (bf16 on CUDA); the prompts go to ``device``
     tok.padding_side = "left"
     own_loop = name in HUB and HUB[name].family == "chatglm2"
 
