@@ -296,19 +296,17 @@ def protocol_epoch_seconds(cfg, steps: int, device: torch.device) -> tuple[float
     return n_steps * step_s, len(hist), step_s
 
 
-def protocol_run(carry: Path, args, device: torch.device, deadline: float = float("inf"),
-                 run_dir: Path | None = None) -> dict:
+def protocol_run(carry: Path, args, device: torch.device, deadline: float, run_dir: Path) -> dict:
     """(a) of issue 11: Laser's full paper protocol (App. B defaults: phase 1 up to 15 epochs, patience 3,
     phase 2 5 epochs, lr 1e-4, batch 4) on Scientific, MiniLM from its carried fp16 folder, the trained
     BERT4Rec feeding a paper-size M-Former, no user caps. The epochs are capped to fit
     ``--protocol-budget-min`` from a measured step time (recorded in the report); ``--protocol-caps``
     (CPU logic checks only) also caps users. ``deadline`` (``time.monotonic()``): the run gets only the epochs that
     fit before it, after :data:`PROTOCOL_FIXED_S` of set-up and final tests; it is skipped (``{"skipped": why}``)
-    when one epoch does not. ``run_dir``: the run folder (default ``--cache``/protocol-run)."""
+    when one epoch does not. ``run_dir``: the run folder (a fresh one per call)."""
     if deadline - time.monotonic() < PROTOCOL_FIXED_S:  # not even the set-up fits: skip before the probe
-        why = f"under {PROTOCOL_FIXED_S / 60:.0f} min left before --deadline-min, less than its set-up and final tests"
-        print(f"protocol skipped: {why}", flush=True)
-        return {"skipped": why, "protocol_budget": {}}
+        return skipped(f"under {PROTOCOL_FIXED_S / 60:.0f} min left before --deadline-min, less than its set-up and "
+                       "final tests", {})
     import dataclasses
 
     from laser_repro.laser.config import LaserRunConfig
@@ -329,10 +327,9 @@ def protocol_run(carry: Path, args, device: torch.device, deadline: float = floa
     left = deadline - time.monotonic() - PROTOCOL_FIXED_S
     budget_s = min(args.protocol_budget_min * 60, left)
     if budget_s < epoch_s:
-        why = (f"one epoch (~{epoch_s / 60:.1f} min: {rows} rows at {step_s * 1000:.1f} ms a step, with refresh and "
-               f"validation) does not fit the {max(left, 0) / 60:.1f} min left before --deadline-min")
-        print(f"protocol skipped: {why}", flush=True)
-        return {"skipped": why, "protocol_budget": {"rows": rows, "step_ms": step_s * 1000, "epoch_s_estimate": epoch_s}}
+        return skipped(f"one epoch (~{epoch_s / 60:.1f} min: {rows} rows at {step_s * 1000:.1f} ms a step, with refresh "
+                       f"and validation) does not fit the {max(left, 0) / 60:.1f} min left before --deadline-min",
+                       {"rows": rows, "step_ms": step_s * 1000, "epoch_s_estimate": epoch_s})
     p1, p2 = budget_epochs(budget_s, epoch_s, *paper)
     if args.protocol_caps:
         p1, p2 = 1, 1
@@ -343,7 +340,7 @@ def protocol_run(carry: Path, args, device: torch.device, deadline: float = floa
     if device.type == "cuda":
         torch.cuda.empty_cache()  # the probe's model is gone: free its memory for the run
     t0 = time.perf_counter()
-    rec = train_laser(cfg, run_dir or Path(args.cache) / "protocol-run")
+    rec = train_laser(cfg, run_dir)
     rec["protocol_wall_s"] = time.perf_counter() - t0
     rec["protocol_budget"] = {"budget_min": args.protocol_budget_min, "rows": rows, "step_ms": step_s * 1000,
                               "epoch_s_estimate": epoch_s, "phase1_epochs": p1, "phase2_epochs": p2,
@@ -356,17 +353,20 @@ PROTOCOL_FIXED_S = 120.0  # the run's first refresh, untrained validation, final
 RUN_FILES = ("train.log", "metrics.json", "ranks.npz")  # what comes back of the protocol run (next to the report)
 
 
-def keep_run_files(run: Path, out: Path) -> list[str]:
+def skipped(why: str, budget: dict) -> dict:
+    """The protocol stage's result when (a) does not run: why, and what the probe measured (``budget``)."""
+    print(f"protocol skipped: {why}", flush=True)
+    return {"skipped": why, "protocol_budget": budget}
+
+
+def keep_run_files(run: Path, out: Path) -> None:
     """Copy the protocol run's log and results next to the report (``out``/protocol-run): on a GPU machine only the
-    report's folder comes back. Returns the names copied."""
+    report's folder comes back."""
     dest = out.parent / "protocol-run"
-    copied = []
     for name in RUN_FILES:
         if (run / name).exists():
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy2(run / name, dest / name)
-            copied.append(name)
-    return copied
 
 
 def write_report(out: Path, lines: list[str], payload: dict) -> None:

@@ -25,7 +25,7 @@ from .fig3 import compute_fig3
 from .fig4 import compute_fig4
 from .fig5 import compute_fig5
 from .markdown import bullet_list, md_table
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, stand_in_note, ties_note
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, run_notes, stand_in_note, ties_note
 from .significance import SeedSummary
 from .table1 import COLUMNS as T1_COLUMNS
 from .table1 import HEADERS as T1_HEADERS
@@ -214,10 +214,8 @@ def _ms(s: SeedSummary) -> str:
 def section_figures(f2, f3, f4, f5) -> str:
     """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
     text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
-    groups = [g for f in (f2, f3, f4, f5) for g in f.groups.values()]
-    for note in (stand_in_note(groups), ties_note(groups)):
-        if note:
-            text += f"\n{note}.\n"
+    for note in run_notes(g for f in (f2, f3, f4, f5) for g in f.groups.values()):
+        text += f"\n{note}.\n"
     body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get((d, m), "—"))]
             for d in f2.datasets for m in f2.methods]
     text += "\n### Figure 2: cold items (test)\n\n" + md_table(

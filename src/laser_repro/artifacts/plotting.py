@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from laser_repro.io import atomic_path  # noqa: E402
 
 from .output import FIGURE_METADATA  # noqa: E402
-from .runs import stand_in_note, ties_note  # noqa: E402
+from .runs import run_notes  # noqa: E402
 from .significance import SeedSummary  # noqa: E402
 
 log = logging.getLogger("laser_repro.artifacts")
@@ -113,8 +113,7 @@ def note_missing(missing: Sequence, total: int) -> str:
 def note_stand_ins(groups: Iterable) -> str:
     """A footnote naming the stand-in backbones behind the figure's run ``groups`` and the cells that ranked ties
     other than pessimistically ("" if neither); logged."""
-    groups = list(groups)
-    note = ". ".join(n for n in (stand_in_note(groups), ties_note(groups)) if n)
+    note = ". ".join(run_notes(groups))
     if note:
         log.warning("%s", note)
     return note

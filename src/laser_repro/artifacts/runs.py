@@ -208,6 +208,13 @@ def ties_note(groups: Iterable[RunGroup]) -> str:
             + "; ".join(f"{rule}: {', '.join(sorted(cells))}" for rule, cells in sorted(other.items())))
 
 
+def run_notes(groups: Iterable[RunGroup]) -> list[str]:
+    """The notes every artifact built on ``groups`` must carry: :func:`stand_in_note` and :func:`ties_note`, the
+    empty ones left out."""
+    groups = list(groups)
+    return [n for n in (stand_in_note(groups), ties_note(groups)) if n]
+
+
 def common_users(user_arrays: Sequence[np.ndarray]) -> np.ndarray:
     """Sorted users present in every array."""
     out = np.asarray(user_arrays[0])
