@@ -317,7 +317,7 @@ def protocol_run(carry: Path, args, device: torch.device, deadline: float, run_d
         from laser_repro.laser.tiny import TINY_MFORMER
         from laser_repro.laser.config import MFormerConfig
 
-        over = dict(max_train_users=20, max_eval_users=30, mformer=MFormerConfig(**TINY_MFORMER))
+        over = dict(max_train_users=8, max_eval_users=16, mformer=MFormerConfig(**TINY_MFORMER))
     cfg = LaserRunConfig(dataset=str(carry / "data" / "scientific"), idrec_run=str(carry / "bert4rec"),
                          backbone=f"local:{carry / 'minilm-fp16'}", method="laser", device=str(device),
                          progress=False, cache_dir=str(args.cache), **over)

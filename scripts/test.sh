@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: install the package with its test extra, then run the suite.
-# pytest's exit code 5 (no tests collected) is a failure here.
+# pytest's exit code 5 (no tests collected) is a failure here. Two workers (pytest-xdist): the tests of the
+# whole embedded default workflow run on one while the other runs the rest (see tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet -e ".[test]"
-python -m pytest -q "$@"
+python -m pytest -q -n 2 --dist loadgroup "$@"

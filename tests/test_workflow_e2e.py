@@ -37,6 +37,8 @@ DEFAULT = ["--configfile", "workflow/default.yaml"]
 SLURM_TARGETS = [f"results/default/runs/synthetic/{method}/main/seed~0/metrics.json" for method in ("laser-c", "kar")]
 SLURM_RULES = ("prepare_dataset", "train_small", "kar_knowledge", "train_large")
 E2E_TIMEOUT = 1800  # seconds for the whole embedded default (target: 10 min on 2 idle cores)
+# the tests of the e2e fixture: one xdist group, handed out first (the largest unit), on one worker
+E2E_GROUP = pytest.mark.xdist_group("embedded-default")
 SLURM_TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged", "munge")
 
 
@@ -317,6 +319,7 @@ def declared_outputs(workdir: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@E2E_GROUP
 def test_embedded_default_end_to_end(e2e):
     """Every declared output of the embedded default exists and is non-empty."""
     assert e2e.proc.returncode == 0, f"{e2e.mode} run failed:\n{e2e.proc.stderr[-4000:]}"
@@ -353,6 +356,7 @@ CELL = re.compile(r"^(—|(\*\*|<u>)?-?\d+\.\d+( ± \d+\.\d+)?( \(n=\d+\))?(\*\*
 
 
 @pytest.mark.slow
+@E2E_GROUP
 def test_embedded_default_numbers_are_sane(e2e):
     """No NaN anywhere, every trained ID model above the untrained one and chance, every table cell parses."""
     assert e2e.proc.returncode == 0, e2e.proc.stderr[-4000:]
@@ -389,6 +393,7 @@ def test_embedded_default_numbers_are_sane(e2e):
 
 
 @pytest.mark.slow
+@E2E_GROUP
 def test_embedded_default_runs_through_slurm(e2e):
     """`snakemake --profile slurm` submitted one job of every non-local rule to SLURM (training on the GPU
     partition), and the local run that completed the DAG took their outputs as they were."""
