@@ -421,14 +421,13 @@ def test_embedded_default_runs_through_slurm(e2e):
 
 # ---------------------------------------------------------------- kill and resume
 
+# six phase-1 epochs of ~1.5 s each: after "phase 1 epoch 1" is logged, four are left to kill the job in
 RESUME_OVERLAY = """
-datasets:
-  synthetic: {users: 200, items: 80}
 run:
   laser:
     phases.phase1_max_epochs: 6
     phases.phase1_patience: 6
-    phases.phase2_epochs: 2
+    phases.phase2_epochs: 1
 """
 RUN = "results/default/runs/synthetic/laser-c/main/seed~0"
 

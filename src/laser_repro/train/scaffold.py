@@ -482,30 +482,52 @@ def recorded_config(cls, record: dict):
     return from_dict(cls, {k: v for k, v in record["config"].items() if k != "input_fingerprints"})
 
 
-def input_fingerprints(cfg) -> dict[str, str]:
-    """Fingerprints of what a run reads besides its data set, from its config class's declarations:
-    ``INPUT_RUNS`` (runs: the sha256 of the model.pt a run reads, so a retrained upstream run counts as
-    changed even under the same config), ``INPUT_FILES`` (sha256) and ``INPUT_DATASETS`` (prepared
-    data sets: their fingerprints; missing folders are left to the trainer). They join the resume
-    contract, so a run never outlives a change of an input (a retrained ID model, a regenerated
-    knowledge file): its checkpoint and results become stale. A run the config names but does not read
-    (``unread_inputs()``, e.g. Laser's ID model without the M-Former) is not fingerprinted."""
-    out: dict[str, str] = {}
+INPUT_KINDS = {"run": "the model.pt of a finished run", "file": "a file",
+               "dataset": "a prepared data set (`laser-repro data prepare`)"}
+
+
+def declared_inputs(cfg) -> list[tuple[str, Path, str]]:
+    """``(key, path, kind)`` (:data:`INPUT_KINDS`) of each input ``cfg`` names and reads besides its data set, from its
+    config class's declarations: ``INPUT_RUNS`` (the run's model.pt), ``INPUT_FILES`` (the file) and
+    ``INPUT_DATASETS`` (the prepared data set's stats.json). A run the config names but does not read
+    (``unread_inputs()``, e.g. Laser's ID model without the M-Former) is left out."""
+    out = []
     unread = cfg.unread_inputs() if hasattr(cfg, "unread_inputs") else ()
     for key in getattr(cfg, "INPUT_RUNS", ()):
         path = dotted(cfg, key) if key not in unread else None
-        model = Path(path) / MODEL_FILE if path else None
-        if model is not None and model.exists():
-            out[key] = file_digest(model)
+        if path:
+            out.append((key, Path(path) / MODEL_FILE, "run"))
     for key in getattr(cfg, "INPUT_FILES", ()):
         path = dotted(cfg, key)
-        if path and Path(path).is_file():
-            out[key] = file_digest(Path(path))
+        if path:
+            out.append((key, Path(path), "file"))
     for key in getattr(cfg, "INPUT_DATASETS", ()):
         for i, path in enumerate(dotted(cfg, key) or []):
-            if (Path(path) / "stats.json").exists():
-                out[f"{key}[{i}]"] = data_fingerprint(path)
+            out.append((f"{key}[{i}]", Path(path) / "stats.json", "dataset"))
     return out
+
+
+def input_fingerprints(cfg) -> dict[str, str]:
+    """Fingerprints of the inputs :func:`declared_inputs` lists that exist: runs and files by the sha256 of the
+    file (so a retrained upstream run counts as changed even under the same config), data sets by their
+    fingerprint. They join the resume contract, so a run never outlives a change of an input (a retrained ID
+    model, a regenerated knowledge file): its checkpoint and results become stale. The trainer refuses a run
+    whose inputs are missing (:func:`check_inputs`); artifacts read a missing one as "cannot be checked"."""
+    out: dict[str, str] = {}
+    for key, path, kind in declared_inputs(cfg):
+        if path.is_file():
+            out[key] = data_fingerprint(path.parent) if kind == "dataset" else file_digest(path)
+    return out
+
+
+def check_inputs(cfg) -> None:
+    """Refuse a run whose named inputs are missing, before its folder is read: an absent input would drop out of
+    the resume contract and make the finished run look computed from other inputs (``--replace-stale`` then
+    removed it, and the trainer failed on the missing file after that)."""
+    missing = [f"{key}: {path} is missing (expected {INPUT_KINDS[kind]})" for key, path, kind in declared_inputs(cfg)
+               if not path.is_file()]
+    if missing:
+        raise FileNotFoundError("; ".join(missing) + "; nothing in the run folder was read or changed")
 
 
 @dataclass
@@ -537,6 +559,7 @@ def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[A
     for key, what in required.items():
         if not getattr(cfg, key):
             raise ValueError(f"{key}: missing; set it to {what}")
+    check_inputs(cfg)
     with run_session(out_dir, own_files) as out:
         opened = open_run(cfg, out, replace_stale, None if config_of is None else config_of(cfg))
         return opened.done if opened.done is not None else body(cfg, opened)
