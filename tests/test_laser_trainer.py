@@ -330,6 +330,27 @@ def test_validation_cap_and_test_curve_subset(data, cache, tmp_path):
     assert all("test" not in h for h in off["history"])
 
 
+def test_a_killed_retest_never_leaves_the_old_results_beside_the_new_ranks(data, cache, tmp_path, kill_on_call,
+                                                                            monkeypatch):
+    """A retest killed after writing the new ranks kept the old metrics.json: back under the old cap it read as
+    finished, reporting 7 test users while ranks.npz (read by the paired t-tests and Figure 2) held all of them.
+    The old record now goes first, and the next call under either cap finishes from the final checkpoint."""
+    from laser_repro.train.scaffold import RunFolder
+
+    full = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1), max_valid_users=20)
+    capped = dataclasses.replace(full, max_eval_users=7)
+    run = tmp_path / "run"
+    first = trainer.train_laser(capped, run)
+    real = kill_on_call(RunFolder, "save_checkpoint", 1)  # the retest's only checkpoint write, after its ranks
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_laser(full, run)
+    monkeypatch.setattr(RunFolder, "save_checkpoint", real)
+    assert load_ranks(run / "ranks.npz")["test"].users.shape[0] > 7 and not (run / "metrics.json").exists()
+    back = trainer.train_laser(capped, run)
+    assert back["test"]["n"] == load_ranks(run / "ranks.npz")["test"].users.shape[0] == 7
+    assert back["test"] == pytest.approx(first["test"]) and back["history"] == first["history"]
+
+
 def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, tmp_path):
     """Under a validation cap, max_eval_users changes only the test users: a finished run rerun with another
     cap keeps its training and the ranks it had, ranks the new users with its selected model, and equals a

@@ -33,6 +33,7 @@ from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
 from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
 from laser_repro.train.scaffold import (
+    METRICS_FILE,
     MODEL_FILE,
     RANKS_FILE,
     RunFolder,
@@ -415,8 +416,10 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
                                   "test_users_before": old["test"]["n"], "ranked_now": fresh,
                                   "wall_time_s": time.perf_counter() - t0}}
     # model.pt stays as it is (the same weights; a rewrite would change its digest, which runs that start from it
-    # record). The checkpoint moves to this config's hash before metrics.json: a kill in between leaves a retest
-    # that the next call finishes from the new ranks (scaffold.RunFolder.retest_source accepts either hash).
+    # record). The old metrics.json goes first: kept beside the new ranks by a kill, it read as finished under the
+    # old cap and reported other users than ranks.npz held. A kill from here on leaves the final checkpoint (old or
+    # new hash), which the next call under either cap finishes by testing its users (RunFolder.load_checkpoint).
+    (run.path / METRICS_FILE).unlink()
     run.write_ranks({"valid": kept["valid"], "test": test})
     run.save_checkpoint(**ckpt)  # its hash, RNG and fingerprint keys are replaced by this run's
     return run.write_metrics({**record, "valid": kept["valid"].metrics, "test": test.metrics}, device)
