@@ -508,6 +508,25 @@ def test_a_missing_input_is_named_and_the_finished_run_it_fed_is_kept(data, tmp_
     assert not (tmp_path / "pre").exists()
 
 
+def test_a_damaged_or_foreign_torch_file_is_named_with_what_was_expected(data, tmp_path):
+    """A truncated checkpoint.pt (a partial copy) gave torch's "failed finding central directory" with no path, and a
+    model.pt of another trainer a bare KeyError ('trainable', 'state_dict'): each now names the file and what it had
+    to be, and nothing is removed."""
+    run = tmp_path / "run"
+    train_idrec(cfg(data, max_epochs=1), run)
+    blob = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(blob[: len(blob) // 2])
+    (run / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=r"run/checkpoint\.pt: cannot be read as a checkpoint \(\w+Error: .*partial copy"):
+        train_idrec(cfg(data, max_epochs=1), run, replace_stale=True)
+    assert (run / "checkpoint.pt").read_bytes() == blob[: len(blob) // 2]
+    with pytest.raises(ValueError, match=r"run/model\.pt: not a train-laser run's model\.pt \(it has no 'trainable'\)"):
+        scaffold.load_torch(run / "model.pt", "a train-laser run's model.pt", keys=("trainable",))
+    (run / "model.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"run/model\.pt: cannot be read as a train-idrec run's model\.pt"):
+        train_idrec(cfg(data, init_from=str(run)), tmp_path / "down")
+
+
 def test_a_bit_identical_retraining_keeps_the_model_digest(data, tmp_path):
     """model.pt is the same file for the same weights: a downstream run's fingerprint of it survives rebuilding
     the upstream run (the archive inside model.pt was once named after a random temporary file, so every save

@@ -18,6 +18,7 @@ from torch import nn
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.registry import build_model, features_of
 from laser_repro.io import read_json
+from laser_repro.train.scaffold import load_torch
 
 DEFAULT_WINDOW = 10  # spec: the last 10 items, for both the text and the collaborative input
 MODEL_FILE = "model.pt"
@@ -102,7 +103,8 @@ def load_collaborative_encoder(run_dir: str | Path, device: Any = "cpu", window:
     if not (run_dir / "metrics.json").exists():
         raise FileNotFoundError(f"{run_dir / 'metrics.json'}: missing, the ID-model run did not finish")
     record = read_json(run_dir / "metrics.json")  # a broken file fails loudly here
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch(path, "a train-idrec run's model.pt", keys=("model", "n_items", "model_config", "state_dict"),
+                      weights_only=True)
     if dataset is not None:
         same_items(run_dir, record, int(blob["n_items"]), dataset, key)
     sd = blob["state_dict"]  # feature buffers travel in model.pt (text features: row 0 = padding)

@@ -35,6 +35,7 @@ from laser_repro.train.scaffold import (
     OpenedRun,
     RunFolder,
     check_loss,
+    load_torch,
     run_trainer,
     seed_everything,
     set_rng_state,
@@ -168,7 +169,7 @@ def init_weights_from(model: SeqRecModel, cfg: IDRecRunConfig) -> list[str]:
     path = Path(cfg.init_from) / "model.pt"
     if not path.exists():
         raise ValueError(f"init_from: {path} not found (expected a finished train-idrec run folder)")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch(path, "a train-idrec run's model.pt", keys=("model", "state_dict"))
     if blob.get("model") != cfg.model:
         raise ValueError(f"init_from: {path} is a {blob.get('model')!r} run; this run trains {cfg.model!r}")
     mine, theirs = to_dict(model_config(cfg.model, cfg.model_config)), blob.get("model_config") or {}

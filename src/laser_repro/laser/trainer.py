@@ -38,6 +38,7 @@ from laser_repro.train.scaffold import (
     RANKS_FILE,
     RunFolder,
     check_loss,
+    load_torch,
     OpenedRun,
     run_trainer,
     set_rng_state,
@@ -120,7 +121,8 @@ def build_model(cfg: LaserRunConfig, ds: SeqDataset, device: torch.device) -> La
         path = Path(cfg.init_from) / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"init_from: {path} not found (expected a finished train-laser run folder)")
-        blob = torch.load(path, map_location=device, weights_only=True)
+        blob = load_torch(path, "a train-laser run's model.pt", keys=("trainable",), map_location=device,
+                          weights_only=True)
         try:
             model.load_trainable_state(blob["trainable"])
         except (ValueError, RuntimeError) as err:

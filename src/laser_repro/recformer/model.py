@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from laser_repro.train.scaffold import load_torch
 
 log = logging.getLogger("laser_repro.recformer")
 HUB = {"allenai/longformer-base-4096"}
@@ -198,7 +201,7 @@ def released_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_released(model: "Recformer", checkpoint: str) -> None:
     """Load a released RecFormer checkpoint over ``model``; every encoder tensor must be in it."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_torch(Path(checkpoint), "a released RecFormer checkpoint")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise ValueError(f"init_checkpoint {checkpoint}: expected a state dict, got {type(state).__name__}")

@@ -43,6 +43,7 @@ from laser_repro.train.scaffold import (
     check_loss,
     decay_groups,
     cpu_autocast,
+    load_torch,
     OpenedRun,
     run_trainer,
     set_rng_state,
@@ -212,8 +213,12 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     model = built.model.to(device)
     model.autocast = cpu_autocast(cfg.precision, device)
     if cfg.init_from:
-        blob = torch.load(Path(cfg.init_from) / "model.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(blob["state_dict"])
+        path = Path(cfg.init_from) / "model.pt"
+        blob = load_torch(path, "a train-recformer run's model.pt", keys=("state_dict",))
+        try:
+            model.load_state_dict(blob["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(f"init_from: {path} does not fit this run's encoder: {err}") from None
         log.info("initialised from %s", cfg.init_from)
     tok = KeyValueTokenizer(built.tokenizer, ds.items, cfg.max_items, cfg.max_tokens, cfg.max_attr_tokens)
     users = training_users(ds, cfg)

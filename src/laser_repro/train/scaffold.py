@@ -216,6 +216,24 @@ def save_torch(path: Path, blob: dict) -> None:
         torch.save(blob, f)
 
 
+def load_torch(path: Path, what: str, keys: Sequence[str] = (), map_location: Any = "cpu",
+               weights_only: bool = False) -> Any:
+    """``torch.load`` of ``path``, which must be ``what`` (e.g. "a train-laser run's model.pt") holding ``keys``: a
+    damaged file (a partial copy) or one of another kind stops with an error naming the file and what was
+    expected, not torch's own ("failed finding central directory") or a bare KeyError."""
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 (zip, pickle and EOF errors of a damaged file)
+        raise ValueError(f"{path}: cannot be read as {what} ({type(err).__name__}: {err}); a partial copy? Replace "
+                         "it, or move it away to compute it again") from None
+    missing = [k for k in keys if not (isinstance(blob, dict) and k in blob)]
+    if missing:
+        raise ValueError(f"{path}: not {what} (it has no {', '.join(map(repr, missing))})")
+    return blob
+
+
 def save_checkpoint(path: Path, blob: dict) -> None:
     """Write a checkpoint atomically (a kill mid-write leaves the previous one)."""
     save_torch(path, blob)
@@ -287,7 +305,7 @@ class RunFolder:
         theirs = record.get("resume_hash") if isinstance(record, dict) else None
         if not theirs or theirs == self.resume_hash or not self._only_test_keys_differ(record):
             return None
-        blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        blob = load_torch(self.checkpoint_path, "a checkpoint")
         # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
         if not (isinstance(blob, dict) and blob.get("resume_hash") in (theirs, self.resume_hash)):
             return None
@@ -300,7 +318,7 @@ class RunFolder:
         config = record.get("config") or {}
         model = self.path / MODEL_FILE
         if model.exists():
-            config = (torch.load(model, map_location="cpu", weights_only=False) or {}).get("config") or config
+            config = (load_torch(model, "a run's model.pt") or {}).get("config") or config
         return {k: config.get(k) for k in self.test_keys}
 
     def _only_test_keys_differ(self, record: dict) -> bool:
@@ -347,7 +365,7 @@ class RunFolder:
         """
         if not self.checkpoint_path.exists():
             return None
-        blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        blob = load_torch(self.checkpoint_path, "a checkpoint")
         if not is_ours(blob):
             self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
                         ours=False)
