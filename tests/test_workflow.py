@@ -248,13 +248,20 @@ def test_files_the_suite_did_not_write_at_its_outputs_stop_the_workflow_before_a
     notes = wf / "results/default/data/synthetic/my_notes.txt"
     notes.parent.mkdir(parents=True)
     notes.write_text("annotations\n")
+    # another tool's results at a run's outputs: train_small would be run (its config is newer), and Snakemake
+    # deletes a job's outputs before the trainer's own guard could refuse them
+    theirs = wf / "results/default/runs/synthetic/sasrec/main/seed~0/metrics.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text('{"test": {"ndcg@10": 0.5}}')
     proc = snakemake(wf, "results/default/table1.md", "--cores", "1", "--configfile", "workflow/default.yaml",
                      check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "refusing to start: these outputs were not written by this suite" in out
     assert "results/default/table1.md: not written by `laser-repro artifact` (no mark)" in out
     assert "results/default/data/synthetic: a folder `laser-repro data prepare` did not write" in out
+    assert f"{theirs.relative_to(wf)}: not a metrics.json a laser-repro trainer wrote (no resume hash)" in out
     assert table.read_text() == "my own notes\n" and notes.read_text() == "annotations\n"
+    assert theirs.read_text() == '{"test": {"ndcg@10": 0.5}}'
 
 
 def test_foreign_outputs_name_each_file_and_why(tmp_path):

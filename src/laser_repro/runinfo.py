@@ -133,3 +133,9 @@ def run_log(out_dir: str | Path, filename: str = "train.log") -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def is_ours(blob: Any) -> bool:
+    """Whether a metrics.json record or a checkpoint was written by this suite's trainers (they carry a resume hash;
+    those before 2026-11-28 a config hash); what they did not write is never removed, ``replace_stale`` or not."""
+    return isinstance(blob, dict) and any(isinstance(blob.get(k), str) for k in ("resume_hash", "config_hash"))

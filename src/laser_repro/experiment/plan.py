@@ -14,6 +14,7 @@ variant's overrides.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -159,11 +160,12 @@ class Experiment:
         return tables + figures + [f"{self.paths['results']}/compare.md"]
 
     def foreign_outputs(self) -> list[str]:
-        """What sits at the workflow's table, figure and data-folder outputs that the suite did not write, each
-        with why. Snakemake deletes a job's old outputs before the job (and its own guard) runs, so the workflow
-        refuses these when it starts (common.smk)."""
+        """What sits at the workflow's table, figure, data-folder and run outputs (metrics.json) that the suite did
+        not write, each with why. Snakemake deletes a job's old outputs before the job (and its own guard) runs, so
+        the workflow refuses these when it starts (common.smk)."""
         from laser_repro.artifacts.output import written_by_suite
         from laser_repro.data.dataset import foreign_files, is_prepared
+        from laser_repro.runinfo import is_ours
 
         out = [f"{f}: not written by `laser-repro artifact` (no mark)" for f in map(Path, self.artifact_files())
                if f.is_file() and not written_by_suite(f)]
@@ -175,6 +177,10 @@ class Experiment:
                 out.append(f"{folder}: a folder `laser-repro data prepare` did not write (no stats.json / marker)")
             elif extra := foreign_files(folder):
                 out.append(f"{folder}: holds files `laser-repro data prepare` did not write: {extra}")
+        for key in self.all_runs():
+            metrics = Path(self.run_dir(*dataclasses.astuple(key))) / "metrics.json"
+            if metrics.is_file() and not is_ours(_json_or_none(metrics)):
+                out.append(f"{metrics}: not a metrics.json a laser-repro trainer wrote (no resume hash)")
         return out
 
     def spec_file(self, artifact: str) -> str:
@@ -377,3 +383,11 @@ class Experiment:
         """The prepared data sets an artifact reads itself (Table 1's statistics, Figure 2's cold items)."""
         sections = {"table1": ["table1"], "fig2": ["fig2"], "compare": ["table1", "fig2"]}.get(artifact, [])
         return list(dict.fromkeys(d for s in sections for d in self.config[s]["datasets"]))
+
+
+def _json_or_none(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is not JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -58,7 +58,7 @@ from laser_repro.config import dotted, from_dict, to_dict
 from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json, stale_temporaries
-from laser_repro.runinfo import config_hash, provenance, run_log, write_metrics
+from laser_repro.runinfo import config_hash, is_ours, provenance, run_log, write_metrics
 
 log = logging.getLogger("laser_repro.train")
 
@@ -419,12 +419,6 @@ class RunFolder:
 
 
 FOREIGN = "not a metrics.json this suite wrote (expected a JSON object with a resume_hash)"
-
-
-def is_ours(blob: Any) -> bool:
-    """Whether a metrics.json record or a checkpoint was written by this suite's trainers (they carry a resume hash;
-    those before 2026-11-28 a config hash); what they did not write is never removed, ``replace_stale`` or not."""
-    return isinstance(blob, dict) and any(isinstance(blob.get(k), str) for k in ("resume_hash", "config_hash"))
 
 
 def recorded_fingerprints(blob: dict) -> tuple[str | None, dict[str, str]]:
