@@ -349,6 +349,14 @@ def test_a_killed_retest_never_leaves_the_old_results_beside_the_new_ranks(data,
     back = trainer.train_laser(capped, run)
     assert back["test"]["n"] == load_ranks(run / "ranks.npz")["test"].users.shape[0] == 7
     assert back["test"] == pytest.approx(first["test"]) and back["history"] == first["history"]
+    # the workflow's way (outputs removed, the final checkpoint resumed) refuses another backbone as a retest does:
+    # the checkpoint's item table was embedded by the backbone it records
+    for name in ("metrics.json", "ranks.npz", "model.pt"):
+        (run / name).unlink()
+    blob = torch.load(run / "checkpoint.pt", weights_only=False)
+    torch.save({**blob, "backbone": {**blob["backbone"], "dtype": "bfloat16"}}, run / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: the backbone here .* is not the one the run was tested with"):
+        trainer.train_laser(full, run, replace_stale=True)
 
 
 def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, tmp_path):

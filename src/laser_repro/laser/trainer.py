@@ -259,6 +259,11 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
         table = None if ckpt["table"] is None else ckpt["table"].to(device)
+        if state.phase == "done" and ckpt.get("backbone", model.backbone.describe()) != model.backbone.describe():
+            # the workflow reruns a finished run with other test users from its final checkpoint (outputs removed):
+            # its item table was embedded there; users embedded by another backbone (bf16 elsewhere) do not match it
+            raise ValueError(f"{run.checkpoint_path}: the backbone here ({model.backbone.describe()}) is not the one "
+                             f"the run was tested with ({ckpt['backbone']}); test where it was trained, or train again")
         best1, best2 = ckpt["best1"], ckpt["best2"]
         set_rng_state(ckpt["rng"])
         log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.phase, state.epoch)
@@ -268,7 +273,8 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
         state.wall_time_s = time.perf_counter() - t_start
         run.save_checkpoint(state=asdict(state), trainable=model.trainable_state(), optimizer=opt.state_dict(),
                             scheduler=None if sched is None else sched.state_dict(),
-                            table=None if table is None else table.cpu(), best1=best1, best2=best2)
+                            table=None if table is None else table.cpu(), best1=best1, best2=best2,
+                            backbone=model.backbone.describe())
 
     def validate(tab: torch.Tensor) -> dict:
         return evaluate_split(model, ds, valid_users, "valid", tab, cfg).metrics
