@@ -139,6 +139,9 @@ def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path
     # an axis named like a built-in run kind: "frac~0.5" trained on half the users
     ({"fig4": {"grid": {"frac": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.frac: an axis name"),
     ({"fig4": {"grid": {"no-lb": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.no-lb: an axis name"),
+    # an `at` override for no value of its axis was ignored: "2.0" is not how K = 2's run name writes it
+    ({"fig4": {"grid": {"K": {"key": "mformer.n_experts", "values": [2, 4], "at": {"2.0": {"mformer.top_k": 2}}}}}},
+     r"fig4\.grid\.K\.at\.2\.0: names no value of this axis; expected one of \['2', '4'\]"),
 ])
 def test_variant_and_axis_names_never_shadow_the_workflows_run_names(tmp_path, overrides, message):
     with pytest.raises(WorkflowConfigError, match=message):
@@ -227,6 +230,10 @@ def test_fig4_points_equal_to_the_main_config_read_the_main_run(tmp_path):
     variants = {r.variant for r in exp.runs_of("fig4")}
     assert "lambda~0.1" not in variants and "lambda~0.01" in variants and "main" in variants
     # K=2 needs top-k <= K: the config's `at` override sets it, and the resolved run has it
+    assert exp.resolved("scientific", "laser-c", "K~2", 0).mformer.top_k == 2
+    # a YAML key written as a number (`at: {2: ...}`) names the same point
+    exp = paper_experiment(tmp_path, fig4={"grid": {"K": {"key": "mformer.n_experts", "values": [2, 4],
+                                                          "at": {2: {"mformer.top_k": 2}}}}})
     assert exp.resolved("scientific", "laser-c", "K~2", 0).mformer.top_k == 2
 
 

@@ -92,6 +92,11 @@ class Experiment:
                                  f"of {list(builtin)} (the workflow's own run names)")
             if axis in self.variants:
                 raise self.error(f"fig4.grid.{axis}", "also a named variant; rename one of them")
+            names = [layout.fmt_value(v) for v in self.grid[axis].get("values") or []]
+            for at in self.grid[axis].get("at") or {}:
+                if str(at) not in names:  # an override for no value of the axis was ignored without a word
+                    raise self.error(f"fig4.grid.{axis}.at.{at}", f"names no value of this axis; expected one of "
+                                     f"{names} (each value as its run name writes it)")
 
     def _check_names(self) -> None:
         self._check_variant_names()
@@ -202,7 +207,7 @@ class Experiment:
             return flatten(self.variants[v.name])
         if v.kind == "grid":
             spec = self.grid[v.axis]
-            at = spec.get("at", {}).get(layout.fmt_value(v.value), {})
+            at = {str(k): o for k, o in (spec.get("at") or {}).items()}.get(layout.fmt_value(v.value), {})
             return {spec["key"]: v.value, **flatten(at)}
         if v.kind == "frac":
             return {"train_user_fraction": v.fraction}
