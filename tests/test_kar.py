@@ -134,6 +134,14 @@ def test_llm_generated_knowledge_for_a_seeded_user_subset(data, tmp_path, capsys
         kn.stored_texts(load_dataset(data), out)
     assert cli_main(args) == 0  # greedy decoding, everything cached: the file is unchanged
     assert json.loads(out.read_text()) == blob
+    # another answer length is another text: all 23 generated again (--max-new-tokens was not in the key, so the
+    # 4-token answers were reused), and a KAR run reads the new ones
+    capsys.readouterr()
+    assert cli_main([*args[:10], "6", *args[11:]]) == 0 and "23 texts generated" in capsys.readouterr().out
+    longer = json.loads(out.read_text())
+    assert longer["decoding"] == "greedy, max_new_tokens=6" and len(longer["entries"]) == 2 * 23
+    read = kn.KnowledgeStore(out, "tiny-llama", resume=False, decoding="greedy, max_new_tokens=6")
+    assert read.key(kn.item_prompt(load_dataset(data).items[0])) in longer["entries"]
     # 0 new tokens would store an empty text for every prompt, which the store then reuses: refused, nothing written
     zero = tmp_path / "zero.json"
     assert args[9] == "--max-new-tokens"

@@ -10,10 +10,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Write KAR's knowledge file for a data set: one text per item prompt and per user prompt (KAR's product "
         "prompts without ratings; user history = the first min(ceil(n/2), 15) training items). Texts already in "
-        "--out (or its working copy --out.cache) for the same generator and prompt version are reused; the working "
-        "copy is saved after every batch, so an interrupted generation resumes, and --out is written when complete. "
-        "To generate every text again (e.g. with another --max-new-tokens, which is not in the key), delete --out "
-        "and --out.cache."
+        "--out (or its working copy --out.cache) for the same generator, prompt version and --max-new-tokens (an LLM's) "
+        "are reused; the working copy is saved after every batch, so an interrupted generation resumes, and --out is "
+        "written when complete."
     )
     parser.add_argument("--data", required=True, type=Path, help="prepared data set folder")
     parser.add_argument("--generator", default="template",
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from laser_repro.data.dataset import load_dataset
     from laser_repro.data.splits import seeded_subset
-    from laser_repro.kar.knowledge import KnowledgeStore, knowledge, llm_generator, template_generator
+    from laser_repro.kar.knowledge import KnowledgeStore, decoding, knowledge, llm_generator, template_generator
     from laser_repro.train.scaffold import resolve_device
 
     if args.max_new_tokens < 1 or (args.max_users is not None and args.max_users < 1):
@@ -41,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     gen = (template_generator(ds) if args.generator == "template"
            else llm_generator(args.generator, args.cache_dir, resolve_device(args.device), args.max_new_tokens))
     users = None if args.max_users is None else seeded_subset(np.arange(ds.n_users), args.max_users, 0, 3).tolist()
-    _, _, n = knowledge(ds, KnowledgeStore(args.out, args.generator), gen, users)
+    store = KnowledgeStore(args.out, args.generator, decoding=decoding(args.generator, args.max_new_tokens))
+    _, _, n = knowledge(ds, store, gen, users)
     print(f"{args.out}: {n} texts generated with {args.generator} ({ds.n_items} items, "
           f"{ds.n_users if users is None else len(users)} users)")
     return 0

@@ -8,8 +8,8 @@ history titles: a labelled stand-in that needs no LLM), or a causal LLM (``smoll
 ``chatglm2-6b`` at paper scale) decoding greedily.
 
 The texts live in one JSON file per (data set, generator): :class:`KnowledgeStore`. Each entry is
-keyed by the sha256 of (generator, prompt version, prompt), so a changed prompt or generator
-never reuses a stale text, and an unchanged one is never generated twice: generation saves after
+keyed by the sha256 of (generator, prompt version, an LLM's decoding settings, prompt), so a changed
+prompt, generator or answer length never reuses a stale text, and an unchanged one is never generated twice: generation saves after
 every batch to a working copy beside the file (``<file>.cache``, not a workflow output, so a failed
 or rerun job keeps it, as a run keeps its checkpoint), and writes the file itself once complete.
 """
@@ -62,12 +62,12 @@ def template_user(titles: Sequence[str]) -> str:
 
 
 class KnowledgeStore:
-    """A JSON file of generated texts keyed by (generator, prompt version, prompt). With ``resume`` (generating),
-    the texts of its working copy ``<file>.cache`` are read too; without (a KAR run reading its input), the file's
-    alone."""
+    """A JSON file of generated texts keyed by (generator, prompt version, ``decoding``, prompt): ``decoding`` names
+    an LLM's settings (:func:`decoding`; the template has none). With ``resume`` (generating), the texts of its
+    working copy ``<file>.cache`` are read too; without (a KAR run reading its input), the file's alone."""
 
-    def __init__(self, path: str | Path, generator: str, resume: bool = True):
-        self.path, self.generator = Path(path), generator
+    def __init__(self, path: str | Path, generator: str, resume: bool = True, decoding: str = ""):
+        self.path, self.generator, self.decoding = Path(path), generator, decoding
         self.cache = self.path.with_name(self.path.name + ".cache")
         self.entries: dict[str, str] = {}
         for source in (self.cache, self.path) if resume else (self.path,):
@@ -78,7 +78,8 @@ class KnowledgeStore:
                 self.entries.update(blob["entries"])
 
     def key(self, prompt: str) -> str:
-        return hashlib.sha256(f"{self.generator}\n{PROMPT_VERSION}\n{prompt}".encode()).hexdigest()
+        settings = f"{self.decoding}\n" if self.decoding else ""  # none: the keys written before decoding was keyed
+        return hashlib.sha256(f"{self.generator}\n{PROMPT_VERSION}\n{settings}{prompt}".encode()).hexdigest()
 
     def get_many(self, prompts: Sequence[str], generate: Callable[[list[str]], list[str]],
                  batch: int = 16) -> tuple[list[str], int]:
@@ -98,7 +99,8 @@ class KnowledgeStore:
         self._write(self.path)
 
     def _write(self, path: Path) -> None:
-        write_json(path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "entries": self.entries})
+        write_json(path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "decoding": self.decoding,
+                          "entries": self.entries})
 
 
 def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]]:
@@ -107,7 +109,7 @@ def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]
     if not path.exists():
         raise ValueError(f"knowledge_file: {path} not found (write it with `laser-repro kar-knowledge`)")
     blob = read_json(path)
-    store = KnowledgeStore(path, str(blob.get("generator")), resume=False)
+    store = KnowledgeStore(path, str(blob.get("generator")), resume=False, decoding=str(blob.get("decoding") or ""))
     item_p = [item_prompt(it) for it in ds.items]
     user_p = [user_prompt(user_titles(ds, u)) for u in range(ds.n_users)]
     missing = sum(store.key(p) not in store.entries for p in item_p + user_p)
@@ -117,6 +119,11 @@ def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]
     items = [store.entries[store.key(p)] for p in item_p]
     users = [p.split(". Analyze")[0] + ". " + store.entries[store.key(p)] for p in user_p]
     return items, users
+
+
+def decoding(generator: str, max_new_tokens: int) -> str:
+    """The decoding settings an LLM generator's texts depend on (part of their key); the template has none."""
+    return "" if generator == "template" else f"greedy, max_new_tokens={max_new_tokens}"
 
 
 def template_generator(ds: SeqDataset) -> Callable[[list[str]], list[str]]:
