@@ -6,8 +6,8 @@ slurmctld + slurmd + munge, installed with apt-get if missing and allowed) and r
 `snakemake --profile slurm --configfile workflow/default.yaml` through it for one job of every
 rule that goes to SLURM (SLURM_TARGETS), then the rest of the DAG locally on the same folder;
 when SLURM cannot be started the whole DAG runs locally and the SLURM test skips with the reason.
-(Each SLURM job pays ~15 s of its own for sbatch, the inner Snakemake and srun: the whole DAG's
-66 jobs through the 2-CPU node took 12 min against ~6 locally.)
+(Each SLURM job pays ~15 s of its own for sbatch, the inner Snakemake and srun: an early, 66-job
+version of the DAG took 12 min through the 2-CPU node against ~6 locally; today's has 151 jobs.)
 Set LASER_REPRO_NO_SLURM=1 to skip the bring-up, LASER_REPRO_NO_APT=1 to forbid apt-get.
 """
 
