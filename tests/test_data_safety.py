@@ -160,6 +160,19 @@ CASES = {  # name: (edit, expected message)
                       r"smap\.json: index True of .* is not a unique integer"),
     "meta input an object": (edit_json("meta.json", lambda m: m["0"].__setitem__("input", m["0"]["input"][0])),
                              r"meta\.json: item .*: 'input' is dict; expected a list of objects"),  # was a KeyError
+    # json keeps the last of two equal keys: user 0's history was silently replaced
+    "repeated user key": (lambda f: (f / "train.json").write_text((f / "train.json").read_text()[:-1] + ', "0": [1]}'),
+                          r"train\.json: key '0' appears twice in one object"),
+    # "01" is int 1: user 1's history was silently replaced
+    "leading zero": (edit_json("train.json", lambda t: t.__setitem__("01", t["1"])),
+                     r"train\.json: user key '01' is not a user index"),
+    # a number became the title "123" in every prompt
+    "numeric title": (edit_json("meta.json", lambda m: m["4"]["input"][0].__setitem__("title", 123)),
+                      r"meta\.json: item .* title: 123 is int; expected text or a list of texts"),
+    # a user with nothing anywhere was counted in Table 1's users, average length and density
+    "user without interactions": (edit_json("umap.json", lambda u: u.__setitem__("ghost", len(u))),
+                                  r"umap\.json: user 'ghost' \(index \d+\) has no item in train\.json, val\.json or "
+                                  r"test\.json \(1 such users\)"),
 }
 
 

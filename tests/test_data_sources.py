@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,32 @@ def test_amazon2018_ids_that_are_not_strings_name_file_and_line(tmp_path, review
     _write_lines(tmp_path / "meta_Toy.json", meta)
     with pytest.raises(ValueError, match=message):
         amazon2018.prepare(tmp_path, "toy")
+
+
+@pytest.mark.parametrize("reviews, meta, message", [
+    # true, 1.9 and "7" were read as 1, 1 and 7 (another history order); Infinity was an OverflowError traceback
+    *[([REVIEWS[0], {**REVIEWS[1], "unixReviewTime": t}], META,
+       rf"Toy_5\.json:2: unixReviewTime {re.escape(repr(t))}: expected an integer") for t in (True, 1.9, "7")],
+    ([json.dumps(REVIEWS[0]), '{"reviewerID": "u1", "asin": "A", "unixReviewTime": Infinity}'], META,
+     r"Toy_5\.json:2: (unixReviewTime inf: expected an integer|Infinity is not a JSON number)"),
+    # a number or a flag became the text "123" / "True" in the prompts
+    (REVIEWS, [META[0], {**META[1], "title": 123}], r"meta_Toy\.json:2: title: 123 is int; expected text"),
+    (REVIEWS, [META[0], {**META[1], "brand": True}], r"meta_Toy\.json:2: brand: True is bool; expected text"),
+])
+def test_amazon2018_times_and_texts_of_the_wrong_type_name_file_and_line(tmp_path, reviews, meta, message):
+    _write_lines(tmp_path / "Toy_5.json", reviews)
+    _write_lines(tmp_path / "meta_Toy.json", meta)
+    with pytest.raises(ValueError, match=message):
+        amazon2018.prepare(tmp_path, "toy")
+
+
+def test_a_timestamp_that_is_not_finite_names_file_and_line(tmp_path):
+    """float("nan") parsed, and nan compares false both ways: the user's history came out in another order."""
+    (tmp_path / "mini.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                         "1\t10\t3\t3\n1\t9\t3\tnan\n1\t2\t3\t1\n")
+    (tmp_path / "mini.item").write_text("item_id:token\tmovie_title:token_seq\n2\tA\n9\tB\n10\tC\n")
+    with pytest.raises(ValueError, match=r"mini\.inter:3: timestamp 'nan' is not a finite number"):
+        SOURCES["movielens"](tmp_path, "mini")
 
 
 def test_amazon2018_missing_files_and_empty_result(tmp_path):

@@ -527,6 +527,30 @@ def test_a_damaged_or_foreign_torch_file_is_named_with_what_was_expected(data, t
         train_idrec(cfg(data, init_from=str(run)), tmp_path / "down")
 
 
+def test_a_folder_replacement_interrupted_between_its_renames_puts_the_previous_version_back(tmp_path, monkeypatch):
+    """atomic_dir moves the old folder aside, then the new one in: a failure between the two (an interrupt, a second
+    writer) removed both, leaving nothing at the path (under `data prepare --force`, maybe the user's own folder)."""
+    from laser_repro import io
+
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "stats.json").write_text("previous")
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed between the renames")
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        with io.atomic_dir(target) as tmp:
+            (tmp / "stats.json").write_text("new")
+    monkeypatch.setattr(io.os, "replace", real)
+    assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+
+
 def test_a_bit_identical_retraining_keeps_the_model_digest(data, tmp_path):
     """model.pt is the same file for the same weights: a downstream run's fingerprint of it survives rebuilding
     the upstream run (the archive inside model.pt was once named after a random temporary file, so every save

@@ -80,7 +80,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-        if old is not None and (old.exists() or old.is_symlink()):
+        if old is not None and (old.exists() or old.is_symlink()) and not (path.exists() or path.is_symlink()):
+            os.replace(old, path)  # interrupted between the two renames: the previous version goes back
+        elif old is not None and (old.exists() or old.is_symlink()):
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old)
             else:
@@ -156,14 +158,30 @@ def _non_finite(path: Path, text: str, name: str) -> float:
     raise ValueError(f"{path}:{line}: {name} is not a JSON number; expected a finite number")
 
 
+def _unique_keys(path: Path) -> Any:
+    """An ``object_pairs_hook`` that refuses a key given twice in one object (json keeps the last, silently)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"{path}: key {key!r} appears twice in one object; expected each key once")
+            out[key] = value
+        return out
+
+    return build
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a syntax error or a non-finite number (NaN, Infinity) names the file and line."""
+    """Read a JSON file; a syntax error, a non-finite number (NaN, Infinity) or a key given twice in one object
+    names the file (and the line, or the key)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     try:
         text = path.read_text(encoding="utf-8")
-        return json.loads(text, parse_constant=lambda name: _non_finite(path, text, name))
+        return json.loads(text, parse_constant=lambda name: _non_finite(path, text, name),
+                          object_pairs_hook=_unique_keys(path))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
     except UnicodeDecodeError as err:

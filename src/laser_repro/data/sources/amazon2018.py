@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -86,14 +87,14 @@ def read_meta(path: Path, unescape_html: bool = True) -> dict[str, dict]:
             raise ValueError(f"{path}:{lineno}: 'asin' is {asin!r}; expected a non-empty string")
         if asin in meta:
             continue
-        title = clean_field(rec.get("title"), unescape_html)
+        title = clean_field(rec.get("title"), unescape_html, f"{path}:{lineno}: title")
         if not title:
             continue
         meta[asin] = {
             "id": asin,
             "title": title,
-            "brand": clean_field(rec.get("brand"), unescape_html),
-            "category": clean_field(rec.get("category"), unescape_html),
+            "brand": clean_field(rec.get("brand"), unescape_html, f"{path}:{lineno}: brand"),
+            "category": clean_field(rec.get("category"), unescape_html, f"{path}:{lineno}: category"),
         }
     return meta
 
@@ -103,9 +104,14 @@ def read_reviews(path: Path, keep: dict) -> dict[str, list[tuple[int, str]]]:
     users: dict[str, list[tuple[int, str]]] = {}
     for lineno, rec in iter_json_lines(path):
         try:
-            user, asin, time = rec["reviewerID"], rec["asin"], int(rec["unixReviewTime"])
-        except (KeyError, TypeError, ValueError):
+            user, asin, raw = rec["reviewerID"], rec["asin"], rec["unixReviewTime"]
+        except (KeyError, TypeError):
             raise ValueError(f"{path}:{lineno}: expected reviewerID, asin and an integer unixReviewTime") from None
+        # true, 1.9, "7" and Infinity were read as 1, 1, 7 and an OverflowError: each changes the order of a history
+        if isinstance(raw, bool) or not (isinstance(raw, int) or isinstance(raw, float) and math.isfinite(raw)
+                                         and raw.is_integer()):
+            raise ValueError(f"{path}:{lineno}: unixReviewTime {raw!r}: expected an integer (seconds)")
+        time = int(raw)
         if not (isinstance(user, str) and isinstance(asin, str)):  # sorted ids, dict keys: strings only
             raise ValueError(f"{path}:{lineno}: reviewerID {user!r} and asin {asin!r}: expected strings")
         if asin in keep:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 from laser_repro.data.dataset import SeqDataset, from_sequences
@@ -110,7 +111,7 @@ def item_text(folder: Path, stem: str, unescape_html: bool) -> dict[str, dict]:
     for lineno, r in rows:
         if r[iid] in text:
             raise ValueError(f"{path}:{lineno}: item {r[iid]!r} appears twice")
-        text[r[iid]] = {"id": r[iid], "title": clean_field(r[ti], unescape_html),
+        text[r[iid]] = {"id": r[iid], "title": clean_field(r[ti], unescape_html, f"{path}:{lineno}: title"),
                         "brand": "" if br is None else clean_field(r[br], unescape_html),
                         "category": "" if ca is None else clean_field(r[ca], unescape_html)}
     return text
@@ -146,6 +147,8 @@ def _plain(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list[st
             t = float(r[ct]) if ct is not None else float(lineno)
         except ValueError:
             raise ValueError(f"{path}:{lineno}: timestamp {r[ct]!r} is not a number") from None
+        if not math.isfinite(t):  # nan compares false both ways: it scrambled the user's whole history order
+            raise ValueError(f"{path}:{lineno}: timestamp {r[ct]!r} is not a finite number")
         users.setdefault(r[cu], []).append((t, lineno, r[ci]))
     if not users:
         raise ValueError(f"{path}: no interactions")

@@ -12,6 +12,7 @@ different users, as in user-split releases) is refused with the counts that show
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from laser_repro.data.dataset import SeqDataset, from_sequences
@@ -40,7 +41,7 @@ def _split(path: Path, n_users: int, n_items: int, exactly_one: bool) -> dict[in
         raise ValueError(f"{path}: expected a JSON object {{user_idx: [item_idx, ...]}}, got {type(data).__name__}")
     out = {}
     for key, items in data.items():
-        if not (key.isdigit() and int(key) < n_users):
+        if not (re.fullmatch(r"0|[1-9][0-9]*", key) and int(key) < n_users):  # "01" would be user 1 again
             raise ValueError(f"{path}: user key {key!r} is not a user index in 0..{n_users - 1} (umap.json)")
         if not isinstance(items, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
             raise ValueError(f"{path}: user {key}: expected a list of integer item indices, got {items!r}"[:300])
@@ -82,12 +83,13 @@ def _item_text(folder: Path, item_ids: list[str], unescape_html: bool) -> list[d
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: item {orig!r}: expected a title string or an object with title/brand/"
                              f"category, got {type(entry).__name__}")
-        title = clean_field(entry.get("title"), unescape_html)
+        where = f"{path}: item {orig!r}"
+        title = clean_field(entry.get("title"), unescape_html, f"{where} title")
         if not title:
             raise ValueError(f"{path}: item {orig!r} (index {idx}) has no title; the paper's data keep only items "
                              "with a title")
-        items.append({"id": orig, "title": title, "brand": clean_field(entry.get("brand"), unescape_html),
-                      "category": clean_field(entry.get("category"), unescape_html)})
+        items.append({"id": orig, "title": title, "brand": clean_field(entry.get("brand"), unescape_html, f"{where} brand"),
+                      "category": clean_field(entry.get("category"), unescape_html, f"{where} category")})
     return items
 
 
@@ -116,6 +118,11 @@ def prepare(input_path: str | Path, name: str, unescape_html: bool = True, **_: 
     if no_train:
         raise ValueError(f"{folder / 'train.json'}: user {no_train[0]} has validation/test items but no training "
                          f"items ({len(no_train)} such users); every evaluated user needs a history")
+    empty = [u for u in range(n_u) if not train.get(u) and u not in val]
+    if empty:  # counted in Table 1's users, average length and density, with nothing to train or test on
+        raise ValueError(f"{folder / 'umap.json'}: user {user_ids[empty[0]]!r} (index {empty[0]}) has no item in "
+                         f"train.json, val.json or test.json ({len(empty)} such users); expected every user to have "
+                         "interactions")
     sequences, train_lens = [], []
     for u in range(n_u):
         seq = list(train.get(u, []))
