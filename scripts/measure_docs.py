@@ -227,12 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="time the full test suite and the fast loop on a fresh clone (~20 min)")
     args = ap.parse_args(argv)
     timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    if args.time_default:
-        timings["default"] = measure_default()
-    if args.time_tests:
-        timings["tests"] = measure_tests()
-    if args.time_default or args.time_tests:
-        TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
+    for wanted, key, measure in ((args.time_default, "default", measure_default), (args.time_tests, "tests", measure_tests)):
+        if wanted:  # each measurement is saved as it ends: a later failure does not lose it
+            timings[key] = measure()
+            TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
     exp = Experiment.from_files([REPO / "config.yaml"])
     OUT.write_text(render(dry_run_counts(), exp, timings))
     print(f"wrote {OUT.relative_to(REPO)}")

@@ -139,9 +139,11 @@ def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path
     # an axis named like a built-in run kind: "frac~0.5" trained on half the users
     ({"fig4": {"grid": {"frac": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.frac: an axis name"),
     ({"fig4": {"grid": {"no-lb": {"key": "loss.lb_weight", "values": [0.5]}}}}, r"fig4\.grid\.no-lb: an axis name"),
-    # an `at` override for no value of its axis was ignored: "2.0" is not how K = 2's run name writes it
+    # an `at` override keyed unlike the run names was ignored: "2.0" is not how K = 2's run name writes it
     ({"fig4": {"grid": {"K": {"key": "mformer.n_experts", "values": [2, 4], "at": {"2.0": {"mformer.top_k": 2}}}}}},
-     r"fig4\.grid\.K\.at\.2\.0: names no value of this axis; expected one of \['2', '4'\]"),
+     r"fig4\.grid\.K\.at\.2\.0: not a value as run names write it; expected '2'"),
+    ({"fig4": {"grid": {"K": {"key": "mformer.n_experts", "values": [2, 4], "at": {"two": {"mformer.top_k": 2}}}}}},
+     r"fig4\.grid\.K\.at\.two: not a value as run names write it; expected a number"),
 ])
 def test_variant_and_axis_names_never_shadow_the_workflows_run_names(tmp_path, overrides, message):
     with pytest.raises(WorkflowConfigError, match=message):

@@ -92,11 +92,16 @@ class Experiment:
                                  f"of {list(builtin)} (the workflow's own run names)")
             if axis in self.variants:
                 raise self.error(f"fig4.grid.{axis}", "also a named variant; rename one of them")
-            names = [layout.fmt_value(v) for v in self.grid[axis].get("values") or []]
             for at in self.grid[axis].get("at") or {}:
-                if str(at) not in names:  # an override for no value of the axis was ignored without a word
-                    raise self.error(f"fig4.grid.{axis}.at.{at}", f"names no value of this axis; expected one of "
-                                     f"{names} (each value as its run name writes it)")
+                # looked up by the value as its run name writes it: "2.0" or "02" for K = 2 was ignored without a
+                # word (a key for a value the axis no longer lists is fine: a narrowed `values` keeps config.yaml's)
+                try:
+                    canonical = layout.fmt_value(layout.parse_value(str(at)))
+                except ValueError:
+                    canonical = None
+                if canonical != str(at):
+                    raise self.error(f"fig4.grid.{axis}.at.{at}", "not a value as run names write it; expected "
+                                     + (f"{canonical!r}" if canonical else "a number"))
 
     def _check_names(self) -> None:
         self._check_variant_names()
