@@ -341,14 +341,29 @@ def test_a_killed_retest_never_leaves_the_old_results_beside_the_new_ranks(data,
     capped = dataclasses.replace(full, max_eval_users=7)
     run = tmp_path / "run"
     first = trainer.train_laser(capped, run)
-    real = kill_on_call(RunFolder, "save_checkpoint", 1)  # the retest's only checkpoint write, after its ranks
+    real = kill_on_call(RunFolder, "write_metrics", 1)  # killed after the new ranks, before the new record
     with pytest.raises(KeyboardInterrupt):
         trainer.train_laser(full, run)
-    monkeypatch.setattr(RunFolder, "save_checkpoint", real)
+    monkeypatch.setattr(RunFolder, "write_metrics", real)
     assert load_ranks(run / "ranks.npz")["test"].users.shape[0] > 7 and not (run / "metrics.json").exists()
     back = trainer.train_laser(capped, run)
     assert back["test"]["n"] == load_ranks(run / "ranks.npz")["test"].users.shape[0] == 7
     assert back["test"] == pytest.approx(first["test"]) and back["history"] == first["history"]
+    # a checkpoint from before 2026-12-07 has no training hash: killed after the old record went, it would be "of a
+    # different run config" under the new cap (retrained under --replace-stale); it moves to the new hash first
+    blob = torch.load(run / "checkpoint.pt", weights_only=False)
+    torch.save({k: v for k, v in blob.items() if k != "training_hash"}, run / "checkpoint.pt")
+    real = kill_on_call(RunFolder, "write_ranks", 1)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_laser(full, run)
+    monkeypatch.setattr(RunFolder, "write_ranks", real)
+    assert not (run / "metrics.json").exists()
+    assert trainer.train_laser(full, run)["history"] == first["history"]  # finished from the checkpoint, no training
+    # another cache_dir moves the tiny tokenizer's path in the description: the same backbone, still finished
+    for name in ("metrics.json", "ranks.npz", "model.pt"):
+        (run / name).unlink()
+    moved = dataclasses.replace(full, cache_dir=str(tmp_path / "other-cache"))
+    assert trainer.train_laser(moved, run, replace_stale=True)["history"] == first["history"]
     # the workflow's way (outputs removed, the final checkpoint resumed) refuses another backbone as a retest does:
     # the checkpoint's item table was embedded by the backbone it records
     for name in ("metrics.json", "ranks.npz", "model.pt"):

@@ -281,6 +281,13 @@ def test_foreign_outputs_name_each_file_and_why(tmp_path):
     assert exp.foreign_outputs() == [
         f"{tmp_path}/figures/fig3.pdf: not written by `laser-repro artifact` (no mark)",
         f"{data}: holds files `laser-repro data prepare` did not write: ['my_notes.txt']"]
+    # a run no artifact reads but the DAG trains (LlamaRec's LRURec retriever): Snakemake would delete it just the same
+    retriever = Path(exp.run_inputs("scientific", "llamarec", "main", 0)["lrurec"])
+    assert retriever.parts[-3] == "lrurec" and retriever.name == "seed~0"
+    (retriever / "metrics.json").parent.mkdir(parents=True)
+    (retriever / "metrics.json").write_text('{"test": {}}')
+    assert exp.foreign_outputs()[-1] == f"{retriever}/metrics.json: not a metrics.json a laser-repro trainer wrote (no resume hash)"
+    assert len(exp.trained_run_dirs()) == len(exp.all_runs()) + 12  # the 321 runs the paper DAG trains
 
 
 def test_a_changed_raw_file_prepares_its_data_set_again(tmp_path):

@@ -99,7 +99,8 @@ class KnowledgeStore:
         self._write(self.path)
 
     def _write(self, path: Path) -> None:
-        write_json(path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, "decoding": self.decoding,
+        settings = {"decoding": self.decoding} if self.decoding else {}  # the template's file keeps its bytes
+        write_json(path, {"generator": self.generator, "prompt_version": PROMPT_VERSION, **settings,
                           "entries": self.entries})
 
 

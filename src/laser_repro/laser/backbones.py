@@ -116,6 +116,13 @@ class Backbone(nn.Module):
         self.model.eval()
         return self
 
+    NUMERICS = ("name", "family", "hidden_size", "dtype", "parameters", "cpu_bf16_autocast")
+
+    def numerics(self) -> dict:
+        """What of :meth:`describe` sets the numbers a run computes (not where files live: a tokenizer's path
+        follows ``cache_dir``, an execution key)."""
+        return same_numerics(self.describe())
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -467,3 +474,8 @@ def _patch_chatglm2_tokenizer(tokenizer) -> None:
 
     cls._pad = _pad
     cls._laser_pad = True
+
+
+def same_numerics(description: dict | None) -> dict:
+    """The keys of a backbone description (``Backbone.describe``, as recorded) that set a run's numbers."""
+    return {k: (description or {}).get(k) for k in Backbone.NUMERICS}

@@ -28,7 +28,7 @@ from laser_repro.data.dataset import SeqDataset
 from laser_repro.eval.evaluator import EvalResult, evaluate, load_ranks, reuse_ranks
 from laser_repro.experiment.registry import METHODS, stand_in
 from laser_repro.laser import template
-from laser_repro.laser.backbones import load_backbone
+from laser_repro.laser.backbones import load_backbone, same_numerics
 from laser_repro.laser.config import LaserRunConfig
 from laser_repro.laser.model import LaserModel
 from laser_repro.data.splits import eval_user_subset, run_eval_users, seeded_subset
@@ -259,7 +259,7 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
         table = None if ckpt["table"] is None else ckpt["table"].to(device)
-        if state.phase == "done" and ckpt.get("backbone", model.backbone.describe()) != model.backbone.describe():
+        if state.phase == "done" and "backbone" in ckpt and same_numerics(ckpt["backbone"]) != model.backbone.numerics():
             # the workflow reruns a finished run with other test users from its final checkpoint (outputs removed):
             # its item table was embedded there; users embedded by another backbone (bf16 elsewhere) do not match it
             raise ValueError(f"{run.checkpoint_path}: the backbone here ({model.backbone.describe()}) is not the one "
@@ -405,7 +405,7 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
     table = ckpt["table"].to(device)
-    if model.backbone.describe() != old.get("backbone"):  # e.g. bf16 on another device: other numbers
+    if model.backbone.numerics() != same_numerics(old.get("backbone")):  # e.g. bf16 on another device: other numbers
         raise ValueError(f"{run.path}: the backbone here ({model.backbone.describe()}) is not the one the run was "
                          f"tested with ({old.get('backbone')}); retest where it was trained, or train again")
     kept = load_ranks(run.path / RANKS_FILE)
@@ -424,12 +424,13 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
                                   "test_users_before": old["test"]["n"], "ranked_now": fresh,
                                   "wall_time_s": time.perf_counter() - t0}}
     # model.pt stays as it is (the same weights; a rewrite would change its digest, which runs that start from it
-    # record). The old metrics.json goes first: kept beside the new ranks by a kill, it read as finished under the
-    # old cap and reported other users than ranks.npz held. A kill from here on leaves the final checkpoint (old or
-    # new hash), which the next call under either cap finishes by testing its users (RunFolder.load_checkpoint).
+    # record). The checkpoint moves to this config's hash first (with its training hash, which a checkpoint written
+    # before 2026-12-07 lacks), then the old metrics.json goes: kept beside the new ranks by a kill, it read as
+    # finished under the old cap and reported other users than ranks.npz held. A kill at any point leaves a final
+    # checkpoint that the next call under either cap finishes (RunFolder.retest_source / load_checkpoint).
+    run.save_checkpoint(**ckpt)  # its hash, RNG and fingerprint keys are replaced by this run's
     (run.path / METRICS_FILE).unlink()
     run.write_ranks({"valid": kept["valid"], "test": test})
-    run.save_checkpoint(**ckpt)  # its hash, RNG and fingerprint keys are replaced by this run's
     return run.write_metrics({**record, "valid": kept["valid"].metrics, "test": test.metrics}, device)
 
 

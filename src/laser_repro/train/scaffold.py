@@ -226,8 +226,8 @@ def load_torch(path: Path, what: str, keys: Sequence[str] = (), map_location: An
     except FileNotFoundError:
         raise
     except Exception as err:  # noqa: BLE001 (zip, pickle and EOF errors of a damaged file)
-        raise ValueError(f"{path}: cannot be read as {what} ({type(err).__name__}: {err}); a partial copy? Replace "
-                         "it, or move it away to compute it again") from None
+        raise ValueError(f"{path}: cannot be read as {what} ({type(err).__name__}: {err}); if it is damaged (a "
+                         "partial copy), replace it, or move it away to compute it again") from None
     missing = [k for k in keys if not (isinstance(blob, dict) and k in blob)]
     if missing:
         raise ValueError(f"{path}: not {what} (it has no {', '.join(map(repr, missing))})")
