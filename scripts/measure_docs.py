@@ -135,8 +135,8 @@ def measure_tests() -> dict:
         env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
         seconds = time_command([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "--dist",
                                 "loadgroup"], Path(tmp), env)
-        fast = time_command([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
-                            Path(tmp), env)
+        fast = time_command([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2", "-m",
+                             "not slow"], Path(tmp), env)
     return {"seconds": round(seconds, 1), "fast_seconds": round(fast, 1), "machine": machine(),
             "date": time.strftime("%Y-%m-%d"), "what": "pytest -n 2, the full suite (the README's test command) on a fresh clone"}
 
