@@ -116,12 +116,8 @@ class Backbone(nn.Module):
         self.model.eval()
         return self
 
+    # what of describe() sets the numbers a run computes (not where files live: a tokenizer's path follows cache_dir)
     NUMERICS = ("name", "family", "hidden_size", "dtype", "parameters", "cpu_bf16_autocast")
-
-    def numerics(self) -> dict:
-        """What of :meth:`describe` sets the numbers a run computes (not where files live: a tokenizer's path
-        follows ``cache_dir``, an execution key)."""
-        return same_numerics(self.describe())
 
     def describe(self) -> dict:
         return {

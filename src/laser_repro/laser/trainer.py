@@ -259,11 +259,9 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
         table = None if ckpt["table"] is None else ckpt["table"].to(device)
-        if state.phase == "done" and "backbone" in ckpt and same_numerics(ckpt["backbone"]) != model.backbone.numerics():
-            # the workflow reruns a finished run with other test users from its final checkpoint (outputs removed):
-            # its item table was embedded there; users embedded by another backbone (bf16 elsewhere) do not match it
-            raise ValueError(f"{run.checkpoint_path}: the backbone here ({model.backbone.describe()}) is not the one "
-                             f"the run was tested with ({ckpt['backbone']}); test where it was trained, or train again")
+        if state.phase == "done" and "backbone" in ckpt:
+            # the workflow reruns a finished run with other test users from its final checkpoint (outputs removed)
+            check_same_backbone(model, ckpt["backbone"], run.checkpoint_path, "test")
         best1, best2 = ckpt["best1"], ckpt["best2"]
         set_rng_state(ckpt["rng"])
         log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.phase, state.epoch)
@@ -405,9 +403,7 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
     table = ckpt["table"].to(device)
-    if model.backbone.numerics() != same_numerics(old.get("backbone")):  # e.g. bf16 on another device: other numbers
-        raise ValueError(f"{run.path}: the backbone here ({model.backbone.describe()}) is not the one the run was "
-                         f"tested with ({old.get('backbone')}); retest where it was trained, or train again")
+    check_same_backbone(model, old.get("backbone"), run.path, "retest")
     kept = load_ranks(run.path / RANKS_FILE)
     users = eval_users(ds, "test", cfg)
     fresh = int((~np.isin(users, kept["test"].users)).sum())
@@ -432,6 +428,15 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     (run.path / METRICS_FILE).unlink()
     run.write_ranks({"valid": kept["valid"], "test": test})
     return run.write_metrics({**record, "valid": kept["valid"].metrics, "test": test.metrics}, device)
+
+
+def check_same_backbone(model: LaserModel, recorded: dict | None, where: Path, action: str) -> None:
+    """Refuse to test a finished run's users with a backbone whose numbers differ from the one ``recorded`` (bf16 on
+    another device, another model): the run's item table was embedded by that one. Paths do not count
+    (``same_numerics``)."""
+    if same_numerics(model.backbone.describe()) != same_numerics(recorded):
+        raise ValueError(f"{where}: the backbone here ({model.backbone.describe()}) is not the one the run was tested "
+                         f"with ({recorded}); {action} where it was trained, or train again")
 
 
 def method_name(cfg: LaserRunConfig) -> str:
