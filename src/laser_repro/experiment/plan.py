@@ -14,7 +14,6 @@ variant's overrides.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -408,8 +407,10 @@ class Experiment:
 
 
 def _json_or_none(path: Path) -> Any:
-    """The JSON in ``path``, or None when it is not JSON."""
+    """The JSON in ``path`` (:func:`laser_repro.io.read_json`), or None when it is not valid JSON."""
+    from laser_repro.io import read_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+        return read_json(path)
+    except ValueError:
         return None
