@@ -269,8 +269,10 @@ def test_data_sets_a_run_pretrains_on_are_its_inputs(tmp_path):
     pet = f"{tmp_path}/data/pet"
     exp = paper_experiment(tmp_path, method_run={"zesrec": {"pretrain_datasets": [pet], "pretrain_epochs": 2},
                                                  "recformer": {"pretrain": {"datasets": [pet], "steps": 5}}})
-    assert exp.file_inputs("scientific", "zesrec", "main", 0) == {"pretrain_datasets_0": f"{pet}/stats.json"}
-    assert exp.file_inputs("scientific", "recformer", "main", 0) == {"pretrain_datasets_0": f"{pet}/stats.json"}
+    files = {"pretrain_datasets_0": f"{pet}/stats.json", "pretrain_datasets_0_items": f"{pet}/items.json",
+             "pretrain_datasets_0_users": f"{pet}/users.json", "pretrain_datasets_0_interactions": f"{pet}/interactions.npz"}
+    assert exp.file_inputs("scientific", "zesrec", "main", 0) == files  # every file: a hand edit reruns the run
+    assert exp.file_inputs("scientific", "recformer", "main", 0) == files
     assert exp.file_inputs("scientific", "sasrec", "main", 0) == {}
 
 

@@ -411,6 +411,42 @@ def test_results_never_outlive_their_data(tmp_path, caplog):
         train_idrec(cfg(data, data_fingerprint="0123456789abcdef"), tmp_path / "other")
 
 
+def test_a_data_folder_edited_by_hand_is_refused_and_its_results_are_gaps(data, tmp_path):
+    """The fingerprint was read from stats.json: interactions edited by hand in a prepared folder kept it, so the
+    finished runs of the old data stayed finished (and a resumed run trained on the new data under the old name)."""
+    from laser_repro.artifacts.runs import load_group
+    from laser_repro.artifacts.table1 import compute_table1
+    from laser_repro.experiment.layout import run_dir
+    from laser_repro.experiment.specs import Cell
+
+    runs = tmp_path / "runs"
+    run = Path(run_dir(str(runs), "ring", "sasrec", "main", 0))
+    record = train_idrec(cfg(data), run)
+    kept = (run / "metrics.json").read_bytes()
+    original = (data / "interactions.npz").read_bytes()
+    with np.load(data / "interactions.npz") as z:
+        arrays = dict(z)
+    arrays["items"] = arrays["items"].copy()
+    arrays["items"][0] = (arrays["items"][0] + 1) % 40  # one interaction, by hand; stats.json untouched
+    np.savez(data / "interactions.npz", **arrays)
+    why = (f"{data.absolute()}: its items.json, users.json and interactions.npz are no longer the data its stats.json "
+           f"was written for (fingerprint ")
+    with pytest.raises(ValueError, match=f"recorded {record['data_fingerprint']}\\): changed by hand"):
+        data_fingerprint(data)
+    for replace in (False, True):  # refused before the run folder is touched, --replace-stale or not
+        with pytest.raises(ValueError, match="changed by hand"):
+            train_idrec(cfg(data), run, replace_stale=replace)
+        assert (run / "metrics.json").read_bytes() == kept
+    group = load_group(runs, Cell("ring", "sasrec"), [0])  # an artifact shows the gap, with the reason
+    assert group.runs == [] and group.missing[0].stale.startswith(why)
+    row = compute_table1(tmp_path, ["ring"])[0]  # Table 1's counts no longer describe the folder
+    assert row.ours is None and row.reason.startswith(why)
+    (data / "interactions.npz").write_bytes(original)  # put back: the same data, the finished run answers again
+    assert data_fingerprint(data) == record["data_fingerprint"]
+    assert train_idrec(cfg(data), run)["wall_time_s"] == record["wall_time_s"]
+    assert len(load_group(runs, Cell("ring", "sasrec"), [0]).runs) == 1
+
+
 @pytest.mark.slow
 def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
     """Re-prepare one data set differently and rerun the workflow: only its runs retrain."""

@@ -42,10 +42,6 @@ def benchmark_file(rule_name, name) -> str:
     return f"{PATHS['benchmarks']}/{rule_name}/{name}.tsv"
 
 
-def data_stats(dataset) -> str:
-    return f"{EXP.data_dir(dataset)}/stats.json"
-
-
 def run_key(wildcards) -> tuple:
     return wildcards.dataset, wildcards.method, wildcards.variant, int(wildcards.seed)
 
@@ -72,14 +68,15 @@ def params_train_command(wildcards) -> str:
 
 def train_inputs(wildcards) -> dict:
     """A training job's inputs: its config, its data and the runs its config points at."""
-    inputs = {"config": EXP.run_config_file(*run_key(wildcards)), "data": data_stats(wildcards.dataset)}
+    inputs = {"config": EXP.run_config_file(*run_key(wildcards)), **data_files_of(wildcards)}
     for role, run in EXP.run_inputs(*run_key(wildcards)).items():
         inputs[role] = f"{run}/metrics.json"
     return {**inputs, **EXP.file_inputs(*run_key(wildcards))}
 
 
-def data_stats_of(wildcards) -> str:
-    return data_stats(wildcards.dataset)
+def data_files_of(wildcards) -> dict:
+    """The run's data set's files (stats.json as `data`): one edited by hand reruns its jobs, which refuse it."""
+    return EXP.data_files(EXP.data_dir(wildcards.dataset), "data")
 
 
 # ---------------------------------------------------------------- data
@@ -135,11 +132,11 @@ def params_artifact_spec(wildcards) -> str:
 
 
 def artifact_inputs(artifact):
-    """An artifact's spec, the metrics of every run it reads, and the data sets it reads."""
+    """An artifact's spec, the metrics of every run it reads, and the files of the data sets it reads."""
     return {
         "spec": EXP.spec_file(artifact),
         "metrics": metrics_of(EXP.runs_of(artifact)),
-        "stats": [data_stats(d) for d in EXP.data_read_by(artifact)],
+        "stats": [f for d in EXP.data_read_by(artifact) for f in EXP.data_files(EXP.data_dir(d), "data").values()],
     }
 
 

@@ -10,7 +10,7 @@
 
 rule write_run_config:
     input:
-        data=data_stats_of,
+        unpack(data_files_of),
     output:
         f"{PATHS['configs']}/{{dataset}}/{{method}}/{{variant}}/seed~{{seed}}.yaml",
     params:
@@ -76,7 +76,7 @@ rule train_large:
 rule kar_knowledge:
     """KAR's knowledge texts for a data set (generated once, shared by every KAR run of it)."""
     input:
-        data=data_stats_of,
+        unpack(data_files_of),
     output:
         f"{PATHS['results']}/knowledge/{{dataset}}/{{generator}}.json",
     params:

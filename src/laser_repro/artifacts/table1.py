@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from laser_repro.data.dataset import TABLE1_STATS, read_stats
+from laser_repro.data.dataset import CONTENT_FILES, TABLE1_STATS, DataChanged, data_fingerprint, read_stats
 from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
@@ -51,6 +51,18 @@ class Table1Row:
         return None if None in m else all(m)
 
 
+def changed_by_hand(folder: Path) -> str:
+    """Why the statistics in ``folder``/stats.json no longer describe its data ('' when they do, or when only
+    stats.json is here, as on a machine that keeps results alone)."""
+    if not all((folder / f).exists() for f in CONTENT_FILES):
+        return ""
+    try:
+        data_fingerprint(folder)
+    except DataChanged as err:
+        return str(err)
+    return ""
+
+
 def compute_table1(data_dir: str | Path, datasets: Sequence[str], reported: Reported | None = None) -> list[Table1Row]:
     """One row per data set: paper's printed statistics and ours (or why ours are missing)."""
     reported = reported or load_reported()
@@ -63,6 +75,9 @@ def compute_table1(data_dir: str | Path, datasets: Sequence[str], reported: Repo
             rows.append(Table1Row(name, paper, None, f"not prepared: {stats_path} missing"))
             continue
         stats = read_stats(stats_path.parent, COLUMNS)
+        if changed := changed_by_hand(stats_path.parent):
+            rows.append(Table1Row(name, paper, None, changed))
+            continue
         rows.append(Table1Row(name, paper, {c: fmt_stat(c, stats[c]) for c in COLUMNS}))
     return rows
 

@@ -10,7 +10,8 @@ A prepared data set is a folder::
                        train_len int32 [n_users]     length of the training prefix
     stats.json         Table 1's columns, the source, the format version and the content
                        fingerprint (sha256 of items, users and interactions): run configs,
-                       checkpoints and metrics.json record it, so a result never outlives its data
+                       checkpoints and metrics.json record it, so a result never outlives its data;
+                       a folder whose content no longer has it (edited by hand) is refused
     .laser-repro-dataset  marker: this folder was written by `laser-repro data prepare`
 
 Leave-one-out split: validation item = sequence[train_len], test item =
@@ -20,6 +21,7 @@ train_len = len(sequence) and no evaluation items (training only).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -235,9 +237,39 @@ def read_stats(folder: str | Path, keys: Sequence[str] = ()) -> dict:
     return stats
 
 
+class DataChanged(ValueError):
+    """A prepared folder whose content is not the data its stats.json was written for (edited by hand)."""
+
+
+CONTENT_FILES = ("items.json", "users.json", "interactions.npz", "stats.json")  # what the fingerprint covers
+
+
 def data_fingerprint(path: str | Path) -> str:
-    """The fingerprint recorded in ``path``/stats.json (computed from the data when it predates them)."""
-    return read_stats(path).get("fingerprint") or load_dataset(path).fingerprint()
+    """The fingerprint of the prepared data set at ``path`` (:meth:`SeqDataset.fingerprint` of its content), checked
+    against the one its stats.json recorded when `data prepare` wrote it: a folder changed since (a file edited or
+    replaced by hand) raises :class:`DataChanged`, so no result of the old data passes for one of the new. Computed
+    once per version (mtime, size) of the folder's files in a process."""
+    path = Path(path)
+    versions = []
+    for name in CONTENT_FILES:
+        try:
+            st = (path / name).stat()
+            versions.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            versions.append(None)  # load_dataset names what is missing
+    return _checked_fingerprint(str(path.absolute()), tuple(versions))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_fingerprint(path: str, versions: tuple) -> str:
+    recorded, actual = read_stats(path).get("fingerprint"), load_dataset(path).fingerprint()
+    if recorded is not None and recorded != actual:
+        raise DataChanged(
+            f"{path}: its items.json, users.json and interactions.npz are no longer the data its stats.json was "
+            f"written for (fingerprint {actual}, recorded {recorded}): changed by hand since `laser-repro data "
+            "prepare`. Prepare it again (the workflow does, once the folder is deleted); every result of the old "
+            "data is then stale and reruns")
+    return actual
 
 
 def load_dataset(path: str | Path) -> SeqDataset:

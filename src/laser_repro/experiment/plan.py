@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from laser_repro.config import ConfigError, dotted, from_dict, to_dict
+from laser_repro.data.dataset import CONTENT_FILES
 
 from . import layout, registry
 from .config import WorkflowConfigError, flatten, load, nest, validate
@@ -270,8 +271,8 @@ class Experiment:
 
     def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
         """Files (not runs) a run reads, by role: KAR's knowledge file; every file its config class names in
-        ``INPUT_FILES`` (RecFormer's ``init_checkpoint``), so a changed file reruns it; the stats.json of every
-        data set it pre-trains on (``INPUT_DATASETS``), so those are prepared first."""
+        ``INPUT_FILES`` (RecFormer's ``init_checkpoint``), so a changed file reruns it; the files of every
+        data set it pre-trains on (``INPUT_DATASETS``; :meth:`data_files`), so those are prepared first."""
         cfg = self.resolved(dataset, method, variant, seed)
         out = {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
         for key in getattr(cfg, "INPUT_FILES", ()):
@@ -280,8 +281,16 @@ class Experiment:
                 out[key.replace(".", "_")] = str(path)
         for key in getattr(cfg, "INPUT_DATASETS", ()):
             for i, path in enumerate(dotted(cfg, key) or []):
-                out[f"{key.replace('.', '_')}_{i}"] = f"{path}/stats.json"
+                out.update(self.data_files(str(path), f"{key.replace('.', '_')}_{i}"))
         return out
+
+    @staticmethod
+    def data_files(folder: str, role: str) -> dict[str, str]:
+        """The files of the prepared data set ``folder`` as inputs of a job that reads it: its stats.json as ``role``,
+        the others as ``role``_items, _users, _interactions. Any of them edited by hand reruns that job, and
+        :func:`~laser_repro.data.dataset.data_fingerprint` then refuses the folder."""
+        return {role if name == "stats.json" else f"{role}_{name.split('.')[0]}": f"{folder}/{name}"
+                for name in CONTENT_FILES}
 
     def resolved(self, dataset: str, method: str, variant: str, seed: int):
         """The run-config dataclass of one run; errors name the run and the key."""

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from laser_repro.data.dataset import load_dataset
+    from laser_repro.data.dataset import data_fingerprint, load_dataset
     from laser_repro.data.splits import seeded_subset
     from laser_repro.kar.knowledge import KnowledgeStore, decoding, knowledge, llm_generator, template_generator
     from laser_repro.train.scaffold import resolve_device
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens < 1 or (args.max_users is not None and args.max_users < 1):
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} / --max-users {args.max_users}: expected at least 1 "
                          "(0 new tokens would store an empty text for every prompt)")
+    data_fingerprint(args.data)  # a data folder edited by hand since it was prepared is refused
     ds = load_dataset(args.data)
     gen = (template_generator(ds) if args.generator == "template"
            else llm_generator(args.generator, args.cache_dir, resolve_device(args.device), args.max_new_tokens))

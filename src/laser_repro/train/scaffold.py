@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from laser_repro.config import dotted, from_dict, to_dict
-from laser_repro.data.dataset import SeqDataset, data_fingerprint, load_dataset
+from laser_repro.data.dataset import DataChanged, SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json, stale_temporaries
 from laser_repro.runinfo import config_hash, is_ours, provenance, run_log, write_metrics
@@ -437,15 +437,18 @@ def outdated(record: dict) -> str | None:
     config = record.get("config") if isinstance(record.get("config"), dict) else {}
     data, inputs = recorded_fingerprints(record)
     dataset = config.get("dataset")
-    if data and isinstance(dataset, str) and (Path(dataset) / "stats.json").exists():
-        now = data_fingerprint(dataset)
-        if now != data:
-            return f"its data set {dataset} was re-prepared since (fingerprint {now}; the run read {data})"
-    changed = []
-    for key, digest in inputs.items():
-        now = _fingerprint_now(_recorded_input(config, key))
-        if now is not None and now != digest:
-            changed.append(key)
+    try:
+        if data and isinstance(dataset, str) and (Path(dataset) / "stats.json").exists():
+            now = data_fingerprint(dataset)
+            if now != data:
+                return f"its data set {dataset} was re-prepared since (fingerprint {now}; the run read {data})"
+        changed = []
+        for key, digest in inputs.items():
+            now = _fingerprint_now(_recorded_input(config, key))
+            if now is not None and now != digest:
+                changed.append(key)
+    except DataChanged as err:  # a data set it read was edited by hand since
+        return str(err)
     return f"computed from other inputs ({', '.join(changed)} changed since)" if changed else None
 
 
