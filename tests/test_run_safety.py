@@ -587,6 +587,37 @@ def test_a_folder_replacement_interrupted_between_its_renames_puts_the_previous_
     assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
 
 
+def test_new_content_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
+    """Nothing was flushed before the atomic renames: after a power loss (or a node crash on a cluster file system)
+    the rename could be on disk and the content not, an empty metrics.json or checkpoint in place of the old one.
+    Every writer (file, folder, download) now syncs the new content, renames, then syncs the folder's entry."""
+    from laser_repro.data import download
+    from laser_repro.io import atomic_dir, write_text
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", str(a), str(b))), real_replace(a, b))[1])
+    write_text(tmp_path / "metrics.json", "{}")
+    (tmp, final), = [e[1:] for e in events if e[0] == "rename"]
+    assert final == str(tmp_path / "metrics.json")
+    assert events == [("sync", tmp), ("rename", tmp, final), ("sync", str(tmp_path))]
+    events.clear()
+    with atomic_dir(tmp_path / "prepared") as folder:  # a prepared data set: every file, then the folder
+        (folder / "sub").mkdir()
+        (folder / "a.json").write_text("a")
+        (folder / "sub" / "b.npz").write_text("b")
+    synced_before = {e[1] for e in events[: [e[0] for e in events].index("rename")] if e[0] == "sync"}
+    assert {f"{folder}/a.json", f"{folder}/sub/b.npz", f"{folder}/sub", str(folder)} <= synced_before
+    assert events[-2:] == [("rename", str(folder), str(tmp_path / "prepared")), ("sync", str(tmp_path))]
+    events.clear()
+    (tmp_path / "x.gz.part").write_bytes(b"data")
+    download._publish(tmp_path / "x.gz.part", tmp_path / "x.gz")
+    assert events == [("sync", str(tmp_path / "x.gz.part")), ("rename", str(tmp_path / "x.gz.part"),
+                                                               str(tmp_path / "x.gz")), ("sync", str(tmp_path))]
+
+
 def test_a_bit_identical_retraining_keeps_the_model_digest(data, tmp_path):
     """model.pt is the same file for the same weights: a downstream run's fingerprint of it survives rebuilding
     the upstream run (the archive inside model.pt was once named after a random temporary file, so every save

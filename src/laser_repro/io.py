@@ -4,11 +4,14 @@ Nothing a step computes is ever left half-written: every writer goes to a tempor
 file in the destination's folder and is renamed into place only when complete. Files and
 folders get the permissions the process's umask allows (as ``open``/``mkdir`` would), so a
 group on a shared cluster can read results; JSON is strict (a NaN is an error, never written).
+The new content is flushed to disk (fsync) before the rename, and the rename itself after it, so
+a power loss or node crash leaves the old version or the new one, never an empty file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -29,6 +32,31 @@ def _default_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+UNSYNCABLE = {errno.EINVAL, errno.ENOTSUP, errno.EBADF}  # a file system without fsync for this kind of file
+
+
+def sync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries: its renames) to disk; a file system that cannot is let be."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in UNSYNCABLE:
+            raise
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """:func:`sync` every file and folder under ``folder``, the folder last."""
+    for root, dirs, files in os.walk(folder):
+        for name in files:
+            sync(Path(root) / name)
+        for name in dirs:
+            sync(Path(root) / name)
+    sync(folder)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -43,7 +71,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         _default_mode(tmp_path, directory=False)
+        sync(tmp_path)
         os.replace(tmp_path, path)
+        sync(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -72,11 +102,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _default_mode(tmp, directory=True)
+        sync_tree(tmp)
         if path.exists() or path.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             old.rmdir()
             os.replace(path, old)
         os.replace(tmp, path)
+        sync(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

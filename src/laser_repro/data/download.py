@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from laser_repro.io import read_json, write_json
+from laser_repro.io import read_json, sync, write_json
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) ->
             if total is None:
                 total = _remote_size(url, timeout)
             if total == done:
-                os.replace(part, dest)
-                return dest
+                return _publish(part, dest)
             raise OSError(f"{url}: the server refuses to resume {part} ({done} bytes; the file has "
                           f"{'an unknown size' if total is None else f'{total} bytes'}); delete it to download "
                           "again") from None
@@ -93,7 +92,14 @@ def fetch(url: str, dest: Path, timeout: float = 60.0, progress: bool = True) ->
                 bar.update(len(block))
     if total is not None and part.stat().st_size != total:
         raise OSError(f"{url}: incomplete download ({part.stat().st_size} of {total} bytes); run again to resume")
+    return _publish(part, dest)
+
+
+def _publish(part: Path, dest: Path) -> Path:
+    """Rename a complete download onto ``dest``, flushed to disk first (as :mod:`laser_repro.io` writes)."""
+    sync(part)
     os.replace(part, dest)
+    sync(dest.parent)
     return dest
 
 
