@@ -349,6 +349,29 @@ def test_pretraining_runs_over_every_listed_data_set(data, tmp_path, monkeypatch
     assert not torch.equal(*(w["state_dict"][query] for w in weights))
 
 
+def test_a_run_killed_in_pretraining_resumes_after_its_last_checkpointed_step(data, tmp_path, monkeypatch,
+                                                                             kill_on_call):
+    """Pre-training was checkpointed only once done (at paper scale, days): a kill started it over. It is now
+    checkpointed every PRETRAIN_CHECKPOINT_S (here every step), with the sampler's state, so the resumed run
+    draws the same batches and ends with the same weights as an unbroken one."""
+    monkeypatch.setattr(trainer, "PRETRAIN_CHECKPOINT_S", 0.0)
+    cfg = tiny(data, stage1_max_epochs=1, stage2_max_epochs=1,
+               pretrain=PretrainConfig(datasets=[str(data)], steps=6, batch_size=8, mlm_probability=0.3))
+    whole = trainer.train_recformer(cfg, tmp_path / "whole")
+    real = kill_on_call(trainer, "pretrain_losses", 4)  # steps 0-2 ran and were checkpointed; step 3 dies
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_recformer(cfg, tmp_path / "run")
+    blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert blob["state"]["stage"] == "pretrain" and blob["pretraining"]["step"] == 3
+    calls = []
+    monkeypatch.setattr(trainer, "pretrain_losses", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    resumed = trainer.train_recformer(cfg, tmp_path / "run")
+    assert len(calls) == 3 and resumed["pretrain_steps"] == 6  # steps 3-5 only
+    weights = [torch.load(tmp_path / r / "model.pt", weights_only=False)["state_dict"] for r in ("whole", "run")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert resumed["test"] == whole["test"] and resumed["history"] == whole["history"]
+
+
 def test_a_released_checkpoint_loads_under_its_own_names(tmp_path):
     """RecFormer's released files name tensors as its RecformerModel / RecformerForSeqRec do
     (``embeddings.item_position_embeddings``, ``lm_head.*``); every tensor lands in its place."""

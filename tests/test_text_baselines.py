@@ -324,6 +324,30 @@ def test_zesrec_pretrains_on_a_list_of_source_data_sets(zes):
     assert train_idrec(cfg, tmp / "pretrained-list") == rec  # finished: nothing to do
 
 
+def test_a_run_killed_in_pretraining_resumes_after_its_last_pretraining_epoch(zes, tmp_path, kill_on_call):
+    """Pre-training was checkpointed only once done: a run killed in its last pre-training epoch started them all
+    over. Each epoch is checkpointed now, and the resumed run ends exactly where an unbroken one does."""
+    from laser_repro.idrec import trainer
+
+    _, source, target, _ = zes
+    cfg = config(target, "zesrec", pretrain_datasets=[str(source)], pretrain_epochs=3, max_epochs=2)
+    whole = train_idrec(cfg, tmp_path / "whole")
+    real = kill_on_call(trainer, "_run_epoch", 3)  # pre-training epochs 1 and 2 ran; the third dies
+    with pytest.raises(KeyboardInterrupt):
+        train_idrec(cfg, tmp_path / "run")
+    blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert blob["state"]["pretraining"]["epoch"] == 2 and blob["state"]["pretrain"] is None
+    assert torch.equal(blob["model"]["text_features"], torch.load(tmp_path / "whole" / "model.pt", weights_only=False)
+                       ["state_dict"]["text_features"])  # the target's items, not the sources'
+    calls = []
+    trainer._run_epoch = lambda *a, **k: (calls.append(a[5]), real(*a, **k))[1]  # the epoch ids run
+    resumed = train_idrec(cfg, tmp_path / "run")
+    assert calls == [100_300, 1, 2]  # pre-training's third epoch, then the target's two
+    assert resumed["pretrain"]["history"] == whole["pretrain"]["history"]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]
+
+
 def test_a_checkpoint_pretrained_source_by_source_is_refused_by_file(zes, tmp_path, kill_on_call):
     from laser_repro.idrec import trainer
 

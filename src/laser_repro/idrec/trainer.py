@@ -60,6 +60,7 @@ class TrainState:
     wall_s: float = 0.0  # wall time of all sessions up to the last checkpoint
     history: list[dict] = field(default_factory=list)
     pretrain: dict | None = None  # what pre-training on source data sets ran (ZESRec), once done
+    pretraining: dict | None = None  # an unfinished pre-training's progress (epochs done, losses, time)
 
     @classmethod
     def restore(cls, saved: dict) -> "TrainState":
@@ -253,10 +254,17 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
                              "merged; remove the run folder to train it again")
         log.info("resumed from %s after epoch %d (best epoch %d)", run.checkpoint_path, state.epoch, state.best_epoch)
 
-    if cfg.pretrain_datasets and state.pretrain is None:  # before the target's first epoch (checkpointed once done)
-        from laser_repro.idrec.pretrain import pretrain
+    if cfg.pretrain_datasets and state.pretrain is None:  # before the target's first epoch (checkpointed each epoch)
+        from laser_repro.idrec.pretrain import pretrain, with_target_items
 
-        state.pretrain = pretrain(model, cfg, out_dir, device, feats)
+        def save_pretraining(progress: dict, pretrain_optimizer: dict) -> None:
+            state.pretraining = progress
+            run.save_checkpoint(model=with_target_items(model.state_dict(), feats), optimizer=optimizer.state_dict(),
+                                best_state=best_state, state=asdict(state), pretrain_optimizer=pretrain_optimizer)
+
+        resume = None if state.pretraining is None else (state.pretraining, blob["pretrain_optimizer"])
+        state.pretrain = pretrain(model, cfg, out_dir, device, feats, resume, save_pretraining)
+        state.pretraining = None
         run.save_checkpoint(model=model.state_dict(), optimizer=optimizer.state_dict(), best_state=best_state,
                             state=asdict(state))
     if not model.validates(cfg.max_epochs):

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -248,11 +248,11 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
         log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.stage, state.epoch)
     t_start = time.perf_counter() - state.wall_time_s
 
-    def checkpoint() -> None:
+    def checkpoint(pretraining: dict | None = None) -> None:
         state.wall_time_s = time.perf_counter() - t_start
         run.save_checkpoint(state=asdict(state), model=model.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), table=None if table is None else table.cpu(),
-                            best1=best1, best2=best2, schedule=SCHEDULE)
+                            best1=best1, best2=best2, schedule=SCHEDULE, pretraining=pretraining)
 
     def items() -> torch.Tensor:
         state.item_encodings += 1
@@ -264,7 +264,11 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     if state.stage == "start":
         state.stage = "pretrain" if cfg.pretrain.steps > 0 else "stage1"
     if state.stage == "pretrain":
-        pretrain(model, tok, cfg, state, device)
+        def save_pretraining(progress: dict) -> None:
+            state.pretrain_steps = progress["step"]
+            checkpoint(pretraining=progress)
+
+        pretrain(model, tok, cfg, state, device, save_pretraining, ckpt.get("pretraining") if ckpt else None)
         state.stage = "stage1"
         checkpoint()
     if state.stage == "stage1" and (len(users) == 0 or cfg.stage1_max_epochs == 0):
@@ -332,9 +336,16 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
     return _finish(cfg, run, ds, model, tok, table, best1, best2, state, built.stand_in, device, t_start, len(users))
 
 
+PRETRAIN_CHECKPOINT_S = 600.0  # pre-training is checkpointed at most this often (every step is one at paper scale)
+
+
 def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, state: TrainState,
-             device: torch.device) -> None:
-    """``pretrain.steps`` steps of IIC + MLM on the pre-training data sets (word embeddings frozen)."""
+             device: torch.device, save: Callable[[dict], None] | None = None, resume: dict | None = None) -> None:
+    """``pretrain.steps`` steps of IIC + MLM on the pre-training data sets (word embeddings frozen).
+
+    Every :data:`PRETRAIN_CHECKPOINT_S` seconds ``save(progress)`` checkpoints it (steps done, the optimiser and
+    the batch sampler's state); ``resume`` = such a progress continues after its step, drawing what an unbroken
+    run draws."""
     p = cfg.pretrain
     if not p.datasets:
         raise ValueError("pretrain.datasets: empty, but pretrain.steps > 0 (list prepared data set folders)")
@@ -343,8 +354,16 @@ def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, 
     model.word_embeddings.weight.requires_grad_(False)
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p.lr)
     rng = np.random.default_rng([cfg.seed, 7])
+    start = 0
+    if resume is not None:
+        start = int(resume["step"])
+        opt.load_state_dict(resume["optimizer"])
+        rng.bit_generator.state = resume["sampler"]
+        log.info("pre-training resumed after step %d of %d", start, p.steps)
     model.train()
-    for step in tqdm(range(p.steps), desc="pre-training", leave=False, disable=not cfg.progress):
+    last_save = time.perf_counter()
+    for step in tqdm(range(start, p.steps), desc="pre-training", leave=False, disable=not cfg.progress,
+                     initial=start, total=p.steps):
         k = int(rng.integers(len(sets)))
         users = rng.choice(pools[k], min(p.batch_size, pools[k].shape[0]), replace=False)
         tok_k = tok if sets[k].items is tok.items else KeyValueTokenizer(
@@ -359,6 +378,9 @@ def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, 
         if step % 50 == 0 or step == p.steps - 1:
             log.info("pre-training step %d: iic %.4f mlm %.4f", step, float(losses["iic"].detach()),
                      float(losses["mlm"].detach()))
+        if save is not None and step + 1 < p.steps and time.perf_counter() - last_save >= PRETRAIN_CHECKPOINT_S:
+            save({"step": step + 1, "optimizer": opt.state_dict(), "sampler": rng.bit_generator.state})
+            last_save = time.perf_counter()
     model.word_embeddings.weight.requires_grad_(True)
     state.pretrain_steps = p.steps
 
