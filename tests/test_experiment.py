@@ -13,6 +13,7 @@ from laser_repro.artifacts.fig4 import compute_fig4
 from laser_repro.artifacts.fig5 import compute_fig5
 from laser_repro.artifacts.table2 import compute_table2
 from laser_repro.cli import main as cli_main
+from laser_repro.train.inputs import declared_inputs
 from laser_repro.config import from_dict
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.config import WorkflowConfigError, nest, validate
@@ -87,8 +88,10 @@ def test_run_inputs_include_every_file_the_config_names(tmp_path):
     exp = paper_experiment(tmp_path, method_run={"recformer": {"init_checkpoint": "/ckpt/recformer.bin"}})
     assert exp.file_inputs("scientific", "recformer", "main", 0)["init_checkpoint"] == "/ckpt/recformer.bin"
     assert "init_checkpoint" not in paper_experiment(tmp_path).file_inputs("scientific", "recformer", "main", 0)
-    kar = exp.file_inputs("scientific", "kar", "main", 0)  # its knowledge file once, not again as knowledge_file
-    assert list(kar.values()).count(kar["knowledge"]) == 1
+    kar = exp.file_inputs("scientific", "kar", "main", 0)  # the list the trainer checks and fingerprints
+    resolved = exp.resolved("scientific", "kar", "main", 0)
+    assert kar == {"knowledge_file": resolved.knowledge_file}
+    assert [(k, str(p)) for k, p, _ in declared_inputs(resolved)] == [("knowledge_file", resolved.knowledge_file)]
 
 
 # ---------------------------------------------------------------- config
@@ -250,7 +253,7 @@ def test_paper_config_counts(tmp_path):
     kar = exp.resolved("arts", "kar", "main", 1)
     assert kar.knowledge_generator == "chatglm2-6b" and kar.text_encoder == "chatglm2-6b"
     assert kar.knowledge_file == exp.knowledge_file("arts", "chatglm2-6b")
-    assert exp.file_inputs("arts", "kar", "main", 1) == {"knowledge": kar.knowledge_file}
+    assert exp.file_inputs("arts", "kar", "main", 1) == {"knowledge_file": kar.knowledge_file}
     llama = exp.resolved("pet", "llamarec", "main", 2)
     assert llama.retriever_run == exp.run_dir("pet", "lrurec", "main", 2) and llama.backbone == "llama2-7b"
     assert exp.run_inputs("pet", "llamarec", "main", 2) == {"lrurec": exp.run_dir("pet", "lrurec", "main", 2)}

@@ -4,6 +4,7 @@ run folder, and results that never outlive a change of their data."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -441,6 +442,9 @@ def test_a_data_folder_edited_by_hand_is_refused_and_its_results_are_gaps(data, 
     assert group.runs == [] and group.missing[0].stale.startswith(why)
     row = compute_table1(tmp_path, ["ring"])[0]  # Table 1's counts no longer describe the folder
     assert row.ours is None and row.reason.startswith(why)
+    (tmp_path / "laptop").mkdir()  # results copied with stats.json alone: its recorded fingerprint is all there is
+    shutil.copy(data / "stats.json", tmp_path / "laptop")
+    assert data_fingerprint(tmp_path / "laptop") == record["data_fingerprint"]
     (data / "interactions.npz").write_bytes(original)  # put back: the same data, the finished run answers again
     assert data_fingerprint(data) == record["data_fingerprint"]
     assert train_idrec(cfg(data), run)["wall_time_s"] == record["wall_time_s"]
@@ -616,6 +620,17 @@ def test_new_content_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
     download._publish(tmp_path / "x.gz.part", tmp_path / "x.gz")
     assert events == [("sync", str(tmp_path / "x.gz.part")), ("rename", str(tmp_path / "x.gz.part"),
                                                                str(tmp_path / "x.gz")), ("sync", str(tmp_path))]
+    # a folder the writer may not open (a shared drop folder without read permission): the rename happened, and the
+    # write succeeds; an error of the disk itself while syncing the new file fails it before the rename
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, flags, *a: (_ for _ in ()).throw(PermissionError(13, "denied"))
+                        if flags & os.O_DIRECTORY else real_open(path, flags, *a))
+    write_text(tmp_path / "metrics.json", "new")
+    assert (tmp_path / "metrics.json").read_text() == "new"
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    with pytest.raises(OSError, match="Input/output error"):
+        write_text(tmp_path / "metrics.json", "newer")
+    assert (tmp_path / "metrics.json").read_text() == "new" and not list(tmp_path.glob(".metrics.json.*"))
 
 
 def test_a_bit_identical_retraining_keeps_the_model_digest(data, tmp_path):
@@ -773,6 +788,15 @@ def test_artifacts_built_from_a_config_show_stale_results_as_gaps(tmp_path):
     sasrec_row = next(line for line in text.splitlines() if line.startswith("| SASRec"))
     assert sasrec_row != next(line for line in current.splitlines() if line.startswith("| SASRec"))
     assert "—" in sasrec_row
+    # the data edited by hand: a gap with the reason (it stopped the whole artifact)
+    npz = tmp_path / "data" / "pet" / "interactions.npz"
+    original = npz.read_bytes()
+    npz.write_bytes(original[: len(original) // 2])  # an interrupted copy
+    assert "cannot be read as a prepared data set (BadZipFile" in exp.stale_runs([key])[key.rel]
+    with np.load(io.BytesIO(original)) as z:
+        np.savez(npz, **{**dict(z), "train_len": z["train_len"] - 1})  # a split moved by hand
+    assert "changed by hand since" in exp.stale_runs([key])[key.rel]
+    assert "changed by hand since" in table2().split(f"`{tmp_path}/runs/pet/sasrec/main/seed~0/metrics.json`: stale, ")[1]
     # the data re-prepared differently at the same path: stale under the original config too
     shutil.rmtree(tmp_path / "data" / "pet")
     ring(tmp_path / "data" / "pet", shift=3)

@@ -337,6 +337,7 @@ def test_a_run_killed_in_pretraining_resumes_after_its_last_pretraining_epoch(ze
         train_idrec(cfg, tmp_path / "run")
     blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert blob["state"]["pretraining"]["epoch"] == 2 and blob["state"]["pretrain"] is None
+    assert blob["state"]["wall_s"] >= blob["state"]["pretraining"]["time_s"] > 0  # the session's time so far
     assert torch.equal(blob["model"]["text_features"], torch.load(tmp_path / "whole" / "model.pt", weights_only=False)
                        ["state_dict"]["text_features"])  # the target's items, not the sources'
     calls = []
@@ -346,6 +347,7 @@ def test_a_run_killed_in_pretraining_resumes_after_its_last_pretraining_epoch(ze
     assert resumed["pretrain"]["history"] == whole["pretrain"]["history"]
     assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
     assert resumed["test"] == whole["test"]
+    assert resumed["wall_time_s"] > resumed["pretrain"]["time_s"] > 0  # the killed session's time is counted
 
 
 def test_a_checkpoint_pretrained_source_by_source_is_refused_by_file(zes, tmp_path, kill_on_call):

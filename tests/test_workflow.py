@@ -212,10 +212,13 @@ def test_dry_run_wires_laser_to_shared_products(paper_dry_run):
     inputs = re.search(r"input: ([^\n]*)", block)[1].split(", ")
     assert sorted(inputs) == sorted([
         "results/configs/scientific/laser-c/xfer~pet-frac~0.1/seed~0.yaml",
-        "data/processed/scientific/stats.json",
+        "data/processed/scientific/stats.json", "data/processed/scientific/items.json",  # every file of its data
+        "data/processed/scientific/users.json", "data/processed/scientific/interactions.npz",
         "results/runs/scientific/bert4rec/frac~0.1/seed~0/metrics.json",
         "results/runs/pet/laser-c/main/seed~0/metrics.json",
     ])
+    kar = job_block(paper_dry_run, "kar_knowledge", "results/knowledge/scientific/")  # it reads the data too
+    assert "data/processed/scientific/interactions.npz" in re.search(r"input: ([^\n]*)", kar)[1]
     main = job_block(paper_dry_run, "train_large", "results/runs/pet/laser-g/main/seed~2/metrics.json")
     assert "results/runs/pet/bert4rec/main/seed~2/metrics.json" in main
     # one BERT4Rec run per data set and seed serves every Laser run (87 ID jobs in all)

@@ -32,12 +32,13 @@ def _default_mode(path: Path, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-UNSYNCABLE = {errno.EINVAL, errno.ENOTSUP, errno.EBADF}  # a file system without fsync for this kind of file
+UNSYNCABLE = {errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.ENOSYS}  # no fsync for this kind of file here
 
 
 def sync(path: Path) -> None:
-    """Flush ``path`` (a file, or a folder's entries: its renames) to disk; a file system that cannot is let be."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    """Flush the file ``path`` to disk before it is renamed into place; a file system that cannot is let be (an
+    error of the disk itself is raised: the rename then does not happen)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError as err:
@@ -47,14 +48,30 @@ def sync(path: Path) -> None:
         os.close(fd)
 
 
+def sync_folder(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, as far as this file system and its permissions allow:
+    the rename has happened, so a folder that cannot be opened or synced (no read permission on a shared drop
+    folder, a file system without it) must not fail the write that made it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def sync_tree(folder: Path) -> None:
-    """:func:`sync` every file and folder under ``folder``, the folder last."""
+    """:func:`sync` every file under ``folder`` and :func:`sync_folder` every folder, ``folder`` last."""
     for root, dirs, files in os.walk(folder):
         for name in files:
             sync(Path(root) / name)
         for name in dirs:
-            sync(Path(root) / name)
-    sync(folder)
+            sync_folder(Path(root) / name)
+    sync_folder(folder)
 
 
 @contextlib.contextmanager
@@ -70,10 +87,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        sync(tmp_path)  # while it is still the owner's 0600: readable whatever the umask
         _default_mode(tmp_path, directory=False)
-        sync(tmp_path)
         os.replace(tmp_path, path)
-        sync(path.parent)
+        sync_folder(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -108,7 +125,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             old.rmdir()
             os.replace(path, old)
         os.replace(tmp, path)
-        sync(path.parent)
+        sync_folder(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

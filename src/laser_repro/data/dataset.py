@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -247,22 +248,23 @@ CONTENT_FILES = ("items.json", "users.json", "interactions.npz", "stats.json")  
 def data_fingerprint(path: str | Path) -> str:
     """The fingerprint of the prepared data set at ``path`` (:meth:`SeqDataset.fingerprint` of its content), checked
     against the one its stats.json recorded when `data prepare` wrote it: a folder changed since (a file edited or
-    replaced by hand) raises :class:`DataChanged`, so no result of the old data passes for one of the new. Computed
-    once per version (mtime, size) of the folder's files in a process."""
+    replaced by hand, or damaged) raises :class:`DataChanged`, so no result of the old data passes for one of the
+    new. Where only stats.json is here (results copied without their data) its recorded fingerprint is all there
+    is. Computed once per version of the folder's files in a process."""
     path = Path(path)
     versions = []
     for name in CONTENT_FILES:
         try:
             st = (path / name).stat()
-            versions.append((st.st_mtime_ns, st.st_size))
+            versions.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
         except OSError:
-            versions.append(None)  # load_dataset names what is missing
-    return _checked_fingerprint(str(path.absolute()), tuple(versions))
-
-
-@functools.lru_cache(maxsize=64)
-def _checked_fingerprint(path: str, versions: tuple) -> str:
-    recorded, actual = read_stats(path).get("fingerprint"), load_dataset(path).fingerprint()
+            versions.append(None)
+    recorded = read_stats(path).get("fingerprint")
+    if recorded is not None and None in versions:
+        return recorded
+    actual, error = _content_fingerprint(str(path.resolve()), tuple(versions))
+    if error:
+        raise DataChanged(f"{path}: {error}; prepare it again (the workflow does, once the folder is deleted)")
     if recorded is not None and recorded != actual:
         raise DataChanged(
             f"{path}: its items.json, users.json and interactions.npz are no longer the data its stats.json was "
@@ -270,6 +272,15 @@ def _checked_fingerprint(path: str, versions: tuple) -> str:
             "prepare`. Prepare it again (the workflow does, once the folder is deleted); every result of the old "
             "data is then stale and reruns")
     return actual
+
+
+@functools.lru_cache(maxsize=64)
+def _content_fingerprint(path: str, versions: tuple) -> tuple[str, str]:
+    """(fingerprint of the folder's content, '') or ('', why it cannot be read), per version of its files."""
+    try:
+        return load_dataset(path).fingerprint(), ""
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        return "", f"cannot be read as a prepared data set ({type(err).__name__}: {err})"
 
 
 def load_dataset(path: str | Path) -> SeqDataset:

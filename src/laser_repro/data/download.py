@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from laser_repro.io import read_json, sync, write_json
+from laser_repro.io import read_json, sync, sync_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _publish(part: Path, dest: Path) -> Path:
     """Rename a complete download onto ``dest``, flushed to disk first (as :mod:`laser_repro.io` writes)."""
     sync(part)
     os.replace(part, dest)
-    sync(dest.parent)
+    sync_folder(dest.parent)
     return dest
 
 

@@ -18,8 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from laser_repro.config import ConfigError, dotted, from_dict, to_dict
-from laser_repro.data.dataset import CONTENT_FILES
+from laser_repro.config import ConfigError, from_dict, to_dict
+from laser_repro.data.dataset import CONTENT_FILES, DataChanged
+from laser_repro.train.inputs import declared_inputs, role
 
 from . import layout, registry
 from .config import WorkflowConfigError, flatten, load, nest, validate
@@ -270,18 +271,16 @@ class Experiment:
         return layout.knowledge_file(self.paths["results"], dataset, generator)
 
     def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
-        """Files (not runs) a run reads, by role: KAR's knowledge file; every file its config class names in
-        ``INPUT_FILES`` (RecFormer's ``init_checkpoint``), so a changed file reruns it; the files of every
-        data set it pre-trains on (``INPUT_DATASETS``; :meth:`data_files`), so those are prepared first."""
-        cfg = self.resolved(dataset, method, variant, seed)
-        out = {"knowledge": cfg.knowledge_file} if getattr(cfg, "knowledge_file", None) else {}
-        for key in getattr(cfg, "INPUT_FILES", ()):
-            path = dotted(cfg, key)
-            if path and str(path) not in out.values():
-                out[key.replace(".", "_")] = str(path)
-        for key in getattr(cfg, "INPUT_DATASETS", ()):
-            for i, path in enumerate(dotted(cfg, key) or []):
-                out.update(self.data_files(str(path), f"{key.replace('.', '_')}_{i}"))
+        """Files (not runs) a run reads, by role (:func:`~laser_repro.train.inputs.role` of the key): every file its
+        config class declares (``INPUT_FILES``: KAR's knowledge file, RecFormer's ``init_checkpoint``), so a changed
+        file reruns it, and the files of every data set it pre-trains on (``INPUT_DATASETS``; :meth:`data_files`),
+        so those are prepared first. The trainers check and fingerprint the same list."""
+        out: dict[str, str] = {}
+        for key, path, kind in declared_inputs(self.resolved(dataset, method, variant, seed)):
+            if kind == "file":
+                out[role(key)] = str(path)
+            elif kind == "dataset":
+                out.update(self.data_files(str(path.parent), role(key)))
         return out
 
     @staticmethod
@@ -313,9 +312,9 @@ class Experiment:
         cfg = self.resolved(dataset, method, variant, seed)
         out = {}
         roles = [("idrec", "idrec_run"), ("init", "init_from")] + [(o, k) for k, o in self.method(method).needs_runs]
-        for role, key in roles:
+        for name, key in roles:
             if getattr(cfg, key, None):
-                out[role] = getattr(cfg, key)
+                out[name] = getattr(cfg, key)
         return out
 
     def stale_runs(self, keys: Iterable[RunKey]) -> dict[str, str]:
@@ -335,7 +334,10 @@ class Experiment:
                 out[key.rel] = f"its data set {cfg.dataset} is not prepared here, so it cannot be checked"
                 continue
             trainer = self.method(key.method).trainer
-            why = run_folder(cfg, path.parent, config=trainer.resume_config(cfg)).stale_reason(read_json(path))
+            try:
+                why = run_folder(cfg, path.parent, config=trainer.resume_config(cfg)).stale_reason(read_json(path))
+            except DataChanged as err:  # its data set (or one it pre-trains on) was edited by hand since
+                why = str(err)
             if why is not None:
                 out[key.rel] = why
         return out

@@ -258,13 +258,13 @@ def _train(cfg: IDRecRunConfig, opened: OpenedRun) -> dict:
         from laser_repro.idrec.pretrain import pretrain, with_target_items
 
         def save_pretraining(progress: dict, pretrain_optimizer: dict) -> None:
-            state.pretraining = progress
+            state.pretraining, state.wall_s = progress, wall_before + (time.perf_counter() - t_start)
             run.save_checkpoint(model=with_target_items(model.state_dict(), feats), optimizer=optimizer.state_dict(),
                                 best_state=best_state, state=asdict(state), pretrain_optimizer=pretrain_optimizer)
 
         resume = None if state.pretraining is None else (state.pretraining, blob["pretrain_optimizer"])
         state.pretrain = pretrain(model, cfg, out_dir, device, feats, resume, save_pretraining)
-        state.pretraining = None
+        state.pretraining, state.wall_s = None, wall_before + (time.perf_counter() - t_start)
         run.save_checkpoint(model=model.state_dict(), optimizer=optimizer.state_dict(), best_state=best_state,
                             state=asdict(state))
     if not model.validates(cfg.max_epochs):

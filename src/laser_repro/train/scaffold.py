@@ -17,7 +17,7 @@ One convention for every method:
   ``metrics.json``; a run config written for other data (its ``data_fingerprint``), or a checkpoint
   of other data, is refused with the reason. So are the fingerprints of the runs and files a run
   reads (an ID model feeding Laser, LlamaRec's retriever, KAR's knowledge file; each config class
-  declares them: ``INPUT_RUNS``, ``INPUT_FILES``, ``INPUT_DATASETS``).
+  declares them: ``INPUT_RUNS``, ``INPUT_FILES``, ``INPUT_DATASETS``; :mod:`laser_repro.train.inputs`).
 * **Retest**: a config may name *test keys* (``test_keys()``: keys that change only which users the
   final test ranks, such as Laser's ``max_eval_users`` under a validation cap). A finished run whose
   config differs from this one only there is not stale: its selected model (the final checkpoint) is
@@ -54,16 +54,16 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from laser_repro.config import dotted, from_dict, to_dict
+from laser_repro.config import from_dict, to_dict
 from laser_repro.data.dataset import DataChanged, SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json, stale_temporaries
 from laser_repro.runinfo import config_hash, is_ours, provenance, run_log, write_metrics
+from laser_repro.train.inputs import INPUT_KINDS, MODEL_FILE, declared_inputs
 
 log = logging.getLogger("laser_repro.train")
 
-CHECKPOINT, MODEL_FILE, LOG_FILE, METRICS_FILE, RANKS_FILE = (
-    "checkpoint.pt", "model.pt", "train.log", "metrics.json", "ranks.npz")
+CHECKPOINT, LOG_FILE, METRICS_FILE, RANKS_FILE = "checkpoint.pt", "train.log", "metrics.json", "ranks.npz"
 WRITER_FILES = (CHECKPOINT, MODEL_FILE, METRICS_FILE, RANKS_FILE)  # written only by the session holding the lock
 
 
@@ -495,31 +495,6 @@ def recorded_config(cls, record: dict):
     """The ``cls`` run config a finished run recorded (``metrics.json``'s ``config``), without the
     input fingerprints the trainer added to it (:func:`input_fingerprints`)."""
     return from_dict(cls, {k: v for k, v in record["config"].items() if k != "input_fingerprints"})
-
-
-INPUT_KINDS = {"run": "the model.pt of a finished run", "file": "a file",
-               "dataset": "a prepared data set (`laser-repro data prepare`)"}
-
-
-def declared_inputs(cfg) -> list[tuple[str, Path, str]]:
-    """``(key, path, kind)`` (:data:`INPUT_KINDS`) of each input ``cfg`` names and reads besides its data set, from its
-    config class's declarations: ``INPUT_RUNS`` (the run's model.pt), ``INPUT_FILES`` (the file) and
-    ``INPUT_DATASETS`` (the prepared data set's stats.json). A run the config names but does not read
-    (``unread_inputs()``, e.g. Laser's ID model without the M-Former) is left out."""
-    out = []
-    unread = cfg.unread_inputs() if hasattr(cfg, "unread_inputs") else ()
-    for key in getattr(cfg, "INPUT_RUNS", ()):
-        path = dotted(cfg, key) if key not in unread else None
-        if path:
-            out.append((key, Path(path) / MODEL_FILE, "run"))
-    for key in getattr(cfg, "INPUT_FILES", ()):
-        path = dotted(cfg, key)
-        if path:
-            out.append((key, Path(path), "file"))
-    for key in getattr(cfg, "INPUT_DATASETS", ()):
-        for i, path in enumerate(dotted(cfg, key) or []):
-            out.append((f"{key}[{i}]", Path(path) / "stats.json", "dataset"))
-    return out
 
 
 def input_fingerprints(cfg) -> dict[str, str]:
