@@ -206,6 +206,21 @@ def test_synthetic_is_deterministic(tmp_path):
     assert a[0].read_bytes() != c[0].read_bytes()
 
 
+def test_synthetic_overwrites_only_its_own_raw_files(tmp_path):
+    """`--source synthetic` wrote its raw files into any --input, over a file of the same name it had not written."""
+    a = write_raw(tmp_path / "raw", SyntheticConfig(seed=3))
+    write_raw(tmp_path / "raw", SyntheticConfig(seed=4, users=50))  # its own files, other settings: replaced
+    assert a[0].read_bytes() == write_raw(tmp_path / "b", SyntheticConfig(seed=4, users=50))[0].read_bytes()
+    a[1].write_text('{"asin": "mine"}\n')  # edited by hand since
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "Synthetic_5.json").write_text("a user's own file\n")
+    for folder, name in ((tmp_path / "raw", "meta_Synthetic.json"), (tmp_path / "other", "Synthetic_5.json")):
+        with pytest.raises(FileExistsError, match=f"{name}: not a file `--source synthetic` wrote"):
+            write_raw(folder, SyntheticConfig(seed=4, users=50))
+    assert a[1].read_text() == '{"asin": "mine"}\n'
+    assert (tmp_path / "other" / "Synthetic_5.json").read_text() == "a user's own file\n"
+
+
 def test_synthetic_structure_is_learnable(tmp_path):
     """Popularity and item-to-item transitions beat random ranking by a wide margin."""
     ds = SOURCES["synthetic"](tmp_path / "raw", "synthetic", seed=0)

@@ -113,15 +113,31 @@ def generate_records(cfg: SyntheticConfig) -> tuple[list[dict], list[dict]]:
     return reviews, meta
 
 
+RAW_MARKER = ".laser-repro-synthetic"  # the digests of the raw files this generator wrote into a folder
+
+
 def write_raw(out_dir: str | Path, cfg: SyntheticConfig) -> tuple[Path, Path]:
-    """Write ``Synthetic_5.json`` and ``meta_Synthetic.json`` into ``out_dir`` (same bytes per seed)."""
-    from laser_repro.io import write_text
+    """Write ``Synthetic_5.json`` and ``meta_Synthetic.json`` into ``out_dir`` (same bytes per seed).
+
+    A file of those names is replaced only when this generator wrote it and it is unchanged since (its digest in
+    :data:`RAW_MARKER`) or it already holds these bytes: another file there is refused by name, never overwritten."""
+    import hashlib
+
+    from laser_repro.io import read_json, write_json, write_text
 
     out = Path(out_dir)
     reviews, meta = generate_records(cfg)
     paths = out / f"{CATEGORY}_5.json", out / f"meta_{CATEGORY}.json"
-    for path, recs in zip(paths, (reviews, meta)):
-        write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
+    texts = ["".join(json.dumps(r, sort_keys=True) + "\n" for r in recs) for recs in (reviews, meta)]
+    ours = read_json(out / RAW_MARKER) if (out / RAW_MARKER).is_file() else {}
+    digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    for path, text in zip(paths, texts):
+        if path.exists() and digest(path.read_bytes()) not in (ours.get(path.name), digest(text.encode())):
+            raise FileExistsError(f"{path}: not a file `--source synthetic` wrote (or changed since); it would be "
+                                  "overwritten: move it, or give --input a folder of its own")
+    for path, text in zip(paths, texts):
+        write_text(path, text)
+    write_json(out / RAW_MARKER, {path.name: digest(text.encode()) for path, text in zip(paths, texts)})
     return paths
 
 
