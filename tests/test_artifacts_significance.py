@@ -84,3 +84,21 @@ def test_pairs_users_by_id_across_orders_and_user_sets(tmp_path):
     common = [2, 3, 4, 5, 6, 7, 8, 9]  # sorted user ids in both
     assert va.tolist() == [float(a_ranks[u] < 10) for u in common]
     assert vb.tolist() == [float(b_ranks[list(b_users).index(u)] < 10) for u in common]
+
+
+def test_under_a_test_user_cap_every_user_a_seed_tested_is_paired(tmp_path):
+    """Each seed of a capped run tests its own seeded users: keeping only users every seed tested left 7 of 1,000
+    per seed on Scientific (three seeds) for the star. A user's target is the same in every seed, so each user
+    counts with the mean over the seeds that tested it."""
+    seed_users = {0: np.arange(0, 10), 1: np.arange(5, 15)}
+    a_rank = {0: lambda u: 0 if u % 2 else 30, 1: lambda u: 0 if u % 3 else 30}
+    for seed, users in seed_users.items():
+        write_run(tmp_path, "d", "a", "main", seed, np.array([a_rank[seed](u) for u in users]), users=users)
+        write_run(tmp_path, "d", "b", "main", seed, np.full(users.shape[0], 30), users=users)
+    ga, gb = (load_group(tmp_path, Cell("d", m), [0, 1]) for m in ("a", "b"))
+    va, vb = paired_values(ga, gb, "test", "recall@10")
+    by_hand = []
+    for u in range(15):  # users 5-9: both seeds; 0-4: seed 0 only; 10-14: seed 1 only
+        hits = [float(a_rank[s](u) < 10) for s, users in seed_users.items() if u in users]
+        by_hand.append(sum(hits) / len(hits))
+    assert va.tolist() == by_hand and vb.tolist() == [0.0] * 15

@@ -110,6 +110,25 @@ def test_a_checkpoint_of_an_earlier_model_version_is_refused_by_file(data, tmp_p
         train_idrec(cfg(data), tmp_path / "run")
 
 
+def test_metrics_list_every_session_of_a_resumed_run_and_a_mix_is_said(data, tmp_path, kill_on_call, monkeypatch,
+                                                                        caplog):
+    """metrics.json named the last session's device alone: a run resumed on another device (or under other code)
+    read as if it had run wholly there. Each session is recorded in the checkpoint, and all reach metrics.json."""
+    from laser_repro.idrec import trainer as idrec_trainer
+
+    whole = train_idrec(cfg(data), tmp_path / "whole")
+    assert [s["device"] for s in whole["sessions"]] == [whole["device"]] and len(whole["sessions"][0]["git_commit"]) > 6
+    real = kill_on_call(idrec_trainer, "_run_epoch", 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_idrec(cfg(data), tmp_path / "run")
+    monkeypatch.setattr(idrec_trainer, "_run_epoch", real)
+    monkeypatch.setattr(scaffold, "device_description", lambda device: "cuda:0 (NVIDIA H200)")  # resumed elsewhere
+    resumed = train_idrec(cfg(data), tmp_path / "run")
+    assert [s["device"] for s in resumed["sessions"]] == [whole["device"], "cuda:0 (NVIDIA H200)"]
+    assert "resumes a checkpoint written on cpu" in caplog.text and "its results mix sessions" in caplog.text
+    assert "this run resumes" not in caplog.text.split("resumes a checkpoint written on cpu")[0]  # said once
+
+
 def test_recguru_that_ends_before_its_bpr_stage_says_so_and_reports_the_last_epoch(data, tmp_path, caplog):
     """Only RecGURU's BPR stage is validated: a run whose max_epochs ends inside the reconstruction stage (a smoke
     test's max_epochs: 1) validates and reports its last epoch, with a warning that the recommender is untrained."""

@@ -2,7 +2,7 @@
 
 The paper marks "statistically significant improvements (t-test with p-value < 0.05)"
 (Table 2 caption). We use a two-sided paired t-test (``scipy.stats.ttest_rel``) on per-user
-metric values (each user's value averaged over seeds), counting an improvement as
+metric values (each user's value averaged over the seeds that tested the user), counting an improvement as
 significant when p < alpha and the mean difference is positive.
 """
 
@@ -15,7 +15,8 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05
-TEST_NAME = "two-sided paired t-test (scipy.stats.ttest_rel) on per-user values averaged over seeds"
+TEST_NAME = ("two-sided paired t-test (scipy.stats.ttest_rel) on per-user values, each averaged over the seeds "
+             "that tested the user")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ One convention for every method:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import fcntl
 import functools
@@ -58,7 +59,8 @@ from laser_repro.config import from_dict, to_dict
 from laser_repro.data.dataset import DataChanged, SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json, stale_temporaries
-from laser_repro.runinfo import config_hash, is_ours, provenance, run_log, write_metrics
+from laser_repro.runinfo import (config_hash, device_description, git_commit, is_ours, provenance, run_log,
+                                 write_metrics)
 from laser_repro.train.inputs import INPUT_KINDS, MODEL_FILE, declared_inputs
 
 log = logging.getLogger("laser_repro.train")
@@ -269,6 +271,7 @@ class RunFolder:
         self.training_hash = resume_hash(self.config, self.execution_keys + self.test_keys) if test_keys else None
         # the test keys' values the training ran under (carried in its checkpoints; see training_config)
         self.trained_with = {k: self.config.get(k) for k in self.test_keys}
+        self.sessions: list[dict] = []  # where and with which code each session of this run ran (begin_session)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -310,6 +313,7 @@ class RunFolder:
         if not (isinstance(blob, dict) and blob.get("resume_hash") in (theirs, self.resume_hash)):
             return None
         self.trained_with = blob.get("trained_with") or self._trained_with_before(record)
+        self.sessions = self._sessions_of(blob)
         return record, blob
 
     def _trained_with_before(self, record: dict) -> dict:
@@ -376,11 +380,29 @@ class RunFolder:
                 log.info("%s: checkpoint of this very training with other %s; resuming it (the final test ranks "
                          "this config's users)", self.checkpoint_path, ", ".join(self.test_keys))
                 self.trained_with = blob.get("trained_with", self.trained_with)
+                self.sessions = self._sessions_of(blob)
                 return blob
             self._stale(self.checkpoint_path, self._why(blob, "checkpoint"))
             return None
         self.trained_with = blob.get("trained_with", self.trained_with)
+        self.sessions = self._sessions_of(blob)
         return blob
+
+    def begin_session(self, device: Any) -> None:
+        """Record this session (its device and code) after those of the checkpoint it resumes: metrics.json lists
+        them all, and a run whose sessions ran on other devices or code says so."""
+        now = {"device": device_description(device), "git_commit": git_commit(),
+               "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        if len({(x.get("device"), x.get("git_commit")) for x in self.sessions + [now]}) > 1:
+            log.warning("%s: this run resumes a checkpoint written on %s; its results mix sessions (metrics.json "
+                        "lists them under `sessions`)", self.path, ", ".join(
+                            f"{x.get('device')} at commit {str(x.get('git_commit'))[:10]}" for x in self.sessions))
+        self.sessions = self.sessions + [now]
+
+    def _sessions_of(self, blob: dict) -> list[dict]:
+        """The sessions a checkpoint records (one of unknown device and code for a checkpoint before 2026-12-07)."""
+        return list(blob["sessions"]) if "sessions" in blob else [{"device": "unknown (checkpoint before "
+                                                                   "sessions were recorded)", "git_commit": "unknown"}]
 
     def training_config(self) -> dict:
         """The resolved config the training ran under: this run's, with the test keys' values it was trained
@@ -391,6 +413,7 @@ class RunFolder:
     def save_checkpoint(self, **blob: Any) -> None:
         save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
                                                "training_hash": self.training_hash, "trained_with": self.trained_with,
+                                               "sessions": self.sessions,
                                                "data_fingerprint": self.data_fingerprint,
                                                "input_fingerprints": self.config.get("input_fingerprints", {}),
                                                "config": {"seed": self.config.get("seed")}})
@@ -405,7 +428,7 @@ class RunFolder:
     def write_metrics(self, record: dict, device: Any) -> dict:
         """Add provenance, the resume hash and the folder it is written to (so a copy elsewhere is told apart:
         ``artifacts.runs.misplaced``) to ``record``; write metrics.json atomically."""
-        record = {**record, **provenance(self.config, device), "resume_hash": self.resume_hash,
+        record = {**record, **provenance(self.config, device), "sessions": self.sessions, "resume_hash": self.resume_hash,
                   "data_fingerprint": self.data_fingerprint, "run_folder": str(self.path.absolute())}
         write_metrics(self.path, record)
         return record
@@ -597,7 +620,9 @@ def open_run(cfg, out_dir: Path, replace_stale: bool, config: dict | None = None
             return OpenedRun(run, done)
         checkpoint = run.load_checkpoint()
     seed_everything(cfg.seed)
-    return OpenedRun(run, None, checkpoint, resolve_device(cfg.device), load_dataset(cfg.dataset), retest)
+    device = resolve_device(cfg.device)
+    run.begin_session(device)
+    return OpenedRun(run, None, checkpoint, device, load_dataset(cfg.dataset), retest)
 
 
 @contextlib.contextmanager
