@@ -41,6 +41,18 @@ def test_zero_bias_keeps_logits_and_a_bias_changes_exactly_its_position(impl):
     assert changed.tolist() == [[False, False, False, True, False, False], [False] * 6]
 
 
+def test_the_content_lm_labels_shift_within_the_title_and_an_empty_text_adds_none():
+    """As the official ContentGPT, a title token is the label of the title position before it (the first is no
+    target: decisions); an empty text added one label with no token (the labels then ran one past the ids)."""
+    from laser_repro.llm4rec.model import Prompt
+
+    p = Prompt().text([11, 12]).items([5]).text([13]).text([21, 22, 23], predict=True)
+    assert p.ids == [11, 12, 5, 13, 21, 22, 23] and p.kinds == [WORD, WORD, ITEM, WORD, WORD, WORD, WORD]
+    assert p.labels == [-100, -100, -100, -100, 22, 23, -100]
+    empty = Prompt().text([13]).text([], predict=True)
+    assert len(empty.labels) == len(empty.ids) == 1 and empty.labels == [-100]
+
+
 def test_llm4rec_trains_end_to_end_on_a_tiny_gpt2(tmp_path):
     from laser_repro.data.dataset import from_sequences, save_dataset
     from laser_repro.llm4rec.config import LLM4RecRunConfig

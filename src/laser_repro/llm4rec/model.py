@@ -26,9 +26,11 @@ class Prompt:
     labels: list[int] = field(default_factory=list)  # word id to predict at this position (content LM), -100 = none
 
     def text(self, token_ids: list[int], predict: bool = False) -> "Prompt":
+        """Word tokens; with ``predict`` the LM learns them (the content stage's main text), each from the position
+        before it within the text, so its first token is no target (the official ContentGPT's shift; decisions)."""
         self.ids += token_ids
         self.kinds += [WORD] * len(token_ids)
-        self.labels += list(token_ids[1:]) + [-100] if predict else [-100] * len(token_ids)
+        self.labels += (list(token_ids[1:]) + [-100] if token_ids else []) if predict else [-100] * len(token_ids)
         return self
 
     def user(self, u: int) -> "Prompt":
