@@ -61,6 +61,28 @@ def ring(tmp_path_factory):
                         tmp_path_factory.mktemp("lr") / "ring")
 
 
+def test_training_rows_on_a_history_over_nearly_every_item_end(tmp_path):
+    """Negatives were drawn outside the history until enough were found: a history over nearly every item (tiny data
+    sets) never ended. Such a row now draws them from every item but the target."""
+    from laser_repro.data.dataset import from_sequences, load_dataset, save_dataset
+    from laser_repro.llamarec.config import LlamaRecRunConfig
+    from laser_repro.llamarec.trainer import training_rows
+
+    items = [{"id": f"i{i}", "title": f"item {i}", "brand": "", "category": ""} for i in range(6)]
+    ds = load_dataset(save_dataset(from_sequences("six", "synthetic", items, ["u0", "u1"],
+                                                  [[0, 1, 2, 3, 4, 5, 0, 1], [2, 3, 4]]), tmp_path / "six"))
+    cfg = LlamaRecRunConfig(dataset=str(tmp_path / "six"), n_candidates=4)
+    rows = training_rows(ds, np.array([0, 1]), cfg, np.random.default_rng(0))
+    assert len(rows) == 5 + 0  # user 0: 6 training items, 5 prefixes; user 1: one training item, none
+    for hist, cands, answer in rows:
+        assert len(cands) == len(set(cands)) == 4 and cands[answer] not in cands[:answer] + cands[answer + 1:]
+    target_of = {len(h): c[a] for h, c, a in rows}
+    assert target_of == {1: 1, 2: 2, 3: 3, 4: 4, 5: 5}
+    # early prefixes still draw outside the history: the first row's negatives avoid items 0 and 1
+    first = next(c for h, c, a in rows if len(h) == 1)
+    assert 0 not in first
+
+
 def test_lora_trains_only_the_adapters(ring, tmp_path):
     from laser_repro.data.dataset import load_dataset
     from laser_repro.llamarec.ranker import build_ranker, letter_logits

@@ -51,6 +51,8 @@ def training_rows(ds: SeqDataset, users: np.ndarray, cfg: LlamaRecRunConfig, rng
         for t in range(1, seq.shape[0]):
             hist = seq[:t][-cfg.max_history:]
             seen = set(seq[:t].tolist()) | {int(seq[t])}
+            if ds.n_items - len(seen) < cfg.n_candidates - 1:  # a history over nearly every item (tiny data sets):
+                seen = {int(seq[t])}  # negatives may then come from it (else the draw never ended)
             negs = []
             while len(negs) < cfg.n_candidates - 1:
                 i = int(rng.integers(ds.n_items))
@@ -72,6 +74,9 @@ class Retriever:
 
     def __init__(self, run: str, device: torch.device, mask_history: bool, dataset: str | None = None):
         self.model = load_collaborative_encoder(run, dataset=dataset, key="retriever_run").model.to(device).eval()
+        if getattr(self.model, "needs_users", False):  # its inputs carry a user column this retriever never adds
+            raise ValueError(f"retriever_run: {run} is a {self.model.name} run, which scores users, not histories "
+                             "alone; use an LRURec run (or another history-only ID model)")
         self.device, self.mask_history = device, mask_history
 
     @torch.no_grad()
@@ -141,6 +146,9 @@ def ranker_optimizer(params, lr: float) -> torch.optim.Optimizer:
 
 def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     run, ckpt, device, ds = opened.run, opened.checkpoint, opened.device, opened.data
+    if cfg.n_candidates > ds.n_items:
+        raise ValueError(f"n_candidates: {cfg.n_candidates}, but {cfg.dataset} has {ds.n_items} items; expected at "
+                         "most that many candidates")
     corpus = [str(it.get("title") or "") for it in ds.items]
     ranker = build_ranker(cfg.backbone, cfg.cache_dir, corpus, cfg.quantize, device, cfg.lora_r, cfg.lora_alpha,
                           cfg.lora_dropout, cfg.lora_targets, cfg.precision)
