@@ -108,8 +108,12 @@ def test_template_knowledge_and_missing_entries(data, tmp_path):
     ds = load_dataset(data)
     path = tmp_path / "t.json"
     kn.knowledge(ds, kn.KnowledgeStore(path, "template"), kn.template_generator(ds))
-    items, users = kn.stored_texts(ds, path)
+    items, users = kn.stored_texts(ds, path, generator="template")
     assert items[0] == "the apple. Brand: b0. Category: things."
+    # a run that says chatglm2-6b wrote its knowledge (no stand-in mark) may not read the template's
+    with pytest.raises(ValueError, match=r"written by generator 'template', but this run's knowledge_generator is "
+                                         r"'chatglm2-6b'"):
+        kn.stored_texts(ds, path, generator="chatglm2-6b")
     assert "Products the user chose: " in users[0]
     kn.knowledge(ds, kn.KnowledgeStore(tmp_path / "part.json", "template"), kn.template_generator(ds), users=[0, 1])
     with pytest.raises(ValueError, match="prompts have no text"):
@@ -328,3 +332,20 @@ def test_kars_chatglm2_generator_decodes_with_the_suites_loop(tmp_path, monkeypa
     assert moved == [(torch.device("cpu"),)]  # the model goes where the prompts go (it stayed on the CPU on a GPU)
     assert not loops
     assert kn.llm_generator("chatglm2-6b", None, torch.device("cpu"), 5)(prompts) == plain and loops == [1]
+
+
+def test_an_empty_llm_answer_encodes_to_a_zero_vector_not_nan(tmp_path, monkeypatch):
+    """An LLM that answers with its end token first stores "": with a backbone encoder that adds no special token
+    (GPT-2's), its row had no token, and a batch of such rows had width 0 (a crash) or NaN states (NaN * 0 = NaN)."""
+    from laser_repro.idrec.text_features import encode_with_backbone
+    from laser_repro.laser import backbones
+
+    real = backbones.load_backbone  # a random tiny GPT-2 as the encoder (it needs a corpus for its tokenizer)
+    monkeypatch.setattr(backbones, "load_backbone", lambda name, device: real(
+        name, device, corpus=["a pen", "an ink pot", "paper"], cache_dir=tmp_path))
+    assert real("tiny-gpt2", "cpu", corpus=["a pen"], cache_dir=tmp_path).tokenize_many([""]) == [[]]
+
+    vecs = encode_with_backbone(["", "a pen", ""], "tiny-gpt2", batch_size=2)
+    assert np.isfinite(vecs).all() and not vecs[0].any() and not vecs[2].any() and vecs[1].any()
+    alone = encode_with_backbone(["a pen"], "tiny-gpt2")
+    np.testing.assert_allclose(vecs[1], alone[0], rtol=1e-5, atol=1e-6)  # its batch-mate changes nothing

@@ -173,14 +173,15 @@ def encode_with_backbone(texts: Sequence[str], name: str, batch_size: int = 16, 
     out = np.zeros((len(texts), bb.hidden_size), dtype=np.float32)
     for s in range(0, len(texts), batch_size):
         chunk = [i[: bb.max_positions] for i in ids[s : s + batch_size]]
-        width = max(len(i) for i in chunk)
+        width = max(1, max(len(i) for i in chunk))  # an empty text (an LLM's empty answer) is a zero vector
         tok = torch.full((len(chunk), width), 0, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.bool)
         for r, i in enumerate(chunk):  # left padding, as every backbone is fed
             tok[r, width - len(i):] = torch.as_tensor(i)
             mask[r, width - len(i):] = True
         states = bb(bb.embed(tok.to(bb.model.device)), mask.to(bb.model.device)).float()
-        m = mask.to(states.device).unsqueeze(-1).float()
-        out[s : s + len(chunk)] = ((states * m).sum(1) / m.sum(1).clamp(min=1)).cpu().numpy()
+        m = mask.to(states.device).unsqueeze(-1)
+        kept = torch.where(m, states, torch.zeros((), device=states.device))  # a fully masked row may hold NaN
+        out[s : s + len(chunk)] = (kept.sum(1) / m.sum(1).clamp(min=1)).cpu().numpy()
     log.info("encoded %d texts with %s (mean pooling, width %d)", len(texts), name, out.shape[1])
     return out

@@ -121,7 +121,7 @@ def knowledge_features(ds: SeqDataset, cfg: IDRecRunConfig, out_dir: Path, devic
 
     if not cfg.knowledge_file:
         raise ValueError("knowledge_file: required for KAR (write one with `laser-repro kar-knowledge`)")
-    items, users = stored_texts(ds, cfg.knowledge_file)
+    items, users = stored_texts(ds, cfg.knowledge_file, cfg.knowledge_generator)
     vecs = encode_cached(out_dir / KNOWLEDGE_FILE, items + users, cfg.text_encoder, cfg.text_batch_size, device,
                          pooling="mean", max_tokens=ENCODER_MAX_TOKENS, shared=shared_cache(cfg))
     return {"item_knowledge": torch.from_numpy(vecs[: len(items)]), "user_knowledge": torch.from_numpy(vecs[len(items):])}

@@ -104,12 +104,17 @@ class KnowledgeStore:
                           "entries": self.entries})
 
 
-def stored_texts(ds: SeqDataset, path: str | Path) -> tuple[list[str], list[str]]:
-    """(item texts, user texts) of every item and user from a knowledge file; missing entries are an error."""
+def stored_texts(ds: SeqDataset, path: str | Path, generator: str | None = None) -> tuple[list[str], list[str]]:
+    """(item texts, user texts) of every item and user from a knowledge file; missing entries are an error, and so is
+    a file of another generator than ``generator`` (the run's ``knowledge_generator``, which its stand-in mark and
+    Table 2's label read)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"knowledge_file: {path} not found (write it with `laser-repro kar-knowledge`)")
     blob = read_json(path)
+    if generator is not None and blob.get("generator") != generator:
+        raise ValueError(f"knowledge_file: {path} was written by generator {blob.get('generator')!r}, but this run's "
+                         f"knowledge_generator is {generator!r}; name the file's generator (or generate its file)")
     store = KnowledgeStore(path, str(blob.get("generator")), resume=False, decoding=str(blob.get("decoding") or ""))
     item_p = [item_prompt(it) for it in ds.items]
     user_p = [user_prompt(user_titles(ds, u)) for u in range(ds.n_users)]
