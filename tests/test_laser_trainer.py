@@ -370,8 +370,31 @@ def test_a_killed_retest_never_leaves_the_old_results_beside_the_new_ranks(data,
         (run / name).unlink()
     blob = torch.load(run / "checkpoint.pt", weights_only=False)
     torch.save({**blob, "backbone": {**blob["backbone"], "dtype": "bfloat16"}}, run / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"checkpoint\.pt: the backbone here .* is not the one the run was tested with"):
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: the backbone here .* is not the one the run was trained "
+                                         r"and tested with .*; test it where it was trained"):
         trainer.train_laser(full, run, replace_stale=True)
+    # a retest killed after moving the checkpoint (cap 7 -> all) but before the old record went, then run under a third
+    # cap: the same training, retested (it was refused: "the final checkpoint is missing or belongs to another run")
+    torch.save(blob, run / "checkpoint.pt")  # its own backbone again
+    trainer.train_laser(capped, run, replace_stale=True)
+    old = {name: (run / name).read_bytes() for name in ("metrics.json", "ranks.npz")}
+    trainer.train_laser(full, run)  # the retest moves the checkpoint to the full cap's hash ...
+    for name, data in old.items():  # ... the kill left cap 7's record and ranks
+        (run / name).write_bytes(data)
+    third = trainer.train_laser(dataclasses.replace(full, max_eval_users=12), run)
+    assert third["test"]["n"] == 12 and third["history"] == first["history"]
+    # nor is a run killed in training resumed on other numerics (a CPU without bf16 units after one with them): its
+    # frozen phase-2 table and the bar its phase 2 must beat came from the other
+    middle = tmp_path / "middle"
+    real = kill_on_call(trainer, "run_epoch", 2)  # phase 1's epoch checkpointed, phase 2's epoch dies
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_laser(full, middle)
+    monkeypatch.setattr(trainer, "run_epoch", real)
+    blob = torch.load(middle / "checkpoint.pt", weights_only=False)
+    assert blob["state"]["phase"] != "done"
+    torch.save({**blob, "backbone": {**blob["backbone"], "dtype": "bfloat16"}}, middle / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"is not the one the run was trained and tested with .*; resume it where"):
+        trainer.train_laser(full, middle, replace_stale=True)
 
 
 def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, tmp_path):

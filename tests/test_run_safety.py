@@ -680,9 +680,17 @@ def test_runs_without_other_inputs_keep_their_resume_hash(data, tmp_path):
     assert rec["resume_hash"] != scaffold.resume_hash(expected, IDRecRunConfig.EXECUTION_KEYS)
 
 
-def test_replacing_stale_results_removes_their_model_and_ranks(data, tmp_path):
+def test_replacing_stale_results_removes_their_model_and_ranks(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
     train_idrec(cfg(data, seed=0), run)
+    # killed between the removals: the stale record stays (removed again next time), never its model or ranks alone
+    real_unlink, calls = Path.unlink, []
+    monkeypatch.setattr(Path, "unlink", lambda self, *a, **k: (calls.append(self.name), real_unlink(self, *a, **k))[1]
+                        if len(calls) < 1 else (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True).finished()
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    assert calls == ["model.pt"] and (run / "metrics.json").exists()
     folder = scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True)
     assert folder.finished() is None  # another config: stale
     assert not (run / "metrics.json").exists() and not (run / "model.pt").exists()

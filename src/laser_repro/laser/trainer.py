@@ -259,9 +259,10 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
         if sched is not None and ckpt.get("scheduler"):
             sched.load_state_dict(ckpt["scheduler"])
         table = None if ckpt["table"] is None else ckpt["table"].to(device)
-        if state.phase == "done" and "backbone" in ckpt:
-            # the workflow reruns a finished run with other test users from its final checkpoint (outputs removed)
-            check_same_backbone(model, ckpt["backbone"], run.checkpoint_path, "test")
+        if "backbone" in ckpt:  # its item table, its validation scores and its selection came from that backbone
+            # (also the workflow's retest: a finished run rerun with other test users from its final checkpoint)
+            check_same_backbone(model, ckpt["backbone"], run.checkpoint_path,
+                                "test it" if state.phase == "done" else "resume it")
         best1, best2 = ckpt["best1"], ckpt["best2"]
         set_rng_state(ckpt["rng"])
         log.info("resumed from %s: %s, epoch %d", run.checkpoint_path, state.phase, state.epoch)
@@ -431,12 +432,13 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
 
 
 def check_same_backbone(model: LaserModel, recorded: dict | None, where: Path, action: str) -> None:
-    """Refuse to test a finished run's users with a backbone whose numbers differ from the one ``recorded`` (bf16 on
-    another device, another model): the run's item table was embedded by that one. Paths do not count
-    (``same_numerics``)."""
+    """Refuse to resume or test a run with a backbone whose numbers differ from the one ``recorded`` (bf16 autocast on
+    a CPU with bf16 units, fp32 on one without; bf16 weights on CUDA; another model): the run's item table, its
+    validation scores and so its selection came from that one. Paths do not count (``same_numerics``)."""
     if same_numerics(model.backbone.describe()) != same_numerics(recorded):
-        raise ValueError(f"{where}: the backbone here ({model.backbone.describe()}) is not the one the run was tested "
-                         f"with ({recorded}); {action} where it was trained, or train again")
+        raise ValueError(f"{where}: the backbone here ({model.backbone.describe()}) is not the one the run was trained "
+                         f"and tested with ({recorded}); {action} where it was trained (or set backbone_precision "
+                         "to match), or train again")
 
 
 def method_name(cfg: LaserRunConfig) -> str:

@@ -309,8 +309,10 @@ class RunFolder:
         if not theirs or theirs == self.resume_hash or not self._only_test_keys_differ(record):
             return None
         blob = load_torch(self.checkpoint_path, "a checkpoint")
-        # the finished run's final checkpoint, or one a retest killed before its metrics.json already moved here
-        if not (isinstance(blob, dict) and blob.get("resume_hash") in (theirs, self.resume_hash)):
+        # the finished run's final checkpoint, or one a retest killed before its metrics.json went already moved (to
+        # this config's hash, or to a third test cap's: the same training either way)
+        if not (isinstance(blob, dict) and (blob.get("resume_hash") in (theirs, self.resume_hash) or (
+                self.training_hash is not None and blob.get("training_hash") == self.training_hash))):
             return None
         self.trained_with = blob.get("trained_with") or self._trained_with_before(record)
         self.sessions = self._sessions_of(blob)
@@ -356,10 +358,10 @@ class RunFolder:
             raise StaleRun(f"{path}: {why} (only {list(self.execution_keys)} may change between sessions); "
                            "delete it, use another --out folder, or pass --replace-stale to start over")
         log.warning("%s: %s; removing it and starting over", path, why)
-        path.unlink()
-        if path.name == METRICS_FILE:  # its model and ranks go with it: nothing downstream may read them
-            for name in (MODEL_FILE, RANKS_FILE):
+        if path.name == METRICS_FILE:  # its model and ranks go with it (first: a kill between the removals leaves the
+            for name in (MODEL_FILE, RANKS_FILE):  # stale record, removed again next time, never them alone)
                 (self.path / name).unlink(missing_ok=True)
+        path.unlink()
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint of this run, or None; refuses another config's.
