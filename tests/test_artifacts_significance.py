@@ -102,3 +102,20 @@ def test_under_a_test_user_cap_every_user_a_seed_tested_is_paired(tmp_path):
         hits = [float(a_rank[s](u) < 10) for s, users in seed_users.items() if u in users]
         by_hand.append(sum(hits) / len(hits))
     assert va.tolist() == by_hand and vb.tolist() == [0.0] * 15
+
+
+def test_improv_carries_the_marks_of_its_cells_and_a_cap_on_every_row_is_marked(tmp_path):
+    """Improv. (%) was printed bare when its best Laser row ran on a stand-in (a paper-looking "7.24"), and a cap
+    shared by every row was no subset (§ compared each row with the largest row only)."""
+    from laser_repro.io import write_json
+
+    data = tmp_path / "data" / "pet"
+    write_json(data / "stats.json", {"name": "pet", "users": 120, "items": 60, "interactions": 900, "eval_users": 100})
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "pet", "laser-c", "main", seed, hits(range(20)), backbone="minilm",
+                  config={"dataset": str(data)})
+        write_run(tmp_path / "runs", "pet", "bert4rec", "main", seed, hits(range(10)), config={"dataset": str(data)})
+    text = render_table2(table2(tmp_path / "runs"))
+    improv = next(line for line in text.splitlines() if line.startswith("| **Improv. (%)**"))
+    assert improv.split(" | ")[1] == "100.00†§"  # Laser-C's stand-in and both rows' 40 of 100 test users
+    assert "laser-c" not in improv and "Laser-C on pet: n = 40 of 100" in text and "BERT4Rec on pet: n = 40 of 100" in text

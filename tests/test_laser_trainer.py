@@ -457,7 +457,7 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     assert finished["test"] == pytest.approx(whole["test"], abs=1e-12) and finished["retested"]["ranked_now"] == 0
     # never with another backbone (another device's bf16, another model): other numbers for the new users
     meta.write_text(json.dumps({**newest, "backbone": {**newest["backbone"], "dtype": "bfloat16"}}))
-    with pytest.raises(ValueError, match="not the one the run was tested with"):
+    with pytest.raises(ValueError, match="not the one the run was trained and tested with"):
         trainer.train_laser(capped, tmp_path / "run")
     # a training key is not a test key; nor is max_eval_users without a validation cap (it caps selection)
     with pytest.raises(StaleRun):
@@ -477,3 +477,22 @@ def test_a_finished_run_is_retested_on_more_users_without_training(data, cache, 
     trainer.train_laser(no_cap, tmp_path / "nocap")
     with pytest.raises(StaleRun):
         trainer.train_laser(dataclasses.replace(no_cap, max_eval_users=None), tmp_path / "nocap")
+
+
+def test_a_checkpoint_an_earlier_trainer_wrote_is_refused_by_file(data, cache, tmp_path, kill_on_call, monkeypatch):
+    """A checkpoint of the same config in an older layout failed with a bare KeyError or TypeError (a renamed state
+    field), naming no file."""
+    cfg = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=2, phase2_epochs=1), max_valid_users=20)
+    real = kill_on_call(trainer, "run_epoch", 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_laser(cfg, tmp_path / "run")
+    monkeypatch.setattr(trainer, "run_epoch", real)
+    path = tmp_path / "run" / "checkpoint.pt"
+    blob = torch.load(path, weights_only=False)
+    for broken in ({**blob, "state": {**blob["state"], "refreshs": 1}}, {k: v for k, v in blob.items() if k != "table"}):
+        torch.save(broken, path)
+        with pytest.raises(ValueError, match=r"run/checkpoint\.pt: cannot be resumed by this version of the Laser "
+                                             r"trainer \((TypeError|KeyError)"):
+            trainer.train_laser(cfg, tmp_path / "run")
+    torch.save(blob, path)
+    assert len(trainer.train_laser(cfg, tmp_path / "run")["history"]) == 3  # its own checkpoint resumes

@@ -17,7 +17,7 @@ from .output import write_markdown
 from . import claims as C
 from .ablation import AblationResult, compute_ablation
 from .consistency import all_checks, summarize_checks, verdict
-from laser_repro.experiment import layout
+from laser_repro.experiment import layout, registry
 from laser_repro.experiment.specs import CompareSpec
 
 from .fig2 import compute_fig2
@@ -47,8 +47,17 @@ def cell_verdict(paper: float, ours: SeedSummary, tolerance: float, stand_in: st
 
 
 def cell_columns(paper: Cell | None, ours: SeedSummary, scale: float, decimals: int, tolerance: float,
-                 stand_in: str | None, not_run_reason: str = "not run") -> list[str]:
-    """The six comparison columns for one cell (``scale`` maps our fractions onto the paper's)."""
+                 stand_in: str | None, not_run_reason: str = "not run", caveats: str = "") -> list[str]:
+    """The six comparison columns for one cell (``scale`` maps our fractions onto the paper's); ``caveats`` (a
+    protocol difference of the run: not pre-trained, a test-user subset) follow its verdict."""
+    cols = _cell_columns(paper, ours, scale, decimals, tolerance, stand_in, not_run_reason)
+    if caveats and ours.n:
+        cols[-1] += f"; caveat: {caveats}"
+    return cols
+
+
+def _cell_columns(paper: Cell | None, ours: SeedSummary, scale: float, decimals: int, tolerance: float,
+                  stand_in: str | None, not_run_reason: str) -> list[str]:
     p = paper.text if paper and paper.value is not None else "—"
     if ours.n == 0:
         return [p, "—", "—", "—", "—", not_run_reason]
@@ -78,8 +87,19 @@ def section_table1(data_dir, datasets, reported: Reported) -> str:
     return text + md_table(["Data set", "Column", "Paper", "Ours", "verdict"], body, ["l", "l", "r", "r", "l"]) + "\n"
 
 
+def protocol_caveats(g: RunGroup, full_n: int) -> str:
+    """How a run group's protocol differs from the paper's cell it is set against (Table 2's ‡ and §)."""
+    out = []
+    if g.not_pretrained():
+        out.append(f"not pre-trained (‡; the paper's was, on {registry.METHODS[g.method].pretrained_on})")
+    if fewer := [n for n in g.n_users("test") if n < full_n]:
+        out.append(f"a seeded subset of the test users (§; n = {', '.join(map(str, fewer))} of {full_n})")
+    return ", ".join(out)
+
+
 def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> str:
     body = []
+    full_n = t2.full_test_users()
     for method, row_label, _, status in t2.rows:
         spec = reported.table2_rows.get(method)
         for d in PAPER_DATASETS:
@@ -94,7 +114,8 @@ def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> st
                                         tolerance, None, "not run (data set not requested)")
                 else:
                     g: RunGroup = t2.groups[(method, d)]
-                    cols = cell_columns(paper, t2.summaries[(method, d, m)], 100, 2, tolerance, g.stand_in())
+                    cols = cell_columns(paper, t2.summaries[(method, d, m)], 100, 2, tolerance, g.stand_in(),
+                                        caveats=protocol_caveats(g, full_n.get(d, 0)))
                 body.append([row_label, d, METRIC_LABELS[m], *cols])
     improv = []
     for d in PAPER_DATASETS:

@@ -31,7 +31,7 @@ class Fig2Data:
     methods: list[str]
     seeds: list[int]
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (dataset, method, metric)
-    n_cold_users: dict[tuple[str, str], int] = field(default_factory=dict)  # (data set, method): cold test users
+    n_cold_users: dict[tuple[str, str], int] = field(default_factory=dict)  # (data set, method): fewest per seed
     groups: dict[tuple[str, str], RunGroup] = field(default_factory=dict)
     unusable: list[Gap] = field(default_factory=list)  # finished runs the figure cannot use, with why
 
@@ -68,7 +68,7 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])
                                                   if usable else SeedSummary(0, np.nan, np.nan, np.nan, np.nan))
-            if usable:  # the users every seed tested (capped runs may test fewer)
+            if usable:  # the fewest cold test users a seed tested (capped seeds each test their own users)
                 data.n_cold_users[(d, method)] = min(int(cold[r.split_ranks(SPLIT).targets].sum()) for r in g.runs)
     return data
 

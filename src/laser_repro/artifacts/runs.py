@@ -143,6 +143,27 @@ class RunGroup:
         """The distinct user counts the found seeds evaluated on ``split`` (recorded ones)."""
         return sorted({n for r in self.runs if (n := r.n_users(split)) is not None})
 
+    def test_users_available(self) -> int | None:
+        """How many test users the runs' data set has (its stats.json's ``eval_users``), where it is here to read."""
+        from laser_repro.data.dataset import read_stats
+
+        for r in self.runs:
+            dataset = (r.record.get("config") or {}).get("dataset")
+            if isinstance(dataset, str) and (Path(dataset) / "stats.json").is_file():
+                try:
+                    n = read_stats(dataset).get("eval_users")
+                except ValueError:
+                    continue
+                if isinstance(n, int) and not isinstance(n, bool):
+                    return n
+        return None
+
+    def marks(self, split: str, full_n: int) -> str:
+        """The marks a cell of this group carries: † stand-in backbone, ‡ not pre-trained, § fewer than ``full_n``
+        users evaluated on ``split``."""
+        return (("†" if self.stand_in() else "") + ("‡" if self.not_pretrained() else "")
+                + ("§" if any(n < full_n for n in self.n_users(split)) else ""))
+
     @property
     def has_ranks(self) -> bool:
         """Every found seed has per-user test ranks (paired tests and item subsets need them)."""

@@ -59,6 +59,12 @@ class Table2Result:
     def baselines(self) -> list[str]:
         return self.run_rows(ours=False)
 
+    def full_test_users(self) -> dict[str, int]:
+        """Per data set, its test users (its stats.json, where it is here), else the most any row evaluated: a row
+        with fewer ran on a seeded subset (§), even when every row did."""
+        return {d: max([n for (_, dd), g in self.groups.items() if dd == d
+                        for n in g.n_users(SPLIT) + [g.test_users_available() or 0]], default=0) for d in self.datasets}
+
     def missing(self) -> list[Gap]:
         """Requested runs without metrics.json."""
         return [p for g in self.groups.values() for p in g.missing]
@@ -123,9 +129,7 @@ def render_table2(res: Table2Result) -> str:
     stand_ins: dict[str, str] = {}
     scratch: dict[str, str] = {}
     not_run: dict[str, list[str]] = {NOT_IMPLEMENTED: [], NOT_REQUESTED: []}
-    # the most test users any row evaluated per data set: a row with fewer ran on a seeded subset (§)
-    full_n = {d: max((n for (_, dd), g in res.groups.items() if dd == d for n in g.n_users(SPLIT)), default=0)
-              for d in res.datasets}
+    full_n = res.full_test_users()
     subsets: dict[str, str] = {}
     for method, label, group, status in res.rows:
         if group != current_group:
@@ -157,8 +161,12 @@ def render_table2(res: Table2Result) -> str:
     improv = []
     for d in res.datasets:
         for metric in METRICS:
-            v = res.columns[(d, metric)].improv
-            improv.append("—" if math.isnan(v) else f"{v:.2f}")
+            col = res.columns[(d, metric)]
+            v = col.improv
+            # the marks of the two cells it is computed from: a stand-in's or a subset's Improv. is theirs too
+            marks = "".join(dict.fromkeys("".join(res.groups[(m, d)].marks(SPLIT, full_n[d])
+                                                  for m in (col.best_laser, col.best_baseline) if m)))
+            improv.append("—" if math.isnan(v) else f"{v:.2f}{marks}")
     body.append(["**Improv. (%)**", *improv])
 
     n_by_dataset = {}
@@ -180,7 +188,8 @@ def render_table2(res: Table2Result) -> str:
         f"Mean ± sample std over seeds {', '.join(map(str, res.seeds))} of each run's test metric "
         "(from metrics.json), x100; '(n=k)' marks cells with fewer seeds than requested.",
         "**Bold**: best Laser row; <u>underline</u>: best baseline among the rows run in this suite "
-        "(rows not implemented are not candidates); Improv. (%) = (best Laser − best baseline) / best baseline × 100.",
+        "(rows not implemented are not candidates); Improv. (%) = (best Laser − best baseline) / best baseline × 100, "
+        "with the marks (†, ‡, §) of the two cells it compares.",
         f"\\* = the best Laser row beats the best baseline: {TEST_NAME}, alpha = {ALPHA}, "
         f"no multiple-comparison correction; n = paired test users ({n_text}).",
     ]

@@ -5,7 +5,8 @@ the number of other items scoring strictly higher, plus, under the default
 ``ties="pessimistic"``, the number of other items scoring exactly the same (so a collapsed
 model that scores everything equally gets the worst rank). ``ties="optimistic"`` counts
 only strictly higher items, as RecFormer's evaluation does. A NaN score ranks below every
-number (so a model that outputs NaN cannot look good either).
+number and ties with other NaN (so under the default a model that outputs NaN cannot look good
+either; under optimistic ties an all-NaN row ranks its target first, as a constant model's does).
 """
 
 from __future__ import annotations

@@ -251,14 +251,19 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     best1: dict | None = None
     best2: dict | None = None
     if ckpt is not None:
-        state = TrainState(**ckpt["state"])
-        model.load_trainable_state(ckpt["trainable"])
-        if state.phase == "phase2" and (not carry or state.best1_epoch < 0):
-            opt, sched = make_optimizer(cfg, model, phase2_steps)
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None and ckpt.get("scheduler"):
-            sched.load_state_dict(ckpt["scheduler"])
-        table = None if ckpt["table"] is None else ckpt["table"].to(device)
+        try:
+            state = TrainState(**ckpt["state"])
+            model.load_trainable_state(ckpt["trainable"])
+            if state.phase == "phase2" and (not carry or state.best1_epoch < 0):
+                opt, sched = make_optimizer(cfg, model, phase2_steps)
+            opt.load_state_dict(ckpt["optimizer"])
+            if sched is not None and ckpt.get("scheduler"):
+                sched.load_state_dict(ckpt["scheduler"])
+            table = None if ckpt["table"] is None else ckpt["table"].to(device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a layout of an earlier version of this trainer
+            raise ValueError(f"{run.checkpoint_path}: cannot be resumed by this version of the Laser trainer "
+                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else err!r}); remove it "
+                             "(or the run folder) to train the run again") from None
         if "backbone" in ckpt:  # its item table, its validation scores and its selection came from that backbone
             # (also the workflow's retest: a finished run rerun with other test users from its final checkpoint)
             check_same_backbone(model, ckpt["backbone"], run.checkpoint_path,
@@ -404,7 +409,7 @@ def _retest(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
     model = build_model(cfg, ds, device)
     model.load_trainable_state(ckpt["trainable"])
     table = ckpt["table"].to(device)
-    check_same_backbone(model, old.get("backbone"), run.path, "retest")
+    check_same_backbone(model, old.get("backbone"), run.path, "retest it")
     kept = load_ranks(run.path / RANKS_FILE)
     users = eval_users(ds, "test", cfg)
     fresh = int((~np.isin(users, kept["test"].users)).sum())
