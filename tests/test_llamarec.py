@@ -227,6 +227,13 @@ def test_llamarec_validates_every_eval_steps_and_keeps_the_best_adapters(ring, t
     torch.save(blob, tmp_path / "decayed" / "checkpoint.pt")
     with pytest.raises(ValueError, match="written with AdamW's weight decay 0.01"):
         trainer.train_llamarec(cfg, tmp_path / "decayed")
+    # nor one trained on a 4-bit base (quantize: auto on a CUDA node) resumed on an unquantised one
+    blob = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert blob["numerics"]["quantized"] is False
+    torch.save({**blob, "numerics": {**blob["numerics"], "quantized": True}}, tmp_path / "decayed" / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: written under \{'quantized': True.*this session would run "
+                                         r"\{'quantized': False"):
+        trainer.train_llamarec(cfg, tmp_path / "decayed")
     resumed = trainer.train_llamarec(cfg, tmp_path / "killed")
     for key in ("history", "best_step", "steps_run", "valid", "test"):
         assert resumed[key] == reference[key], key

@@ -129,6 +129,14 @@ def test_each_pretraining_stage_steps_its_own_adam_and_batch_size(tmp_path, monk
         trainer.train_llm4rec(cfg, tmp_path / "killed")
     path = tmp_path / "killed" / "checkpoint.pt"
     blob = torch.load(path, weights_only=False)
+    # written under other numerics (precision: auto on a CPU with bf16 units, resumed on one without, or back):
+    # refused, by file
+    now = blob["numerics"]["cpu_bf16_autocast"]
+    assert set(blob["numerics"]) == {"cpu_bf16_autocast", "bf16_backbone"}
+    torch.save({**blob, "numerics": {**blob["numerics"], "cpu_bf16_autocast": not now}}, path)
+    with pytest.raises(ValueError, match=rf"checkpoint\.pt: written under .*'cpu_bf16_autocast': {not now}.*this "
+                                         rf"session would run .*'cpu_bf16_autocast': {now}"):
+        trainer.train_llm4rec(cfg, tmp_path / "killed")
     blob["pre_opt"] = blob.pop("content_opt")
     del blob["collab_opt"]
     torch.save(blob, path)

@@ -29,7 +29,7 @@ from laser_repro.llamarec.config import LlamaRecRunConfig
 from laser_repro.llamarec.ranker import Ranker, build_ranker, letter_logits
 from laser_repro.llamarec.scoring import build_prompt, composite_scores, llamarec_overall
 from laser_repro.train.scaffold import (
-    DATASET_REQUIRED, OpenedRun, check_loss, run_trainer, set_rng_state)
+    DATASET_REQUIRED, OpenedRun, check_loss, check_numerics, run_trainer, set_rng_state)
 
 log = logging.getLogger("laser_repro.llamarec")
 
@@ -166,7 +166,10 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     state = {"step": 0, "best_step": 0, "best_score": -1.0, "bad_evals": 0, "history": [], "loss_sum": 0.0,
              "loss_rows": 0, "wall": 0.0}
     best = None
+    numerics = {"quantized": ranker.quantized, "cpu_bf16_autocast": ranker.autocast,
+                "dtype": str(next(ranker.model.parameters()).dtype)}
     if ckpt is not None:
+        check_numerics(ckpt, numerics, run.checkpoint_path)
         ranker.model.load_state_dict(ckpt["lora"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
         if any(g.get("weight_decay") for g in opt.param_groups):  # it would decay on, as a run of the new code
@@ -222,7 +225,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         log.info("step %d (epoch %d): loss %.4f, valid ndcg@10 %.4f", state["step"], e, mean_loss,
                  valid.metrics["ndcg@10"])
         run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            state=state, best=best)
+                            state=state, best=best, numerics=numerics)
     if best is not None:
         ranker.model.load_state_dict(best, strict=False)
     results, extras = {}, {}

@@ -30,7 +30,7 @@ from laser_repro.llm4rec.config import LLM4RecRunConfig
 from laser_repro.llm4rec.graph import ITEM
 from laser_repro.llm4rec.model import LLM4Rec, Prompt
 from laser_repro.train.scaffold import (
-    check_loss, OpenedRun, run_trainer, set_rng_state)
+    check_loss, check_numerics, OpenedRun, run_trainer, set_rng_state)
 
 log = logging.getLogger("laser_repro.llm4rec")
 
@@ -131,7 +131,9 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
     opt = torch.optim.Adam(params, lr=cfg.lr)
     state = {"stage": "content", "epoch": 0, "best_epoch": -1, "best_score": -1.0, "bad": 0, "history": [], "wall": 0.0}
     best = None
+    numerics = {"cpu_bf16_autocast": bool(bb.autocast), "bf16_backbone": half}
     if ckpt is not None:
+        check_numerics(ckpt, numerics, run.checkpoint_path)
         if "collab_opt" not in ckpt:  # before 2026-12-07 both pre-training stages stepped one Adam
             raise ValueError(f"{run.checkpoint_path}: written when both pre-training stages shared one optimiser; "
                              "remove the run folder to train it again")
@@ -148,7 +150,8 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
     def save() -> None:
         state["wall"] = time.perf_counter() - t0
         run.save_checkpoint(model=model.state_dict(), content_opt=content_opt.state_dict(),
-                            collab_opt=collab_opt.state_dict(), opt=opt.state_dict(), state=state, best=best)
+                            collab_opt=collab_opt.state_dict(), opt=opt.state_dict(), state=state, best=best,
+                            numerics=numerics)
 
     stages = (("content", cfg.content_epochs, list(range(ds.n_items)), prompts.content, content_loss, content_opt,
                cfg.content_batch_size),

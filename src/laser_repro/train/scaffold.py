@@ -446,6 +446,17 @@ class RunFolder:
 FOREIGN = "not a metrics.json this suite wrote (expected a JSON object with a resume_hash)"
 
 
+def check_numerics(checkpoint: dict, now: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint written under other numerics than this session's ``now`` (a 4-bit base model
+    or not, bf16 autocast or not): ``device``, ``precision: auto`` and ``quantize: auto`` resolve by machine, and
+    weights trained on one model's numbers would go on training on another's. Checkpoints written before
+    2026-12-07 record none and resume as before."""
+    then = checkpoint.get("numerics")
+    if then is not None and then != now:
+        raise ValueError(f"{path}: written under {then}; this session would run {now}: resume it on a machine and "
+                         "settings that give the same (or remove it to train the run again)")
+
+
 def recorded_fingerprints(blob: dict) -> tuple[str | None, dict[str, str]]:
     """The data set's fingerprint and the input fingerprints (:func:`input_fingerprints`) that a checkpoint or a
     metrics.json ``blob`` was computed from (either may sit at the top or in its ``config``)."""
