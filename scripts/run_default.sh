@@ -4,5 +4,5 @@
 # Extra arguments go to snakemake (targets first), e.g. `bash scripts/run_default.sh --dry-run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet -e .
-snakemake "$@" --cores "${CORES:-2}" --configfile workflow/default.yaml
+"${PYTHON:-python3}" -m pip install --quiet -e .
+"${PYTHON:-python3}" -m snakemake "$@" --cores "${CORES:-2}" --configfile workflow/default.yaml

@@ -4,5 +4,5 @@
 # whole embedded default workflow run on one while the other runs the rest (see tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet -e ".[test]"
-python -m pytest -q -n 2 --dist loadgroup "$@"
+"${PYTHON:-python3}" -m pip install --quiet -e ".[test]"
+"${PYTHON:-python3}" -m pytest -q -n 2 --dist loadgroup "$@"

@@ -120,6 +120,27 @@ def test_a_name_or_seed_listed_twice_is_refused_by_key(tmp_path, overrides, mess
         paper_experiment(tmp_path, **overrides)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    # each was accepted and failed later, inside a job (or in a Snakemake params function)
+    ({"datasets": {"mine": {"source": "recformer"}}}, r"datasets\.mine: source recformer reads a folder of files: set "
+                                                      r"`input`"),
+    ({"datasets": {"mine": {"source": "amazon2018"}}}, r"datasets\.mine: source amazon2018 without `input` is "
+                                                       r"downloaded: set `category`"),
+    ({"datasets": {"mine": {"source": "amazon2018", "category": "Industrial_and_Scientfic"}}},
+     r"datasets\.mine\.category: unknown category 'Industrial_and_Scientfic'"),
+    ({"datasets": {"mine": {"source": "amazon2018", "category": "pet", "users": 50}}},
+     r"datasets\.mine: \['users'\] set the synthetic generator; source amazon2018 does not read them"),
+    ({"datasets": {"a b": {"source": "synthetic"}}}, r"datasets: 'a b' does not match"),  # a job's --name
+    ({"fig3": {"source": "scientific", "dataset": "scientific"}}, r"fig3\.source: 'scientific' is also fig3\.dataset"),
+    ({"table3": {"variants": []}}, r"table3\.variants: \[\] should be non-empty"),
+    # the most specific reason of a key that takes either form, not "is not valid under any of the given schemas"
+    ({"table2": {"methods": "All"}}, r"table2\.methods: 'All' is not one of \['all'\]"),
+])
+def test_a_data_set_or_section_a_job_could_not_use_is_refused_by_key(tmp_path, overrides, message):
+    with pytest.raises(WorkflowConfigError, match=message):
+        paper_experiment(tmp_path, **overrides)
+
+
 def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path):
     exp = paper_experiment(tmp_path, run={"laser": {"optim.lr": 0.5}}, method_run={"laser-c": {"optim": {"lr": 0.25}}})
     cfg = exp.resolved("scientific", "laser-c", "one-expert", 1)

@@ -15,7 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("laser_repro.data.cli", "download, prepare and describe data sets (Table 1)"),
     "train-idrec": ("laser_repro.idrec.cli",
-                    "train an ID-trainer recommender (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec)"),
+                    "train an ID-trainer recommender (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec, LRURec, KAR)"),
     "train-recformer": ("laser_repro.recformer.cli", "train RECFORMER (pre-training, two-stage fine-tuning)"),
     "kar-knowledge": ("laser_repro.kar.cli", "generate or reuse KAR's knowledge texts for a data set"),
     "train-llm4rec": ("laser_repro.llm4rec.cli", "train LLM4REC (user/item tokens, graph attention bias)"),

@@ -17,7 +17,7 @@ from snakemake.exceptions import WorkflowError
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.plan import Experiment
 
-EXP = Experiment.from_snakemake(config)
+EXP = Experiment.from_snakemake(config, workflow.configfiles)
 PATHS = EXP.paths
 DATASETS = EXP.datasets
 if FOREIGN := EXP.foreign_outputs():  # Snakemake would delete them before the jobs' own guards run

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="artifact", metavar="NAME", required=True)
     for name, (_, help_text) in ARTIFACTS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text + ". Reads the runs its spec names.")
+        p = sub.add_parser(name, help=help_text, description=help_text.replace("%%", "%") + ". Reads the runs its spec names.")
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--spec", type=Path, help=f"spec file written by the workflow (results/specs/{name}.json)")
         src.add_argument("--config", type=Path, action="append",

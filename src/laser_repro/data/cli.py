@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prepare", help="turn a raw source into the processed format",
                        description="Turn a raw source into the processed format (a folder; see laser_repro.data.dataset).")
     p.add_argument("--source", choices=sorted(FORMATS),
-                   help="; ".join(f"{k}: {v}" for k, v in FORMATS.items())
+                   help="; ".join(f"{k}: {v[1]}" for k, v in FORMATS.items())
                         + " (default: detected from the files in --input)")
     p.add_argument("--input", required=True, type=Path, help="input folder (synthetic: where raw files are written)")
     p.add_argument("--name", required=True, help="data set name recorded in stats.json (e.g. scientific)")
@@ -64,12 +64,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--items", type=int, help="number of items (default 120)")
     g.add_argument("--categories", type=int, help="number of latent categories (default 6)")
 
-    d = sub.add_parser("download", help="download the raw Amazon 2018 files of a category (resumable)")
-    d.add_argument("--category", required=True, help="scientific|arts|pet|games or an Amazon category name")
+    d = sub.add_parser("download", help="download the raw Amazon 2018 files of a category (resumable)",
+                       description="Download the raw Amazon 2018 review and metadata files of one of the paper's "
+                                   "four categories into --out (resumable; downloads.json records what was fetched).")
+    d.add_argument("--category", required=True, help="scientific|arts|pet|games, or its Amazon name "
+                                                      "(Industrial_and_Scientific, ...): the paper's four only")
     d.add_argument("--out", required=True, type=Path, help="folder for the raw files and downloads.json")
     d.add_argument("--base-url", help="mirror to use instead of the UCSD data repository")
 
-    s = sub.add_parser("stats", help="Table 1's statistics of a prepared data set")
+    s = sub.add_parser("stats", help="Table 1's statistics of a prepared data set",
+                       description="Print Table 1's statistics (users, items, interactions, avg n, density) of a "
+                                   "prepared data set folder, from its stats.json.")
     s.add_argument("dir", type=Path, help="prepared data set folder")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

@@ -104,11 +104,15 @@ def _validator():
 
 def validate(config: dict, where: str = "config") -> dict:
     """Validate ``config`` in place (defaults filled, numeric strings coerced) and return it."""
+    from jsonschema.exceptions import best_match
+
     _coerce(config, schema())
     validator = _validator()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        err = errors[0]
+        # the error of the first key, its most specific reason ("'All' is not one of ['all']", not "is not valid
+        # under any of the given schemas")
+        err = best_match([e for e in errors if list(e.absolute_path) == list(errors[0].absolute_path)])
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise WorkflowConfigError(f"{where}: {key}: {err.message}")
     return config

@@ -64,9 +64,34 @@ class Experiment:
         return cls(load(paths, overrides), " + ".join(map(str, paths)))
 
     @classmethod
-    def from_snakemake(cls, config: dict) -> "Experiment":
-        """Validate Snakemake's merged ``config`` in place (defaults filled) and wrap it."""
-        return cls(validate(config, "config"), "config")
+    def from_snakemake(cls, config: dict, files: Iterable[str] = ()) -> "Experiment":
+        """Validate Snakemake's merged ``config`` in place (defaults filled) and wrap it; errors name ``files`` (the
+        workflow's config files, as Snakemake lists them), else "config"."""
+        where = " + ".join(str(f) for f in files) or "config"
+        return cls(validate(config, where), where)
+
+    def _check_datasets(self) -> None:
+        """What each source needs: a folder (``input``) for a RecFormer, RecBole or MovieLens one; an Amazon one a
+        folder or a category `data download` knows; the synthetic generator's keys only on a synthetic one."""
+        from laser_repro.data.download import category_name
+
+        for name, spec in self.datasets.items():
+            source, key = spec["source"], f"datasets.{name}"
+            if source in ("recformer", "recbole", "movielens") and "input" not in spec:
+                raise self.error(key, f"source {source} reads a folder of files: set `input` to it")
+            if source == "amazon2018" and "input" not in spec:
+                if "category" not in spec:
+                    raise self.error(key, "source amazon2018 without `input` is downloaded: set `category` (or "
+                                          "`input`, a folder holding its files)")
+                try:
+                    category_name(spec["category"])
+                except ValueError as err:
+                    raise self.error(f"{key}.category", f"{err} (or set `input` to a folder holding its files)") from None
+            generator = sorted(k for k in ("users", "items", "categories") if k in spec)
+            if source != "synthetic" and generator:
+                raise self.error(key, f"{generator} set the synthetic generator; source {source} does not read them")
+            if source == "synthetic" and ("input" in spec or "category" in spec):
+                raise self.error(key, "source synthetic generates its data: `input` and `category` do not apply")
 
     def error(self, key: str, message: str) -> WorkflowConfigError:
         return WorkflowConfigError(f"{self.where}: {key}: {message}")
@@ -106,6 +131,7 @@ class Experiment:
 
     def _check_names(self) -> None:
         self._check_variant_names()
+        self._check_datasets()
         c, ds, methods = self.config, list(self.datasets), list(registry.METHODS)
         self._need("run", c["run"], registry.TRAINERS, "trainers")
         self._need("method_run", c["method_run"], methods, "registered methods (laser-repro methods)")
@@ -124,6 +150,9 @@ class Experiment:
         self._need("fig3.source", [c["fig3"]["source"]], ds, "datasets")
         self._need("fig3.methods", c["fig3"]["methods"], methods, "registered methods")
         self._need("fig3.baselines", c["fig3"]["baselines"], methods, "registered methods")
+        if c["fig3"]["source"] == c["fig3"]["dataset"]:
+            raise self.error("fig3.source", f"{c['fig3']['source']!r} is also fig3.dataset: a transfer needs another "
+                             "data set to pre-train on")
         if both := sorted(set(c["fig3"]["methods"]) & set(c["fig3"]["baselines"])):
             raise self.error("fig3.baselines", f"{both} also in fig3.methods: a method is transferred from the source "
                              "(methods) or trained on the target only (baselines), not both")

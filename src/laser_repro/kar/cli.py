@@ -16,13 +16,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data", required=True, type=Path, help="prepared data set folder")
     parser.add_argument("--generator", default="template",
-                        help="template (deterministic stand-in, no LLM) | smollm2 | tiny-llama | chatglm2-6b | local:PATH")
+                        help="template (deterministic stand-in, no LLM; the default) | smollm2 | tiny-llama | "
+                             "chatglm2-6b | local:PATH (a KAR run's knowledge_generator must name the same)")
     parser.add_argument("--out", required=True, type=Path, help="knowledge JSON file")
     parser.add_argument("--max-users", type=int, default=None,
                         help="generate user texts for a seeded subset of this many users only (CPU demonstrations)")
     parser.add_argument("--max-new-tokens", type=int, default=96, help="tokens each answer may have (at least 1)")
     parser.add_argument("--cache-dir", default=None, help="backbone cache (smollm2's dequantised weights)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when visible, else CPU) | cpu | cuda[:N]")
 
 
 def run(args: argparse.Namespace) -> int:
