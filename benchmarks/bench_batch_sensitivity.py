@@ -89,6 +89,7 @@ def measure(args) -> dict:
                         "ratio": ratio(states[s_top], args.eps, [histories[i]], targets[[i]], table,
                                        masks[j_top - 1])})
     return {"cfg": cfg, "grid": grid, "states": sorted(states), "batches": n_batches, "top": (s_top, j_top),
+            "state_weights": {s: weights(m) for s, m in states.items()},
             "per_row": per_row, "batch_ratio": grid[(s_top, j_top)], "seconds": time.perf_counter() - t0}
 
 

@@ -915,6 +915,45 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     assert fixed["points"][0]["weights"] == pytest.approx(1e-3, rel=0.1)
 
 
+def test_batch_sensitivity_takes_the_runs_states_and_masks(monkeypatch, tmp_path):
+    """bench_batch_sensitivity.py on a tiny M-Former run: every (state, batch) cell, each state the weights the run has
+    after that many of its own steps, and a cell's ratio computed twice is the same to the bit (the batch's dropout
+    masks are replayed, not drawn anew); the rows of the largest cell are that batch's."""
+    import dataclasses as dc
+
+    import torch
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _script(monkeypatch, "bench_batch_sensitivity")
+    data = tiny_dataset(tmp_path / "data")
+    base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
+    cfg = dc.replace(base, bituning=BiTuningConfig(prefix="mformer", n_prefix=4), optim=OptimConfig(batch_size=8, lr=1e-3),
+                     mformer=dc.replace(base.mformer, dropout=0.1))
+    monkeypatch.setattr(sys.modules["bench_divergence"], "run_config", lambda variant, args: cfg)
+    args = argparse.Namespace(states=[0, 2], batches=3, eps=1e-4, lr=1e-3, seed=0)
+    r = mod.measure(args)
+    assert set(r["grid"]) == {(s, j) for s in (0, 2) for j in (1, 2, 3)}
+    assert all(np.isfinite(v) and v > 0 for v in r["grid"].values())
+    ds, model, histories, targets, _, batches = mod.run_start(cfg)  # the run again: two of its own steps
+    table = model.embed_items(ds.n_items, cfg.item_batch_size)
+    from laser_repro.laser import trainer
+
+    opt = trainer.make_optimizer(cfg, model, len(batches))[0]
+    assert torch.equal(mod.weights(model), r["state_weights"][0])
+    for step in range(2):
+        mod.train_step(model, opt, cfg, histories, targets, batches[step], table)
+    assert torch.equal(mod.weights(model), r["state_weights"][2])
+    masks = torch.get_rng_state()
+    rows = [histories[i] for i in batches[0]]
+    once = mod.ratio(model, 1e-4, rows, targets[batches[0]], table, masks)
+    assert mod.ratio(model, 1e-4, rows, targets[batches[0]], table, masks) == once
+    s_top, j_top = r["top"]
+    assert [x["row"] for x in r["per_row"]] == [int(i) for i in batches[j_top - 1]]
+    assert "| state (steps trained) |" in mod.report(r, argparse.Namespace(threads=1, **vars(args)))
+
+
 def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path, capsys):
     """bench_divergence.main passes --every, --seed and --steps on to measure() for each case (a run of 2026-12-06
     wrote "--every 5" in its report while measuring only the log-spaced steps), and the report names them."""
