@@ -2,6 +2,7 @@
 driving every artifact (change a key, and the artifact reads the other runs)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -139,6 +140,21 @@ def test_a_name_or_seed_listed_twice_is_refused_by_key(tmp_path, overrides, mess
 def test_a_data_set_or_section_a_job_could_not_use_is_refused_by_key(tmp_path, overrides, message):
     with pytest.raises(WorkflowConfigError, match=message):
         paper_experiment(tmp_path, **overrides)
+
+
+@pytest.mark.parametrize("method, key, value, names", [
+    ("laser-c", "backbone", "llama9", "'gpt2-large', 'chatglm2-6b', 'llama2-7b', 'tiny-gpt2'"),
+    ("llm4rec", "backbone", "gpt2-larg", "'gpt2-large'"),
+    ("llamarec", "backbone", "llama2-7", "'llama2-7b', 'tiny-llama', 'smollm2'"),
+    ("kar", "knowledge_generator", "templat", "'template', 'gpt2-large'"),
+    ("laser-c", "backbone", "local:", "local:PATH"),
+])
+def test_a_model_name_no_loader_knows_is_refused_when_the_run_is_resolved(tmp_path, method, key, value, names):
+    """A misspelled backbone or generator was accepted and failed inside the training job (on a cluster: after
+    its upstream runs, the queue and every retry); it now fails with the config, naming the run and the key."""
+    with pytest.raises(WorkflowConfigError, match=rf"run \w+/{method}/main/seed~\d: {key}: unknown name "
+                                                  rf"'{value}'; expected one of \[.*{re.escape(names)}"):
+        paper_experiment(tmp_path, method_run={method: {key: value}})
 
 
 def test_run_configs_resolve_in_order_and_reject_what_the_workflow_sets(tmp_path):

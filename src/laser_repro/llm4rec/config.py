@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from laser_repro.config import NON_NEGATIVE, POSITIVE, POSITIVE_REAL, Range
+from laser_repro.laser.hub import BACKBONES, check_name
 
 
 @dataclass
@@ -45,3 +46,6 @@ class LLM4RecRunConfig:
     num_threads: int = 0
     progress: bool = True
     eval_batch_size: int = 64
+
+    def check(self) -> None:
+        check_name("backbone", self.backbone, BACKBONES)
