@@ -119,3 +119,7 @@ def test_improv_carries_the_marks_of_its_cells_and_a_cap_on_every_row_is_marked(
     improv = next(line for line in text.splitlines() if line.startswith("| **Improv. (%)**"))
     assert improv.split(" | ")[1] == "100.00†§"  # Laser-C's stand-in and both rows' 40 of 100 test users
     assert "laser-c" not in improv and "Laser-C on pet: n = 40 of 100" in text and "BERT4Rec on pet: n = 40 of 100" in text
+    from laser_repro.artifacts.claims import laser_beats_every_baseline  # the claim on it says so too
+
+    claim = laser_beats_every_baseline(table2(tmp_path / "runs"))
+    assert claim.ours.endswith("; § on a subset of the test users: BERT4Rec on pet, Laser-C on pet")

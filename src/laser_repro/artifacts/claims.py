@@ -52,6 +52,15 @@ def _m(s) -> float:
     return s.mean if s.n else math.nan
 
 
+def subset_note(t2: Table2Result, methods) -> str:
+    """"; § on a subset of the test users: ..." for the rows among ``methods`` that tested fewer users than their
+    data set has (Table 2's §): their means and the rows they are set against come from other users."""
+    full = t2.full_test_users()
+    fewer = sorted({f"{label(m)} on {d}" for (m, d), g in t2.groups.items() if m in methods and d in full
+                    and any(n < full[d] for n in g.n_users("test"))})
+    return f"; § on a subset of the test users: {', '.join(fewer)}" if fewer else ""
+
+
 def laser_beats_every_baseline(t2: Table2Result) -> Claim:
     parts, ahead, sig, missing = [], 0, 0, []
     for (d, m), col in t2.columns.items():
@@ -66,6 +75,7 @@ def laser_beats_every_baseline(t2: Table2Result) -> Claim:
             f"({sig} significant at p < {ALPHA})") if parts else "no column with both Laser and baseline runs"
     if missing:
         ours += f"; not run: {', '.join(missing)}"
+    ours += subset_note(t2, {m for col in t2.columns.values() for m in (col.best_laser, col.best_baseline) if m})
     # requested baselines without runs in a checked column: "every baseline" was not all checked
     unrun = sorted({label(b) for (d, m), col in t2.columns.items() if col.best_laser and col.best_baseline
                     for b in t2.baselines() if not t2.summaries[(b, d, m)].n})
@@ -117,6 +127,7 @@ def llm_baselines_same_backbone(t2: Table2Result) -> Claim:
     ours = f"{sum(parts)} of {len(parts)} (row, data set, metric) comparisons won"
     if txt:
         ours += "; lost: " + ", ".join(txt)
+    ours += subset_note(t2, {m for m, _, g, _ in t2.rows if g in groups})
     return Claim("t2-llm", "§5.2", text, paper, ours + f" ({', '.join(GROUP_TITLES[g] for g in sorted(groups))})",
                  _verdict(parts, n_parts))
 
