@@ -4,5 +4,9 @@
 # Extra arguments go to snakemake (targets first), e.g. `bash scripts/run_default.sh --dry-run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python3}" -m pip install --quiet -e .
-"${PYTHON:-python3}" -m snakemake "$@" --cores "${CORES:-2}" --configfile workflow/default.yaml
+PY="${PYTHON:-python3}"
+# the interpreter's own scripts folder first: the workflow's rules call `laser-repro` from PATH
+PATH="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+"$PY" -m pip install --quiet -e .
+"$PY" -m snakemake "$@" --cores "${CORES:-2}" --configfile workflow/default.yaml

@@ -4,5 +4,9 @@
 # whole embedded default workflow run on one while the other runs the rest (see tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python3}" -m pip install --quiet -e ".[test]"
-"${PYTHON:-python3}" -m pytest -q -n 2 --dist loadgroup "$@"
+PY="${PYTHON:-python3}"
+# the interpreter's own scripts folder first: the workflow's rules call `laser-repro` from PATH
+PATH="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export PATH
+"$PY" -m pip install --quiet -e ".[test]"
+"$PY" -m pytest -q -n 2 --dist loadgroup "$@"

@@ -129,9 +129,8 @@ def test_a_name_or_seed_listed_twice_is_refused_by_key(tmp_path, overrides, mess
                                                        r"downloaded: set `category`"),
     ({"datasets": {"mine": {"source": "amazon2018", "category": "Industrial_and_Scientfic"}}},
      r"datasets\.mine\.category: unknown category 'Industrial_and_Scientfic'"),
-    ({"datasets": {"mine": {"source": "amazon2018", "category": "pet", "users": 50}}},
-     r"datasets\.mine: \['users'\] set the synthetic generator; source amazon2018 does not read them"),
     ({"datasets": {"a b": {"source": "synthetic"}}}, r"datasets: 'a b' does not match"),  # a job's --name
+    ({"datasets": {"..": {"source": "synthetic"}}}, r"datasets: '\.\.' does not match"),  # out of the data folder
     ({"fig3": {"source": "scientific", "dataset": "scientific"}}, r"fig3\.source: 'scientific' is also fig3\.dataset"),
     ({"table3": {"variants": []}}, r"table3\.variants: \[\] should be non-empty"),
     # the most specific reason of a key that takes either form, not "is not valid under any of the given schemas"
@@ -140,6 +139,14 @@ def test_a_name_or_seed_listed_twice_is_refused_by_key(tmp_path, overrides, mess
 def test_a_data_set_or_section_a_job_could_not_use_is_refused_by_key(tmp_path, overrides, message):
     with pytest.raises(WorkflowConfigError, match=message):
         paper_experiment(tmp_path, **overrides)
+
+
+def test_an_overlay_may_switch_a_data_sets_source_and_its_inherited_keys_go_unread(tmp_path):
+    """An overlay merges key by key and cannot remove one: switching `scientific` to a synthetic set keeps the base
+    file's `category`, which the synthetic source does not read (and its raw files go to its own raw folder)."""
+    exp = paper_experiment(tmp_path, datasets={"scientific": {"source": "synthetic", "users": 60}})
+    assert exp.datasets["scientific"] == {"source": "synthetic", "category": "Industrial_and_Scientific", "seed": 0,
+                                          "users": 60}
 
 
 @pytest.mark.parametrize("method, key, value, names", [

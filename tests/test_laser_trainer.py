@@ -492,7 +492,7 @@ def test_a_checkpoint_an_earlier_trainer_wrote_is_refused_by_file(data, cache, t
     for broken in ({**blob, "state": {**blob["state"], "refreshs": 1}}, {k: v for k, v in blob.items() if k != "table"}):
         torch.save(broken, path)
         with pytest.raises(ValueError, match=r"run/checkpoint\.pt: cannot be resumed by this version of the Laser "
-                                             r"trainer \((TypeError|KeyError)"):
+                                             r"trainer, probably written by an earlier one \((TypeError|KeyError)"):
             trainer.train_laser(cfg, tmp_path / "run")
     torch.save(blob, path)
     assert len(trainer.train_laser(cfg, tmp_path / "run")["history"]) == 3  # its own checkpoint resumes

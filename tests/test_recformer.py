@@ -363,6 +363,11 @@ def test_a_run_killed_in_pretraining_resumes_after_its_last_checkpointed_step(da
         trainer.train_recformer(cfg, tmp_path / "run")
     blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert blob["state"]["stage"] == "pretrain" and blob["pretraining"]["step"] == 3
+    flipped = {**blob["numerics"], "cpu_bf16_autocast": not blob["numerics"]["cpu_bf16_autocast"]}
+    torch.save({**blob, "numerics": flipped}, tmp_path / "run" / "checkpoint.pt")  # written under other numerics
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: written under .*this session would run"):
+        trainer.train_recformer(cfg, tmp_path / "run")
+    torch.save(blob, tmp_path / "run" / "checkpoint.pt")
     calls = []
     monkeypatch.setattr(trainer, "pretrain_losses", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     resumed = trainer.train_recformer(cfg, tmp_path / "run")

@@ -239,7 +239,7 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     proc = snakemake(workdir, "-n", "--configfile", str(unknown), check=False)
     assert proc.returncode != 0
     # the error names the config files, not the word "config"
-    assert f"{unknown} + config.yaml: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr
+    assert f"config.yaml + {unknown}: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr
 
 
 def test_files_the_suite_did_not_write_at_its_outputs_stop_the_workflow_before_any_job(tmp_path):

@@ -96,7 +96,7 @@ def prepare_inputs(wildcards) -> dict:
     spec = dataset_spec(wildcards.dataset)
     if spec["source"] == "amazon2018" and "input" not in spec:
         return {"raw": f"{raw_dir(wildcards.dataset)}/downloads.json"}
-    if "input" in spec:
+    if "input" in spec and spec["source"] != "synthetic":
         return {"raw": layout.input_files(spec["input"])}
     return {}
 
@@ -105,7 +105,9 @@ def prepare_args(wildcards) -> str:
     """Command-line flags of `laser-repro data prepare` for one data set."""
     spec = dataset_spec(wildcards.dataset)
     source = spec["source"]
-    args = ["--source", source, "--input", spec.get("input", raw_dir(wildcards.dataset))]
+    # a synthetic data set writes its raw files into its own raw folder, never an inherited `input`
+    args = ["--source", source, "--input", spec["input"] if "input" in spec and source != "synthetic"
+            else raw_dir(wildcards.dataset)]
     if source == "amazon2018" and "category" in spec:
         args += ["--category", spec["category"]]
     if source == "synthetic":

@@ -131,6 +131,10 @@ def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> st
                 used = sorted({b for k in (col.best_laser, col.best_baseline) if (b := t2.groups[(k, d)].stand_in())})
                 if used:  # a side of the margin ran on a stand-in backbone: the paper's margin is not tested
                     verdict = f"stand-in ({', '.join(used)}), not comparable; {verdict}"
+                caveats = [f"{label(k)}: {c}" for k in (col.best_laser, col.best_baseline)
+                           if (c := protocol_caveats(t2.groups[(k, d)], full_n.get(d, 0)))]
+                if caveats:  # a side ran without its pre-training or on a subset of the test users
+                    verdict += f"; caveat: {'; '.join(caveats)}"
                 improv.append([d, METRIC_LABELS[m], paper.text, f"{ours:.2f}", f"{ours - paper.value:+.2f} pp", verdict])
     extra = [d for d in t2.datasets if d not in PAPER_DATASETS]
     text = "## Table 2: overall performance (test, x100)\n\n"

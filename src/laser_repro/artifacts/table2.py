@@ -40,7 +40,9 @@ class ColumnResult:
 
     @property
     def star(self) -> bool:
-        return self.test is not None and self.test.better(ALPHA)
+        """The paired test says the best Laser row is better, and its seed means agree (with seed-specific test
+        users the two can differ in sign)."""
+        return self.test is not None and self.test.better(ALPHA) and self.improv > 0
 
 
 @dataclass

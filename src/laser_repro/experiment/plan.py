@@ -66,13 +66,14 @@ class Experiment:
     @classmethod
     def from_snakemake(cls, config: dict, files: Iterable[str] = ()) -> "Experiment":
         """Validate Snakemake's merged ``config`` in place (defaults filled) and wrap it; errors name ``files`` (the
-        workflow's config files, as Snakemake lists them), else "config"."""
-        where = " + ".join(str(f) for f in files) or "config"
+        workflow's config files, in merge order), else "config"."""
+        files = list(files)  # Snakemake lists --configfile files first and the Snakefile's own last: merge order
+        where = " + ".join(str(f) for f in files[-1:] + files[:-1]) or "config"
         return cls(validate(config, where), where)
 
     def _check_datasets(self) -> None:
         """What each source needs: a folder (``input``) for a RecFormer, RecBole or MovieLens one; an Amazon one a
-        folder or a category `data download` knows; the synthetic generator's keys only on a synthetic one."""
+        folder or a category `data download` knows."""
         from laser_repro.data.download import category_name
 
         for name, spec in self.datasets.items():
@@ -87,11 +88,8 @@ class Experiment:
                     category_name(spec["category"])
                 except ValueError as err:
                     raise self.error(f"{key}.category", f"{err} (or set `input` to a folder holding its files)") from None
-            generator = sorted(k for k in ("users", "items", "categories") if k in spec)
-            if source != "synthetic" and generator:
-                raise self.error(key, f"{generator} set the synthetic generator; source {source} does not read them")
-            if source == "synthetic" and ("input" in spec or "category" in spec):
-                raise self.error(key, "source synthetic generates its data: `input` and `category` do not apply")
+            # keys another source reads (the synthetic generator's sizes; `input`, `category`) are left unread, not
+            # refused: an overlay that switches a data set's source inherits the base file's keys and cannot remove them
 
     def error(self, key: str, message: str) -> WorkflowConfigError:
         return WorkflowConfigError(f"{self.where}: {key}: {message}")

@@ -263,9 +263,12 @@ def _train(cfg: LaserRunConfig, opened: OpenedRun) -> dict:
                 sched.load_state_dict(ckpt["scheduler"])
             table = None if ckpt["table"] is None else ckpt["table"].to(device)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a layout of an earlier version of this trainer
-            raise ValueError(f"{run.checkpoint_path}: cannot be resumed by this version of the Laser trainer "
-                             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else err!r}); remove it "
-                             "(or the run folder) to train the run again") from None
+            if isinstance(err, torch.OutOfMemoryError) or "CUDA" in str(err):  # the machine, not the checkpoint
+                raise
+            raise ValueError(f"{run.checkpoint_path}: cannot be resumed by this version of the Laser trainer, probably "
+                             f"written by an earlier one ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else err!r}); remove it (or the run folder) to "
+                             "train the run again") from err
         if "backbone" in ckpt:  # its item table, its validation scores and its selection came from that backbone
             # (also the workflow's retest: a finished run rerun with other test users from its final checkpoint)
             check_same_backbone(model, ckpt["backbone"], run.checkpoint_path,

@@ -41,6 +41,7 @@ from laser_repro.recformer.tokenization import TYPE_KEY, TYPE_VALUE, KeyValueTok
 from laser_repro.train.scaffold import (
     RunFolder,
     check_loss,
+    check_numerics,
     decay_groups,
     cpu_autocast,
     load_torch,
@@ -234,7 +235,9 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
              ds.name, cfg.encoder, len(users), len(valid_users), device)
 
     state, table, best1, best2 = TrainState(), None, None, None
+    numerics = {"cpu_bf16_autocast": bool(model.autocast), "dtype": str(next(model.parameters()).dtype)}
     if ckpt is not None:
+        check_numerics(ckpt, numerics, run.checkpoint_path)
         if ckpt.get("schedule") != SCHEDULE:  # its optimiser state stepped under the schedule before 2026-12-07
             raise ValueError(f"{run.checkpoint_path}: written under an earlier learning-rate schedule (before "
                              f"{SCHEDULE!r}); remove the run folder to train it again")
@@ -252,7 +255,7 @@ def _train(cfg: RecformerRunConfig, opened: OpenedRun) -> dict:
         state.wall_time_s = time.perf_counter() - t_start
         run.save_checkpoint(state=asdict(state), model=model.state_dict(), optimizer=opt.state_dict(),
                             scheduler=sched.state_dict(), table=None if table is None else table.cpu(),
-                            best1=best1, best2=best2, schedule=SCHEDULE, pretraining=pretraining)
+                            best1=best1, best2=best2, schedule=SCHEDULE, pretraining=pretraining, numerics=numerics)
 
     def items() -> torch.Tensor:
         state.item_encodings += 1
