@@ -55,9 +55,8 @@ def _m(s) -> float:
 def subset_note(t2: Table2Result, methods) -> str:
     """"; § on a subset of the test users: ..." for the rows among ``methods`` that tested fewer users than their
     data set has (Table 2's §): their means and the rows they are set against come from other users."""
-    full = t2.full_test_users()
-    fewer = sorted({f"{label(m)} on {d}" for (m, d), g in t2.groups.items() if m in methods and d in full
-                    and any(n < full[d] for n in g.n_users("test"))})
+    fewer = sorted({f"{label(m)} on {d}" for (m, d), g in t2.groups.items() if m in methods and d in t2.full_n
+                    and g.fewer_users("test", t2.full_n[d])})
     return f"; § on a subset of the test users: {', '.join(fewer)}" if fewer else ""
 
 

@@ -92,14 +92,14 @@ def protocol_caveats(g: RunGroup, full_n: int) -> str:
     out = []
     if g.not_pretrained():
         out.append(f"not pre-trained (‡; the paper's was, on {registry.METHODS[g.method].pretrained_on})")
-    if fewer := [n for n in g.n_users("test") if n < full_n]:
+    if fewer := g.fewer_users("test", full_n):
         out.append(f"a seeded subset of the test users (§; n = {', '.join(map(str, fewer))} of {full_n})")
     return ", ".join(out)
 
 
 def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> str:
     body = []
-    full_n = t2.full_test_users()
+    full_n = t2.full_n
     for method, row_label, _, status in t2.rows:
         spec = reported.table2_rows.get(method)
         for d in PAPER_DATASETS:

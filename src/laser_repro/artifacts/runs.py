@@ -158,11 +158,15 @@ class RunGroup:
                     return n
         return None
 
+    def fewer_users(self, split: str, full_n: int) -> list[int]:
+        """The user counts of the found seeds that evaluated fewer than ``full_n`` users on ``split`` (Table 2's §)."""
+        return [n for n in self.n_users(split) if n < full_n]
+
     def marks(self, split: str, full_n: int) -> str:
         """The marks a cell of this group carries: † stand-in backbone, ‡ not pre-trained, § fewer than ``full_n``
         users evaluated on ``split``."""
         return (("†" if self.stand_in() else "") + ("‡" if self.not_pretrained() else "")
-                + ("§" if any(n < full_n for n in self.n_users(split)) else ""))
+                + ("§" if self.fewer_users(split, full_n) else ""))
 
     @property
     def has_ranks(self) -> bool:

@@ -54,18 +54,15 @@ class Table2Result:
     summaries: dict[tuple[str, str, str], SeedSummary] = field(default_factory=dict)  # (method, dataset, metric)
     columns: dict[tuple[str, str], ColumnResult] = field(default_factory=dict)  # (dataset, metric)
     notes: list[str] = field(default_factory=list)
+    # per data set, its test users (its stats.json, where it is here), else the most any row evaluated: a row with
+    # fewer ran on a seeded subset (§), even when every row did
+    full_n: dict[str, int] = field(default_factory=dict)
 
     def run_rows(self, ours: bool) -> list[str]:
         return [m for m, _, _, status in self.rows if status == RUN and is_ours(m) == ours]
 
     def baselines(self) -> list[str]:
         return self.run_rows(ours=False)
-
-    def full_test_users(self) -> dict[str, int]:
-        """Per data set, its test users (its stats.json, where it is here), else the most any row evaluated: a row
-        with fewer ran on a seeded subset (§), even when every row did."""
-        return {d: max([n for (_, dd), g in self.groups.items() if dd == d
-                        for n in g.n_users(SPLIT) + [g.test_users_available() or 0]], default=0) for d in self.datasets}
 
     def missing(self) -> list[Gap]:
         """Requested runs without metrics.json."""
@@ -100,6 +97,10 @@ def compute_table2(spec: Table2Spec, reported: Reported | None = None) -> Table2
     reported = reported or load_reported()
     res = Table2Result(list(spec.datasets), list(spec.seeds), table2_rows(reported, spec.methods))
     res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
+    for d in spec.datasets:
+        groups = [g for (_, dd), g in res.groups.items() if dd == d]
+        available = next((n for g in groups if (n := g.test_users_available()) is not None), 0)
+        res.full_n[d] = max([n for g in groups for n in g.n_users(SPLIT)] + [available])
     for (method, d), g in res.groups.items():
         for m in METRICS:
             res.summaries[(method, d, m)] = g.summary(SPLIT, m)
@@ -131,7 +132,7 @@ def render_table2(res: Table2Result) -> str:
     stand_ins: dict[str, str] = {}
     scratch: dict[str, str] = {}
     not_run: dict[str, list[str]] = {NOT_IMPLEMENTED: [], NOT_REQUESTED: []}
-    full_n = res.full_test_users()
+    full_n = res.full_n
     subsets: dict[str, str] = {}
     for method, label, group, status in res.rows:
         if group != current_group:
@@ -150,7 +151,7 @@ def render_table2(res: Table2Result) -> str:
             fresh = g.not_pretrained()
             if fresh:
                 scratch[label] = registry.METHODS[method].pretrained_on or ""
-            fewer = [n for n in g.n_users(SPLIT) if n < full_n[d]]
+            fewer = g.fewer_users(SPLIT, full_n[d])
             if fewer:
                 subsets[f"{label} on {d}"] = f"n = {', '.join(map(str, fewer))} of {full_n[d]}"
             for metric in METRICS:

@@ -18,10 +18,10 @@ from torch import nn
 from laser_repro.idrec.base import SeqRecModel, pad_histories
 from laser_repro.idrec.registry import build_model, features_of
 from laser_repro.io import read_json
+from laser_repro.train.inputs import MODEL_FILE  # a finished run's model.pt
 from laser_repro.train.scaffold import load_torch
 
 DEFAULT_WINDOW = 10  # spec: the last 10 items, for both the text and the collaborative input
-MODEL_FILE = "model.pt"
 
 
 def window_mask(mask: torch.Tensor, window: int = DEFAULT_WINDOW) -> torch.Tensor:

@@ -133,14 +133,15 @@ def write_raw(out_dir: str | Path, cfg: SyntheticConfig) -> tuple[Path, Path]:
     if not isinstance(ours, dict):
         raise ValueError(f"{out / RAW_MARKER}: expected a JSON object of file digests, got {type(ours).__name__}")
     digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
-    for path, text in zip(paths, texts):
-        if path.exists() and digest(path.read_bytes()) not in (ours.get(path.name), digest(text.encode())):
+    new = {path.name: digest(text.encode()) for path, text in zip(paths, texts)}
+    for path in paths:
+        if path.exists() and digest(path.read_bytes()) not in (ours.get(path.name), new[path.name]):
             raise FileExistsError(f"{path}: not a file `--source synthetic` wrote (or changed since, or written before "
                                   f"2026-12-07, when {RAW_MARKER} did not record it); it would be overwritten: move it "
                                   "(or delete it if this suite wrote it), or give --input a folder of its own")
     for path, text in zip(paths, texts):
         write_text(path, text)
-    write_json(out / RAW_MARKER, {path.name: digest(text.encode()) for path, text in zip(paths, texts)})
+    write_json(out / RAW_MARKER, new)
     return paths
 
 
