@@ -33,7 +33,9 @@ localrules:
 
 wildcard_constraints:
     dataset=regex_any(DATASETS),
-    seed=r"\d+",
+    method=regex_any(registry.METHODS),
+    seed=r"0|[1-9]\d*",  # as run folders name seeds (seed~00 would train seed~0)
+    generator=r"[A-Za-z0-9][A-Za-z0-9_.~-]*",
     variant=r"[^/]+",
 
 

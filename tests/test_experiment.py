@@ -3,6 +3,7 @@ driving every artifact (change a key, and the artifact reads the other runs)."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,52 @@ def test_run_inputs_include_every_file_the_config_names(tmp_path):
     resolved = exp.resolved("scientific", "kar", "main", 0)
     assert kar == {"knowledge_file": resolved.knowledge_file}
     assert [(k, str(p)) for k, p, _ in declared_inputs(resolved)] == [("knowledge_file", resolved.knowledge_file)]
+
+
+
+def test_a_run_never_waits_for_an_input_run_it_does_not_read(tmp_path):
+    """w/o M-Former and w/o prefix name the BERT4Rec run but never read it: it was a rule input, so each BERT4Rec
+    rerun requeued them (GPU jobs of days) and they could not start before it finished."""
+    exp = paper_experiment(tmp_path)
+    bert4rec = exp.run_dir("scientific", "bert4rec", "main", 0)
+    assert exp.run_inputs("scientific", "laser-c", "main", 0) == {"idrec": bert4rec}
+    for variant in ("no-mformer", "no-prefix"):
+        assert exp.resolved("scientific", "laser-c", variant, 0).idrec_run == bert4rec  # named ...
+        assert exp.run_inputs("scientific", "laser-c", variant, 0) == {}  # ... not read, not waited for
+    assert exp.run_inputs("scientific", "laser-c", "no-suffix-mean", 0) == {"idrec": bert4rec}
+
+
+
+def test_a_local_knowledge_generator_names_a_file_inside_its_data_sets_folder(tmp_path):
+    """``knowledge_generator: local:PATH`` became the file name: PATH's slashes made folders and enough ``..`` put the
+    knowledge file (which Snakemake deletes before the job) outside results/."""
+    from laser_repro.experiment.config import WorkflowConfigError as Refused
+
+    exp = paper_experiment(tmp_path, method_run={"kar": {"knowledge_generator": "local:../../../../etc/llm"}})
+    path = Path(exp.resolved("scientific", "kar", "main", 0).knowledge_file)
+    assert path.parent == Path(exp.paths["results"]) / "knowledge" / "scientific"
+    assert re.fullmatch(r"local~[0-9a-f]{16}\.json", path.name)
+    assert exp.knowledge_generator(path.stem) == "local:../../../../etc/llm"  # the rule's --generator
+    assert exp.knowledge_generator("chatglm2-6b") == "chatglm2-6b"  # KAR's default keeps its name
+    other = paper_experiment(tmp_path, method_run={"kar": {"knowledge_generator": "local:/models/b"}})
+    assert Path(other.resolved("scientific", "kar", "main", 0).knowledge_file).name != path.name
+    with pytest.raises(Refused, match="no configured knowledge generator is named 'local~0000'"):
+        exp.knowledge_generator("local~0000")
+
+
+def test_the_real_data_overlay_keeps_its_own_folders():
+    """workflow/real-data.yaml shared config.yaml's folders: switching between them re-prepared
+    data/processed/scientific from the other source, which made every Scientific run stale (lost)."""
+    from laser_repro.experiment.plan import Experiment
+
+    plain = Experiment.from_files([REPO / "config.yaml"])
+    real = Experiment.from_files([REPO / "config.yaml", REPO / "workflow" / "real-data.yaml"])
+    assert real.config["datasets"]["scientific"]["source"] == "recformer"
+    assert set(real.config["paths"]) == set(plain.config["paths"])
+    for key, path in real.config["paths"].items():
+        assert Path(path).parts[:2] == ("results", "real"), key
+    assert real.data_dir("scientific") != plain.data_dir("scientific")
+    assert real.run_dir("scientific", "bert4rec", "main", 0) != plain.run_dir("scientific", "bert4rec", "main", 0)
 
 
 # ---------------------------------------------------------------- config

@@ -81,9 +81,10 @@ rule kar_knowledge:
         f"{PATHS['results']}/knowledge/{{dataset}}/{{generator}}.json",
     params:
         data=lambda wildcards, input: str(Path(input.data).parent),
+        generator=lambda wildcards: EXP.knowledge_generator(wildcards.generator),
     log:
         log_file("kar_knowledge", "{dataset}/{generator}"),
     conda:
         "../envs/laser-repro.yaml"
     shell:
-        "laser-repro kar-knowledge --data {params.data} --generator {wildcards.generator} --out {output} > {log} 2>&1"
+        "laser-repro kar-knowledge --data {params.data:q} --generator {params.generator:q} --out {output:q} > {log} 2>&1"

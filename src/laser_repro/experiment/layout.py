@@ -18,6 +18,7 @@ convention). Variant names:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from dataclasses import dataclass
@@ -60,7 +61,17 @@ def input_files(folder: str) -> list[str]:
 
 def knowledge_file(results_root: str, dataset: str, generator: str) -> str:
     """KAR's knowledge texts of one data set and generator (shared by every seed and run)."""
-    return f"{results_root}/knowledge/{dataset}/{generator}.json"
+    return f"{results_root}/knowledge/{dataset}/{knowledge_name(generator)}.json"
+
+
+def knowledge_name(generator: str) -> str:
+    """A knowledge generator's name in file names: its own name, or for ``local:PATH`` ``local~`` and a digest of
+    PATH (a path's slashes and dots never reach a file name, so the file stays in its data set's folder)."""
+    if generator.startswith("local:"):
+        return "local~" + hashlib.sha256(generator[len("local:"):].encode()).hexdigest()[:16]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", generator):
+        raise ValueError(f"knowledge generator {generator!r} cannot name a file; expected a model name or local:PATH")
+    return generator
 
 
 # ---------------------------------------------------------------- values in names

@@ -297,6 +297,24 @@ class Experiment:
     def knowledge_file(self, dataset: str, generator: str) -> str:
         return layout.knowledge_file(self.paths["results"], dataset, generator)
 
+    def knowledge_generator(self, name: str) -> str:
+        """The generator whose knowledge files are named ``name`` (:func:`layout.knowledge_name`): KAR's default or
+        a ``knowledge_generator`` this config sets anywhere (run, method_run, a variant)."""
+        found = {self._default(m, "knowledge_generator") for m in registry.METHODS.values() if m.knowledge}
+
+        def scan(node) -> None:
+            for key, value in (node.items() if isinstance(node, dict) else ()):
+                if key.split(".")[-1] == "knowledge_generator" and isinstance(value, str):
+                    found.add(value)
+                scan(value)
+
+        scan(self.config)
+        for generator in sorted(found):
+            if layout.knowledge_name(generator) == name:
+                return generator
+        raise self.error("knowledge_generator", f"no configured knowledge generator is named {name!r} in files; "
+                                                f"configured: {sorted(found)}")
+
     def file_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
         """Files (not runs) a run reads, by role (:func:`~laser_repro.train.inputs.role` of the key): every file its
         config class declares (``INPUT_FILES``: KAR's knowledge file, RecFormer's ``init_checkpoint``), so a changed
@@ -335,12 +353,14 @@ class Experiment:
         return to_dict(self.resolved(dataset, method, variant, seed))
 
     def run_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
-        """The run folders a run reads (its ID-model run, the run it starts from), by role."""
+        """The run folders a run reads (its ID-model run, the run it starts from), by role; a run its config names
+        but never reads (``unread_inputs``: Laser's ID model without the M-Former) is not among them."""
         cfg = self.resolved(dataset, method, variant, seed)
         out = {}
+        unread = cfg.unread_inputs() if hasattr(cfg, "unread_inputs") else ()
         roles = [("idrec", "idrec_run"), ("init", "init_from")] + [(o, k) for k, o in self.method(method).needs_runs]
         for name, key in roles:
-            if getattr(cfg, key, None):
+            if getattr(cfg, key, None) and key not in unread:
                 out[name] = getattr(cfg, key)
         return out
 
