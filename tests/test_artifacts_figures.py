@@ -141,3 +141,27 @@ def test_a_failed_pdf_leaves_the_old_png_and_pdf_together(tmp_path, monkeypatch)
         save_figure(fig, png)
     assert (png.read_bytes(), pdf.read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.pdf", "fig.png"]  # no temporary left
+
+
+def test_line_series_stay_apart_and_a_missing_point_says_n_a():
+    """Figure 3 drew RECFORMER (no color of its own: the palette's second) in BERT4Rec's blue with the same marker;
+    a missing point was only a gap in its line."""
+    import matplotlib.pyplot as plt
+
+    from laser_repro.artifacts.plotting import COLORS, colors_for, line_panel
+    from laser_repro.artifacts.significance import summarize
+
+    names = ["laser-c", "llm4rec", "bert4rec", "kar"]  # two with colors of their own, two without
+    colors = colors_for(names)
+    assert len(set(colors)) == 4 and colors[0] == COLORS["laser-c"] and colors[2] == COLORS["bert4rec"]
+    assert colors_for(["bert4rec", "bert4rec"])[1] != COLORS["bert4rec"]  # an own color is taken once
+    fig, ax = plt.subplots()
+    point = summarize([0.1, 0.12])
+    line_panel(ax, ["0", "5%", "100%"], [(n, c, [point, None if n == "kar" else point, point])
+                                         for n, c in zip(names, colors)])
+    lines = [c.lines[0] for c in ax.containers]  # each series' errorbar: its data line first
+    assert [ln.get_color() for ln in lines] == colors
+    assert len({ln.get_marker() for ln in lines}) == 4
+    na = [t for t in ax.texts if t.get_text() == "n/a"]
+    assert len(na) == 1 and na[0].get_color() == colors[3] and na[0].get_position()[0] == 1
+    plt.close(fig)

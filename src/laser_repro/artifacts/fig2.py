@@ -17,7 +17,7 @@ from laser_repro.data.dataset import load_dataset
 from laser_repro.data.splits import cold_items
 from laser_repro.experiment.specs import Fig2Spec
 
-from .plotting import bar_panel, color_of, new_figure, note_missing, note_stand_ins, save_figure
+from .plotting import bar_panel, colors_for, new_figure, note_missing, note_stand_ins, save_figure
 from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
@@ -76,8 +76,8 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
 def plot_fig2(data: Fig2Data, out: str | Path) -> tuple[Path, Path]:
     fig, axes = new_figure(1, len(data.datasets))
     for ax, d in zip(axes[0], data.datasets):
-        series = [(label(m), color_of(m, i), [data.summaries[(d, m, k)] for k in METRICS])
-                  for i, m in enumerate(data.methods)]
+        series = [(label(m), c, [data.summaries[(d, m, k)] for k in METRICS])
+                  for m, c in zip(data.methods, colors_for(data.methods))]
         bar_panel(ax, [METRIC_LABELS[k] for k in METRICS], series)
         n = data.cold_users_text(d)
         ax.set_title(f"{d.capitalize()} (cold items" + (f", {n} test users)" if n is not None else ")"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from laser_repro.experiment.specs import Fig3Spec
 
-from .plotting import color_of, line_panel, new_figure, note_missing, note_stand_ins, save_figure
+from .plotting import colors_for, line_panel, new_figure, note_missing, note_stand_ins, save_figure
 from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
@@ -59,8 +59,9 @@ def plot_fig3(data: Fig3Data, out: str | Path) -> tuple[Path, Path]:
     fig, axes = new_figure(1, len(PLOT_METRICS))
     xl = [fraction_label(f) for f in data.fractions]
     for ax, m in zip(axes[0], PLOT_METRICS):
-        series = [(data.series_label(x), color_of(x, i), [data.summary(x, f, m) for f in data.fractions])
-                  for i, x in enumerate(data.methods + data.baselines)]
+        names = data.methods + data.baselines
+        series = [(data.series_label(x), c, [data.summary(x, f, m) for f in data.fractions])
+                  for x, c in zip(names, colors_for(names))]
         line_panel(ax, xl, series)
         ax.set_xlabel(f"share of {data.dataset}'s training users")
         ax.set_ylabel(f"test {LONG_LABELS[m]} (×100)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from laser_repro.experiment.specs import Fig5Spec
 
-from .plotting import color_of, bar_panel, new_figure, note_missing, note_stand_ins, save_figure
+from .plotting import colors_for, bar_panel, new_figure, note_missing, note_stand_ins, save_figure
 from .runs import Gap, LONG_LABELS, RunGroup, label, load_cells
 from .significance import SeedSummary
 
@@ -46,7 +46,7 @@ def plot_fig5(data: Fig5Data, out: str | Path) -> tuple[Path, Path]:
     fig, axes = new_figure(len(data.datasets), len(PLOT_METRICS))
     groups = [label(x) for x in data.idrecs]
     names = {"alone": "ID recommender alone", "fed": f"{label(data.method)} with it"}
-    colors = {"alone": color_of("bert4rec", 1), "fed": color_of(data.method, 0)}
+    colors = dict(zip(("alone", "fed"), colors_for(["bert4rec", data.method])))
     for row, d in zip(axes, data.datasets):
         for ax, m in zip(row, PLOT_METRICS):
             series = [(names[k], colors[k], [data.summary(d, k, x, m) for x in data.idrecs]) for k in KINDS]

@@ -6,6 +6,7 @@ stay readable when printed at that size; both files are written atomically.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import textwrap
@@ -16,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
 import numpy as np  # noqa: E402
 
 from laser_repro.io import atomic_path  # noqa: E402
@@ -29,13 +31,23 @@ log = logging.getLogger("laser_repro.artifacts")
 FULL_WIDTH_IN = 6.8  # ACL two-column text width
 PANEL_HEIGHT_IN = 2.1
 COLORS = {"laser-c": "#c0392b", "bert4rec": "#2c6fbb", "sasrec": "#27ae60", "gru4rec": "#8e44ad",
-          "fdsa": "#d68910", "recall@10": "#c0392b", "ndcg@10": "#2c6fbb", "mrr": "#27ae60"}
+          "fdsa": "#d68910", "recformer": "#16a085", "recall@10": "#c0392b", "ndcg@10": "#2c6fbb", "mrr": "#27ae60"}
 PALETTE = ("#c0392b", "#2c6fbb", "#27ae60", "#8e44ad", "#d68910", "#16a085", "#7f8c8d", "#e67e22")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")  # one per line series: lines stay apart in grey print
 
 
-def color_of(name: str, index: int) -> str:
-    """A method's (or metric's) color: its own where it has one, else the ``index``-th of the palette."""
-    return COLORS.get(name, PALETTE[index % len(PALETTE)])
+def colors_for(names: Sequence[str]) -> list[str]:
+    """One color per series of a figure, no two alike: a method's (or metric's) own where it has one that no
+    earlier series took, else the first palette color no series of the figure takes."""
+    out: list[str | None] = []
+    taken: set[str] = set()
+    for name in names:
+        c = COLORS.get(name)
+        out.append(c if c not in taken else None)
+        taken.add(c)
+    taken.discard(None)
+    free = itertools.cycle([c for c in PALETTE if c not in taken] or PALETTE)
+    return [c if c is not None else next(free) for c in out]
 
 
 STYLE = {"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -82,16 +94,21 @@ def bar_panel(ax, groups: Sequence[str], series: Sequence[tuple[str, str, Sequen
 
 def line_panel(ax, xlabels: Sequence[str], series: Sequence[tuple[str, str, Sequence[SeedSummary | None]]],
                scale: float = 100.0) -> None:
-    """Lines over categorical x positions with error bars = std over seeds; gaps where missing."""
+    """Lines over categorical x positions with error bars = std over seeds, one marker per series; a missing
+    point is a gap in its line and an 'n/a' in the series' color at the panel's foot."""
     with plt.rc_context(STYLE):
         x = np.arange(len(xlabels))
-        for label, color, summaries in series:
+        empty = all(s is None or s.n == 0 for _, _, ss in series for s in ss)
+        foot = blended_transform_factory(ax.transData, ax.transAxes)
+        for k, (label, color, summaries) in enumerate(series):
             ms = np.array([_ms(s, scale) for s in summaries])
             yerr = ms[:, 1] if (ms[:, 1] > 0).any() else None
-            ax.errorbar(x, ms[:, 0], yerr=yerr, color=color, marker="o", markersize=3, capsize=2,
-                        linewidth=1.2, label=label)
+            ax.errorbar(x, ms[:, 0], yerr=yerr, color=color, marker=MARKERS[k % len(MARKERS)], markersize=3,
+                        capsize=2, linewidth=1.2, label=label)
+            for xi in (x[np.isnan(ms[:, 0])] if not empty else []):
+                ax.text(xi, 0.02 + 0.07 * k, "n/a", transform=foot, ha="center", va="bottom", fontsize=6, color=color)
         ax.set_xticks(x, xlabels)
-        if all(s is None or s.n == 0 for _, _, ss in series for s in ss):
+        if empty:
             _no_runs(ax)
 
 
