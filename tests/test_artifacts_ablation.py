@@ -49,6 +49,34 @@ def test_table3_markers_and_stars(tmp_path):
     assert "No test (per-user ranks missing for it or the full model): w/o load-balancing loss." in text
 
 
+def test_a_capped_variant_is_marked_and_starred_only_when_the_means_agree(tmp_path):
+    """A run that tested a subset of the test users got no § in Tables 3-5 (Table 2 only), and the star took the
+    paired test alone: under per-seed caps it can pair users the seeds' means do not weigh alike."""
+    from laser_repro.artifacts.compare import section_ablation
+    from laser_repro.paper.reported import load_reported
+
+    hits = lambda k, n=40: np.r_[np.zeros(k, int), np.full(n - k, 50)]  # noqa: E731
+    for seed in (0, 1):
+        write_run(tmp_path, "sci", "laser-c", "main", seed, hits(30))  # 0.75 on all 40 users
+    write_run(tmp_path, "sci", "laser-c", "one-expert", 0, hits(30, 30), users=np.arange(30))  # capped: 30 users
+    write_run(tmp_path, "sci", "laser-c", "one-expert", 1, hits(22))  # all 40: 0.55
+    res = compute_ablation(spec(tmp_path, "table3", [0, 1], ["one-expert"]))
+    assert res.full_n == 40
+    assert res.summaries[("one-expert", "recall@10")].mean == pytest.approx(0.775)  # above the full model's 0.75 ...
+    assert res.tests[("one-expert", "recall@10")].better()  # ... yet users 22-29 pair 1 against 0.5: "full better"
+    assert not res.starred("one-expert", "recall@10")
+    out = tmp_path / "t3.md"
+    make_ablation(spec(tmp_path, "table3", [0, 1], ["one-expert"]), out)
+    text = out.read_text()
+    assert "| w/ one expert | **0.7750 ± 0.3182**†§ |" in text  # † : the runs name no backbone
+    assert "§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: " \
+           "w/ one expert: n = 30 of 40" in text
+    assert "| w/ one expert | Recall@10 | 40 |" in text and "| no |" in text
+    compare = section_ablation(res, load_reported(), 0.15)
+    assert "a seeded subset of the test users (§; n = 30 of 40)" in compare
+    assert "(§" not in compare.split("| w/ one expert |")[0]  # the full model's rows carry no caveat
+
+
 def test_table5_rows(tmp_path):
     write_run(tmp_path, "sci", "laser-c", "main", 0, ranks(10))
     write_run(tmp_path, "sci", "laser-c", "tpl-no-instruction", 0, ranks(12))

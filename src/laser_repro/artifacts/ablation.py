@@ -5,7 +5,8 @@ templates. The spec (its config section) names the data set, the method and the 
 are the full model (``main``) then each variant, grouped under the paper's section headings
 (variants the paper does not have go last, under "Other"); the best row per metric is
 bold and the second underlined (the paper's convention), and a variant's cell gets "*" when
-the full model beats it in a paired t-test on per-user test values with p < alpha.
+the full model beats it in a paired t-test on per-user test values with p < alpha and in the seeds' means
+(not in the paper's tables: ours); "§" when a seed tested a subset of the test users.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from laser_repro.paper.reported import load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, LONG_LABELS, METRICS, RunGroup, label, load_cells, paired_values, ties_note
+from .runs import Gap, LONG_LABELS, METRICS, RunGroup, full_test_users, label, load_cells, paired_values, ties_note
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SPLIT = "test"
@@ -61,6 +62,7 @@ class AblationResult:
     summaries: dict[tuple[str, str], SeedSummary] = field(default_factory=dict)  # (variant, metric)
     tests: dict[tuple[str, str], PairedTest] = field(default_factory=dict)  # full vs variant
     ranking: dict[str, list[str]] = field(default_factory=dict)  # metric -> variants by mean, best first
+    full_n: int = 0  # the data set's test users (a cell of a run that tested fewer is marked §)
 
     def missing(self) -> list[Gap]:
         return [p for g in self.groups.values() for p in g.missing]
@@ -69,6 +71,12 @@ class AblationResult:
         """Relative change of ``variant`` vs the full model, in % (negative = worse)."""
         full, v = self.summaries[("main", metric)].mean, self.summaries[(variant, metric)].mean
         return (v - full) / full * 100 if full and not math.isnan(full) else math.nan
+
+    def starred(self, variant: str, metric: str) -> bool:
+        """The full model beats ``variant``: in the paired test and in the seeds' means (per-seed user caps can pair
+        other users than the means average)."""
+        test = self.tests.get((variant, metric))
+        return test is not None and test.better(ALPHA) and self.change(variant, metric) < 0
 
 
 def compute_ablation(spec: VariantTableSpec) -> AblationResult:
@@ -80,6 +88,7 @@ def compute_ablation(spec: VariantTableSpec) -> AblationResult:
     labels["main"] = label(spec.method)
     res = AblationResult(spec.table, spec.dataset, spec.method, list(spec.seeds), variants, labels)
     res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
+    res.full_n = full_test_users(list(res.groups.values()), SPLIT)
     for v in variants:
         for m in METRICS:
             res.summaries[(v, m)] = res.groups[v].summary(SPLIT, m)
@@ -97,7 +106,7 @@ def compute_ablation(spec: VariantTableSpec) -> AblationResult:
 def render_ablation(res: AblationResult) -> str:
     header = ["Variant"] + [LONG_LABELS[m] for m in METRICS]
     body = []
-    stand_ins = {}
+    stand_ins, subsets = {}, {}
     for section, variants in layout_of(res.table, res.variants[1:]):
         if section:
             body.append([f"*{section}*", "", "", ""])
@@ -106,13 +115,15 @@ def render_ablation(res: AblationResult) -> str:
             si = g.stand_in()
             if si:
                 stand_ins[v] = si
+            fewer = g.fewer_users(SPLIT, res.full_n)
+            if fewer:
+                subsets[res.labels[v]] = f"n = {', '.join(map(str, fewer))} of {res.full_n}"
             cells = []
             for m in METRICS:
                 rank = res.ranking[m]
-                test = res.tests.get((v, m))
                 text = fmt_mean_std(res.summaries[(v, m)], 1.0, 4, len(res.seeds))
                 cells.append(mark(text, bold=bool(rank) and rank[0] == v, underline=len(rank) > 1 and rank[1] == v,
-                                  star=test is not None and test.better(ALPHA), dagger=bool(si)))
+                                  star=res.starred(v, m), dagger=bool(si)) + ("§" if fewer and text != "—" else ""))
             label = res.labels[v] if v != "main" else f"{res.labels[v]} (full)"
             body.append([label, *cells])
     change_rows, test_rows = [], []
@@ -123,7 +134,7 @@ def render_ablation(res: AblationResult) -> str:
             t = res.tests.get((v, m))
             if t is not None:
                 test_rows.append([res.labels[v], LONG_LABELS[m], str(t.n), f"{t.t:.3f}", fmt_p(t.p),
-                                  "yes" if t.better(ALPHA) else "no"])
+                                  "yes" if res.starred(v, m) else "no"])
     ns = sorted({t.n for t in res.tests.values()})
     text = f"# {TITLES[res.table]} ({res.labels['main']} variants) on {res.dataset}\n\n"
     text += md_table(header, body) + "\n\n"
@@ -131,8 +142,9 @@ def render_ablation(res: AblationResult) -> str:
         f"Method `{res.method}`, variants read from `{res.dataset}/{res.method}/{{variant}}/seed~{{seed}}`; "
         f"test metrics as fractions (the paper's format), mean ± sample std over seeds {', '.join(map(str, res.seeds))}.",
         "**Bold**: best row per metric; <u>underline</u>: second best (the paper's convention).",
-        f"\\* = the full model is better than this variant: {TEST_NAME}, alpha = {ALPHA}, "
-        f"no multiple-comparison correction; n = {', '.join(map(str, ns)) or '—'} paired test users.",
+        f"\\* = the full model is better than this variant (not a mark of the paper's tables): {TEST_NAME}, "
+        f"alpha = {ALPHA}, and in the seeds' means; no multiple-comparison correction; "
+        f"n = {', '.join(map(str, ns)) or '—'} paired test users.",
     ]
     untested = [res.labels[v] for v in res.variants[1:] if res.groups[v].found
                 and not (res.groups[v].has_ranks and res.groups["main"].has_ranks)]
@@ -145,13 +157,16 @@ def render_ablation(res: AblationResult) -> str:
             by_backbone.setdefault(b, []).append(res.labels[v])
         foot.append("† stand-in backbone (not comparable to the paper's numbers): "
                     + "; ".join(f"{b} instead of {paper} ({', '.join(rows)})" for b, rows in by_backbone.items()))
+    if subsets:
+        foot.append("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
+                    + "; ".join(f"{k}: {v}" for k, v in subsets.items()))
     if (ties := ties_note(res.groups.values())):
         foot.append(ties)
     text += bullet_list(foot) + "\n\n"
     text += "## Relative change vs the full model (%)\n\n"
     text += md_table(["Variant"] + [LONG_LABELS[m] for m in METRICS], change_rows) + "\n\n"
     text += "## Paired t-tests (full model vs variant)\n\n"
-    text += (md_table(["Variant", "Metric", "n", "t", "p", "full better, p < alpha"], test_rows,
+    text += (md_table(["Variant", "Metric", "n", "t", "p", "full better (p < alpha, means agree)"], test_rows,
                       ["l", "l", "r", "r", "r", "r"]) if test_rows else "No test: per-user ranks missing.") + "\n"
     missing = res.missing()
     text += f"\n## Missing runs ({len(missing)})\n\n" + bullet_list([p.markdown for p in missing]) + "\n"

@@ -275,5 +275,6 @@ def tracks_idrec(f5: Fig5Data, metric: str = "mrr") -> Claim:
                        f"{label(f5.method)} {100 * (la_x / la_y - 1):+.1f}%")
     return Claim("fig5", "§5.6.1, Figure 5",
                  f"{label(f5.method)}'s {METRIC_LABELS[metric]} ranks the ID recommenders as they rank themselves",
-                 "Pet: Laser-C(BERT4Rec) +16.08% over Laser-C(SASRec), BERT4Rec +15.38% over SASRec (MRR)",
+                 "Pet: Laser-C(BERT4Rec) +16.08% over Laser-C(SASRec), BERT4Rec +15.38% over SASRec "
+                 "(MRR: inferred, the paper names no metric)",
                  "; ".join(txt) or "not run", _verdict(parts, n_parts))

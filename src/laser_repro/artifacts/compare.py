@@ -192,7 +192,8 @@ def section_ablation(res: AblationResult, reported: Reported, tolerance: float) 
     for v in res.variants:
         for m in METRICS:
             paper = (reported.reference_main(table, m) if v == "main" else reported.ablation(table, v, m)) if has_paper else None
-            cols = cell_columns(paper, res.summaries[(v, m)], 1.0, 4, tolerance, res.groups[v].stand_in())
+            cols = cell_columns(paper, res.summaries[(v, m)], 1.0, 4, tolerance, res.groups[v].stand_in(),
+                                caveats=protocol_caveats(res.groups[v], res.full_n))
             body.append([res.labels[v], METRIC_LABELS[m], *cols])
     title = {"table3": "Table 3: ablations", "table4": "Table 4: ablations", "table5": "Table 5: templates"}[table]
     text = f"## {title} on {res.dataset} (test)\n\n"

@@ -1,6 +1,7 @@
 """Figure 5: a method fed by different ID recommenders, against those recommenders alone.
 
-Paper: Laser-C with SASRec, BERT4Rec and GRU4Rec on Scientific and Pet. The spec's cells give,
+Paper (§5.6.1): Laser-C fed by BERT4Rec against SASRec, on Pet; GRU4Rec and Scientific are this suite's
+additions (docs/decisions.md). The spec's cells give,
 per data set and ID model X, X's main run and the method's run fed by X (variant ``idrec~X``;
 the configured collaborative model feeds the main run).
 """

@@ -303,3 +303,10 @@ def paired_values(a: RunGroup, b: RunGroup, split: str, metric: str) -> tuple[np
     ub, vb = b.per_user(split, metric)
     users = np.intersect1d(ua, ub)
     return va[_positions(ua, users)], vb[_positions(ub, users)]
+
+
+def full_test_users(groups: list[RunGroup], split: str = "test") -> int:
+    """How many users a complete run of the groups' data set evaluates on ``split``: its stats.json's count where a
+    run's data set is found here, and never fewer than any run evaluated (the § of Tables 2-5 compares with it)."""
+    available = next((n for g in groups if (n := g.test_users_available()) is not None), 0)
+    return max([n for g in groups for n in g.n_users(split)] + [available])

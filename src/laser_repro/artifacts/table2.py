@@ -20,7 +20,7 @@ from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, is_ours, load_cells, paired_values, ties_note
+from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, full_test_users, is_ours, load_cells, paired_values, ties_note
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
@@ -98,9 +98,7 @@ def compute_table2(spec: Table2Spec, reported: Reported | None = None) -> Table2
     res = Table2Result(list(spec.datasets), list(spec.seeds), table2_rows(reported, spec.methods))
     res.groups = load_cells(spec.runs_root, spec.cells(), spec.seeds, spec.stale)
     for d in spec.datasets:
-        groups = [g for (_, dd), g in res.groups.items() if dd == d]
-        available = next((n for g in groups if (n := g.test_users_available()) is not None), 0)
-        res.full_n[d] = max([n for g in groups for n in g.n_users(SPLIT)] + [available])
+        res.full_n[d] = full_test_users([g for (_, dd), g in res.groups.items() if dd == d], SPLIT)
     for (method, d), g in res.groups.items():
         for m in METRICS:
             res.summaries[(method, d, m)] = g.summary(SPLIT, m)
