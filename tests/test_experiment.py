@@ -378,3 +378,20 @@ def test_a_run_counts_as_pretrained_by_any_route():
     assert pretrained({"pretrain_datasets": ["data/pet"], "pretrain_epochs": 2})
     assert pretrained({"pretrain": {"datasets": ["data/pet"], "steps": 100}})
     assert pretrained({"init_checkpoint": "recformer_pretrain_ckpt.bin"})
+
+
+def test_a_gpu_host_runs_one_language_model_job_at_a_time(tmp_path, monkeypatch):
+    """No rule claimed a GPU: `snakemake --cores 8` on one GPU started up to 8 LLM jobs on it at once (6-7B models:
+    out of memory). On a host with a GPU such a job claims every core; elsewhere one thread, as before."""
+    from laser_repro.experiment.host import gpu_count, llm_job_threads
+
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "nvme0"):
+        (tmp_path / name).touch()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_count(tmp_path) == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpu_count(tmp_path) == 1
+    assert gpu_count(tmp_path, visible="1") == 1 and gpu_count(tmp_path, visible="") == 0
+    assert gpu_count(tmp_path, visible="0,-1,1") == 1  # CUDA reads up to the first -1
+    assert gpu_count(tmp_path / "none", visible="0") == 0  # no device files, no GPU
+    assert llm_job_threads(8, 1) == 8 and llm_job_threads(8, 0) == 1 and llm_job_threads(None, 2) == 1

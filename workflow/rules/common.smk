@@ -14,7 +14,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from laser_repro.experiment import layout, registry
+from laser_repro.experiment import host, layout, registry
 from laser_repro.experiment.plan import Experiment
 
 EXP = Experiment.from_snakemake(config, workflow.configfiles)
@@ -28,6 +28,20 @@ if FOREIGN := EXP.foreign_outputs():  # Snakemake would delete them before the j
 def regex_any(names) -> str:
     """A wildcard constraint matching exactly one of ``names``."""
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+GPUS = host.gpu_count()
+
+
+def llm_threads(wildcards=None) -> int:
+    """A local job through a language model takes every core on a GPU host: one such job at a time per GPU."""
+    return host.llm_job_threads(workflow.cores, GPUS)
+
+
+def train_threads(wildcards) -> int:
+    """train_large's jobs, and KAR's (it encodes its knowledge with the LLM first), as :func:`llm_threads`."""
+    method = registry.get_method(wildcards.method)
+    return llm_threads() if method.trainer.compute == "large" or method.knowledge else 1
 
 
 def methods_computing(compute) -> list:

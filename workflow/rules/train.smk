@@ -39,6 +39,7 @@ rule train_small:
     params:
         out=params_run_dir,
         command=params_train_command,
+    threads: train_threads
     log:
         log_file("train_small", "{dataset}/{method}/{variant}/seed~{seed}"),
     benchmark:
@@ -61,6 +62,7 @@ rule train_large:
     params:
         out=params_run_dir,
         command=params_train_command,
+    threads: train_threads
     log:
         log_file("train_large", "{dataset}/{method}/{variant}/seed~{seed}"),
     benchmark:
@@ -82,9 +84,11 @@ rule kar_knowledge:
     params:
         data=lambda wildcards, input: str(Path(input.data).parent),
         generator=lambda wildcards: EXP.knowledge_generator(wildcards.generator),
+    threads: llm_threads
     log:
         log_file("kar_knowledge", "{dataset}/{generator}"),
     conda:
         "../envs/laser-repro.yaml"
     shell:
-        "laser-repro kar-knowledge --data {params.data:q} --generator {params.generator:q} --out {output:q} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} laser-repro kar-knowledge --data {params.data:q} "
+        "--generator {params.generator:q} --out {output:q} > {log} 2>&1"
