@@ -395,3 +395,15 @@ def test_a_gpu_host_runs_one_language_model_job_at_a_time(tmp_path, monkeypatch)
     assert gpu_count(tmp_path, visible="0,-1,1") == 1  # CUDA reads up to the first -1
     assert gpu_count(tmp_path / "none", visible="0") == 0  # no device files, no GPU
     assert llm_job_threads(8, 1) == 8 and llm_job_threads(8, 0) == 1 and llm_job_threads(None, 2) == 1
+
+
+def test_a_data_sets_input_files_leave_hidden_files_and_folders_out(tmp_path):
+    """A file in a hidden subfolder of a user's input folder (a .git, an editor's cache) was a prepare input: each new
+    one re-prepared the data set and retested every run of it."""
+    root = tmp_path / "input"
+    (root / "sub").mkdir(parents=True)
+    (root / ".git" / "objects").mkdir(parents=True)
+    for name in ("train.json", "sub/meta.json", ".DS_Store", ".git/objects/ab", "sub/.swp"):
+        (root / name).write_text("x")
+    assert layout.input_files(str(root)) == [str(root / "sub" / "meta.json"), str(root / "train.json")]
+    assert layout.input_files(str(tmp_path / "missing")) == [str(tmp_path / "missing")]

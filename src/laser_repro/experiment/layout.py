@@ -55,7 +55,8 @@ def input_files(folder: str) -> list[str]:
     """The files under a data set's raw ``input`` folder (the prepare job's inputs), or the folder itself when it
     is missing, so Snakemake names it as the missing input."""
     root = Path(folder)
-    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(str(p) for p in root.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     return files or [folder]
 
 
