@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from laser_repro.artifacts.ablation import compute_ablation, make_ablation
+from laser_repro.artifacts.ablation import compute_ablation, layout_of, make_ablation
 from laser_repro.experiment.specs import VariantTableSpec
 from test_artifacts_support import write_run
 
@@ -85,3 +85,11 @@ def test_table5_rows(tmp_path):
     assert res.ranking["ndcg@10"] == ["tpl-no-instruction", "main"]  # a variant can beat the full model
     with pytest.raises(ValueError, match="unknown variant table"):
         compute_ablation(spec(tmp_path, "table9", [0], TEMPLATES))
+
+
+def test_each_section_heading_appears_once_whatever_the_variants_order():
+    """Variants listed out of the paper's grouping repeated a section heading (Bi-Tuning, M-Former, Bi-Tuning)."""
+    assert layout_of("table3", ["no-prefix", "no-mformer", "no-suffix-mean", "mine", "no-lb"]) == [
+        (None, ["main"]), ("Bi-Tuning", ["no-prefix", "no-suffix-mean"]), ("M-Former", ["no-mformer"]),
+        ("Other", ["mine"]), ("Model Learning", ["no-lb"])]
+    assert layout_of("table5", TEMPLATES) == [(None, ["main"]), (None, TEMPLATES)]

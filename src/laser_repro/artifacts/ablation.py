@@ -38,16 +38,13 @@ TITLES = {
 
 
 def layout_of(table: str, variants: list[str]) -> list[tuple[str | None, list[str]]]:
-    """[(section heading or None, rows)] in the paper's order: the full model first."""
-    out: list[tuple[str | None, list[str]]] = [(None, ["main"])]
+    """[(section heading or None, rows)]: the full model first, then each section once (in the order its first
+    variant comes), its variants in their order."""
+    sections: dict[str | None, list[str]] = {}
     for v in variants:
-        section = SECTIONS.get(v) if table != "table5" else None
-        section = section or ("Other" if table != "table5" else None)
-        if out[-1][0] == section:
-            out[-1][1].append(v)
-        else:
-            out.append((section, [v]))
-    return out
+        section = None if table == "table5" else (SECTIONS.get(v) or "Other")
+        sections.setdefault(section, []).append(v)
+    return [(None, ["main"]), *sections.items()]
 
 
 @dataclass
