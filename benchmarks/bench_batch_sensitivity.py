@@ -2,6 +2,7 @@
 run reaches?
 
     python benchmarks/bench_batch_sensitivity.py --threads 2 [--states 0 4 8] [--batches 12] [--eps 1e-6]
+    python benchmarks/bench_batch_sensitivity.py --threads 2 --transplant 8 --out benchmarks/batch_sensitivity_groups.md
 
 ``divergence_fp32_grads.md`` (seed 0's MiniLM M-Former run config at lr 1e-3, fp32) found that along two lockstep
 copies the gradients of steps 5, 7 and 9 part 539-2,300 times as far as the weights do, the other early steps 1-3
@@ -19,6 +20,15 @@ and 9 give ratios above 100 and every other batch below 10. Outcome (2026-12-07,
 ``batch_sensitivity_states.md``): failed, it is mostly the state: 3-19 for nearly every batch through step 4's
 weights (batch 5 at step 4's: 97.5), then 34-2,290 for every batch after 8 steps.
 
+Which weights' moves make the state sensitive (``--transplant S``): for each weight group G (``bench_divergence
+.weight_group``: the M-Former's router, queries, each block's sublayers, output projection; the suffix), the same
+ratios at the initial weights with G alone moved to where step S has it ("only G moved"), and at step S's weights with
+G alone put back ("G put back"). A group whose move alone gives step S's ratios, and whose return alone removes them,
+is the carrier. Prediction (written before the first run): the queries or the router; their moves alone give ratios
+above 25 for most batches, every other group's alone below 10. Outcome (2026-12-07, ``batch_sensitivity_groups.md``):
+failed, no group carries it alone (one group moved: medians 5-12; one group put back: 58-513 against step 8's 163);
+the output projection's weight comes nearest (put back: median 14.4; moved alone: 12).
+
 Writes ``benchmarks/batch_sensitivity.md``. A diagnostic of one seed; nothing here trains a result.
 """
 
@@ -35,7 +45,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_divergence import add_seed_option, case_config, gradients, perturb, rel, weights  # noqa: E402
+from bench_divergence import (add_seed_option, case_config, gradients, perturb, rel, weight_group,  # noqa: E402
+                              weights)
 from bench_prefix_steps import run_start, runs_budget, steps_parser, train_step  # noqa: E402
 from laser_repro.io import write_text  # noqa: E402
 from laser_repro.runinfo import cpu_model  # noqa: E402
@@ -58,6 +69,32 @@ def ratio(model, eps: float, rows: list, targets: np.ndarray, table: torch.Tenso
     return rel(grads[1], grads[0]) / rel(weights(other), weights(model))
 
 
+def mixed(base: torch.nn.Module, donor: torch.nn.Module, group: str) -> torch.nn.Module:
+    """A copy of ``base`` whose trainable weights of ``group`` (:func:`weight_group`) are ``donor``'s."""
+    out = copy.deepcopy(base)
+    with torch.no_grad():
+        for (name, p), q in zip(out.named_parameters(), donor.parameters()):
+            if p.requires_grad and weight_group(name) == group:
+                p.copy_(q)
+    return out
+
+
+def transplants(start: torch.nn.Module, moved: torch.nn.Module, row) -> dict[str, dict]:
+    """For each weight group: its rms move per weight from ``start`` to ``moved``, and ``row`` (a model -> that model's
+    ratios, one per batch) at ``start`` with that group alone moved and at ``moved`` with it alone put back."""
+    sq: dict[str, list[float]] = {}
+    for (name, p), q in zip(start.named_parameters(), moved.parameters()):
+        if p.requires_grad:
+            d = sq.setdefault(weight_group(name), [0.0, 0])
+            d[0] += float((q.detach() - p.detach()).float().pow(2).sum())
+            d[1] += p.numel()
+    out = {}
+    for g, (total, n) in sq.items():
+        out[g] = {"move": (total / n) ** 0.5, "only": row(mixed(start, moved, g)), "back": row(mixed(moved, start, g))}
+        print(f"{g}: only {np.median(out[g]['only']):.3g}, back {np.median(out[g]['back']):.3g}", flush=True)
+    return out
+
+
 def measure(args) -> dict:
     from laser_repro.laser import trainer
 
@@ -66,6 +103,8 @@ def measure(args) -> dict:
     n_batches = min(args.batches, len(batches))
     table = model.embed_items(ds.n_items, cfg.item_batch_size)  # as train_laser's first refresh (untrained)
     opt = trainer.make_optimizer(cfg, model, len(batches))[0]
+    if args.transplant is not None:
+        args.states = sorted(set(args.states) | {0, args.transplant})
     masks, states = [], {}
     for step in range(max(max(args.states), n_batches) + 1):  # the run's steps, for its states and its masks
         if step in args.states:
@@ -75,12 +114,17 @@ def measure(args) -> dict:
         if step < max(max(args.states), n_batches - 1):
             train_step(model, opt, cfg, histories, targets, batches[step], table)
     t0 = time.perf_counter()
+
+    def row(model) -> list[float]:
+        return [ratio(model, args.eps, [histories[i] for i in batches[j]], targets[batches[j]], table, masks[j])
+                for j in range(n_batches)]
+
     grid = {}
     for s in sorted(states):
-        for j in range(n_batches):
-            idx = batches[j]
-            grid[(s, j + 1)] = ratio(states[s], args.eps, [histories[i] for i in idx], targets[idx], table, masks[j])
+        for j, value in enumerate(row(states[s])):
+            grid[(s, j + 1)] = value
         print(f"state {s}: " + " ".join(f"{grid[(s, j + 1)]:.3g}" for j in range(n_batches)), flush=True)
+    groups = None if args.transplant is None else transplants(states[0], states[args.transplant], row)
     (s_top, j_top) = max(grid, key=grid.get)
     idx = batches[j_top - 1]
     per_row = []
@@ -90,7 +134,8 @@ def measure(args) -> dict:
                                        masks[j_top - 1])})
     return {"cfg": cfg, "grid": grid, "states": sorted(states), "batches": n_batches, "top": (s_top, j_top),
             "state_weights": {s: weights(m) for s, m in states.items()},
-            "per_row": per_row, "batch_ratio": grid[(s_top, j_top)], "seconds": time.perf_counter() - t0}
+            "per_row": per_row, "batch_ratio": grid[(s_top, j_top)], "groups": groups,
+            "seconds": time.perf_counter() - t0}
 
 
 def report(r: dict, args) -> str:
@@ -99,7 +144,8 @@ def report(r: dict, args) -> str:
         "# Is the M-Former's gradient sensitivity the batch's or the state's? (issue 11 diagnostic)",
         "",
         f"Written by `python benchmarks/bench_batch_sensitivity.py --threads {args.threads} --states "
-        f"{' '.join(map(str, args.states))} --batches {args.batches} --eps {args.eps:g} --seed {args.seed}` on "
+        f"{' '.join(map(str, args.states))} --batches {args.batches} --eps {args.eps:g} --seed {args.seed}"
+        f"{'' if args.transplant is None else f' --transplant {args.transplant}'}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {cpu_model()}, in fp32 on CPU. Seed {args.seed}'s MiniLM "
         f"M-Former run config at lr {args.lr:g} (`bench_laser_scientific.run_config`: its initial weights, training "
         "users, epoch-0 batch order and untrained item refresh). Each cell: rel(gradient) / rel(weights) of one batch's "
@@ -116,8 +162,28 @@ def report(r: dict, args) -> str:
               "perturbation and masks):", "",
               "| training row | history length | target item | ratio |", "|---:|---:|---:|---:|"]
     lines += [f"| {x['row']} | {x['history']} | {x['target']} | {x['ratio']:.3g} |" for x in r["per_row"]]
+    if r["groups"] is not None:
+        lines += group_table(r, args.transplant)
     lines += ["", f"{r['seconds']:.0f} s for the grid and the rows on {args.threads} threads.", ""]
     return "\n".join(lines)
+
+
+def group_table(r: dict, s: int) -> list[str]:
+    """The ``--transplant`` table: per weight group, its move and the median and max ratio over the batches."""
+    n = r["batches"]
+    at = {k: [r["grid"][(k, j)] for j in range(1, n + 1)] for k in (0, s)}
+    lines = ["", f"Which weights' moves carry it: the initial weights with one group alone moved to step {s}'s "
+             f"(\"only G moved\"), and step {s}'s weights with one group alone put back (\"G put back\"); each "
+             f"cell the median (max) over the {n} batches. For reference: the initial weights "
+             f"{np.median(at[0]):.3g} ({max(at[0]):.3g}), step {s}'s {np.median(at[s]):.3g} ({max(at[s]):.3g}). Move: "
+             f"the rms of w_{s} - w_0 over the group's weights (Adam moves a weight by about lr a step).", "",
+             "| group | move | only G moved | G put back | only G: batches > 25 | put back: batches > 25 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for g, v in r["groups"].items():
+        lines.append(f"| {g} | {v['move']:.3g} | {np.median(v['only']):.3g} ({max(v['only']):.3g}) | "
+                     f"{np.median(v['back']):.3g} ({max(v['back']):.3g}) | {sum(x > 25 for x in v['only'])} | "
+                     f"{sum(x > 25 for x in v['back'])} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,14 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=12, help="the epoch's first batches, each a column")
     ap.add_argument("--eps", type=float, default=1e-6, help="relative size of the weight perturbation")
     ap.add_argument("--lr", type=float, default=1e-3, help="the run config's learning rate (its optimiser's steps)")
+    ap.add_argument("--transplant", type=int, default=None, metavar="S",
+                    help="also move one weight group at a time between the initial weights and step S's")
     add_seed_option(ap)
     args = ap.parse_args(argv)
-    if min(args.states) < 0 or args.batches < 1 or args.eps <= 0:
-        ap.error("--states: steps >= 0; --batches: at least 1; --eps: positive")
+    if min(args.states) < 0 or args.batches < 1 or args.eps <= 0 or (args.transplant or 0) < 0:
+        ap.error("--states, --transplant: steps >= 0; --batches: at least 1; --eps: positive")
     torch.set_num_threads(args.threads)
     budget = runs_budget(args)
     budget.seed, budget.states, budget.batches, budget.eps, budget.lr = (args.seed, args.states, args.batches,
                                                                         args.eps, args.lr)
+    budget.transplant = args.transplant
     r = measure(budget)
     write_text(args.out, report(r, args))
     print(args.out.read_text())

@@ -49,10 +49,11 @@ def old_epochs(old: str | None, model: str) -> list[int]:
     return []
 
 
-def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: int) -> dict:
+def setup(model_name: str, data: Path, cache: Path):
+    """(cfg, ds, model, X, y, batches, rng) of seed 0's run of ``model_name`` under its Table 2 benchmark protocol:
+    the model as the trainer builds it (MiniLM text features) and epoch 1's batches, in the trainer's order."""
     import numpy as np
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from bench_idrec_scientific import offline_config
 
@@ -62,7 +63,7 @@ def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: in
     from laser_repro.experiment.registry import METHODS
     from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.registry import build_model, uses_text
-    from laser_repro.idrec.trainer import eval_inputs, evaluate_model, item_text_features, training_instances, training_users
+    from laser_repro.idrec.trainer import item_text_features, training_instances, training_users
 
     over = {**METHODS[model_name].base_config(), **offline_config(model_name), "dataset": str(data), "seed": 0}
     cfg = from_dict(IDRecRunConfig, nest(over))  # MiniLM features, as bench_idrec_scientific.py
@@ -75,6 +76,17 @@ def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: in
     rng = np.random.default_rng([cfg.seed, 1])  # epoch 1's order, as the trainer draws it
     order = rng.permutation(X.shape[0])
     batches = [order[s : s + cfg.batch_size] for s in range(0, X.shape[0], cfg.batch_size)]
+    return cfg, ds, model, X, y, batches, rng
+
+
+def measure(model_name: str, data: Path, runs: Path, cache: Path, time_steps: int) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from laser_repro.idrec.trainer import eval_inputs, evaluate_model
+
+    cfg, ds, model, X, y, batches, rng = setup(model_name, data, cache)
+    device = torch.device("cpu")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     model.train()
 

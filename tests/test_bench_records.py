@@ -4,6 +4,7 @@ previous report's lines for runs that are neither here nor recorded (never a sil
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -218,7 +220,6 @@ def test_lost_rows_names_what_a_rewrite_would_blank_or_drop(monkeypatch):
 
 def test_write_report_refuses_to_blank_a_result(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
-    import pytest
     from records import write_report
 
     path = tmp_path / "r.md"
@@ -604,8 +605,6 @@ def test_the_smollm2_diagnostics_have_their_own_one_epoch_budget(monkeypatch, tm
 def test_retest_tests_a_finished_run_on_every_user_from_its_recorded_config(monkeypatch, tmp_path):
     """--retest: a run made under another form of run_config (here a tiny one) is tested on every test user from
     the config it recorded; nothing is retrained (the history stays), and a missing run is named."""
-    import pytest
-
     from laser_repro.data.dataset import load_dataset
     from laser_repro.laser import trainer
     from laser_repro.laser.config import PhaseConfig
@@ -641,7 +640,6 @@ def test_prefix_steps_measures_the_prefix_move_of_real_adam_steps(monkeypatch, t
     refresh is used; a step of lr 0 moves neither the prefix nor the user vectors, and keeps every top-10 item."""
     import dataclasses as dc
 
-    import pytest
     import torch
 
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
@@ -779,7 +777,6 @@ def test_divergence_compares_two_lockstep_copies_of_a_run(monkeypatch, tmp_path)
     import copy
     import dataclasses as dc
 
-    import pytest
     import torch
 
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
@@ -932,8 +929,9 @@ def test_batch_sensitivity_takes_the_runs_states_and_masks(monkeypatch, tmp_path
     cfg = dc.replace(base, bituning=BiTuningConfig(prefix="mformer", n_prefix=4), optim=OptimConfig(batch_size=8, lr=1e-3),
                      mformer=dc.replace(base.mformer, dropout=0.1))
     monkeypatch.setattr(sys.modules["bench_divergence"], "run_config", lambda variant, args: cfg)
-    args = argparse.Namespace(states=[0, 2], batches=3, eps=1e-4, lr=1e-3, seed=0)
+    args = argparse.Namespace(states=[0, 2], batches=3, eps=1e-4, lr=1e-3, seed=0, transplant=None)
     r = mod.measure(args)
+    assert r["groups"] is None
     assert set(r["grid"]) == {(s, j) for s in (0, 2) for j in (1, 2, 3)}
     assert all(np.isfinite(v) and v > 0 for v in r["grid"].values())
     ds, model, histories, targets, _, batches = mod.run_start(cfg)  # the run again: two of its own steps
@@ -954,11 +952,48 @@ def test_batch_sensitivity_takes_the_runs_states_and_masks(monkeypatch, tmp_path
     assert "| state (steps trained) |" in mod.report(r, argparse.Namespace(threads=1, **vars(args)))
 
 
+def test_batch_sensitivity_transplant_moves_one_weight_group_at_a_time(monkeypatch, tmp_path):
+    """--transplant S: for each trainable weight group, the ratios at the initial weights with that group alone at
+    step S's values and at step S's weights with it alone back at the initial values; ``mixed`` copies exactly that
+    group's weights and leaves every other weight (and both inputs) as they were."""
+    import dataclasses as dc
+
+    import torch
+
+    from laser_repro.laser.config import BiTuningConfig, OptimConfig
+    from laser_repro.laser.tiny import tiny_config, tiny_dataset
+
+    mod = _script(monkeypatch, "bench_batch_sensitivity")
+    data = tiny_dataset(tmp_path / "data")
+    base = tiny_config(data, tmp_path / "cache", backbone_precision="fp32")
+    cfg = dc.replace(base, bituning=BiTuningConfig(prefix="mformer", n_prefix=4), optim=OptimConfig(batch_size=8, lr=1e-3))
+    monkeypatch.setattr(sys.modules["bench_divergence"], "run_config", lambda variant, args: cfg)
+    args = argparse.Namespace(states=[1], batches=2, eps=1e-4, lr=1e-3, seed=0, transplant=2)
+    r = mod.measure(args)
+    assert r["states"] == [0, 1, 2]  # the initial weights and step S's join the asked states
+    ds, model, histories, targets, _, batches = mod.run_start(cfg)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    groups = list(dict.fromkeys(mod.weight_group(n) for n in names))
+    assert list(r["groups"]) == groups and {"router", "queries", "suffix"} <= set(groups)
+    for v in r["groups"].values():
+        assert len(v["only"]) == len(v["back"]) == 2 and all(np.isfinite(x) and x > 0 for x in v["only"] + v["back"])
+        assert v["move"] > 0  # two Adam steps move every trainable group
+    start, moved = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in start.parameters()]
+    out = mod.mixed(start, moved, "router")
+    for (name, p), a, b in zip(out.named_parameters(), start.parameters(), moved.parameters()):
+        assert torch.equal(p, b if p.requires_grad and mod.weight_group(name) == "router" else a), name
+    assert all(torch.equal(p, q) for p, q in zip(start.parameters(), before))
+    text = mod.report(r, argparse.Namespace(threads=1, **vars(args)))
+    assert "--transplant 2" in text and "| router |" in text and "only G moved" in text
+
+
 def test_divergence_main_hands_its_options_to_each_case(monkeypatch, tmp_path, capsys):
     """bench_divergence.main passes --every, --seed and --steps on to measure() for each case (a run of 2026-12-06
     wrote "--every 5" in its report while measuring only the log-spaced steps), and the report names them."""
-    import pytest
-
     mod = _script(monkeypatch, "bench_divergence")
     seen = []
 
@@ -1015,7 +1050,6 @@ def test_prefix_anatomy_splits_a_step_by_group(monkeypatch, tmp_path):
     its step on the hooked inputs ||dW X|| (P is linear in W); at lr 0 nothing moves."""
     import dataclasses as dc
 
-    import pytest
     import torch
 
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
@@ -1067,7 +1101,6 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
     threshold is 38 / lr for beta1 = 0.9."""
     import dataclasses as dc
 
-    import pytest
     import torch
 
     from laser_repro.laser.config import BiTuningConfig, OptimConfig
@@ -1158,8 +1191,6 @@ def test_sharpness_measures_adams_preconditioned_sharpness(monkeypatch, tmp_path
 def test_eval_unfinished_evaluates_the_best_epoch_as_the_trainer_does(monkeypatch, tmp_path, capsys):
     """eval_unfinished.py on a run's checkpoint gives the test metrics the trainer reported for the same selected
     epoch (here a finished run, whose checkpoint holds that epoch); it has --help and names a missing checkpoint."""
-    import pytest
-
     from laser_repro.idrec.config import IDRecRunConfig
     from laser_repro.idrec.trainer import train_idrec
     from laser_repro.laser.tiny import tiny_dataset
@@ -1178,3 +1209,19 @@ def test_eval_unfinished_evaluates_the_best_epoch_as_the_trainer_does(monkeypatc
     assert out["test"] == pytest.approx(record["test"], abs=1e-12) and out["best_epoch"] == record["best_epoch"]
     with pytest.raises(SystemExit, match="checkpoint.pt: missing; expected the checkpoint of a train-idrec run"):
         mod.main(["sasrec", str(tmp_path / "nothing"), "--data", str(data)])
+
+
+def test_idrec_compile_summary_and_report_on_hand_values(monkeypatch):
+    """bench_idrec_compile.py's arithmetic: medians after the warm-up, compilation = first compiled step less an eager
+    step, the largest relative loss difference, and training minutes = epochs x batches x s/step / 60."""
+    mod = _script(monkeypatch, "bench_idrec_compile")
+    eager = {"times": [0.9, 0.6, 0.5, 0.4, 0.5], "losses": [8.0, 7.0, 6.0, 5.0, 4.0], "batches": 22}
+    comp = {"times": [170.5, 5.0, 0.25, 0.2, 0.3], "losses": [8.0, 7.0, 6.0, 5.0, 4.002], "batches": 22}
+    r = mod.summary("fdsa", eager, comp, 2, [71, 100])
+    assert r["eager_s"] == 0.5 and r["compiled_s"] == 0.25 and r["speedup"] == 2.0
+    assert r["compile_s"] == pytest.approx(170.0) and r["loss_rel_diff"] == pytest.approx(0.0005)
+    assert r["train_min"] == pytest.approx([71 * 22 * 0.5 / 60, 71 * 22 * 0.25 / 60, 100 * 22 * 0.5 / 60,
+                                            100 * 22 * 0.25 / 60])
+    text = mod.report([r, mod.summary("zesrec", eager, comp, 2, [])], 2, 2)
+    assert "| fdsa | 5 | 0.500 | 0.250 | 2.00x | 170 | 5.0e-04 | 13.0-18.3 | 6.5-9.2 |" in text
+    assert "| zesrec | 5 |" in text and text.rstrip().endswith("| — | — |")
