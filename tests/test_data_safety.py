@@ -169,6 +169,11 @@ CASES = {  # name: (edit, expected message)
     # a number became the title "123" in every prompt
     "numeric title": (edit_json("meta.json", lambda m: m["4"]["input"][0].__setitem__("title", 123)),
                       r"meta\.json: item .* title: 123 is int; expected text or a list of texts"),
+    # a release cut in val.json and test.json alike: its users became training-only and their last two items vanished
+    "evaluated user cut from val and test": (
+        lambda f: [edit_json(n, lambda v: v.pop("6"))(f) for n in ("val.json", "test.json")],
+        r"val\.json, .*test\.json: user '.*' \(index 6\) has \d+ training items but no validation or test item "
+        r"\(1 such users\)"),
     # a user with nothing anywhere was counted in Table 1's users, average length and density
     "user without interactions": (edit_json("umap.json", lambda u: u.__setitem__("ghost", len(u))),
                                   r"umap\.json: user 'ghost' \(index \d+\) has no item in train\.json, val\.json or "

@@ -35,3 +35,20 @@ def test_train_user_fractions_are_seeded_and_nested():
     assert a5.size == 10 and a10.size == 20 and set(a5) <= set(a10)
     assert np.array_equal(a5, sample_train_users(ds, 0.05, 0))
     assert not np.array_equal(a10, sample_train_users(ds, 0.10, 1))
+
+
+def test_a_training_only_user_has_no_target_to_hand_out():
+    """history_and_target and targets returned the NEXT user's first item as a training-only user's target."""
+    items = [{"id": str(i), "title": f"t{i}", "brand": "b", "category": "c"} for i in range(6)]
+    ds = from_sequences("d", "test", items, ["a", "b", "c"], [[0, 1], [2, 3, 4, 5], [1, 2, 3]])
+    assert list(ds.eval_users("test")) == [1, 2]  # "a" has 2 items: training only
+    hist, target = ds.history_and_target(1, "test")
+    assert list(hist) == [2, 3, 4] and target == 5
+    assert ds.history_and_target(2, "valid")[1] == 2 and list(ds.targets("valid", [1, 2])) == [4, 2]
+    for split in ("valid", "test"):
+        with pytest.raises(ValueError, match=f"d: user 0 has no {split} target"):
+            ds.history_and_target(0, split)
+        with pytest.raises(ValueError, match=f"d: user 0 has no {split} target"):
+            ds.targets(split, [1, 0])
+    with pytest.raises(ValueError, match="split must be 'valid' or 'test'"):
+        ds.history_and_target(1, "train")

@@ -86,23 +86,25 @@ class SeqDataset:
 
         The validation input is the training part; the test input adds the validation item.
         """
+        need = _need(split)
         start, n = int(self.offsets[u]), int(self.train_len[u])
-        if split == "valid":
-            return self.flat[start : start + n], int(self.flat[start + n])
-        if split == "test":
-            return self.flat[start : start + n + 1], int(self.flat[start + n + 1])
-        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+        if int(self.lengths[u]) - n < need:  # a training-only user: the next user's items are not its target
+            raise ValueError(f"{self.name}: user {u} has no {split} target (training only: {n} items)")
+        return self.flat[start : start + n + need - 1], int(self.flat[start + n + need - 1])
 
     def eval_users(self, split: str = "test") -> np.ndarray:
         """Dense indices of users that have a ``split`` target."""
-        need = {"valid": 1, "test": 2}[split]
-        return np.flatnonzero(self.lengths - self.train_len >= need)
+        return np.flatnonzero(self.lengths - self.train_len >= _need(split))
 
     def targets(self, split: str, users: np.ndarray | None = None) -> np.ndarray:
         """Target item of each user in ``users`` (default: all eval users) for ``split``."""
+        need = _need(split)
         users = self.eval_users(split) if users is None else np.asarray(users)
-        shift = {"valid": 0, "test": 1}[split]
-        return self.flat[self.offsets[users] + self.train_len[users] + shift].astype(np.int64)
+        short = users[self.lengths[users] - self.train_len[users] < need]
+        if short.size:
+            raise ValueError(f"{self.name}: user {int(short[0])} has no {split} target (training only; "
+                             f"{short.size} such users asked for)")
+        return self.flat[self.offsets[users] + self.train_len[users] + need - 1].astype(np.int64)
 
     def train_item_counts(self) -> np.ndarray:
         """Number of training interactions of each item."""
@@ -141,6 +143,13 @@ class SeqDataset:
             "fingerprint": self.fingerprint(),
             **({"notes": list(self.notes)} if self.notes else {}),
         }
+
+
+def _need(split: str) -> int:
+    """Items after the training part a user needs for a ``split`` target: 1 for "valid", 2 for "test"."""
+    if split not in ("valid", "test"):
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+    return 1 if split == "valid" else 2
 
 
 def from_sequences(

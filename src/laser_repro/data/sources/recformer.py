@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from laser_repro.data.dataset import SeqDataset, from_sequences
+from laser_repro.data.dataset import MIN_EVAL_LEN, SeqDataset, from_sequences
 from laser_repro.data.sources.text import clean_field
 from laser_repro.io import read_json
 
@@ -118,6 +118,12 @@ def prepare(input_path: str | Path, name: str, unescape_html: bool = True, **_: 
     if no_train:
         raise ValueError(f"{folder / 'train.json'}: user {no_train[0]} has validation/test items but no training "
                          f"items ({len(no_train)} such users); every evaluated user needs a history")
+    unevaluated = [u for u in range(n_u) if u not in val and len(train.get(u, [])) >= MIN_EVAL_LEN]
+    if unevaluated:  # leave-one-out evaluates every user with 3 items: a cut val/test file, not a protocol
+        raise ValueError(f"{folder / 'val.json'}, {folder / 'test.json'}: user {user_ids[unevaluated[0]]!r} (index "
+                         f"{unevaluated[0]}) has {len(train[unevaluated[0]])} training items but no validation or test "
+                         f"item ({len(unevaluated)} such users); expected every user with at least {MIN_EVAL_LEN} "
+                         "items in val.json and test.json (a damaged or cut release?)")
     empty = [u for u in range(n_u) if not train.get(u) and u not in val]
     if empty:  # counted in Table 1's users, average length and density, with nothing to train or test on
         raise ValueError(f"{folder / 'umap.json'}: user {user_ids[empty[0]]!r} (index {empty[0]}) has no item in "

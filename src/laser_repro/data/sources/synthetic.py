@@ -76,6 +76,10 @@ def generate_records(cfg: SyntheticConfig) -> tuple[list[dict], list[dict]]:
     cats = [POOL[k] for k in sorted(rng.choice(len(POOL), cfg.categories, replace=False))]
     item_cat = np.sort(rng.integers(0, cfg.categories, cfg.items))
     item_cat[: cfg.categories] = np.arange(cfg.categories)  # every category has items
+    for c in range(cfg.categories):  # and at least 2 (each item's companion is another of its category); the
+        if np.count_nonzero(item_cat == c) < 2:  # largest category has > 2 to give when items >= 2 per category
+            donor = int(np.argmax(np.bincount(item_cat, minlength=cfg.categories)))
+            item_cat[np.flatnonzero(item_cat == donor)[-1]] = c
     item_cat = np.sort(item_cat)
     meta, by_cat = [], [np.flatnonzero(item_cat == c) for c in range(cfg.categories)]
     for i in range(cfg.items):
