@@ -375,6 +375,28 @@ def test_a_run_killed_in_pretraining_resumes_after_its_last_checkpointed_step(da
     weights = [torch.load(tmp_path / r / "model.pt", weights_only=False)["state_dict"] for r in ("whole", "run")]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert resumed["test"] == whole["test"] and resumed["history"] == whole["history"]
+    old = {**blob, "pretraining": {k: v for k, v in blob["pretraining"].items() if k not in ("schedule", "scheduler")}}
+    (tmp_path / "old").mkdir()
+    torch.save(old, tmp_path / "old" / "checkpoint.pt")  # killed in pre-training before 2026-12-07
+    with pytest.raises(ValueError, match=r"pre-training checkpoint of the earlier optimiser .* remove the run's"):
+        trainer.train_recformer(cfg, tmp_path / "old")
+
+
+def test_pretraining_steps_as_the_official_litwrapper(data, monkeypatch):
+    """Pre-training ran torch's AdamW defaults (weight decay 0.01 on every weight, LayerNorms and biases too) at a
+    constant lr; the official LitWrapper decays nothing and takes the lr linearly to 0 over the run's steps."""
+    cfg = tiny(data, pretrain=PretrainConfig(datasets=[str(data)], steps=4, batch_size=8, lr=1e-3))
+    from laser_repro.recformer.model import build
+
+    built = build("tiny", cfg.max_items, cfg.max_tokens, cfg.attention_window)
+    tok = KeyValueTokenizer(built.tokenizer, load_dataset(data).items, cfg.max_items, cfg.max_tokens)
+    seen = []
+    step = torch.optim.AdamW.step
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda opt, *a, **k: (
+        seen.append([(g["lr"], g["weight_decay"]) for g in opt.param_groups]), step(opt, *a, **k))[1])
+    trainer.pretrain(built.model, tok, cfg, trainer.TrainState(), torch.device("cpu"))
+    assert [sorted({lr for lr, _ in s}) for s in seen] == [[1e-3], [7.5e-4], [5e-4], [2.5e-4]]
+    assert {wd for s in seen for _, wd in s} == {0.0}
 
 
 def test_a_released_checkpoint_loads_under_its_own_names(tmp_path):

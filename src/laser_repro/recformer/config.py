@@ -60,7 +60,7 @@ class RecformerRunConfig:
     grad_accumulation: int = 8
     warmup_steps: int = 100
     schedule_epochs: int = 128  # the linear decay spans this many epochs (official: num_train_epochs 128)
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 0.0  # official finetune.py: no clipping (0 = off; pre-training clips at 1.0)
     eval_every: int = 3  # both stages validate every this many epochs (and at their last)
     stage1_max_epochs: int = 128
     stage1_patience: int = 5  # validations without a better NDCG@10

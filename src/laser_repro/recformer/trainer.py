@@ -179,6 +179,7 @@ def linear_schedule(warmup: int, total: int):
 
 
 SCHEDULE = "official-optimization.py"  # kept in checkpoints: a resume never mixes two schedules
+PRETRAIN_SCHEDULE = "official-litmodels-linear"  # the same for pre-training's optimiser and schedule
 NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")  # the official create_optimizer_and_scheduler's list
 
 
@@ -355,12 +356,20 @@ def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, 
     sets = [load_dataset(d) for d in p.datasets]
     pools = [np.flatnonzero(s.train_len >= 2) for s in sets]
     model.word_embeddings.weight.requires_grad_(False)
-    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p.lr)
+    # the official LitWrapper: AdamW without weight decay (its no-decay groups), the linear schedule from p.lr to 0
+    # over the run's steps without warm-up (get_linear_schedule_with_warmup(0, total))
+    opt = adamw(model, p.lr, 0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(0, p.steps))
     rng = np.random.default_rng([cfg.seed, 7])
     start = 0
     if resume is not None:
+        if resume.get("schedule") != PRETRAIN_SCHEDULE:
+            raise ValueError("a pre-training checkpoint of the earlier optimiser (constant lr, weight decay 0.01 on "
+                             "every weight; before 2026-12-07) cannot resume under the official one: remove the "
+                             "run's checkpoint.pt to pre-train again")
         start = int(resume["step"])
         opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
         rng.bit_generator.state = resume["sampler"]
         log.info("pre-training resumed after step %d of %d", start, p.steps)
     model.train()
@@ -376,13 +385,15 @@ def pretrain(model: Recformer, tok: KeyValueTokenizer, cfg: RecformerRunConfig, 
         check_loss(losses["loss"], f"pre-training step {step}")
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the official Trainer's gradient_clip_val
         opt.step()
+        sched.step()
         if step % 50 == 0 or step == p.steps - 1:
             log.info("pre-training step %d: iic %.4f mlm %.4f", step, float(losses["iic"].detach()),
                      float(losses["mlm"].detach()))
         if save is not None and step + 1 < p.steps and time.perf_counter() - last_save >= PRETRAIN_CHECKPOINT_S:
-            save({"step": step + 1, "optimizer": opt.state_dict(), "sampler": rng.bit_generator.state})
+            save({"step": step + 1, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                  "schedule": PRETRAIN_SCHEDULE, "sampler": rng.bit_generator.state})
             last_save = time.perf_counter()
     model.word_embeddings.weight.requires_grad_(True)
     state.pretrain_steps = p.steps
