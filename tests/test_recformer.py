@@ -34,23 +34,26 @@ def test_key_value_tokens_types_and_item_positions_on_a_hand_example(tokenizer):
     tok = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=64, max_attr_tokens=2)
     ids = lambda w: tokenizer.convert_tokens_to_ids(w)  # noqa: E731 (each word is one WordPiece token here)
     enc = tok.encode([0, 1])  # oldest first -> item 1 (most recent) comes first
-    # <s> | title blue | category kitchen  (item 1, position 1; key + value cut to 2 tokens; no brand)
-    #     | title red | brand sony | category kitchen  (item 0, position 2); <s> alone has position 0
-    assert enc.input_ids == [tokenizer.cls_token_id, ids("title"), ids("blue"), ids("category"), ids("kitchen"),
-                             ids("title"), ids("red"), ids("brand"), ids("sony"), ids("category"), ids("kitchen")]
-    assert enc.token_type_ids == [0, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2]
-    assert enc.item_position_ids == [0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]  # the official encode: item_idx + 1
+    # <s> | title blue | brand | category kitchen  (item 1, position 1; key + value cut to 2 tokens; an empty brand
+    #     keeps its key, as the official data writes every key) | title red | brand sony | category kitchen  (item 0,
+    #     position 2); <s> alone has position 0
+    assert enc.input_ids == [tokenizer.cls_token_id, ids("title"), ids("blue"), ids("brand"), ids("category"),
+                             ids("kitchen"), ids("title"), ids("red"), ids("brand"), ids("sony"), ids("category"),
+                             ids("kitchen")]
+    assert enc.token_type_ids == [0, 1, 2, 1, 1, 2, 1, 2, 1, 2, 1, 2]
+    assert enc.item_position_ids == [0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2]  # the official encode: item_idx + 1
     b = tok.batch([enc, tok.encode([2])])
-    assert b["input_ids"].shape == (2, 11)
-    assert b["item_position_ids"][1, :5].tolist() == [0, 1, 1, 1, 1]  # an item alone (the item table): position 1
-    assert b["token_type_ids"][1, 5:].tolist() == [3] * 6 and b["item_position_ids"][1, 5:].tolist() == [50] * 6
-    assert b["attention_mask"][1].tolist() == [1] * 5 + [0] * 6 and b["global_attention_mask"][:, 0].tolist() == [1, 1]
+    assert b["input_ids"].shape == (2, 12)
+    assert b["item_position_ids"][1, :6].tolist() == [0, 1, 1, 1, 1, 1]  # an item alone (the item table): position 1
+    assert b["token_type_ids"][1, 6:].tolist() == [3] * 6 and b["item_position_ids"][1, 6:].tolist() == [50] * 6
+    assert b["attention_mask"][1].tolist() == [1] * 6 + [0] * 6 and b["global_attention_mask"][:, 0].tolist() == [1, 1]
     # the cut applies to key + value together (official encode_item): one token leaves the key alone
     one = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=64, max_attr_tokens=1).encode([1])
-    assert one.input_ids == [tokenizer.cls_token_id, ids("title"), ids("category")] and one.token_type_ids == [0, 1, 1]
+    assert one.input_ids == [tokenizer.cls_token_id, ids("title"), ids("brand"), ids("category")]
+    assert one.token_type_ids == [0, 1, 1, 1]
     # the token budget keeps whole items, most recent first
-    short = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=6, max_attr_tokens=2).encode([0, 1])
-    assert short.input_ids == enc.input_ids[:5]
+    short = KeyValueTokenizer(tokenizer, ITEMS, max_items=50, max_tokens=7, max_attr_tokens=2).encode([0, 1])
+    assert short.input_ids == enc.input_ids[:6]
     assert KeyValueTokenizer(tokenizer, ITEMS, max_items=1, max_tokens=64).encode([0, 1]).item_position_ids[-1] == 1
 
 
@@ -113,7 +116,9 @@ def test_pretraining_steps_lower_the_mlm_and_contrastive_losses(data):
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
-    assert float(losses["iic"].detach()) < 0.85 * first["iic"] and float(losses["mlm"].detach()) < 0.5 * first["mlm"]
+    # (the IIC bar was 0.85 until empty attributes kept their key tokens: this tiny random encoder's items then share
+    # more tokens, and its IIC settles 13% down, not 15%)
+    assert float(losses["iic"].detach()) < 0.9 * first["iic"] and float(losses["mlm"].detach()) < 0.5 * first["mlm"]
     assert first["loss"] == pytest.approx(first["iic"] + 0.1 * (first["mlm"] + first["mlm_item"]), rel=1e-5)
 
 
@@ -432,3 +437,26 @@ def test_a_released_checkpoint_loads_under_its_own_names(tmp_path):
     torch.save(wide, tmp_path / "wide.bin")
     with pytest.raises(ValueError, match="shapes differ"):
         build("tiny", 50, 64, 8, checkpoint=str(tmp_path / "wide.bin"))
+
+
+def test_a_downloaded_longformer_brings_its_pretrained_mlm_head(tmp_path, tokenizer):
+    """The hub or local: Longformer was loaded as a bare LongformerModel: pre-training started with a random MLM head
+    (and PyTorch's default init); the official code starts from LongformerForMaskedLM's head."""
+    from transformers import LongformerForMaskedLM
+
+    from laser_repro.recformer.model import build, longformer_config
+
+    torch.manual_seed(0)
+    saved = LongformerForMaskedLM(longformer_config(tokenizer.vocab_size, 32, 1, 2, 64, 80, 8))
+    with torch.no_grad():
+        for p in saved.lm_head.parameters():
+            p.add_(torch.randn_like(p))  # a head unlike any fresh initialisation
+    saved.save_pretrained(tmp_path / "lf")
+    tokenizer.save_pretrained(tmp_path / "lf")
+    model = build(f"local:{tmp_path / 'lf'}", 50, 64, 8).model
+    assert torch.equal(model.mlm_transform[0].weight, saved.lm_head.dense.weight)
+    assert torch.equal(model.mlm_transform[2].weight, saved.lm_head.layer_norm.weight)
+    assert torch.equal(model.mlm_bias, saved.lm_head.bias)
+    assert torch.equal(model.word_embeddings.weight, saved.longformer.embeddings.word_embeddings.weight)
+    fresh = build("tiny", 50, 64, 8).model.mlm_transform[0]  # no pre-trained head: N(0, 0.02) as HF, zero bias
+    assert abs(float(fresh.weight.std()) - 0.02) < 0.004 and not fresh.bias.any()

@@ -60,8 +60,19 @@ class Recformer(nn.Module):
         nn.init.normal_(self.item_position.weight, std=longformer.config.initializer_range)
         self.mlm_transform = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(),
                                            nn.LayerNorm(hidden, eps=longformer.config.layer_norm_eps))
+        nn.init.normal_(self.mlm_transform[0].weight, std=longformer.config.initializer_range)  # HF's init
+        nn.init.zeros_(self.mlm_transform[0].bias)
         self.mlm_bias = nn.Parameter(torch.zeros(longformer.config.vocab_size))
         self.autocast = False  # bf16 autocast of the encoder on CPU (set from the run config's precision)
+
+    def load_mlm_head(self, lm_head: nn.Module) -> None:
+        """A pre-trained Longformer's MLM head (``LongformerForMaskedLM.lm_head``: dense, GELU, layer norm; the
+        decoder is the tied word embeddings, its bias ``mlm_bias``), as the official ``save_longformer_ckpt.py``
+        starts pre-training from ``LongformerForMaskedLM``."""
+        with torch.no_grad():
+            self.mlm_transform[0].load_state_dict(lm_head.dense.state_dict())
+            self.mlm_transform[2].load_state_dict(lm_head.layer_norm.state_dict())
+            self.mlm_bias.copy_(lm_head.bias)
 
     @property
     def word_embeddings(self) -> nn.Embedding:
@@ -133,7 +144,7 @@ def minilm_into_longformer(bert: nn.Module, longformer: nn.Module) -> int:
 
 def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint: str | None = None) -> Built:
     """The RECFORMER model and tokenizer named by ``encoder`` (see the module doc)."""
-    from transformers import AutoModel, AutoTokenizer, LongformerModel
+    from transformers import AutoModel, AutoTokenizer, LongformerForMaskedLM, LongformerModel
 
     if encoder in ("minilm", "tiny"):
         path = minilm_path()
@@ -156,10 +167,11 @@ def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint
         path = encoder[len("local:"):] if encoder.startswith("local:") else encoder
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            longformer = LongformerModel.from_pretrained(path, add_pooling_layer=False)
+            masked_lm = LongformerForMaskedLM.from_pretrained(path)  # the encoder and its pre-trained MLM head
         except OSError as err:
             raise ValueError(f"encoder: cannot load {encoder!r} ({err}); offline, use 'minilm' or 'local:PATH' "
                              "to a downloaded Longformer folder") from None
+        longformer = masked_lm.longformer
         types = longformer.embeddings.token_type_embeddings
         if types.num_embeddings != 4:  # start / key / value / pad
             wide = nn.Embedding(4, types.embedding_dim)
@@ -168,6 +180,7 @@ def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint
             longformer.config.type_vocab_size = 4
         offset = longformer.config.pad_token_id + 1
         built = Built(Recformer(longformer, max_items, offset), tokenizer, stand_in=encoder not in HUB)
+        built.model.load_mlm_head(masked_lm.lm_head)
     if checkpoint:
         load_released(built.model, checkpoint)
     return built

@@ -52,11 +52,9 @@ class KeyValueTokenizer:
         """(token ids, token types) of one item's attributes, cached."""
         if item not in self._cache:
             meta, ids, types = self.items[item], [], []
-            for key in ATTRIBUTES:
+            for key in ATTRIBUTES:  # an empty value keeps its key tokens (the official data always writes all three)
                 value = str(meta.get(key) or "").strip()
-                if not value:
-                    continue
-                v = self._ids(value)
+                v = self._ids(value) if value else []
                 ids += (self.key_ids[key] + v)[: self.max_attr_tokens]
                 types += ([TYPE_KEY] * len(self.key_ids[key]) + [TYPE_VALUE] * len(v))[: self.max_attr_tokens]
             self._cache[item] = (ids, types)
