@@ -287,14 +287,23 @@ def test_unisrec_pre_split_maps_onto_leave_one_out_exactly(tmp_path, caplog):
         assert ds.history_and_target(k, "valid")[1] == ds.sequence(k)[-2]  # the list's last item = validation
         assert ds.history_and_target(k, "test")[1] == ds.sequence(k)[-1]
     assert ds.items[0]["title"].startswith("text of")
-    # lists at UniSRec's maximum length lost their oldest items: reported
+    # a list longer than UniSRec's maximum (50): its validation row keeps the last 50 items, its train rows (one per
+    # training target) hold them all: the whole sequence is rebuilt (it lost its 8 oldest items, with a note)
     long = {"1": [str(10 + k) for k in range(60)], "2": ["4", "5", "6"]}
     folder = tmp_path / "long"
     folder.mkdir()
     unisrec_folder(folder, long)
     ds = SOURCES["recbole"](folder, "toy")
-    assert "1 users' lists are at UniSRec's maximum length (50)" in ds.notes[0] and "maximum length" in caplog.text
-    assert len(ds.sequence(ds.user_ids.index("1"))) == 52  # the validation row's 50 + validation + test items
+    k = ds.user_ids.index("1")
+    assert [ds.items[i]["id"] for i in ds.sequence(k)] == [f"asin{i}" for i in long["1"]] and ds.train_len[k] == 58
+    assert not ds.notes and "maximum length" not in caplog.text
+    train = (folder / "toy.train.inter").read_text().splitlines()
+    bad = next(n for n, line in enumerate(train) if line.startswith("1\t") and line.endswith("\t30"))
+    (folder / "toy.train.inter").write_text("\n".join(train[:bad] + [train[bad].replace(" 29\t30", " 28\t30")]
+                                                   + train[bad + 1:]) + "\n")
+    with pytest.raises(ValueError, match=rf"toy\.train\.inter:{bad + 1}: user '1': the history does not continue"):
+        SOURCES["recbole"](folder, "toy")
+    unisrec_folder(folder, long)
     # a test history that does not continue the validation row is refused with file, line and user
     lines = (folder / "toy.test.inter").read_text().splitlines()
     row = next(k for k, line in enumerate(lines) if line.startswith("2\t"))

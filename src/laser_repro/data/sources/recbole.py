@@ -184,9 +184,9 @@ def _presplit(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list
         if extra:
             raise ValueError(f"{pa}: user {extra[0]!r} has no row in {pb.name} ({len(extra)} such users); "
                              "leave-one-out needs both a validation and a test row per evaluated user")
+    train_path, train = rows["train"]
     sequences: dict[str, list[str]] = {}
     train_lens: dict[str, int] = {}
-    truncated = 0
     for u, user_rows in test.items():
         if len(user_rows) != 1 or len(valid[u]) != 1:
             raise ValueError(f"{tpath if len(user_rows) != 1 else vpath}: user {u!r} has several rows "
@@ -195,22 +195,32 @@ def _presplit(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list
         if not _extends(hist, vhist, vtarget):
             raise ValueError(f"{tpath}:{tline}: user {u!r}: the test history must end with the validation item "
                              f"of {vpath.name}:{vline} ({vtarget!r}) and continue that row's history")
-        truncated += len(hist) >= UNISREC_MAX_LEN
-        sequences[u] = vhist + [vtarget, target]
-        train_lens[u] = len(vhist)
-    train_path, train = rows["train"]
+        # the validation row keeps only the last UNISREC_MAX_LEN items; the train rows hold the whole training part
+        seq = _rebuilt(train[u], train_path, u) if u in train else list(vhist)
+        if len(seq) < len(vhist) or (vhist and seq[-len(vhist):] != vhist):
+            raise ValueError(f"{vpath}:{vline}: user {u!r}: the validation history does not end the user's training "
+                             f"items in {train_path.name}")
+        sequences[u] = seq + [vtarget, target]
+        train_lens[u] = len(seq)
     for u, user_rows in train.items():
         if u not in sequences:
-            _, hist, target = max(user_rows, key=lambda r: len(r[1]))
-            sequences[u] = hist + [target]
+            sequences[u] = _rebuilt(user_rows, train_path, u)
             train_lens[u] = len(sequences[u])
-    notes = []
-    if truncated:
-        notes.append(f"{truncated} users' lists are at UniSRec's maximum length ({UNISREC_MAX_LEN}): their oldest "
-                     "items were dropped before this import")
-        log.warning("%s: %s", tpath, notes[-1])
     user_ids = sorted(sequences, key=id_key(list(sequences)))
-    return user_ids, [sequences[u] for u in user_ids], [train_lens[u] for u in user_ids], notes
+    return user_ids, [sequences[u] for u in user_ids], [train_lens[u] for u in user_ids], []
+
+
+def _rebuilt(rows: list[tuple[int, list[str], str]], path: Path, user: str) -> list[str]:
+    """A user's training items from UniSRec's train rows (one per training target, in file order, each with the
+    items before its target cut to the last UNISREC_MAX_LEN): the first row's history, then every row's target.
+    A row whose history is not the items before its target is refused with its line."""
+    seq = list(rows[0][1])
+    for line, hist, target in rows:
+        if not hist or len(hist) > len(seq) or seq[-len(hist):] != hist:
+            raise ValueError(f"{path}:{line}: user {user!r}: the history does not continue the user's earlier rows "
+                             "(UniSRec writes one row per training target, oldest first)")
+        seq.append(target)
+    return seq
 
 
 def prepare(input_path: str | Path, name: str, dataset: str | None = None, unescape_html: bool = True,
