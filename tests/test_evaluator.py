@@ -124,3 +124,14 @@ def test_cuda_matches_cpu():
     cpu = evaluate(lambda pos: scores[pos], np.arange(64), targets)
     gpu = evaluate(lambda pos: scores[pos].cuda(), np.arange(64), targets)
     assert np.array_equal(cpu.ranks, gpu.ranks)
+
+
+def test_a_score_table_of_another_width_than_the_items_is_refused():
+    """Only the rows were checked: a score function that kept a padding column (or dropped an item) was ranked
+    silently, each target's rank among the wrong set."""
+    users, targets = np.arange(3), np.array([0, 2, 1])
+    scores = torch.tensor([[3.0, 1.0, 2.0, 9.0], [0.0, 1.0, 2.0, 9.0], [5.0, 4.0, 1.0, 9.0]])  # column 3: padding
+    with pytest.raises(ValueError, match=r"shape \(3, 4\); expected one column per item \(3\)"):
+        evaluate(lambda pos: scores[torch.as_tensor(pos)], users, targets, n_items=3)
+    ok = evaluate(lambda pos: scores[torch.as_tensor(pos), :3], users, targets, n_items=3)
+    assert ok.ranks.tolist() == [0, 0, 1]

@@ -80,11 +80,13 @@ def evaluate(
     batch_size: int = 1024,
     ties: str = "pessimistic",
     ks: tuple[int, ...] = DEFAULT_KS,
+    n_items: int | None = None,
 ) -> EvalResult:
     """Score ``users`` in batches with ``score_fn`` and rank each user's target.
 
     ``score_fn`` receives a slice of positions ``np.arange(start, stop)`` into ``users`` and
-    returns scores of shape [len(slice), n_items] on any device.
+    returns scores of shape [len(slice), n_items] on any device; given ``n_items`` (the data set's), a score table
+    of another width (a padding column kept, an item dropped) is refused instead of ranked.
     """
     users = np.asarray(users, dtype=np.int64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -97,6 +99,9 @@ def evaluate(
             scores = score_fn(pos)
             if scores.shape[0] != pos.shape[0]:
                 raise ValueError(f"score_fn returned {scores.shape[0]} rows for {pos.shape[0]} users")
+            if n_items is not None and (scores.dim() != 2 or scores.shape[1] != n_items):
+                raise ValueError(f"score_fn returned scores of shape {tuple(scores.shape)}; expected one column "
+                                 f"per item ({n_items}): full ranking ranks every item and nothing else")
             t = torch.as_tensor(targets[pos], device=scores.device)
             ranks[pos] = target_ranks(scores, t, ties).cpu().numpy()
     return EvalResult(users, targets, ranks, aggregate(ranks, ks))

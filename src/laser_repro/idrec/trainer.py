@@ -137,7 +137,7 @@ def evaluate_model(
     try:
         return evaluate(
             lambda pos: model.full_scores(torch.as_tensor(tokens[pos], device=device)),
-            users, targets, batch_size=batch_size, ties=ties,
+            users, targets, batch_size=batch_size, ties=ties, n_items=model.n_items,
         )
     finally:
         model.train(was_training)

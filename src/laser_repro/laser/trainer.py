@@ -217,7 +217,7 @@ def evaluate_split(model: LaserModel, ds: SeqDataset, users: np.ndarray, split: 
     h = F.normalize(model.embed_users(histories, cfg.eval_batch_size).float(), dim=-1)
     items = F.normalize(table.float(), dim=-1)
     return evaluate(lambda pos: h[torch.as_tensor(pos, device=h.device)] @ items.T, users,
-                    ds.targets(split, users), ties=cfg.ties)
+                    ds.targets(split, users), ties=cfg.ties, n_items=ds.n_items)
 
 
 # ---------------------------------------------------------------------------------------

@@ -109,8 +109,8 @@ def evaluate_split(ranker: Ranker, retriever: Retriever, ds: SeqDataset, users: 
                    for r in batch]
         logits[torch.as_tensor(batch)] = letter_logits(ranker, prompts, cfg.max_prompt_tokens, k)[1].to(logits.device)
     scores = composite_scores(base, top, logits, retrieved)
-    result = evaluate(lambda pos: scores[torch.as_tensor(pos)], users, targets, ties=cfg.ties)
-    alone = evaluate(lambda pos: base[torch.as_tensor(pos)], users, targets, ties=cfg.ties)
+    result = evaluate(lambda pos: scores[torch.as_tensor(pos)], users, targets, ties=cfg.ties, n_items=ds.n_items)
+    alone = evaluate(lambda pos: base[torch.as_tensor(pos)], users, targets, ties=cfg.ties, n_items=ds.n_items)
     in_top = torch.argsort(torch.argsort(-logits, dim=1), dim=1)  # 0-based rank of each candidate by the LLM
     pos_t = (top == tgt[:, None]).float().argmax(dim=1)
     ranker_ranks = (in_top[torch.arange(len(users)), pos_t] + 1).cpu().numpy()

@@ -80,7 +80,8 @@ def evaluate_split(model: LLM4Rec, prompts: Prompts, ds: SeqDataset, users: np.n
                                                                       hist[s : s + cfg.eval_batch_size])])
         scores.append(model.item_logits(model.last_states(b)))
     table = torch.cat(scores) if scores else torch.zeros(0, ds.n_items)
-    return evaluate(lambda pos: table[torch.as_tensor(pos)], users, ds.targets(split, users), ties=cfg.ties)
+    return evaluate(lambda pos: table[torch.as_tensor(pos)], users, ds.targets(split, users), ties=cfg.ties,
+                    n_items=ds.n_items)
 
 
 def train_llm4rec(cfg: LLM4RecRunConfig, out_dir: str | Path, replace_stale: bool = False) -> dict:

@@ -165,7 +165,7 @@ def evaluate_split(model: Recformer, tok: KeyValueTokenizer, ds: SeqDataset, use
     user_vecs = torch.cat(vecs) if vecs else table.new_zeros(0, table.shape[1])
     model.train(was)
     return evaluate(lambda pos: cosine_logits(user_vecs[torch.as_tensor(pos, device=dev)], table, cfg.tau),
-                    users, ds.targets(split, users), ties=cfg.ties)
+                    users, ds.targets(split, users), ties=cfg.ties, n_items=ds.n_items)
 
 
 def linear_schedule(warmup: int, total: int):
