@@ -135,3 +135,15 @@ def test_a_score_table_of_another_width_than_the_items_is_refused():
         evaluate(lambda pos: scores[torch.as_tensor(pos)], users, targets, n_items=3)
     ok = evaluate(lambda pos: scores[torch.as_tensor(pos), :3], users, targets, n_items=3)
     assert ok.ranks.tolist() == [0, 0, 1]
+
+
+def test_a_ranks_file_whose_arrays_differ_in_length_is_refused(tmp_path):
+    users, targets = np.arange(4), np.array([1, 0, 2, 1])
+    result = evaluate(lambda pos: torch.zeros(len(pos), 3), users, targets)
+    save_ranks(tmp_path / "ranks.npz", {"test": result})
+    assert load_ranks(tmp_path / "ranks.npz")["test"].ranks.tolist() == result.ranks.tolist()
+    with np.load(tmp_path / "ranks.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "cut.npz", **{**arrays, "test_ranks": arrays["test_ranks"][:3]})
+    with pytest.raises(ValueError, match=r"cut\.npz: test: users \(4,\), targets \(4,\) and ranks \(3,\) differ"):
+        load_ranks(tmp_path / "cut.npz")

@@ -19,7 +19,7 @@ import yaml
 
 from laser_repro.cli import main as cli_main
 from laser_repro.config import to_dict
-from laser_repro.data.dataset import data_fingerprint, from_sequences, save_dataset
+from laser_repro.data.dataset import DataChanged, data_fingerprint, from_sequences, save_dataset
 from laser_repro.idrec.config import IDRecRunConfig
 from laser_repro.idrec.trainer import train_idrec
 from laser_repro.train import scaffold
@@ -464,6 +464,15 @@ def test_a_data_folder_edited_by_hand_is_refused_and_its_results_are_gaps(data, 
     (tmp_path / "laptop").mkdir()  # results copied with stats.json alone: its recorded fingerprint is all there is
     shutil.copy(data / "stats.json", tmp_path / "laptop")
     assert data_fingerprint(tmp_path / "laptop") == record["data_fingerprint"]
+    shutil.copy(data / "items.json", tmp_path / "laptop")  # part of the data: checked, not trusted (was trusted)
+    with pytest.raises(DataChanged, match="cannot be read as a prepared data set"):
+        data_fingerprint(tmp_path / "laptop")
+    for name in ("users.json", "interactions.npz"):
+        shutil.copy(data / name, tmp_path / "laptop")
+    items = json.loads((data / "items.json").read_text())
+    (tmp_path / "laptop" / "items.json").write_text(json.dumps([str(i) for i in range(len(items))]))
+    with pytest.raises(DataChanged, match=r"cannot be read as a prepared data set \(TypeError"):  # was a bare TypeError
+        data_fingerprint(tmp_path / "laptop")
     (data / "interactions.npz").write_bytes(original)  # put back: the same data, the finished run answers again
     assert data_fingerprint(data) == record["data_fingerprint"]
     assert train_idrec(cfg(data), run)["wall_time_s"] == record["wall_time_s"]

@@ -269,7 +269,8 @@ def data_fingerprint(path: str | Path) -> str:
         except OSError:
             versions.append(None)
     recorded = read_stats(path).get("fingerprint")
-    if recorded is not None and None in versions:
+    data_files = [v for name, v in zip(CONTENT_FILES, versions) if name != "stats.json"]
+    if recorded is not None and all(v is None for v in data_files):  # stats.json alone: results without their data
         return recorded
     actual, error = _content_fingerprint(str(path.resolve()), tuple(versions))
     if error:
@@ -288,7 +289,7 @@ def _content_fingerprint(path: str, versions: tuple) -> tuple[str, str]:
     """(fingerprint of the folder's content, '') or ('', why it cannot be read), per version of its files."""
     try:
         return load_dataset(path).fingerprint(), ""
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
         return "", f"cannot be read as a prepared data set ({type(err).__name__}: {err})"
 
 

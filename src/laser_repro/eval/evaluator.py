@@ -147,6 +147,9 @@ def load_ranks(path: str | Path, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, 
         for key in z.files:
             if key.endswith("_ranks"):
                 split = key[: -len("_ranks")]
-                ranks = z[key]
-                out[split] = EvalResult(z[f"{split}_users"], z[f"{split}_targets"], ranks, aggregate(ranks, ks))
+                ranks, users, targets = z[key], z[f"{split}_users"], z[f"{split}_targets"]
+                if not users.shape == targets.shape == ranks.shape:
+                    raise ValueError(f"{path}: {split}: users {users.shape}, targets {targets.shape} and ranks "
+                                     f"{ranks.shape} differ in length (a damaged ranks file)")
+                out[split] = EvalResult(users, targets, ranks, aggregate(ranks, ks))
     return out
