@@ -293,6 +293,11 @@ def test_unisrec_pre_split_maps_onto_leave_one_out_exactly(tmp_path, caplog):
     folder = tmp_path / "long"
     folder.mkdir()
     unisrec_folder(folder, long)
+    with open(folder / "toy.item2index", "a") as fh:
+        fh.write("other\t12\n")  # index 12 given to a second original id
+    with pytest.raises(ValueError, match=r"toy\.item2index:\d+: index '12' appears twice \(also for 'asin12'\)"):
+        SOURCES["recbole"](folder, "toy")
+    unisrec_folder(folder, long)
     ds = SOURCES["recbole"](folder, "toy")
     k = ds.user_ids.index("1")
     assert [ds.items[i]["id"] for i in ds.sequence(k)] == [f"asin{i}" for i in long["1"]] and ds.train_len[k] == 58

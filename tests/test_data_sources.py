@@ -54,6 +54,9 @@ def test_movielens_100k_counts(shared_data):
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (943, 1682, 100000)
     toy = ds.items[[it["id"] for it in ds.items].index("1")]
     assert toy == {"id": "1", "title": "Toy Story", "brand": "1995", "category": "Animation Children's Comedy"}
+    # the source recorded (stats.json) is the one asked for, not its reader's (was "recbole"); the data are the same
+    assert ds.source == "movielens" and SOURCES["recbole"](shared_data / "ml-100k", "x").source == "recbole"
+    assert SOURCES["recbole"](shared_data / "ml-100k", "x").fingerprint() == ds.fingerprint()
 
 
 def test_movielens_ties_broken_by_item_id(tmp_path):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Callable
@@ -22,15 +23,16 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
-def _loader(module: str) -> Callable[..., SeqDataset]:
+def _loader(module: str, source: str) -> Callable[..., SeqDataset]:
     def prepare(input_path, name, **kw) -> SeqDataset:
         mod = importlib.import_module(f"laser_repro.data.sources.{module}")
-        return mod.prepare(input_path, name, **kw)
+        ds = mod.prepare(input_path, name, **kw)
+        return ds if ds.source == source else dataclasses.replace(ds, source=source)  # movielens: recbole's reader
 
     return prepare
 
 
-SOURCES: dict[str, Callable[..., SeqDataset]] = {name: _loader(mod) for name, (mod, _) in FORMATS.items()}
+SOURCES: dict[str, Callable[..., SeqDataset]] = {name: _loader(mod, name) for name, (mod, _) in FORMATS.items()}
 
 
 def detect(folder: str | Path) -> str:

@@ -130,6 +130,9 @@ def _original_ids(folder: Path, stem: str, kind: str) -> dict[str, str]:
             parts = line.rstrip("\n").split("\t")
             if len(parts) != 2:
                 raise ValueError(f"{path}:{lineno}: expected 'original id<TAB>index'")
+            if parts[1] in out:  # a second original id for one index would silently rename the first
+                raise ValueError(f"{path}:{lineno}: index {parts[1]!r} appears twice (also for {out[parts[1]]!r}); "
+                                 "expected one original id per index")
             out[parts[1]] = parts[0]
     return out
 
