@@ -824,6 +824,19 @@ def test_artifacts_built_from_a_config_show_stale_results_as_gaps(tmp_path):
     sasrec_row = next(line for line in text.splitlines() if line.startswith("| SASRec"))
     assert sasrec_row != next(line for line in current.splitlines() if line.startswith("| SASRec"))
     assert "—" in sasrec_row
+    # inside the workflow the spec carries its workflow config: the table job checks each run against it too, so a
+    # run of an older config is a gap even where Snakemake's params trigger did not rerun it (was: averaged)
+    from laser_repro.experiment.specs import to_json
+
+    for config, stale in ((exp, False), (changed, True)):
+        spec = config.spec("table2")
+        spec.workflow = config.config
+        (tmp_path / "table2.json").write_text(json.dumps(to_json(spec)))
+        assert cli_main(["artifact", "table2", "--spec", str(tmp_path / "table2.json"),
+                         "--out", str(tmp_path / "t2.md")]) == 0
+        text = (tmp_path / "t2.md").read_text()
+        assert ("metrics.json`: stale, results of a different run config" in text) is stale
+        assert (next(line for line in text.splitlines() if line.startswith("| SASRec")) == sasrec_row) is stale
     # the data edited by hand: a gap with the reason (it stopped the whole artifact)
     npz = tmp_path / "data" / "pet" / "interactions.npz"
     original = npz.read_bytes()

@@ -137,7 +137,7 @@ def test_small_files_are_shell_jobs_that_write_what_the_experiment_resolved(tmp_
     assert written == {**expected, "data_fingerprint": data_fingerprint(work / "results/default/data/synthetic")}
     assert written["template"]["variant"] == "no-phrase" and written["backbone"] == "tiny-llama"
     spec = json.loads((work / "results/default/specs/table3.json").read_text())
-    assert spec == to_json(exp.spec("table3")) and spec["variants"][0] == "no-prefix"
+    assert spec == {**to_json(exp.spec("table3")), "workflow": exp.config} and spec["variants"][0] == "no-prefix"
 
 
 def test_write_config_refuses_bad_input_and_writes_nothing(tmp_path, caplog):

@@ -144,7 +144,9 @@ def download_category(wildcards) -> str:
 def params_artifact_spec(wildcards) -> str:
     from laser_repro.experiment.specs import to_json
 
-    return json.dumps(to_json(EXP.spec(wildcards.artifact)))
+    spec = EXP.spec(wildcards.artifact)
+    spec.workflow = EXP.config  # the artifact job checks each run against it (stale runs are gaps)
+    return json.dumps(to_json(spec))
 
 
 def artifact_inputs(artifact):

@@ -61,7 +61,12 @@ def load_spec(args: argparse.Namespace):
     if args.spec is not None:
         from laser_repro.experiment.specs import load_spec as from_file
 
-        return from_file(args.artifact, args.spec)
+        spec = from_file(args.artifact, args.spec)
+        if not spec.workflow:  # a spec written by hand: its runs are read as they are
+            return spec
+        from laser_repro.experiment.plan import Experiment
+
+        return Experiment(spec.workflow, f"{args.spec} (its workflow config)").mark_stale(spec)
     from laser_repro.experiment.plan import Experiment
 
     exp = Experiment.from_files(args.config)

@@ -40,6 +40,10 @@ class ArtifactSpec:
     seeds: list[int] = field(default_factory=list)
     # finished runs the artifact must not use, RunKey.rel -> why (set by Experiment.mark_stale)
     stale: dict[str, str] = field(default_factory=dict)
+    # the validated workflow config the spec was written from (the workflow sets it): the artifact job checks every
+    # run against it (Experiment.mark_stale), so a run of an older config is a gap even where Snakemake's params
+    # trigger was off (`--rerun-triggers mtime`, a lost .snakemake/, results copied in)
+    workflow: dict = field(default_factory=dict)
 
     def cells(self) -> dict:
         return {}
