@@ -72,6 +72,10 @@ def test_a_capped_variant_is_marked_and_starred_only_when_the_means_agree(tmp_pa
     assert "§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: " \
            "w/ one expert: n = 30 of 40" in text
     assert "| w/ one expert | Recall@10 | 40 |" in text and "| no |" in text
+    from laser_repro.artifacts.claims import ablations_lower_everything
+
+    claim = ablations_lower_everything(res, "sci", "§5.5")  # counts what the table stars (was: the test alone)
+    assert "0 of 3 (variant, metric) cells below the full model (0 significant)" in claim.ours
     compare = section_ablation(res, load_reported(), 0.15)
     assert "a seeded subset of the test users (§; n = 30 of 40)" in compare
     assert "(§" not in compare.split("| w/ one expert |")[0]  # the full model's rows carry no caveat

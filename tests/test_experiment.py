@@ -125,6 +125,8 @@ def test_a_local_knowledge_generator_names_a_file_inside_its_data_sets_folder(tm
     assert Path(other.resolved("scientific", "kar", "main", 0).knowledge_file).name != path.name
     with pytest.raises(Refused, match="no configured knowledge generator is named 'local~0000'"):
         exp.knowledge_generator("local~0000")
+    exp.config["fig4"]["grid"]["gen"] = {"key": "knowledge_generator", "values": ["local:/m/a", "template"]}
+    assert exp.knowledge_generator(layout.knowledge_name("local:/m/a")) == "local:/m/a"  # a grid's values too
 
 
 def test_the_real_data_overlay_keeps_its_own_folders():
@@ -136,8 +138,8 @@ def test_the_real_data_overlay_keeps_its_own_folders():
     real = Experiment.from_files([REPO / "config.yaml", REPO / "workflow" / "real-data.yaml"])
     assert real.config["datasets"]["scientific"]["source"] == "recformer"
     assert set(real.config["paths"]) == set(plain.config["paths"])
-    for key, path in real.config["paths"].items():
-        assert Path(path).parts[:2] == ("results", "real"), key
+    for key, path in real.config["paths"].items():  # the raw downloads (identical files) stay shared
+        assert Path(path).parts[:2] == ("results", "real") if key != "raw" else path == plain.config["paths"]["raw"]
     assert real.data_dir("scientific") != plain.data_dir("scientific")
     assert real.run_dir("scientific", "bert4rec", "main", 0) != plain.run_dir("scientific", "bert4rec", "main", 0)
 
@@ -394,6 +396,8 @@ def test_a_gpu_host_runs_one_language_model_job_at_a_time(tmp_path, monkeypatch)
     assert gpu_count(tmp_path, visible="1") == 1 and gpu_count(tmp_path, visible="") == 0
     assert gpu_count(tmp_path, visible="0,-1,1") == 1  # CUDA reads up to the first -1
     assert gpu_count(tmp_path / "none", visible="0") == 0  # no device files, no GPU
+    assert gpu_count(tmp_path, visible="NoDevFiles") == 0  # SLURM's word for none
+    assert gpu_count(tmp_path, visible="GPU-8f2a,MIG-1c") == 2
     assert llm_job_threads(8, 1) == 8 and llm_job_threads(8, 0) == 1 and llm_job_threads(None, 2) == 1
 
 

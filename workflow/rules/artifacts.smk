@@ -4,6 +4,8 @@
 
 
 rule write_artifact_spec:
+    input:
+        config_files,  # an edited config file rewrites the spec (and its check of every run) under any rerun trigger
     output:
         f"{PATHS['results']}/specs/{{artifact}}.json",
     params:

@@ -33,9 +33,15 @@ def regex_any(names) -> str:
 GPUS = host.gpu_count()
 
 
+def config_files(wildcards=None) -> list[str]:
+    """The workflow's config files (--configfile and the Snakefile's own) that exist here."""
+    return [str(f) for f in workflow.configfiles if Path(f).is_file()]
+
+
 def llm_threads(wildcards=None) -> int:
-    """A local job through a language model takes every core on a GPU host: one such job at a time per GPU."""
-    return host.llm_job_threads(workflow.cores, GPUS)
+    """A local job through a language model takes every core on a GPU host: one such job at a time per GPU.
+    (Without a GPU, 1; the core count may be unset, e.g. a cluster executor without --cores.)"""
+    return host.llm_job_threads(workflow.resource_settings.cores, GPUS) if GPUS else 1
 
 
 def train_threads(wildcards) -> int:

@@ -2,8 +2,8 @@
 
 Table 3 (Scientific) and Table 4 (Pet) are the module ablations of Laser-C, Table 5 the prompt
 templates. The spec (its config section) names the data set, the method and the variants; rows
-are the full model (``main``) then each variant, grouped under the paper's section headings
-(variants the paper does not have go last, under "Other"); the best row per metric is
+are the full model (``main``) then each variant, grouped under the paper's section headings, each heading once
+in the order its first variant is listed (variants the paper does not have under "Other"); the best row per metric is
 bold and the second underlined (the paper's convention), and a variant's cell gets "*" when
 the full model beats it in a paired t-test on per-user test values with p < alpha and in the seeds' means
 (not in the paper's tables: ours); "§" when a seed tested a subset of the test users.

@@ -106,7 +106,8 @@ def line_panel(ax, xlabels: Sequence[str], series: Sequence[tuple[str, str, Sequ
             ax.errorbar(x, ms[:, 0], yerr=yerr, color=color, marker=MARKERS[k % len(MARKERS)], markersize=3,
                         capsize=2, linewidth=1.2, label=label)
             for xi in (x[np.isnan(ms[:, 0])] if not empty else []):
-                ax.text(xi, 0.02 + 0.07 * k, "n/a", transform=foot, ha="center", va="bottom", fontsize=6, color=color)
+                ax.text(xi, 0.02 + 0.07 * (k % 4), "n/a", transform=foot, ha="center", va="bottom", fontsize=6,
+                        color=color)  # stacked four high at most: the series' color tells them apart
         ax.set_xticks(x, xlabels)
         if empty:
             _no_runs(ax)
@@ -123,7 +124,8 @@ def note_missing(missing: Sequence, total: int) -> str:
         return ""
     for p in missing:
         log.warning("missing run: %s", p)
-    return (f"{len(missing)} of {total} requested runs missing or stale (listed in the log and compare.md); "
+    return (f"{len(missing)} of {total} requested runs missing, stale or unusable (each listed in the log and "
+            "compare.md, with why); "
             "a point missing some seeds averages the seeds found")
 
 

@@ -14,6 +14,7 @@ def gpu_count(dev: str | Path = "/dev", visible: str | None = None) -> int:
     if visible is not None:
         ids = [d.strip() for d in visible.split(",") if d.strip()]
         ids = ids[: next((i for i, d in enumerate(ids) if d == "-1"), len(ids))]  # CUDA stops at the first -1
+        ids = [d for d in ids if d.isdigit() or d.startswith(("GPU-", "MIG-"))]  # "NoDevFiles" (SLURM) names none
         n = min(n, len(ids))
     return n
 

@@ -303,7 +303,14 @@ class Experiment:
         found = {self._default(m, "knowledge_generator") for m in registry.METHODS.values() if m.knowledge}
 
         def scan(node) -> None:
-            for key, value in (node.items() if isinstance(node, dict) else ()):
+            if isinstance(node, list):
+                for value in node:
+                    scan(value)
+            if not isinstance(node, dict):
+                return
+            if str(node.get("key", "")).split(".")[-1] == "knowledge_generator":  # a Figure 4 grid axis
+                found.update(v for v in node.get("values") or () if isinstance(v, str))
+            for key, value in node.items():
                 if key.split(".")[-1] == "knowledge_generator" and isinstance(value, str):
                     found.add(value)
                 scan(value)

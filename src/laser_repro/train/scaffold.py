@@ -542,7 +542,9 @@ def input_fingerprints(cfg) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, path, kind in declared_inputs(cfg):
         if path.is_file():
-            out[key] = data_fingerprint(path.parent) if kind == "dataset" else file_digest(path)
+            stat = path.stat()  # an artifact checks many runs of one upstream model: each version is hashed once
+            out[key] = (data_fingerprint(path.parent) if kind == "dataset"
+                        else _digest_of_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
     return out
 
 
