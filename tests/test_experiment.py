@@ -1,6 +1,7 @@
 """The experiment model: the registry, the variant grammar, the config schema, and the config
 driving every artifact (change a key, and the artifact reads the other runs)."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -16,7 +17,7 @@ from laser_repro.artifacts.fig5 import compute_fig5
 from laser_repro.artifacts.table2 import compute_table2
 from laser_repro.cli import main as cli_main
 from laser_repro.train.inputs import declared_inputs
-from laser_repro.config import from_dict
+from laser_repro.config import from_dict, to_dict
 from laser_repro.experiment import layout, registry
 from laser_repro.experiment.config import WorkflowConfigError, nest, validate
 from laser_repro.experiment.specs import load_spec, to_json
@@ -411,3 +412,28 @@ def test_a_data_sets_input_files_leave_hidden_files_and_folders_out(tmp_path):
         (root / name).write_text("x")
     assert layout.input_files(str(root)) == [str(root / "sub" / "meta.json"), str(root / "train.json")]
     assert layout.input_files(str(tmp_path / "missing")) == [str(tmp_path / "missing")]
+
+
+def test_the_stale_check_hashes_each_run_config_as_its_trainer_reads_it(tmp_path):
+    """The tables' stale check hashed the resolved dataclass, whose float field kept an int default (LlamaRec's
+    lora_alpha 32), while the trainer hashed the YAML read back (32.0): every finished LlamaRec run was a false "stale,
+    results of a different run config" gap in the embedded default's Table 2."""
+    import yaml
+
+    from laser_repro.experiment.plan import Experiment
+
+    default = Experiment.from_files([REPO / "config.yaml", REPO / "workflow" / "default.yaml"])
+    exp = paper_experiment(tmp_path)
+    for e in (exp, default):
+        keys = list(dict.fromkeys(e.all_runs()))
+        assert {k.method for k in keys} >= {"llamarec", "laser-c", "recformer", "kar", "bert4rec"}
+        for key in keys:
+            args = (key.dataset, key.method, key.variant, key.seed)
+            cls = type(e.resolved(*args))
+            read_back = from_dict(cls, yaml.safe_load(yaml.safe_dump(e.resolved_dict(*args), sort_keys=False)))
+            assert json.dumps(to_dict(e.trainer_config(*args)), sort_keys=True) == \
+                json.dumps(to_dict(read_back), sort_keys=True), key.rel
+    keys = list(dict.fromkeys(exp.all_runs()))
+    llamarec = next(k for k in keys if k.method == "llamarec")
+    assert to_dict(exp.resolved(*dataclasses.astuple(llamarec)))["lora_alpha"] == 32  # an int, hashed unlike 32.0
+    assert isinstance(to_dict(exp.trainer_config(*dataclasses.astuple(llamarec)))["lora_alpha"], float)

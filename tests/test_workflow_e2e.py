@@ -380,6 +380,9 @@ def test_embedded_default_numbers_are_sane(e2e):
         rec = records[f"synthetic/{model}/main/seed~0"]
         assert rec["test"]["ndcg@10"] > untrained["test"]["ndcg@10"], model
     table2 = (e2e.workdir / "results/default/table2.md").read_text()
+    for artifact in ("table2", "table3", "table4", "table5", "compare"):  # the tables' own run check (each run
+        text = (e2e.workdir / f"results/default/{artifact}.md").read_text()  # against the workflow config) finds
+        assert ": stale, " not in text, (artifact, text[text.find(": stale, ") - 200:][:400])  # every run fresh
     for label in ("RecGURU", "ZESRec", "RECFORMER"):  # issue 12: their rows are filled on the embedded default
         row = next(line for line in table2.splitlines() if line.startswith(f"| {label} |"))
         assert "—" not in row and len(re.findall(r"\d+\.\d\d", row)) == 6, row

@@ -359,6 +359,12 @@ class Experiment:
         """Every field of the run config, defaults included (what the YAML file holds)."""
         return to_dict(self.resolved(dataset, method, variant, seed))
 
+    def trainer_config(self, dataset: str, method: str, variant: str, seed: int):
+        """The run config as its trainer reads it from the YAML file the workflow writes: every value read back
+        into its field's type (a default ``32`` of a float field is 32.0 there, and hashes as such)."""
+        cfg = self.resolved(dataset, method, variant, seed)
+        return from_dict(type(cfg), to_dict(cfg))
+
     def run_inputs(self, dataset: str, method: str, variant: str, seed: int) -> dict[str, str]:
         """The run folders a run reads (its ID-model run, the run it starts from), by role; a run its config names
         but never reads (``unread_inputs``: Laser's ID model without the M-Former) is not among them."""
@@ -383,7 +389,7 @@ class Experiment:
             path = Path(self.run_dir(*dataclasses.astuple(key))) / "metrics.json"
             if not path.exists():
                 continue
-            cfg = self.resolved(*dataclasses.astuple(key))
+            cfg = self.trainer_config(*dataclasses.astuple(key))  # hashed as the trainer hashed it
             if not (Path(cfg.dataset) / "stats.json").exists():
                 out[key.rel] = f"its data set {cfg.dataset} is not prepared here, so it cannot be checked"
                 continue
