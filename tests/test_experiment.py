@@ -400,6 +400,10 @@ def test_a_gpu_host_runs_one_language_model_job_at_a_time(tmp_path, monkeypatch)
     assert gpu_count(tmp_path, visible="NoDevFiles") == 0  # SLURM's word for none
     assert gpu_count(tmp_path, visible="GPU-8f2a,MIG-1c") == 2
     assert llm_job_threads(8, 1) == 8 and llm_job_threads(8, 0) == 1 and llm_job_threads(None, 2) == 1
+    from laser_repro.experiment.host import job_threads  # the rules' threads: which jobs go through an LLM
+
+    assert [job_threads(m, 8, 1) for m in ("laser-c", "llamarec", "kar", None, "sasrec", "fdsa")] == [8, 8, 8, 8, 1, 1]
+    assert job_threads("laser-c", 8, 0) == 1 and job_threads("laser-c", None, 0) == 1  # no GPU; cores unset
 
 
 def test_a_data_sets_input_files_leave_hidden_files_and_folders_out(tmp_path):

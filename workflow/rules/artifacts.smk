@@ -4,8 +4,8 @@
 
 
 rule write_artifact_spec:
-    input:
-        config_files,  # an edited config file rewrites the spec (and its check of every run) under any rerun trigger
+    input:  # an edited config file rewrites the spec (and its check of every run) under any rerun trigger
+        lambda wildcards: [f for f in workflow.configfiles if Path(f).is_file()],
     output:
         f"{PATHS['results']}/specs/{{artifact}}.json",
     params:

@@ -33,21 +33,9 @@ def regex_any(names) -> str:
 GPUS = host.gpu_count()
 
 
-def config_files(wildcards=None) -> list[str]:
-    """The workflow's config files (--configfile and the Snakefile's own) that exist here."""
-    return [str(f) for f in workflow.configfiles if Path(f).is_file()]
-
-
-def llm_threads(wildcards=None) -> int:
-    """A local job through a language model takes every core on a GPU host: one such job at a time per GPU.
-    (Without a GPU, 1; the core count may be unset, e.g. a cluster executor without --cores.)"""
-    return host.llm_job_threads(workflow.resource_settings.cores, GPUS) if GPUS else 1
-
-
-def train_threads(wildcards) -> int:
-    """train_large's jobs, and KAR's (it encodes its knowledge with the LLM first), as :func:`llm_threads`."""
-    method = registry.get_method(wildcards.method)
-    return llm_threads() if method.trainer.compute == "large" or method.knowledge else 1
+def job_threads(wildcards) -> int:
+    """On a GPU host a job through a language model takes every core: it runs alone (experiment.host)."""
+    return host.job_threads(getattr(wildcards, "method", None), workflow.resource_settings.cores, GPUS)
 
 
 def methods_computing(compute) -> list:
@@ -150,9 +138,7 @@ def download_category(wildcards) -> str:
 def params_artifact_spec(wildcards) -> str:
     from laser_repro.experiment.specs import to_json
 
-    spec = EXP.spec(wildcards.artifact)
-    spec.workflow = EXP.config  # the artifact job checks each run against it (stale runs are gaps)
-    return json.dumps(to_json(spec))
+    return json.dumps({**to_json(EXP.spec(wildcards.artifact)), "workflow": EXP.config})  # its job checks each run
 
 
 def artifact_inputs(artifact):

@@ -39,7 +39,7 @@ rule train_small:
     params:
         out=params_run_dir,
         command=params_train_command,
-    threads: train_threads
+    threads: job_threads
     log:
         log_file("train_small", "{dataset}/{method}/{variant}/seed~{seed}"),
     benchmark:
@@ -62,7 +62,7 @@ rule train_large:
     params:
         out=params_run_dir,
         command=params_train_command,
-    threads: train_threads
+    threads: job_threads
     log:
         log_file("train_large", "{dataset}/{method}/{variant}/seed~{seed}"),
     benchmark:
@@ -84,7 +84,7 @@ rule kar_knowledge:
     params:
         data=lambda wildcards, input: str(Path(input.data).parent),
         generator=lambda wildcards: EXP.knowledge_generator(wildcards.generator),
-    threads: llm_threads
+    threads: job_threads
     log:
         log_file("kar_knowledge", "{dataset}/{generator}"),
     conda:

@@ -24,3 +24,13 @@ def llm_job_threads(cores: int | None, gpus: int) -> int:
     two such jobs never share one GPU's memory (6-7B models in bf16 take 13-14 GB each, with activations far more);
     1 elsewhere (CPU jobs run side by side, one thread each). SLURM jobs take theirs from the profile's set-threads."""
     return max(1, cores or 1) if gpus else 1
+
+
+def job_threads(method: str | None, cores: int | None, gpus: int) -> int:
+    """A local job's threads: :func:`llm_job_threads` for one through a language model (``method`` None: KAR's
+    knowledge generation; else train_large's methods, and KAR, which encodes its knowledge with the LLM first), else 1."""
+    from laser_repro.experiment import registry
+
+    m = registry.get_method(method) if method is not None else None
+    llm = m is None or m.trainer.compute == "large" or m.knowledge
+    return llm_job_threads(cores, gpus) if llm and gpus else 1
