@@ -20,7 +20,8 @@ from laser_repro.paper.reported import load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, LONG_LABELS, METRICS, RunGroup, full_test_users, label, load_cells, paired_values, ties_note
+from .runs import (Gap, LONG_LABELS, METRICS, RunGroup, full_test_users, label, load_cells, paired_values, subset_footnote,
+                   ties_note)
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SPLIT = "test"
@@ -155,8 +156,7 @@ def render_ablation(res: AblationResult) -> str:
         foot.append("† stand-in backbone (not comparable to the paper's numbers): "
                     + "; ".join(f"{b} instead of {paper} ({', '.join(rows)})" for b, rows in by_backbone.items()))
     if subsets:
-        foot.append("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
-                    + "; ".join(f"{k}: {v}" for k, v in subsets.items()))
+        foot.append(subset_footnote(subsets))
     if (ties := ties_note(res.groups.values())):
         foot.append(ties)
     text += bullet_list(foot) + "\n\n"

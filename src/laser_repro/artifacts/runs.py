@@ -310,3 +310,9 @@ def full_test_users(groups: list[RunGroup], split: str = "test") -> int:
     run's data set is found here, and never fewer than any run evaluated (the § of Tables 2-5 compares with it)."""
     available = next((n for g in groups if (n := g.test_users_available()) is not None), 0)
     return max([n for g in groups for n in g.n_users(split)] + [available])
+
+
+def subset_footnote(subsets: dict[str, str]) -> str:
+    """The § footnote of Tables 2-5: each row (or cell) that tested a seeded subset of the test users, with its n."""
+    return ("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
+            + "; ".join(f"{k}: {v}" for k, v in subsets.items()))

@@ -20,7 +20,8 @@ from laser_repro.paper.reported import Reported, load_reported
 
 from .output import write_markdown
 from .markdown import bullet_list, fmt_mean_std, fmt_p, md_table, mark
-from .runs import Gap, METRIC_LABELS, METRICS, RunGroup, full_test_users, is_ours, load_cells, paired_values, ties_note
+from .runs import (Gap, METRIC_LABELS, METRICS, RunGroup, full_test_users, is_ours, load_cells, paired_values,
+                   subset_footnote, ties_note)
 from .significance import ALPHA, TEST_NAME, PairedTest, SeedSummary, paired_ttest
 
 SCALE = 100.0
@@ -203,8 +204,7 @@ def render_table2(res: Table2Result) -> str:
         foot.append("‡ not pre-trained (trained on the target data set only; the paper's run was pre-trained): "
                     + "; ".join(f"{k}: on {v}" for k, v in scratch.items()))
     if subsets:
-        foot.append("§ evaluated on a seeded subset of the test users (a cap in its run config), not all of them: "
-                    + "; ".join(f"{k}: {v}" for k, v in subsets.items()))
+        foot.append(subset_footnote(subsets))
     extras = [label for m, label, _, status in res.rows if status == RUN and not registry.METHODS[m].in_paper]
     if extras:
         foot.append(f"{', '.join(extras)}: run by this suite (not a row of the paper's Table 2); "

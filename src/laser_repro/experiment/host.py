@@ -33,4 +33,4 @@ def job_threads(method: str | None, cores: int | None, gpus: int) -> int:
 
     m = registry.get_method(method) if method is not None else None
     llm = m is None or m.trainer.compute == "large" or m.knowledge
-    return llm_job_threads(cores, gpus) if llm and gpus else 1
+    return llm_job_threads(cores, gpus) if llm else 1

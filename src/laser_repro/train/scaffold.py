@@ -511,8 +511,14 @@ def _fingerprint_now(value: Any) -> str | None:
     file = path / MODEL_FILE if (path / MODEL_FILE).exists() else path if path.is_file() else None
     if file is None:
         return None
-    stat = file.stat()  # an artifact reads many runs of one upstream model: digest each version once
-    return _digest_of_version(str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    return cached_digest(file)
+
+
+def cached_digest(path: Path) -> str:
+    """:func:`file_digest`, computed once per version (path, mtime, size) of the file in a process: an artifact
+    checks many runs of one upstream model."""
+    stat = path.stat()
+    return _digest_of_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=256)
@@ -542,9 +548,7 @@ def input_fingerprints(cfg) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, path, kind in declared_inputs(cfg):
         if path.is_file():
-            stat = path.stat()  # an artifact checks many runs of one upstream model: each version is hashed once
-            out[key] = (data_fingerprint(path.parent) if kind == "dataset"
-                        else _digest_of_version(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+            out[key] = data_fingerprint(path.parent) if kind == "dataset" else cached_digest(path)
     return out
 
 

@@ -20,20 +20,16 @@ Two layouts, told apart by the files in the folder:
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from pathlib import Path
 
 from laser_repro.data.dataset import SeqDataset, from_sequences
 from laser_repro.data.sources.text import clean_field
 
-log = logging.getLogger("laser_repro.data")
-
 TYPES = ("token", "token_seq", "float", "float_seq")
 TITLE, BRAND, CATEGORY = ("title", "movie_title", "text"), ("brand", "release_year", "year"), (
     "categories", "category", "class", "genre", "genres")
 SPLITS = ("train", "valid", "test")
-UNISREC_MAX_LEN = 50
 
 
 def read_atomic(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -198,7 +194,7 @@ def _presplit(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list
         if not _extends(hist, vhist, vtarget):
             raise ValueError(f"{tpath}:{tline}: user {u!r}: the test history must end with the validation item "
                              f"of {vpath.name}:{vline} ({vtarget!r}) and continue that row's history")
-        # the validation row keeps only the last UNISREC_MAX_LEN items; the train rows hold the whole training part
+        # the validation row keeps only the last 50 items (UniSRec's maximum length); the train rows hold the whole training part
         seq = _rebuilt(train[u], train_path, u) if u in train else list(vhist)
         if len(seq) < len(vhist) or (vhist and seq[-len(vhist):] != vhist):
             raise ValueError(f"{vpath}:{vline}: user {u!r}: the validation history does not end the user's training "
@@ -215,7 +211,7 @@ def _presplit(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list
 
 def _rebuilt(rows: list[tuple[int, list[str], str]], path: Path, user: str) -> list[str]:
     """A user's training items from UniSRec's train rows (one per training target, in file order, each with the
-    items before its target cut to the last UNISREC_MAX_LEN): the first row's history, then every row's target.
+    items before its target cut to the last 50): the first row's history, then every row's target.
     A row whose history is not the items before its target is refused with its line."""
     seq = list(rows[0][1])
     for line, hist, target in rows:
