@@ -169,7 +169,7 @@ def families(exp: Experiment, measured: dict[str, dict] | None = None) -> list[t
 
 def render(counts: dict[str, int], exp: Experiment, timings: dict) -> str:
     total = counts.get("total", sum(counts.values()))
-    trained = counts.get("train_small", 0) + counts.get("train_large", 0)
+    trained = sum(counts.get(f"train_{c}", 0) for c in registry.COMPUTE)
     lines = ["# Measurements", "",
              "Written by `python scripts/measure_docs.py` (do not edit by hand). Job counts come from "
              "`snakemake -n` on `config.yaml`; runs from the experiment model; GPU hours from the formula "

@@ -32,8 +32,11 @@ def test_every_method_is_declared_once_with_a_working_trainer():
         cls = m.trainer.config_cls()
         cfg = from_dict(cls, nest(m.base_config()))  # the method's identity (dotted keys) is valid for its trainer
         assert getattr(cfg, m.trainer.method_key) == m.name
-        assert m.trainer.compute in ("small", "large")
+        assert m.trainer.compute in ("small", "large") and m.compute in registry.COMPUTE
         assert m.group is None or m.group in registry.GROUPS
+    by_compute = {c: sorted(n for n, m in registry.METHODS.items() if m.compute == c) for c in registry.COMPUTE}
+    assert by_compute["small"] == ["bert4rec", "gru4rec", "lrurec", "recguru", "sasrec"]  # ID only: no GPU asked
+    assert by_compute["small_gpu"] == ["fdsa", "kar", "zesrec"]  # an LM encodes their text first
     assert [m for m in registry.METHODS.values() if m.ours] == [registry.METHODS[n] for n in ("laser-g", "laser-c", "laser-l")]
     assert registry.stand_in("laser-c", "chatglm2-6b") is None and registry.stand_in("laser-c", "minilm") == "minilm"
     assert registry.stand_in("sasrec", None) is None
@@ -128,6 +131,9 @@ def test_a_local_knowledge_generator_names_a_file_inside_its_data_sets_folder(tm
         exp.knowledge_generator("local~0000")
     exp.config["fig4"]["grid"]["gen"] = {"key": "knowledge_generator", "values": ["local:/m/a", "template"]}
     assert exp.knowledge_generator(layout.knowledge_name("local:/m/a")) == "local:/m/a"  # a grid's values too
+    # the LLM generators' files go to rule kar_knowledge (a GPU on SLURM), the template's to kar_template (a CPU)
+    assert exp.knowledge_names(llm=True) == sorted(["chatglm2-6b", path.stem, layout.knowledge_name("local:/m/a")])
+    assert exp.knowledge_names(llm=False) == ["template"]
 
 
 def test_the_real_data_overlay_keeps_its_own_folders():

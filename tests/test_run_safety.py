@@ -264,6 +264,34 @@ def test_a_session_removes_a_killed_writers_temporary_files(tmp_path):
     assert sum("a temporary file a killed session left" in line for line in (out / "train.log").open()) == 2
 
 
+def test_train_log_keeps_every_attempt_and_how_each_ended(tmp_path, monkeypatch):
+    """Snakemake removes a job's log before a retry runs it, so the killed attempt's traceback was lost: the run
+    folder's train.log (never removed) names each session's origin and how it ended, SIGTERM (a SLURM time limit,
+    a cancel) included."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with pytest.raises(RuntimeError, match="CUDA out of memory"), scaffold.run_session(out):
+        raise RuntimeError("CUDA out of memory")
+    monkeypatch.setenv("SLURM_JOB_ID", "4243")
+    with pytest.raises(SystemExit) as stopped, scaffold.run_session(out):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode
+    assert stopped.value.code == 143
+    assert signal.getsignal(signal.SIGTERM) is before  # put back after the session
+    log = (out / "train.log").read_text()
+    first, second = log.split("session started")[1:]
+    assert "SLURM job 4242" in first and "session ended by RuntimeError: CUDA out of memory" in first
+    assert "Traceback" in first and 'raise RuntimeError("CUDA out of memory")' in first
+    assert "SLURM job 4243" in second and "session ended by Terminated: 143" in second
+    with scaffold.run_session(out):
+        pass
+    assert (out / "train.log").read_text().count("session ended") == 2  # a clean session logs no end
+
+
 def test_an_id_trainer_removes_a_killed_writers_temporary_feature_files(data, tmp_path):
     """The ID trainer also writes its text and knowledge features (up to 25 MB) into the run folder; a kill while
     it encoded left their temporaries, which the lock's sweep of the scaffold's own four files did not remove."""

@@ -87,8 +87,9 @@ def test_paper_dag_has_every_run_of_the_paper(paper_dry_run):
         + (3 + 3 + 3 + 2) * seeds  # Figure 4: K, L, lambda, S grids minus the main point
         + 2 * 2 * seeds  # Figure 5: SASRec / GRU4Rec-fed Laser-C on 2 data sets (BERT4Rec = main)
     )
-    assert counts["train_small"] == idrec == 111
-    assert counts["kar_knowledge"] == datasets
+    text = 3 * datasets * seeds  # FDSA, ZESRec, KAR: an LM encodes their text first (train_small_gpu)
+    assert counts["train_small"] + counts["train_small_gpu"] == idrec == 111 and counts["train_small_gpu"] == text
+    assert counts["kar_knowledge"] == datasets and "kar_template" not in counts
     recformer = 4 * seeds + 6 * seeds  # Table 2 on 4 data sets; Figure 3: transfer from Pet at 6 fractions
     llamarec = llm4rec = datasets * seeds
     assert counts["train_large"] == laser + recformer + llamarec + llm4rec == 210
@@ -107,7 +108,8 @@ def test_embedded_default_dag(workdir):
     assert counts["prepare_dataset"] == 2
     # 6 ID-trainer methods (SASRec, BERT4Rec, GRU4Rec, FDSA, RecGURU, ZESRec) x 2 data sets
     # + BERT4Rec at fraction 0 and 0.2 + LRURec (LlamaRec's retriever) x 2 + KAR x 2
-    assert counts["train_small"] == 18 and counts["kar_knowledge"] == 2
+    assert counts["train_small"] == 12 and counts["train_small_gpu"] == 6  # FDSA, ZESRec, KAR x 2 data sets
+    assert counts["kar_template"] == 2 and "kar_knowledge" not in counts  # template knowledge: no LLM
     # Table 2: 6 Laser + 2 each of RECFORMER, LlamaRec, LLM4REC; Tables 3/4: 8 + 8; Table 5: 3;
     # Fig. 3: 3 Laser + 3 RECFORMER; Fig. 4: 4 axes x 1 off-main point; Fig. 5: 4
     assert counts["train_large"] == 12 + 16 + 3 + 6 + 4 + 4
@@ -347,3 +349,28 @@ def test_measurements_doc_has_the_dags_job_counts(paper_dry_run):
     written = {m[1]: int(m[2]) for m in re.finditer(r"^\| (\w+) \| (\d+) \|$", table, re.M)}
     counts = job_counts(paper_dry_run)
     assert written == {k: v for k, v in counts.items() if k != "total"}, "run: python scripts/measure_docs.py"
+
+
+def test_slurm_profile_sizes_each_training_rule_and_grows_memory_on_retries(workdir):
+    """`--profile slurm`: ID models train on the CPU partition without a GPU, models that run a language model
+    (train_small_gpu: KAR, FDSA, ZESRec; train_large) on the GPU partition with one, KAR's template knowledge on a
+    CPU; a resubmitted job (`attempt` 2, 3) asks for more memory, as Snakemake evaluates the profile."""
+    import yaml
+    from snakemake.resources import Resource
+
+    targets = [f"results/default/runs/synthetic/{m}/main/seed~0/metrics.json" for m in ("sasrec", "kar", "laser-c")]
+    proc = snakemake(workdir, "-n", *targets, "--profile", "slurm", "--configfile", "workflow/default.yaml")
+    res = {}
+    for rule, line in re.findall(r"^rule (\w+):\n(?:    (?!resources:).*\n)*    resources: (.*)$",
+                                 proc.stdout + proc.stderr, re.M):
+        res[rule] = dict(kv.split("=", 1) for kv in line.split(", "))
+    assert {"train_small", "train_small_gpu", "train_large", "kar_template", "prepare_dataset"} <= set(res), res
+    for rule in ("train_small", "kar_template", "prepare_dataset"):
+        assert res[rule]["slurm_partition"] == "cpu" and "gres" not in res[rule], (rule, res[rule])
+    for rule in ("train_small_gpu", "train_large"):
+        assert res[rule]["slurm_partition"] == "gpu" and res[rule]["gres"] == "gpu:1", (rule, res[rule])
+    profile = yaml.safe_load((workdir / "slurm" / "config.yaml").read_text())["set-resources"]
+    for rule in ("train_small", "train_small_gpu", "train_large", "kar_knowledge", "prepare_dataset"):
+        mem = [Resource.cli_evaluator("mem_mb", str(profile[rule]["mem_mb"]), wildcards=None, input=None,
+                                       attempt=attempt, async_run=None) for attempt in (1, 2, 3)]
+        assert str(mem[0]) == res.get(rule, {"mem_mb": str(mem[0])})["mem_mb"] and mem[0] < mem[1] < mem[2], (rule, mem)

@@ -33,9 +33,10 @@ from test_workflow import SNAKEMAKE, copy_workflow
 
 DEFAULT = ["--configfile", "workflow/default.yaml"]
 # through SLURM: Laser and KAR on synthetic, seed 0, with what they need: one job of each submitted rule
-# (prepare_dataset, train_small: their BERT4Rec, kar_knowledge, train_large) and the localrules it takes
+# (prepare_dataset, train_small: their BERT4Rec, train_small_gpu: KAR, kar_template, train_large) and the
+# localrules it takes
 SLURM_TARGETS = [f"results/default/runs/synthetic/{method}/main/seed~0/metrics.json" for method in ("laser-c", "kar")]
-SLURM_RULES = ("prepare_dataset", "train_small", "kar_knowledge", "train_large")
+SLURM_RULES = ("prepare_dataset", "train_small", "train_small_gpu", "kar_template", "train_large")
 E2E_TIMEOUT = 1800  # seconds for the whole embedded default (target: 10 min on 2 idle cores)
 # the tests of the e2e fixture: one xdist group, handed out first (the largest unit), on one worker
 E2E_GROUP = pytest.mark.xdist_group("embedded-default")
@@ -408,16 +409,20 @@ def test_embedded_default_runs_through_slurm(e2e):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == len(e2e.slurm_jobs) > 0, (submitted, e2e.slurm_jobs)
     assert all(j["state"] == "COMPLETED" for j in e2e.slurm_jobs), e2e.slurm_jobs
+    def jobs_of(rule: str) -> list[dict]:
+        return [j for j in e2e.slurm_jobs if re.match(rf"rule_{rule}(_wildcards|$)", j["comment"])]
+
     for rule in SLURM_RULES:
-        assert [j for j in e2e.slurm_jobs if rule in j["comment"]], (rule, e2e.slurm_jobs)
+        assert jobs_of(rule), (rule, e2e.slurm_jobs)
     # what SLURM made stays: the local run did not train those runs again
     assert sorted(e2e.slurm_made) == sorted(SLURM_TARGETS)
     assert {t: (e2e.workdir / t).stat().st_mtime_ns for t in SLURM_TARGETS} == e2e.slurm_made
-    # the profile's per-rule resources reached sbatch: training on partition gpu with a GPU
-    train = [j for j in e2e.slurm_jobs if "train_" in j["comment"]]
-    assert train and all(j["partition"] == "gpu" and "gpu" in j["gres"] for j in train), train
-    prepare = [j for j in e2e.slurm_jobs if "prepare_dataset" in j["comment"]]
-    assert prepare and all(j["partition"] == "cpu" for j in prepare), prepare
+    # the profile's per-rule resources reached sbatch: training through a language model on partition gpu with a
+    # GPU; ID models (BERT4Rec), KAR's template knowledge and the data on partition cpu without one
+    gpu = jobs_of("train_small_gpu") + jobs_of("train_large")
+    assert all(j["partition"] == "gpu" and "gpu" in j["gres"] for j in gpu), gpu
+    cpu = jobs_of("train_small") + jobs_of("kar_template") + jobs_of("prepare_dataset")
+    assert all(j["partition"] == "cpu" and "gpu" not in j["gres"] for j in cpu), cpu
     # localrules (resolved configs, tables, figures) never went to SLURM
     assert not [j for j in e2e.slurm_jobs if re.search(r"make_table|plot_fig|write_run_config", j["comment"])]
 

@@ -26,8 +26,8 @@ if FOREIGN := EXP.foreign_outputs():  # Snakemake would delete them before the j
 
 
 def regex_any(names) -> str:
-    """A wildcard constraint matching exactly one of ``names``."""
-    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    """A wildcard constraint matching exactly one of ``names`` (none: nothing, as an empty one would match all)."""
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or "(?!)"
 
 
 GPUS = host.gpu_count()
@@ -39,7 +39,7 @@ def job_threads(wildcards) -> int:
 
 
 def methods_computing(compute) -> list:
-    return [m.name for m in registry.METHODS.values() if m.trainer.compute == compute]
+    return [m.name for m in registry.METHODS.values() if m.compute == compute]
 
 
 def log_file(rule_name, name) -> str:

@@ -297,9 +297,9 @@ class Experiment:
     def knowledge_file(self, dataset: str, generator: str) -> str:
         return layout.knowledge_file(self.paths["results"], dataset, generator)
 
-    def knowledge_generator(self, name: str) -> str:
-        """The generator whose knowledge files are named ``name`` (:func:`layout.knowledge_name`): KAR's default or
-        a ``knowledge_generator`` this config sets anywhere (run, method_run, a variant)."""
+    def knowledge_generators(self) -> set[str]:
+        """Every knowledge generator of this config: KAR's default and each ``knowledge_generator`` it sets anywhere
+        (run, method_run, a variant, a Figure 4 grid)."""
         found = {self._default(m, "knowledge_generator") for m in registry.METHODS.values() if m.knowledge}
 
         def scan(node) -> None:
@@ -316,6 +316,17 @@ class Experiment:
                 scan(value)
 
         scan(self.config)
+        return found
+
+    def knowledge_names(self, llm: bool) -> list[str]:
+        """The file names (:func:`layout.knowledge_name`) of this config's generators that run a language model
+        (``llm``) or that do not (:data:`registry.KNOWLEDGE_WITHOUT_LLM`): rules kar_knowledge and kar_template."""
+        return sorted(layout.knowledge_name(g) for g in self.knowledge_generators()
+                      if (g not in registry.KNOWLEDGE_WITHOUT_LLM) == llm)
+
+    def knowledge_generator(self, name: str) -> str:
+        """The generator whose knowledge files are named ``name`` (:func:`layout.knowledge_name`)."""
+        found = self.knowledge_generators()
         for generator in sorted(found):
             if layout.knowledge_name(generator) == name:
                 return generator

@@ -40,7 +40,7 @@ class Trainer:
     config_class: str  # "module:Class" of the run-config dataclass
     train: str  # "module:function" (cfg, out_dir) -> metrics record
     method_key: str  # run-config key that names the method (idrec: model; laser: method)
-    compute: str  # "small" (minutes, ID-sized) or "large" (a language-model backbone): picks the rule
+    compute: str  # "small" (ID-sized models) or "large" (through a language-model backbone): see Method.compute
     backbone_key: str = "backbone"  # run-config key naming the pretrained model a method's runs use
     config_of: str = ""  # "module:function" cfg -> the config its resume hash covers ("": the resolved cfg)
 
@@ -78,6 +78,15 @@ class Method:
             out[self.trainer.backbone_key] = self.paper_backbone
         out.update(self.run_defaults)
         return out
+
+    @property
+    def compute(self) -> str:
+        """Its runs' cost class, which names their training rule ``train_{compute}`` (the SLURM profile sizes each):
+        ``large`` through a language-model backbone; ``small_gpu`` an ID-sized model whose item or user text a
+        frozen language model encodes first (FDSA and ZESRec with BERT, KAR with ChatGLM2-6B); ``small`` ID only."""
+        if self.trainer.compute == "large":
+            return "large"
+        return "small_gpu" if self.paper_backbone or self.knowledge else "small"
 
     @property
     def needs(self) -> list[str]:
@@ -155,6 +164,10 @@ def get_method(name: str, where: str = "method") -> Method:
     except KeyError:
         raise ValueError(f"{where}: {name!r} is not a registered method; expected one of {sorted(METHODS)} "
                        "(laser-repro methods)") from None
+
+
+KNOWLEDGE_WITHOUT_LLM = ("template",)  # KAR knowledge generators that run no language model (kar.knowledge)
+COMPUTE = ("small", "small_gpu", "large")  # Method.compute's values: the training rules train_{compute}
 
 
 def methods_of(trainer: str) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from laser_repro.data.dataset import SeqDataset
+from laser_repro.experiment.registry import KNOWLEDGE_WITHOUT_LLM
 from laser_repro.io import read_json, write_json
 
 log = logging.getLogger("laser_repro.kar")
@@ -129,7 +130,7 @@ def stored_texts(ds: SeqDataset, path: str | Path, generator: str | None = None)
 
 def decoding(generator: str, max_new_tokens: int) -> str:
     """The decoding settings an LLM generator's texts depend on (part of their key); the template has none."""
-    return "" if generator == "template" else f"greedy, max_new_tokens={max_new_tokens}"
+    return "" if generator in KNOWLEDGE_WITHOUT_LLM else f"greedy, max_new_tokens={max_new_tokens}"
 
 
 def template_generator(ds: SeqDataset) -> Callable[[list[str]], list[str]]:

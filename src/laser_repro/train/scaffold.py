@@ -678,8 +678,46 @@ def run_session(out_dir: str | Path, own_files: tuple[str, ...] = ()) -> Iterato
     package's logs. Holding the lock, the session removes (and logs) the temporaries a killed session left for the
     files only the lock's holder writes: :data:`WRITER_FILES` and the trainer's ``own_files``."""
     out_dir = Path(out_dir)
-    with run_lock(out_dir), run_log(out_dir, LOG_FILE):
+    with sigterm_exits(), run_lock(out_dir), run_log(out_dir, LOG_FILE):
+        log.info("%s: session started (%s)", out_dir, session_origin())
         for tmp in stale_temporaries(out_dir, WRITER_FILES + tuple(own_files)):  # a killed writer's half-written file
             log.info("%s: removing %s, a temporary file a killed session left", out_dir, tmp.name)
             tmp.unlink()
-        yield out_dir
+        try:
+            yield out_dir
+        except BaseException as exc:  # the job's own log is replaced when Snakemake retries it; train.log stays
+            log.error("%s: session ended by %s: %s", out_dir, type(exc).__name__, exc, exc_info=True)
+            raise
+
+
+def session_origin() -> str:
+    """Where a trainer session runs: host, pid and, under SLURM, the job id (a retry is a new job)."""
+    import socket
+
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"host {socket.gethostname()}, pid {os.getpid()}" + (f", SLURM job {job}" if job else "")
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a SLURM time limit, a cancelled job, Snakemake stopping its jobs) as an exit with status 143."""
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Inside, SIGTERM raises :class:`Terminated`, so that the session logs where it stopped before it exits (its
+    outputs are atomic, its checkpoint the last complete one); outside the main thread, nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
