@@ -101,7 +101,8 @@ def test_early_stopping_and_changed_config(data_dir, tmp_path):
     rec = train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=2, lr=0.05), tmp_path / "gru")
     assert rec["epochs_run"] == rec["best_epoch"] + 2 < 40
     assert rec["test"]["ndcg@10"] > 0.3
-    with pytest.raises(ValueError, match="different run config"):
+    with pytest.raises(ValueError, match=r"checkpoint of a different run config \(seed 3, it had patience: 2 "
+                                         r"\(now 3\)\)"):
         (tmp_path / "gru" / "metrics.json").unlink()
         train_idrec(config(data_dir, "gru4rec", max_epochs=40, patience=3, lr=0.05), tmp_path / "gru")
 

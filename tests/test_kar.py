@@ -349,3 +349,23 @@ def test_an_empty_llm_answer_encodes_to_a_zero_vector_not_nan(tmp_path, monkeypa
     assert np.isfinite(vecs).all() and not vecs[0].any() and not vecs[2].any() and vecs[1].any()
     alone = encode_with_backbone(["a pen"], "tiny-gpt2")
     np.testing.assert_allclose(vecs[1], alone[0], rtol=1e-5, atol=1e-6)  # its batch-mate changes nothing
+
+
+def test_kar_knowledge_refuses_a_bad_generator_by_name_without_a_traceback(data, tmp_path, caplog):
+    """`--generator gpt5` loaded the data set and failed in LlamaRec's loader with a 34-frame traceback naming
+    LlamaRec; `local:/missing` reached the hub's "Repo id must be in the form" error. Both are one line now."""
+    import logging
+
+    from laser_repro.cli import main as cli_main
+
+    out = tmp_path / "k.json"
+    with caplog.at_level(logging.ERROR, logger="laser_repro"):
+        assert cli_main(["kar-knowledge", "--data", str(tmp_path / "nowhere"), "--generator", "gpt5",
+                         "--out", str(out)]) == 1  # refused before the (missing) data set is read
+        assert cli_main(["kar-knowledge", "--data", str(data), "--generator", f"local:{tmp_path}/missing",
+                         "--out", str(out)]) == 1
+    errors = [r.getMessage() for r in caplog.records]
+    assert errors[0].startswith("--generator: unknown name 'gpt5'; expected one of ['template', 'gpt2-large',")
+    assert errors[1] == (f"local:{tmp_path}/missing: {tmp_path}/missing is not a folder; expected a model folder "
+                         "(config.json, the weights and the tokenizer, as `hf download` or save_pretrained writes them)")
+    assert len(errors) == 2 and not out.exists() and all(r.exc_info is None for r in caplog.records)

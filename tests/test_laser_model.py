@@ -467,3 +467,19 @@ def test_smollm2_dequantises_once_and_is_the_real_model(smollm2_cache):
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     out = lm.generate(ids, max_new_tokens=3, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+
+
+def test_a_run_config_names_a_registered_method_of_its_trainer():
+    """`method: laser-x` trained and wrote "laser-x" into metrics.json (no table could place it): refused now, as a
+    RECFORMER, LlamaRec or LLM4REC config naming another method is."""
+    from laser_repro.config import ConfigError, from_dict
+    from laser_repro.laser.config import LaserRunConfig
+    from laser_repro.llamarec.config import LlamaRecRunConfig
+
+    with pytest.raises(ConfigError, match=r"^method: 'laser-x' is not a Laser method; expected one of \['laser-g', "
+                                          r"'laser-c', 'laser-l'\] or null"):
+        from_dict(LaserRunConfig, {"method": "laser-x"})
+    assert from_dict(LaserRunConfig, {"method": "laser-l"}).method == "laser-l"
+    assert from_dict(LaserRunConfig, {}).method is None  # a stand-alone run
+    with pytest.raises(ConfigError, match="method"):
+        from_dict(LlamaRecRunConfig, {"method": "laser-l"})

@@ -137,7 +137,7 @@ def test_resume_after_a_kill_gives_identical_metrics(main_run, data, cache, tmp_
         assert resumed[key] == reference[key], key
     again = trainer.train_laser(dataclasses.replace(cfg, progress=True, eval_batch_size=7), out)  # execution keys
     assert again["test"] == reference["test"]  # finished: nothing is redone
-    with pytest.raises(ValueError, match=r"results of a different run config \(seed 0\)"):
+    with pytest.raises(ValueError, match=r"results of a different run config \(seed 0, it had seed: 0 \(now 1\)\)"):
         trainer.train_laser(dataclasses.replace(cfg, seed=1), out)
 
 

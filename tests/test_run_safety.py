@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -58,6 +59,9 @@ def cfg(data, **kw) -> IDRecRunConfig:
     ({"lr": "fast"}, "lr: expected a number, got 'fast'"),
     ({"model_config": {"heads": 3}}, "model_config.heads: hidden = 16 does not split evenly over 3 heads"),
     ({"device": "cuda"} if not torch.cuda.is_available() else {"device": "cuda:99"}, "device: 'cuda"),
+    # a raw (unprepared) or mistyped data set said only "raw/stats.json: file not found"
+    ({"dataset": "raw"}, "dataset: raw/stats.json is missing (expected a prepared data set (`laser-repro data "
+                         "prepare`); a relative path is read from "),
 ])
 def test_bad_run_configs_stop_with_the_key(data, tmp_path, caplog, override, message):
     path = tmp_path / "run.yaml"
@@ -262,6 +266,26 @@ def test_a_session_removes_a_killed_writers_temporary_files(tmp_path):
         assert not Path(stale).exists() and not Path(stale_metrics).exists()
         assert all(path.exists() for path in kept)
     assert sum("a temporary file a killed session left" in line for line in (out / "train.log").open()) == 2
+
+
+def test_a_checkpoint_resumes_on_a_node_that_shows_fewer_gpus(monkeypatch, caplog):
+    """Checkpoints held every visible GPU's generator state and restored them all: one written where two GPUs showed
+    raised IndexError on a node given one (and with one GPU where the run had used the second, the stream restarts)."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: [restored.append(s) for s in states])
+    state = scaffold.rng_state()
+    assert state["cuda"].tolist() == [7]  # the current device's state alone
+    scaffold.set_rng_state(state)
+    old = {**state, "cuda": [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]}
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    scaffold.set_rng_state(old)  # a checkpoint before: two GPUs' states, resumed on device 0
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    with caplog.at_level(logging.WARNING, logger="laser_repro"):
+        scaffold.set_rng_state(old)
+    assert [t.tolist() for t in restored] == [[7], [1]] and "not device 2: its stream restarts" in caplog.text
 
 
 def test_train_log_keeps_every_attempt_and_how_each_ended(tmp_path, monkeypatch):
@@ -533,8 +557,8 @@ def test_new_data_reruns_exactly_the_affected_runs(tmp_path):
 
 
 def test_a_workflow_rerun_with_other_test_users_does_not_retrain(tmp_path):
-    """Under a validation cap, changing max_eval_users reruns a Laser job; Snakemake removes the job's outputs
-    before it starts, so the trainer's retest never saw the finished run and --replace-stale removed its
+    """Under a validation cap, changing max_eval_users (or an execution key) reruns a Laser job; Snakemake removes
+    the job's outputs before it starts, so the trainer's retest never saw the finished run and --replace-stale removed its
     checkpoint: the run trained again. Now its checkpoint resumes and model.pt comes out the same bytes."""
     wf = copy_workflow(tmp_path / "wf")
     run = wf / "results/default/runs/synthetic/laser-c/main/seed~0"
@@ -543,7 +567,9 @@ def test_a_workflow_rerun_with_other_test_users_does_not_retrain(tmp_path):
     (wf / "cap.yaml").write_text("run:\n  laser:\n    max_valid_users: 60\n")
     subprocess.run(base, cwd=wf, check=True, capture_output=True, timeout=600)
     first, model = json.loads((run / "metrics.json").read_text()), (run / "model.pt").read_bytes()
-    (wf / "cap.yaml").write_text("run:\n  laser:\n    max_valid_users: 60\n    max_eval_users: 30\n")
+    # other test users and other execution settings (a model.pt recorded them: the runs reading it went stale)
+    (wf / "cap.yaml").write_text("run:\n  laser:\n    max_valid_users: 60\n    max_eval_users: 30\n"
+                                 "    eval_batch_size: 7\n    item_batch_size: 5\n")
     subprocess.run(base, cwd=wf, check=True, capture_output=True, timeout=600)
     after = json.loads((run / "metrics.json").read_text())
     assert (first["test"]["n"], after["test"]["n"]) == (120, 30) and after["history"] == first["history"]
@@ -845,7 +871,8 @@ def test_artifacts_built_from_a_config_show_stale_results_as_gaps(tmp_path):
     assert exp.stale_runs([key]) == {}
     # another run config (a different lr): the result no longer answers it
     changed = Experiment.from_files([*files, tmp_path / "lr.yaml"])
-    assert changed.stale_runs([key]) == {key.rel: "results of a different run config (seed 0)"}
+    assert changed.stale_runs([key]) == {key.rel: "results of a different run config (seed 0, it had lr: 0.001 (now "
+                                                  "0.002))"}  # what changed is named
     text = table2(tmp_path / "lr.yaml")
     assert (f"`{tmp_path}/runs/pet/sasrec/main/seed~0/metrics.json`: stale, results of a different run config"
             in text)

@@ -242,6 +242,10 @@ def test_bad_config_is_rejected_before_any_job(workdir, tmp_path):
     assert proc.returncode != 0
     # the error names the config files, not the word "config"
     assert f"config.yaml + {unknown}: fig5.idrecs: names ['nope'], not in ID-model methods" in proc.stdout + proc.stderr
+    # a --config value is named as such (config.yaml alone was blamed for it)
+    proc = snakemake(workdir, "-n", "--config", "seeds=abc", check=False)
+    assert proc.returncode != 0
+    assert "config.yaml + --config seeds (command line): seeds: 'abc' is not of type 'array'" in proc.stdout + proc.stderr
 
 
 def test_files_the_suite_did_not_write_at_its_outputs_stop_the_workflow_before_any_job(tmp_path):

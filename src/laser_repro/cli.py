@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from laser_repro.io import InputError
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("laser_repro.data.cli", "download, prepare and describe data sets (Table 1)"),
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)
-    except (OSError, ValueError) as err:  # bad input, a folder given as a file, a failed download: the message
+    except (OSError, ValueError, InputError) as err:  # bad input, a folder given as a file, a failed download
         logging.getLogger("laser_repro").error("%s", err)
         return 1
 

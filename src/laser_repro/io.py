@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+class InputError(Exception):
+    """Input the user must fix or provide (a model that cannot load, an unknown name): ``laser-repro`` prints the
+    message alone, as it does for ``OSError`` and ``ValueError``, never a traceback."""
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -17,7 +17,7 @@ from snakemake.exceptions import WorkflowError
 from laser_repro.experiment import host, layout, registry
 from laser_repro.experiment.plan import Experiment
 
-EXP = Experiment.from_snakemake(config, workflow.configfiles)
+EXP = Experiment.from_snakemake(config, workflow.configfiles, workflow.config_settings.config)
 PATHS = EXP.paths
 DATASETS = EXP.datasets
 if FOREIGN := EXP.foreign_outputs():  # Snakemake would delete them before the jobs' own guards run

@@ -64,11 +64,15 @@ class Experiment:
         return cls(load(paths, overrides), " + ".join(map(str, paths)))
 
     @classmethod
-    def from_snakemake(cls, config: dict, files: Iterable[str] = ()) -> "Experiment":
+    def from_snakemake(cls, config: dict, files: Iterable[str] = (), overrides: Iterable[str] = ()) -> "Experiment":
         """Validate Snakemake's merged ``config`` in place (defaults filled) and wrap it; errors name ``files`` (the
-        workflow's config files, in merge order), else "config"."""
+        workflow's config files, in merge order) and the ``overrides`` given by ``--config`` (applied last), else
+        "config"."""
         files = list(files)  # Snakemake lists --configfile files first and the Snakefile's own last: merge order
-        where = " + ".join(str(f) for f in files[-1:] + files[:-1]) or "config"
+        parts = [str(f) for f in files[-1:] + files[:-1]]
+        if overrides := sorted(overrides):
+            parts.append(f"--config {' '.join(overrides)} (command line)")
+        where = " + ".join(parts) or "config"
         return cls(validate(config, where), where)
 
     def _check_datasets(self) -> None:

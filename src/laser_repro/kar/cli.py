@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="prepared data set folder")
     parser.add_argument("--generator", default="template",
                         help="template (deterministic stand-in, no LLM; the default) | smollm2 | tiny-llama | "
-                             "chatglm2-6b | local:PATH (a KAR run's knowledge_generator must name the same)")
+                             "chatglm2-6b | another causal LM of the hub registry | local:PATH (a model folder); "
+                             "a KAR run's knowledge_generator must name the same")
     parser.add_argument("--out", required=True, type=Path, help="knowledge JSON file")
     parser.add_argument("--max-users", type=int, default=None,
                         help="generate user texts for a seeded subset of this many users only (CPU demonstrations)")
@@ -32,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from laser_repro.data.dataset import data_fingerprint, load_dataset
     from laser_repro.data.splits import seeded_subset
     from laser_repro.kar.knowledge import KnowledgeStore, decoding, knowledge, llm_generator, template_generator
+    from laser_repro.laser.hub import GENERATORS, check_name
     from laser_repro.train.scaffold import resolve_device
 
+    check_name("--generator", args.generator, GENERATORS)  # before the data set and any model is loaded
     if args.max_new_tokens < 1 or (args.max_users is not None and args.max_users < 1):
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} / --max-users {args.max_users}: expected at least 1 "
                          "(0 new tokens would store an empty text for every prompt)")

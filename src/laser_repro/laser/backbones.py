@@ -27,6 +27,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from laser_repro.io import InputError
 from laser_repro.laser.hub import HUB, OFFLINE  # the registry (laser.hub, torch-free)
 from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
@@ -41,7 +42,7 @@ TINY_SIZES = {  # frozen random "LLMs" for tests and the CPU default
 TINY_INIT_SEED = 0  # the tiny backbones' weights are the same in every run
 
 
-class BackboneLoadError(RuntimeError):
+class BackboneLoadError(RuntimeError, InputError):
     """A backbone could not be built or loaded; the message says how to provide it offline."""
 
 
@@ -104,6 +105,11 @@ class Backbone(nn.Module):
 
     # what of describe() sets the numbers a run computes (not where files live: a tokenizer's path follows cache_dir)
     NUMERICS = ("name", "family", "hidden_size", "dtype", "parameters", "cpu_bf16_autocast")
+
+    def identity(self) -> dict:
+        """What the backbone is, without how this session runs it (dtype, autocast: the device's), as a model.pt
+        records it: the same bytes on any device, so the runs that read it stay current."""
+        return {k: v for k, v in self.describe().items() if k not in ("dtype", "cpu_bf16_autocast")}
 
     def describe(self) -> dict:
         return {
@@ -291,7 +297,7 @@ def _tiny(name: str, corpus: Sequence[str], cache: Path) -> Backbone:
         torch.manual_seed(TINY_INIT_SEED)
         model = cls(cfg)
     return Backbone(name, family, model, tokenizer, {"source": f"random init (seed {TINY_INIT_SEED}) from config",
-                                                     "tokenizer": tokenizer.name_or_path})
+                                                     "tokenizer": Path(tokenizer.name_or_path).name})
 
 
 def tiny_tokenizer(name: str, corpus: Sequence[str], cache: Path):

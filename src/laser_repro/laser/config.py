@@ -169,7 +169,12 @@ class LaserRunConfig:
     progress: bool = True  # tqdm progress bars on stderr
 
     def check(self) -> None:
+        from laser_repro.experiment.registry import methods_of
+
         check_name("backbone", self.backbone, BACKBONES)
+        if self.method is not None and self.method not in methods_of("laser"):
+            raise ConfigError(f"method: {self.method!r} is not a Laser method; expected one of {methods_of('laser')} "
+                              "or null (a stand-alone run)")
 
     def unread_inputs(self) -> tuple[str, ...]:
         """Input runs this config names but never reads (not fingerprinted: train.scaffold.input_fingerprints):

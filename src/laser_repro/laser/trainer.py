@@ -395,7 +395,7 @@ def _finish(cfg, run: RunFolder, ds, model, table, best1, best2, state, device, 
         "train_rows": n_rows,
     }
     blob = {"trainable": model.trainable_state(), "config": run.training_config(),
-            "backbone": model.backbone.describe()}
+            "backbone": model.backbone.identity()}
     return run.write_outputs(results, blob, record, device)
 
 

@@ -24,7 +24,7 @@ class LlamaRecRunConfig:
 
     dataset: str = ""
     data_fingerprint: str | None = None
-    method: str = "llamarec"
+    method: Literal["llamarec"] = "llamarec"
     retriever_run: str | None = None  # a finished LRURec run (train-idrec, model lrurec): the retriever
     backbone: str = "llama2-7b"  # | smollm2 (offline stand-in) | tiny-llama (tests) | local:PATH
     cache_dir: str | None = None

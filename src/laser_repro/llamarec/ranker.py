@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 
 from laser_repro.laser.backbones import (HUB, BackboneLoadError, _cache_root, _load_chatglm2, _patch_chatglm2_tokenizer,
                                          smollm2_folder, tiny_tokenizer)
+from laser_repro.laser.hub import CAUSAL_LMS
 from laser_repro.llamarec.scoring import LETTERS
 from laser_repro.train.scaffold import cpu_autocast, fp32_attention
 
@@ -50,12 +52,15 @@ def load_causal_lm(name: str, cache_dir: str | None, corpus: Sequence[str], quan
         source = str(smollm2_folder(cache_dir))
     elif name.startswith("local:"):
         source = name[len("local:"):]
+        if not Path(source).is_dir():
+            raise BackboneLoadError(f"{name}: {source} is not a folder; expected a model folder (config.json, the "
+                                    "weights and the tokenizer, as `hf download` or save_pretrained writes them)")
     elif name in HUB:
         source = HUB[name].hub_id
         kw["trust_remote_code"] = HUB[name].remote_code  # ChatGLM2 (KAR's generator): its remote code
     else:
-        raise BackboneLoadError(f"backbone: unknown name {name!r} for LlamaRec; expected llama2-7b, smollm2, "
-                                "tiny-llama or local:PATH")
+        raise BackboneLoadError(f"unknown causal language model {name!r}; expected one of "
+                                f"{list(CAUSAL_LMS)} or local:PATH")
     quantized = False
     if quantize != "none" and device.type == "cuda":
         try:

@@ -243,4 +243,4 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         "trainable_parameters": sum(p.numel() for p in ranker.model.parameters() if p.requires_grad),
         "wall_time_s": time.perf_counter() - t0,
     }
-    return run.write_outputs(results, {"lora": lora_state(), "config": run.config}, record, device)
+    return run.write_outputs(results, {"lora": lora_state(), "config": run.training_config()}, record, device)

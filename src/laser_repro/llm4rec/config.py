@@ -21,7 +21,7 @@ class LLM4RecRunConfig:
     }
     dataset: str = ""
     data_fingerprint: str | None = None
-    method: str = "llm4rec"
+    method: Literal["llm4rec"] = "llm4rec"
     backbone: str = "gpt2-large"  # Laser's LLM baselines share its GPT2-Large; offline: tiny-gpt2, smollm2
     cache_dir: str | None = None
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # CPU: auto = bf16 autocast where the CPU has bf16 units

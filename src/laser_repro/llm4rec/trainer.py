@@ -221,5 +221,6 @@ def _train(cfg: LLM4RecRunConfig, opened: OpenedRun) -> dict:
         "train_rows": len(rows), "train_users": int(users.shape[0]), "history": state["history"],
         "wall_time_s": time.perf_counter() - t0,
     }
-    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config}
+    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": run.training_config()}
     return run.write_outputs(results, blob, record, device)

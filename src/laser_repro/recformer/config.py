@@ -42,7 +42,7 @@ class RecformerRunConfig:
 
     dataset: str = ""  # prepared data set folder
     data_fingerprint: str | None = None
-    method: str = "recformer"
+    method: Literal["recformer"] = "recformer"
     encoder: str = "allenai/longformer-base-4096"  # | local:PATH | minilm (offline stand-in) | tiny (tests)
     init_checkpoint: str | None = None  # a released RecFormer checkpoint (state dict) loaded over the encoder
     init_from: str | None = None  # a finished RECFORMER run folder whose model.pt initialises this run

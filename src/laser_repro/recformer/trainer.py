@@ -448,5 +448,6 @@ def _finish(cfg, run: RunFolder, ds, model, tok, table, best1, best2, state, sta
         "item_encodings": state.item_encodings, "train_users": n_users, "history": state.history,
         "wall_time_s": time.perf_counter() - t_start,
     }
-    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": run.config}
+    blob = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": run.training_config()}
     return run.write_outputs(results, blob, record, device)

@@ -191,18 +191,47 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
+    """The generators' states; on CUDA only the current device's (a run uses one GPU, and a resume on a node that
+    shows another number of GPUs must still fit)."""
     out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
-        out["cuda"] = torch.cuda.get_rng_state_all()
+        out["cuda"] = torch.cuda.get_rng_state()
     return out
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state`'s states. A checkpoint before 2026-12-07 holds every visible GPU's state (a list):
+    the current device's is restored when that device was among them, else the CUDA generator keeps its seed."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or not torch.cuda.is_available():
+        return
+    if isinstance(cuda, (list, tuple)):
+        index = torch.cuda.current_device()
+        if index >= len(cuda):
+            log.warning("the checkpoint's CUDA generator states cover %d GPU(s), not device %d: its stream restarts",
+                        len(cuda), index)
+            return
+        cuda = cuda[index]
+    torch.cuda.set_rng_state(cuda)
+
+
+def config_changes(then: dict, now: dict, ignore: Sequence[str] = (), limit: int = 6) -> list[str]:
+    """``key: then-value (now now-value)`` for each dotted key whose value differs between two run configs (at most
+    ``limit``, then how many more), leaving out the ``ignore`` keys."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if prefix or k not in ignore:
+                out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(then), flat(now)
+    changed = [f"{k}: {a.get(k, '(unset)')!r} (now {b.get(k, '(unset)')!r})" for k in sorted(set(a) | set(b))
+               if a.get(k, "(unset)") != b.get(k, "(unset)")]
+    return changed[:limit] + ([f"{len(changed) - limit} more"] if len(changed) > limit else [])
 
 
 def resume_hash(config: dict, execution_keys: Sequence[str]) -> str:
@@ -348,8 +377,13 @@ class RunFolder:
                         "(run the trainer again: it tests the selected model on this config's users, no training)")
             return (f"{what} of this very training with other {', '.join(self.test_keys)}, which cannot be retested: "
                     f"its final checkpoint ({self.checkpoint_path.name}) is missing or belongs to another run")
-        seed = (blob.get("config") or {}).get("seed", blob.get("seed"))
-        return f"{what} of a different run config" + (f" (seed {seed})" if seed is not None else "")
+        then = blob.get("config") or {}
+        seed = then.get("seed", blob.get("seed"))
+        detail = [] if seed is None else [f"seed {seed}"]
+        if set(then) - {"seed"}:  # a checkpoint before 2026-12-07 recorded its seed alone
+            changes = config_changes(then, self.config, self.execution_keys + ("input_fingerprints", "data_fingerprint"))
+            detail += [f"it had {'; '.join(changes)}"] if changes else []
+        return f"{what} of a different run config" + (f" ({', '.join(detail)})" if detail else "")
 
     def _stale(self, path: Path, why: str, ours: bool = True) -> None:
         if not ours:  # never removed, whatever --replace-stale says: the suite did not write it
@@ -408,9 +442,10 @@ class RunFolder:
 
     def training_config(self) -> dict:
         """The resolved config the training ran under: this run's, with the test keys' values it was trained
-        with. A model.pt records it, so a retest (other test users) writes the same bytes: runs that start from
-        it (``INPUT_RUNS``) stay current."""
-        return {**self.config, **self.trained_with}
+        with, without its execution keys. A model.pt records it, so a retest (other test users) or a rerun under
+        other execution settings (batch sizes, device, cache) writes the same bytes: runs that start from it
+        (``INPUT_RUNS``, fingerprinted by its digest) stay current."""
+        return {k: v for k, v in {**self.config, **self.trained_with}.items() if k not in self.execution_keys}
 
     def save_checkpoint(self, **blob: Any) -> None:
         save_checkpoint(self.checkpoint_path, {**blob, "resume_hash": self.resume_hash, "rng": rng_state(),
@@ -418,7 +453,7 @@ class RunFolder:
                                                "sessions": self.sessions,
                                                "data_fingerprint": self.data_fingerprint,
                                                "input_fingerprints": self.config.get("input_fingerprints", {}),
-                                               "config": {"seed": self.config.get("seed")}})
+                                               "config": self.config})  # a stale one then says what changed
 
     def write_ranks(self, results: dict[str, EvalResult]) -> None:
         save_ranks(self.path / RANKS_FILE, results)
@@ -556,8 +591,12 @@ def check_inputs(cfg) -> None:
     """Refuse a run whose named inputs are missing, before its folder is read: an absent input would drop out of
     the resume contract and make the finished run look computed from other inputs (``--replace-stale`` then
     removed it, and the trainer failed on the missing file after that)."""
-    missing = [f"{key}: {path} is missing (expected {INPUT_KINDS[kind]})" for key, path, kind in declared_inputs(cfg)
-               if not path.is_file()]
+    named = declared_inputs(cfg)
+    if getattr(cfg, "dataset", None):  # the run's own data set first (a raw folder, a typo, a relative path)
+        named = [("dataset", Path(cfg.dataset) / "stats.json", "dataset"), *named]
+    missing = [f"{key}: {path} is missing (expected {INPUT_KINDS[kind]}"
+               + ("" if path.is_absolute() else f"; a relative path is read from {Path.cwd()}") + ")"
+               for key, path, kind in named if not path.is_file()]
     if missing:
         raise FileNotFoundError("; ".join(missing) + "; nothing in the run folder was read or changed")
 

@@ -50,7 +50,7 @@ def detect(folder: str | Path) -> str:
         found.append("recbole")
     if len(found) == 1:
         return found[0]
-    looked = "; ".join(f"{k}: {v}" for k, v in FORMATS.items() if k not in ("movielens", "synthetic"))
+    looked = "; ".join(f"{k}: {v[1]}" for k, v in FORMATS.items() if k not in ("movielens", "synthetic"))
     if not found:
         raise ValueError(f"{folder}: no known data format found (looked for {looked}); pass --source")
     raise ValueError(f"{folder}: files of several formats ({', '.join(found)}); pass --source to choose")
