@@ -34,7 +34,9 @@ def test_prompts_use_the_training_part_and_kar_window():
     ds = from_sequences("x", "synthetic", items, ["u"], [[0, 1, 2, 3, 4, 5, 6, 7]])  # training part: items 0..5
     assert kn.user_titles(ds, 0) == ["t0", "t1", "t2"]  # ceil(6 / 2) = 3, never the valid/test items 6, 7
     p = kn.user_prompt(kn.user_titles(ds, 0))
-    assert p.startswith('Given user\'s product history: "t0"; "t1"; "t2". Analyze') and "stars" not in p
+    assert p == ('Given user\'s product history: "t0"; "t1"; "t2". Analyze user\'s preferences on product (consider '
+                 "factors like genre, functionality, quality, price, design, reputation). Provide clear explanations "
+                 "based on relevant details from the user's product viewing history and other pertinent factors.")
     assert "which is from brand unknown" in kn.item_prompt(items[0])
 
 
@@ -166,6 +168,20 @@ def test_hea_routing_on_a_hand_example():
         p.data.add_(1.0)
     torch.testing.assert_close(hea(x, "user"), before)
     assert not torch.allclose(hea(x, "item"), before)
+
+
+def test_kar_trains_only_on_targets_after_its_knowledge_window():
+    """The user's knowledge text names the first min(ceil(n/2), 15) training items; a row whose target is one of
+    them read its answer from the user tower (KAR's code trains only after the window). Hand example: n = 6 ->
+    window 3 -> targets s[3], s[4], s[5]; n = 2 -> window 1 -> s[1]; n = 40 -> window 15 -> s[15:]."""
+    from laser_repro.kar.model import KAR, KARConfig
+
+    model = KAR(50, KARConfig(hidden=8, max_len=4, inner=16, heads=1), torch.zeros(50, 6), torch.zeros(3, 6))
+    six, two, forty = np.array([10, 11, 12, 13, 14, 15]), np.array([20, 21]), np.arange(40)
+    tokens, targets = model.make_instances([six, two, forty])
+    assert targets.tolist() == [13, 14, 15, 21, *range(15, 40)]
+    assert tokens[0].tolist() == [11, 12, 13, 0]  # s[:3] as tokens (item + 1), right-padded to max_len
+    assert tokens[3].tolist() == [21, 0, 0, 0] and tokens[4].tolist() == [12, 13, 14, 15]  # the last max_len items
 
 
 def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):

@@ -71,7 +71,7 @@ def test_training_rows_on_a_history_over_nearly_every_item_end(tmp_path):
     items = [{"id": f"i{i}", "title": f"item {i}", "brand": "", "category": ""} for i in range(6)]
     ds = load_dataset(save_dataset(from_sequences("six", "synthetic", items, ["u0", "u1"],
                                                   [[0, 1, 2, 3, 4, 5, 0, 1], [2, 3, 4]]), tmp_path / "six"))
-    cfg = LlamaRecRunConfig(dataset=str(tmp_path / "six"), n_candidates=4)
+    cfg = LlamaRecRunConfig(dataset=str(tmp_path / "six"), n_candidates=4, mask_history=True)
     rows = training_rows(ds, np.array([0, 1]), cfg, np.random.default_rng(0))
     assert len(rows) == 5 + 0  # user 0: 6 training items, 5 prefixes; user 1: one training item, none
     for hist, cands, answer in rows:
@@ -81,6 +81,46 @@ def test_training_rows_on_a_history_over_nearly_every_item_end(tmp_path):
     # early prefixes still draw outside the history: the first row's negatives avoid items 0 and 1
     first = next(c for h, c, a in rows if len(h) == 1)
     assert 0 not in first
+
+
+def test_training_negatives_follow_the_retrievers_history_masking(tmp_path):
+    """Unmasked (the suite's protocol) the test's candidates hold history items, so the training negatives may be
+    history items too: drawn outside the history, a history item among the candidates was always the answer."""
+    from laser_repro.data.dataset import from_sequences, load_dataset, save_dataset
+    from laser_repro.llamarec.config import LlamaRecRunConfig
+    from laser_repro.llamarec.trainer import training_rows
+
+    items = [{"id": f"i{i}", "title": f"item {i}", "brand": "", "category": ""} for i in range(30)]
+    seqs = [list(range(u, u + 12)) for u in range(10)]
+    ds = load_dataset(save_dataset(from_sequences("s", "synthetic", items, [f"u{u}" for u in range(10)], seqs),
+                                   tmp_path / "s"))
+
+    def history_negatives(mask: bool) -> int:
+        cfg = LlamaRecRunConfig(dataset=str(tmp_path / "s"), n_candidates=8, mask_history=mask)
+        rows = training_rows(ds, np.arange(10), cfg, np.random.default_rng(0))
+        return sum(c in set(h.tolist()) for h, cands, a in rows for i, c in enumerate(cands) if i != a)
+
+    assert history_negatives(True) == 0
+    assert history_negatives(False) > 50  # ~7 negatives x 90 rows x (about a fifth of the items in the history)
+
+
+def test_saved_adapters_that_do_not_fit_are_refused_not_skipped(ring, tmp_path):
+    """Resume and the best step's adapters loaded with strict=False: adapter keys under other names (another peft)
+    loaded nothing, silently, and training went on from fresh adapters."""
+    from laser_repro.data.dataset import load_dataset
+    from laser_repro.llamarec.ranker import build_ranker
+    from laser_repro.llamarec.trainer import load_adapters
+
+    ds = load_dataset(ring)
+    ranker = build_ranker("tiny-llama", str(tmp_path), [it["title"] for it in ds.items], "auto",
+                          torch.device("cpu"), 8, 32, 0.0, ["q_proj", "v_proj"])
+    saved = {k: v.clone() + 1.0 for k, v in ranker.model.state_dict().items() if "lora_" in k}
+    load_adapters(ranker.model, saved, tmp_path / "checkpoint.pt")
+    name = next(iter(saved))
+    assert torch.equal(ranker.model.state_dict()[name], saved[name])  # they did load
+    renamed = {k.replace("lora_A", "lora_a"): v for k, v in saved.items()}
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: its adapters do not fit this ranker \(missing \["):
+        load_adapters(ranker.model, renamed, tmp_path / "checkpoint.pt")
 
 
 def test_lora_trains_only_the_adapters(ring, tmp_path):

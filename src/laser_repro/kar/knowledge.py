@@ -28,7 +28,7 @@ from laser_repro.io import read_json, write_json
 
 log = logging.getLogger("laser_repro.kar")
 ENCODER_MAX_TOKENS = 512  # the official lm_encoding.py: BERT max_length 512 (user texts end with the answer)
-PROMPT_VERSION = "kar-product-v1"
+PROMPT_VERSION = "kar-product-v2"  # v2 (2026-12-07): the user prompt's closing sentence, as in KAR's code
 FACTORS = "genre, functionality, quality, price, design, reputation"
 
 
@@ -45,7 +45,8 @@ def item_prompt(item: dict) -> str:
 def user_prompt(titles: Sequence[str]) -> str:
     hist = "; ".join(f'"{t}"' for t in titles)
     return (f"Given user's product history: {hist}. Analyze user's preferences on product (consider factors like "
-            f"{FACTORS}).")
+            f"{FACTORS}). Provide clear explanations based on relevant details from the user's product viewing "
+            "history and other pertinent factors.")
 
 
 def user_titles(ds: SeqDataset, u: int) -> list[str]:

@@ -86,6 +86,22 @@ class KAR(SeqRecModel):
     def history_len(self) -> int:
         return self.config.max_len
 
+    def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The host's next-item rows of each training sequence from position ``history_window(n)`` on: the targets
+        before it are titles of the user's knowledge text (``kar.knowledge.user_titles``), so training on them
+        would read the answer from the user tower; KAR's code trains only after its history window too."""
+        from laser_repro.kar.knowledge import history_window
+
+        rows, targets = [], []
+        for s in sequences:
+            tokens, target = self.host.make_instances([s])  # t = 1 .. n-1, in order
+            keep = np.arange(1, len(s)) >= history_window(len(s))
+            rows.append(tokens[keep])
+            targets.append(target[keep])
+        if not rows:
+            return np.zeros((0, self.config.max_len), np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows), np.concatenate(targets)
+
     def sequence_states(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.host.sequence_states(tokens)
 
@@ -97,6 +113,3 @@ class KAR(SeqRecModel):
         hist, users = tokens[:, :-1], tokens[:, -1]
         user = self.host.user_states(hist) + self.user_proj(self.hea(self.user_knowledge[users], "user"))
         return user @ self.item_embeddings().T
-
-    def make_instances(self, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return self.host.make_instances(sequences)

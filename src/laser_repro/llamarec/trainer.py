@@ -43,14 +43,29 @@ def titles(ds: SeqDataset, tokenizer, max_tokens: int) -> list[str]:
     return out
 
 
+def load_adapters(model, adapters: dict, where: Path) -> None:
+    """Load saved LoRA weights into ``model``; every adapter weight of the model must be among them and nothing
+    else (``strict=False`` alone skipped them all silently had the key names changed, e.g. with another peft)."""
+    result = model.load_state_dict(adapters, strict=False)
+    expected = {k for k in model.state_dict() if "lora_" in k}
+    missing = sorted(expected & set(result.missing_keys))
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{where}: its adapters do not fit this ranker (missing {missing[:3]}, unexpected "
+                         f"{list(result.unexpected_keys)[:3]}); written by another peft or model? remove the run "
+                         "folder to train it again")
+
+
 def training_rows(ds: SeqDataset, users: np.ndarray, cfg: LlamaRecRunConfig, rng: np.random.Generator):
-    """(history, candidates, answer index): every prefix of each training sequence, random negatives."""
+    """(history, candidates, answer index): every prefix of each training sequence, random negatives. The
+    negatives avoid the history only when the retriever masks it (``mask_history``, LlamaRec's code): unmasked, the
+    test's candidates hold history items, and a training set whose history items were all answers would teach the
+    ranker "a history item is the answer"."""
     rows = []
     for u in users:
         seq = ds.train_sequence(int(u))
         for t in range(1, seq.shape[0]):
             hist = seq[:t][-cfg.max_history:]
-            seen = set(seq[:t].tolist()) | {int(seq[t])}
+            seen = (set(seq[:t].tolist()) if cfg.mask_history else set()) | {int(seq[t])}
             if ds.n_items - len(seen) < cfg.n_candidates - 1:  # a history over nearly every item (tiny data sets):
                 seen = {int(seq[t])}  # negatives may then come from it (else the draw never ended)
             negs = []
@@ -170,7 +185,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
                 "dtype": str(next(ranker.model.parameters()).dtype)}
     if ckpt is not None:
         check_numerics(ckpt, numerics, run.checkpoint_path)
-        ranker.model.load_state_dict(ckpt["lora"], strict=False)
+        load_adapters(ranker.model, ckpt["lora"], run.checkpoint_path)
         opt.load_state_dict(ckpt["optimizer"])
         if any(g.get("weight_decay") for g in opt.param_groups):  # it would decay on, as a run of the new code
             raise ValueError(f"{run.checkpoint_path}: written with AdamW's weight decay 0.01 (before 2026-12-07; the "
@@ -227,7 +242,7 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             state=state, best=best, numerics=numerics)
     if best is not None:
-        ranker.model.load_state_dict(best, strict=False)
+        load_adapters(ranker.model, best, run.checkpoint_path)
     results, extras = {}, {}
     for split in ("valid", "test"):
         results[split], extras[split] = evaluate_split(ranker, retriever, ds, run_eval_users(ds, split, cfg), split,
