@@ -380,8 +380,10 @@ def test_kar_knowledge_refuses_a_bad_generator_by_name_without_a_traceback(data,
                          "--out", str(out)]) == 1  # refused before the (missing) data set is read
         assert cli_main(["kar-knowledge", "--data", str(data), "--generator", f"local:{tmp_path}/missing",
                          "--out", str(out)]) == 1
+        assert cli_main(["kar-knowledge", "--data", str(data), "--out", str(tmp_path)]) == 1  # a folder: was Errno 21
     errors = [r.getMessage() for r in caplog.records]
     assert errors[0].startswith("--generator: unknown name 'gpt5'; expected one of ['template', 'gpt2-large',")
     assert errors[1] == (f"local:{tmp_path}/missing: {tmp_path}/missing is not a folder; expected a model folder "
                          "(config.json, the weights and the tokenizer, as `hf download` or save_pretrained writes them)")
-    assert len(errors) == 2 and not out.exists() and all(r.exc_info is None for r in caplog.records)
+    assert errors[2] == f"--out {tmp_path}: a folder; expected the knowledge JSON file's path"
+    assert len(errors) == 3 and not out.exists() and all(r.exc_info is None for r in caplog.records)

@@ -483,3 +483,7 @@ def test_a_run_config_names_a_registered_method_of_its_trainer():
     assert from_dict(LaserRunConfig, {}).method is None  # a stand-alone run
     with pytest.raises(ConfigError, match="method"):
         from_dict(LlamaRecRunConfig, {"method": "laser-l"})
+    # the workflow config's dotted names are not a run config's: said so (was the bare unknown-key list)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['mformer.n_experts'\]; .* \(a run config nests its "
+                                          r"keys: write mformer: \{n_experts: \.\.\.\}"):
+        from_dict(LaserRunConfig, {"mformer.n_experts": 4})

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -286,6 +287,39 @@ def test_a_checkpoint_resumes_on_a_node_that_shows_fewer_gpus(monkeypatch, caplo
     with caplog.at_level(logging.WARNING, logger="laser_repro"):
         scaffold.set_rng_state(old)
     assert [t.tolist() for t in restored] == [[7], [1]] and "not device 2: its stream restarts" in caplog.text
+
+
+def test_a_config_tried_and_reverted_takes_its_results_back(data, tmp_path):
+    """--replace-stale (every workflow job passes it) deleted a run's results and checkpoint when its config changed:
+    trying another lr and reverting retrained the run (days at paper scale). They are set aside in
+    stale/<resume hash>/ and taken back when that config returns; only the newest set and the current one's stay."""
+    out = tmp_path / "run"
+    first = train_idrec(cfg(data, lr=0.01), out)
+    model = (out / "model.pt").read_bytes()
+    second = train_idrec(cfg(data, lr=0.02), out, replace_stale=True)
+    assert second["config"]["lr"] == 0.02 and second["test"] != first["test"]
+    assert sorted(p.name for p in (out / "stale" / first["resume_hash"][:16]).iterdir()) == [
+        "checkpoint.pt", "metrics.json", "model.pt", "ranks.npz"]
+    assert train_idrec(cfg(data, lr=0.01), out, replace_stale=True) == first  # taken back, not trained
+    assert (out / "model.pt").read_bytes() == model
+    log = (out / "train.log").read_text()
+    assert log.count("took back metrics.json") == 1 and log.count("epoch 1 loss") == 2  # two trainings in all
+
+    # in the workflow Snakemake removes a job's outputs before it runs: the final checkpoint alone comes back and
+    # the run only tests again
+    for name in ("metrics.json", "model.pt", "ranks.npz"):
+        (out / name).unlink()
+    shutil.rmtree(out / "stale" / second["resume_hash"][:16])  # lr 0.02's results: its final checkpoint is still out
+    assert train_idrec(cfg(data, lr=0.02), out, replace_stale=True)["test"] == second["test"]
+    for name in ("metrics.json", "model.pt", "ranks.npz"):
+        (out / name).unlink()
+    again = train_idrec(cfg(data, lr=0.01), out, replace_stale=True)
+    assert again["test"] == first["test"] and again["valid"] == first["valid"]
+    log = (out / "train.log").read_text()
+    assert log.count("took back checkpoint.pt") == 1 and log.count("epoch 1 loss") == 2  # no epoch trained again
+    # three configs: the oldest set is removed, the newest kept
+    train_idrec(cfg(data, lr=0.03), out, replace_stale=True)
+    assert [p.name for p in (out / "stale").iterdir()] == [first["resume_hash"][:16]]
 
 
 def test_train_log_keeps_every_attempt_and_how_each_ended(tmp_path, monkeypatch):
@@ -923,3 +957,28 @@ def test_an_id_model_laser_does_not_read_is_not_fingerprinted(tmp_path):
     for prefix in ("learnable", "none"):
         cfg = tiny_config("unused", idrec_run=str(tmp_path / "idrec"), bituning=BiTuningConfig(prefix=prefix))
         assert cfg.unread_inputs() == ("idrec_run",) and scaffold.input_fingerprints(cfg) == {}
+
+
+def test_out_must_be_a_run_folder_not_a_file_or_a_data_set(data, tmp_path, caplog):
+    """`--out` at a prepared data set trained into it (a later `data prepare` then refused the folder's "foreign
+    files"); at a file it failed with a bare "[Errno 17] File exists"."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"dataset": str(data), "model": "sasrec", "progress": False,
+                                      "model_config": SMALL, "max_epochs": 1}))
+    before = sorted(p.name for p in Path(data).iterdir())
+    assert cli_main(["train-idrec", "--config", str(config), "--out", str(data)]) == 1
+    assert cli_main(["train-idrec", "--config", str(config), "--out", str(Path(data) / "stats.json")]) == 1
+    assert f"--out {data}: a prepared data set's folder; give the run a folder of its own" in caplog.text
+    assert f"--out {data}/stats.json: a file; expected a run folder" in caplog.text
+    assert sorted(p.name for p in Path(data).iterdir()) == before  # nothing written there
+
+
+def test_an_overlay_alone_is_told_to_go_on_top_of_the_base():
+    """`artifact table2 --config workflow/default.yaml` said only "fig4.grid.K: 'key' is a required property"."""
+    from laser_repro.experiment.config import WorkflowConfigError, load
+
+    overlay = REPO / "workflow" / "default.yaml"
+    with pytest.raises(WorkflowConfigError, match=rf"\(is {re.escape(str(overlay))} an overlay\? it goes on top of "
+                                                  rf"the base config: --config config.yaml --config "):
+        load([overlay])
+    assert load([REPO / "config.yaml", overlay])["seeds"] == [0]  # with its base it is a whole config

@@ -68,8 +68,11 @@ def from_dict(cls: type[T], data: dict | None, where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: key(s) {names} are not names; expected some of {sorted(fields)}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        dotted = next((k for k in unknown if k.split(".")[0] in fields and "." in k), None)
+        hint = (f" (a run config nests its keys: write {dotted.split('.')[0]}: {{{dotted.split('.', 1)[1]}: ...}}; "
+                "dotted names are for the workflow config)") if dotted else ""
         raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(fields)}"
+            f"{where or cls.__name__}: unknown key(s) {unknown}; expected some of {sorted(fields)}{hint}"
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():

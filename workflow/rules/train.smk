@@ -6,7 +6,8 @@
 # first: FDSA, ZESRec, KAR) and train_large (through a language-model backbone, hours on a GPU).
 # A killed trainer resumes from {run}/checkpoint.pt (not an output, so Snakemake never deletes
 # it); its outputs are written atomically at the end, so they exist only when complete. A
-# checkpoint of another config or data set is stale: --replace-stale starts the run over.
+# checkpoint of another config or data set is stale: --replace-stale sets it aside in {run}/stale/ and starts
+# the run over (taken back if that config returns).
 
 
 rule write_run_config:

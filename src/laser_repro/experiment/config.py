@@ -122,7 +122,13 @@ def load(paths: Iterable[str | Path], overrides: dict | None = None) -> dict:
     """Merge ``paths`` (and ``overrides``), validate, and return the config with defaults."""
     paths = list(paths)
     config = merge(load_files(paths), overrides or {})
-    return validate(config, where=" + ".join(str(p) for p in paths) or "config")
+    try:
+        return validate(config, where=" + ".join(str(p) for p in paths) or "config")
+    except WorkflowConfigError as err:
+        if len(paths) == 1 and Path(paths[0]).name != "config.yaml":  # an overlay alone lacks the base's sections
+            raise WorkflowConfigError(f"{err} (is {paths[0]} an overlay? it goes on top of the base config: "
+                                      f"--config config.yaml --config {paths[0]})") from None
+        raise
 
 
 # ---------------------------------------------------------------- dotted keys

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from laser_repro.train.scaffold import resolve_device
 
     check_name("--generator", args.generator, GENERATORS)  # before the data set and any model is loaded
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out}: a folder; expected the knowledge JSON file's path")
     if args.max_new_tokens < 1 or (args.max_users is not None and args.max_users < 1):
         raise ValueError(f"--max-new-tokens {args.max_new_tokens} / --max-users {args.max_users}: expected at least 1 "
                          "(0 new tokens would store an empty text for every prompt)")

@@ -22,8 +22,9 @@ def trainer_cli(trainer: str, description: str, example: str) -> tuple[Callable,
                               "to --out; re-running the same command resumes from the last checkpoint.")
         parser.add_argument("--config", required=True, type=Path, help=f"run config YAML (keys of {cls})")
         parser.add_argument("--replace-stale", action="store_true",
-                            help="remove a checkpoint or metrics.json of another run config or data set in --out and "
-                                 "start over (default: refuse; the workflow passes this flag)")
+                            help="set a checkpoint or metrics.json of another run config or data set in --out aside "
+                                 "(in --out/stale/, taken back if that config returns) and start over (default: "
+                                 "refuse; the workflow passes this flag)")
         parser.add_argument("--out", required=True, type=Path, help=f"run folder, e.g. {example}")
 
     def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ One convention for every method:
   outputs are gone (the workflow removes a job's outputs before rerunning it), its checkpoint, which records
   the training apart from the test keys (``training_hash``), resumes: the run ends by testing this config's users.
 * **Stale state**: a checkpoint or metrics.json of another config or data is refused; with
-  ``replace_stale`` (the workflow's ``--replace-stale``) it is removed and the run starts over.
+  ``replace_stale`` (the workflow's ``--replace-stale``) it is set aside in ``stale/<its resume hash>/`` and the
+  run starts over; it is taken back when that config returns (``RunFolder._stale``, ``_restore``).
 * **One writer**: a session holds an exclusive lock on ``{run}/.lock``; a second trainer on the
   same folder is refused (the lock dies with its process). A session that takes the lock removes the
   temporary files a killed session left mid-write (checkpoint, model, metrics, ranks and the files a trainer names
@@ -47,6 +48,8 @@ import logging
 import math
 import os
 import random
+import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,7 @@ from laser_repro.train.inputs import INPUT_KINDS, MODEL_FILE, declared_inputs
 log = logging.getLogger("laser_repro.train")
 
 CHECKPOINT, LOG_FILE, METRICS_FILE, RANKS_FILE = "checkpoint.pt", "train.log", "metrics.json", "ranks.npz"
+STALE_DIR = "stale"  # a run folder's results of an earlier config, set aside (RunFolder._stale)
 WRITER_FILES = (CHECKPOINT, MODEL_FILE, METRICS_FILE, RANKS_FILE)  # written only by the session holding the lock
 
 
@@ -312,13 +316,15 @@ class RunFolder:
         A metrics.json of another config or data is refused (or removed with ``replace_stale``).
         """
         path = self.path / METRICS_FILE
-        if not path.exists():
-            return None
-        record = read_json(path)
-        why = self.stale_reason(record)
-        if why is None:
-            return record
-        self._stale(path, why, ours=is_ours(record))
+        if path.exists():
+            record = read_json(path)
+            why = self.stale_reason(record)
+            if why is None:
+                return record
+            self._stale(path, why, ours=is_ours(record), tag=record.get("resume_hash"))
+        if self._restore((MODEL_FILE, RANKS_FILE, METRICS_FILE)):  # this config's results, set aside before
+            record = read_json(path)
+            return record if self.stale_reason(record) is None else None
         return None
 
     def stale_reason(self, record: Any) -> str | None:
@@ -385,17 +391,48 @@ class RunFolder:
             detail += [f"it had {'; '.join(changes)}"] if changes else []
         return f"{what} of a different run config" + (f" ({', '.join(detail)})" if detail else "")
 
-    def _stale(self, path: Path, why: str, ours: bool = True) -> None:
+    def _stale(self, path: Path, why: str, ours: bool = True, tag: Any = None) -> None:
+        """Refuse the stale ``path``, or with ``replace_stale`` set it aside (metrics.json with its model and
+        ranks) in ``stale/<its resume hash>/``, from where :meth:`_restore` takes it back if that config returns:
+        a config tried and reverted keeps its training. Only the newest set and the current config's are kept."""
         if not ours:  # never removed, whatever --replace-stale says: the suite did not write it
             raise StaleRun(f"{path}: {why}; move it away or use another --out folder")
         if not self.replace_stale:
             raise StaleRun(f"{path}: {why} (only {list(self.execution_keys)} may change between sessions); "
                            "delete it, use another --out folder, or pass --replace-stale to start over")
-        log.warning("%s: %s; removing it and starting over", path, why)
-        if path.name == METRICS_FILE:  # its model and ranks go with it (first: a kill between the removals leaves the
-            for name in (MODEL_FILE, RANKS_FILE):  # stale record, removed again next time, never them alone)
+        # its model and ranks go with metrics.json (first: a kill in between leaves the stale record, handled
+        # again next time, never them alone)
+        names = ([MODEL_FILE, RANKS_FILE] if path.name == METRICS_FILE else []) + [path.name]
+        if not (isinstance(tag, str) and re.fullmatch(r"[0-9a-f]{16,}", tag)):  # no hash to come back under
+            log.warning("%s: %s; removing it and starting over", path, why)
+            for name in names:
                 (self.path / name).unlink(missing_ok=True)
-        path.unlink()
+            return
+        aside = self.path / STALE_DIR / tag[:16]
+        log.warning("%s: %s; setting it aside in %s (taken back if this config returns) and starting over", path,
+                    why, aside.relative_to(self.path))
+        aside.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (self.path / name).exists():
+                os.replace(self.path / name, aside / name)
+        sets = sorted((d for d in (self.path / STALE_DIR).iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime_ns)
+        for old in sets[:-1]:
+            if old.name != self.resume_hash[:16]:
+                shutil.rmtree(old)
+
+    def _restore(self, names: Sequence[str]) -> bool:
+        """Move this config's files set aside by :meth:`_stale` back (the last of ``names`` marks them complete),
+        unless the run folder holds that file already. Whether they came back."""
+        aside = self.path / STALE_DIR / self.resume_hash[:16]
+        if not (aside / names[-1]).exists() or (self.path / names[-1]).exists():
+            return False
+        for name in names:
+            if (aside / name).exists():
+                os.replace(aside / name, self.path / name)
+        with contextlib.suppress(OSError):
+            aside.rmdir()
+        log.info("%s: took back %s, set aside when this run's config last changed", self.path, names[-1])
+        return True
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint of this run, or None; refuses another config's.
@@ -403,7 +440,7 @@ class RunFolder:
         The trainer rebuilds its model first, then calls :func:`set_rng_state` with ``blob["rng"]``
         (building a model draws random numbers that the uninterrupted run drew before the checkpoint).
         """
-        if not self.checkpoint_path.exists():
+        if not self.checkpoint_path.exists() and not self._restore((CHECKPOINT,)):
             return None
         blob = load_torch(self.checkpoint_path, "a checkpoint")
         if not is_ours(blob):
@@ -418,8 +455,8 @@ class RunFolder:
                 self.trained_with = blob.get("trained_with", self.trained_with)
                 self.sessions = self._sessions_of(blob)
                 return blob
-            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"))
-            return None
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"))
+            return self.load_checkpoint() if self._restore((CHECKPOINT,)) else None
         self.trained_with = blob.get("trained_with", self.trained_with)
         self.sessions = self._sessions_of(blob)
         return blob
@@ -717,6 +754,7 @@ def run_session(out_dir: str | Path, own_files: tuple[str, ...] = ()) -> Iterato
     package's logs. Holding the lock, the session removes (and logs) the temporaries a killed session left for the
     files only the lock's holder writes: :data:`WRITER_FILES` and the trainer's ``own_files``."""
     out_dir = Path(out_dir)
+    check_run_folder(out_dir)
     with sigterm_exits(), run_lock(out_dir), run_log(out_dir, LOG_FILE):
         log.info("%s: session started (%s)", out_dir, session_origin())
         for tmp in stale_temporaries(out_dir, WRITER_FILES + tuple(own_files)):  # a killed writer's half-written file
@@ -727,6 +765,17 @@ def run_session(out_dir: str | Path, own_files: tuple[str, ...] = ()) -> Iterato
         except BaseException as exc:  # the job's own log is replaced when Snakemake retries it; train.log stays
             log.error("%s: session ended by %s: %s", out_dir, type(exc).__name__, exc, exc_info=True)
             raise
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """Refuse a ``--out`` that cannot be a run folder: a file, or a prepared data set's folder (a trainer wrote its
+    checkpoint, model and metrics into it, and the data set was then refused as holding foreign files)."""
+    from laser_repro.data.dataset import MARKER
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir}: a file; expected a run folder (made if missing)")
+    if (out_dir / MARKER).exists() or (out_dir / "interactions.npz").exists():
+        raise ValueError(f"--out {out_dir}: a prepared data set's folder; give the run a folder of its own")
 
 
 def session_origin() -> str:
