@@ -277,6 +277,17 @@ def test_llamarec_validates_every_eval_steps_and_keeps_the_best_adapters(ring, t
     resumed = trainer.train_llamarec(cfg, tmp_path / "killed")
     for key in ("history", "best_step", "steps_run", "valid", "test"):
         assert resumed[key] == reference[key], key
+    # between validations a checkpoint every CHECKPOINT_EVERY_S (it saved only at validations: a 7B run killed
+    # lost up to 100 steps): killed in step 5, it resumes after step 4, to the same record
+    monkeypatch.setattr(trainer, "CHECKPOINT_EVERY_S", 0.0)
+    real_check = kill_on_call(trainer, "check_loss", 5)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_llamarec(cfg, tmp_path / "between")
+    monkeypatch.setattr(trainer, "check_loss", real_check)
+    assert torch.load(tmp_path / "between" / "checkpoint.pt", weights_only=False)["state"]["step"] == 4
+    resumed = trainer.train_llamarec(cfg, tmp_path / "between")
+    for key in ("history", "best_step", "steps_run", "valid", "test"):
+        assert resumed[key] == reference[key], key
     # scripted validation scores: best at the 2nd validation, two worse ones, then it stops (step 12 of 20)
     scores = iter([0.3, 0.5, 0.4, 0.45])
 

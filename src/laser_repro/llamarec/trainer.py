@@ -135,6 +135,7 @@ def evaluate_split(ranker: Ranker, retriever: Retriever, ds: SeqDataset, users: 
 
 
 MAX_GRAD_NORM = 1.0  # the HF Trainer's default max_grad_norm (the official code sets none)
+CHECKPOINT_EVERY_S = 600.0  # between validations a checkpoint at most this often (a kill loses at most this much)
 
 
 def linear_warmup_decay(warmup: int, total: int):
@@ -205,6 +206,15 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
     # every eval_steps steps (and at the last, so a short run is validated once), early stopping after
     # `patience` validations without a better NDCG@10, the best adapters kept
     order, order_epoch = None, 0  # the epoch's seeded row order, drawn once per epoch (the same after a resume)
+    saved_at = time.perf_counter()
+
+    def save() -> None:
+        nonlocal saved_at
+        state["wall"] = time.perf_counter() - t0
+        run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            state=state, best=best, numerics=numerics)
+        saved_at = time.perf_counter()
+
     while state["step"] < total and state["bad_evals"] < cfg.patience:
         e, b = state["step"] // per_epoch + 1, state["step"] % per_epoch
         ranker.model.train()
@@ -226,6 +236,8 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
         state["loss_rows"] += len(batch)
         log.info("step %d/%d: loss %.4f", state["step"], total, float(loss.detach()))  # an LLM step: seconds to minutes
         if state["step"] % cfg.eval_steps and state["step"] < total:
+            if time.perf_counter() - saved_at >= CHECKPOINT_EVERY_S:  # a 7B step takes seconds: 100 of them, long
+                save()
             continue
         valid, _ = evaluate_split(ranker, retriever, ds, valid_users, "valid", names, cfg)
         mean_loss = state["loss_sum"] / state["loss_rows"]
@@ -236,11 +248,9 @@ def _train(cfg: LlamaRecRunConfig, opened: OpenedRun) -> dict:
             best = lora_state()
         else:
             state["bad_evals"] += 1
-        state["wall"] = time.perf_counter() - t0
         log.info("step %d (epoch %d): loss %.4f, valid ndcg@10 %.4f", state["step"], e, mean_loss,
                  valid.metrics["ndcg@10"])
-        run.save_checkpoint(lora=lora_state(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            state=state, best=best, numerics=numerics)
+        save()
     if best is not None:
         load_adapters(ranker.model, best, run.checkpoint_path)
     results, extras = {}, {}
