@@ -319,7 +319,7 @@ def protocol_run(carry: Path, args, device: torch.device, deadline: float, run_d
 
         over = dict(max_train_users=8, max_eval_users=16, mformer=MFormerConfig(**TINY_MFORMER))
     cfg = LaserRunConfig(dataset=str(carry / "data" / "scientific"), idrec_run=str(carry / "bert4rec"),
-                         backbone=f"local:{carry / 'minilm-fp16'}", method="laser", device=str(device),
+                         backbone=f"local:{carry / 'minilm-fp16'}", method=None, device=str(device),
                          progress=False, cache_dir=str(args.cache), **over)
     epoch_s, rows, step_s = protocol_epoch_seconds(cfg, args.protocol_probe_steps, device)
     epoch_s *= PROTOCOL_MARGIN  # item refresh and validation of all users, each epoch

@@ -1,11 +1,14 @@
 """Table 2 on hand-made runs: stars, bold/underline, Improv.%, stand-ins, missing runs."""
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from laser_repro.artifacts.table2 import RUN, compute_table2, make_table2
+from laser_repro.experiment.layout import run_dir
 from laser_repro.experiment.registry import table2_methods
 from laser_repro.experiment.specs import Table2Spec
 from test_artifacts_support import write_run, write_spec
@@ -138,6 +141,14 @@ def test_bad_metric_values_and_damaged_ranks_name_the_file(tmp_path):
         with pytest.raises(ValueError, match=rf"{path / 'metrics.json'}: test.recall@10 is .*; expected a number"):
             load_group(tmp_path, Cell("pet", "sasrec"), [0]).values("test", "recall@10")
     (path / "metrics.json").write_text(json.dumps(record))
+    # ranks of another run beside this metrics.json (a partial copy): means and paired tests would disagree
+    other = tmp_path / "other"
+    write_run(other, "pet", "sasrec", "main", 0, ranks(range(11)))
+    shutil.copy(Path(run_dir(str(other), "pet", "sasrec", "main", 0)) / "ranks.npz", path / "ranks.npz")
+    with pytest.raises(ValueError, match=rf"{path / 'ranks.npz'}: its valid ranks \(40 users, recall@10 0.275\) do "
+                                         r"not match metrics.json \(40 users, recall@10 0.25\): the two files come "
+                                         "from different runs"):
+        load_group(tmp_path, Cell("pet", "sasrec"), [0])
     (path / "ranks.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match=rf"{path / 'ranks.npz'}: unreadable per-user ranks"):
         load_group(tmp_path, Cell("pet", "sasrec"), [0])

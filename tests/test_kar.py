@@ -182,6 +182,9 @@ def test_kar_trains_only_on_targets_after_its_knowledge_window():
     assert targets.tolist() == [13, 14, 15, 21, *range(15, 40)]
     assert tokens[0].tolist() == [11, 12, 13, 0]  # s[:3] as tokens (item + 1), right-padded to max_len
     assert tokens[3].tolist() == [21, 0, 0, 0] and tokens[4].tolist() == [12, 13, 14, 15]  # the last max_len items
+    every = KAR(50, KARConfig(hidden=8, max_len=4, inner=16, heads=1, train_targets="every_prefix"),
+                torch.zeros(50, 6), torch.zeros(3, 6))
+    assert every.make_instances([six])[1].tolist() == [11, 12, 13, 14, 15]  # the suite's protocol, on request
 
 
 def test_kar_trains_end_to_end_with_template_knowledge(data, tmp_path):

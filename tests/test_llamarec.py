@@ -102,6 +102,9 @@ def test_training_negatives_follow_the_retrievers_history_masking(tmp_path):
 
     assert history_negatives(True) == 0
     assert history_negatives(False) > 50  # ~7 negatives x 90 rows x (about a fifth of the items in the history)
+    cfg = LlamaRecRunConfig(dataset=str(tmp_path / "s"), n_candidates=8, negatives="outside_history")
+    rows = training_rows(ds, np.arange(10), cfg, np.random.default_rng(0))  # LlamaRec's code, on request
+    assert not any(c in set(h.tolist()) for h, cands, a in rows for i, c in enumerate(cands) if i != a)
 
 
 def test_saved_adapters_that_do_not_fit_are_refused_not_skipped(ring, tmp_path):

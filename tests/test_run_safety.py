@@ -292,34 +292,36 @@ def test_a_checkpoint_resumes_on_a_node_that_shows_fewer_gpus(monkeypatch, caplo
 def test_a_config_tried_and_reverted_takes_its_results_back(data, tmp_path):
     """--replace-stale (every workflow job passes it) deleted a run's results and checkpoint when its config changed:
     trying another lr and reverting retrained the run (days at paper scale). They are set aside in
-    stale/<resume hash>/ and taken back when that config returns; only the newest set and the current one's stay."""
+    stale/<resume hash>/ and taken back, results with their checkpoint, when that config returns; only the set
+    just made and the current config's stay."""
     out = tmp_path / "run"
     first = train_idrec(cfg(data, lr=0.01), out)
     model = (out / "model.pt").read_bytes()
     second = train_idrec(cfg(data, lr=0.02), out, replace_stale=True)
     assert second["config"]["lr"] == 0.02 and second["test"] != first["test"]
-    assert sorted(p.name for p in (out / "stale" / first["resume_hash"][:16]).iterdir()) == [
-        "checkpoint.pt", "metrics.json", "model.pt", "ranks.npz"]
+    h1, h2 = first["resume_hash"][:16], second["resume_hash"][:16]
+    everything = ["checkpoint.pt", "metrics.json", "model.pt", "ranks.npz"]
+    assert sorted(p.name for p in (out / "stale" / h1).iterdir()) == everything
     assert train_idrec(cfg(data, lr=0.01), out, replace_stale=True) == first  # taken back, not trained
     assert (out / "model.pt").read_bytes() == model
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["resume_hash"] == first["resume_hash"]
+    assert sorted(p.name for p in (out / "stale" / h2).iterdir()) == everything and not (out / "stale" / h1).exists()
     log = (out / "train.log").read_text()
     assert log.count("took back metrics.json") == 1 and log.count("epoch 1 loss") == 2  # two trainings in all
 
-    # in the workflow Snakemake removes a job's outputs before it runs: the final checkpoint alone comes back and
-    # the run only tests again
+    # in the workflow Snakemake removes a job's outputs before it runs, so only checkpoints are set aside: the
+    # final one comes back and the run only tests again
     for name in ("metrics.json", "model.pt", "ranks.npz"):
         (out / name).unlink()
-    shutil.rmtree(out / "stale" / second["resume_hash"][:16])  # lr 0.02's results: its final checkpoint is still out
-    assert train_idrec(cfg(data, lr=0.02), out, replace_stale=True)["test"] == second["test"]
-    for name in ("metrics.json", "model.pt", "ranks.npz"):
-        (out / name).unlink()
-    again = train_idrec(cfg(data, lr=0.01), out, replace_stale=True)
-    assert again["test"] == first["test"] and again["valid"] == first["valid"]
+        (out / "stale" / h2 / name).unlink()
+    again = train_idrec(cfg(data, lr=0.02), out, replace_stale=True)
+    assert again["test"] == second["test"] and again["valid"] == second["valid"]
     log = (out / "train.log").read_text()
     assert log.count("took back checkpoint.pt") == 1 and log.count("epoch 1 loss") == 2  # no epoch trained again
-    # three configs: the oldest set is removed, the newest kept
+    # a third config: the set it makes is kept (lr 0.02's), lr 0.01's goes
+    assert sorted(p.name for p in (out / "stale").iterdir()) == [h1]
     train_idrec(cfg(data, lr=0.03), out, replace_stale=True)
-    assert [p.name for p in (out / "stale").iterdir()] == [first["resume_hash"][:16]]
+    assert sorted(p.name for p in (out / "stale").iterdir()) == [h2]
 
 
 def test_train_log_keeps_every_attempt_and_how_each_ended(tmp_path, monkeypatch):
@@ -511,7 +513,7 @@ def test_results_never_outlive_their_data(tmp_path, caplog):
         train_idrec(cfg(data), tmp_path / "run")  # nor resumed from
     fresh = train_idrec(cfg(data), tmp_path / "run", replace_stale=True)  # the workflow's --replace-stale
     assert fresh["data_fingerprint"] == data_fingerprint(data) != first["data_fingerprint"]
-    assert "removing it and starting over" in caplog.text
+    assert "setting it aside in stale/" in caplog.text and "and starting over" in caplog.text
     # a run config written for other data is refused before anything runs
     with pytest.raises(ValueError, match="this run config was written for 0123456789abcdef"):
         train_idrec(cfg(data, data_fingerprint="0123456789abcdef"), tmp_path / "other")
@@ -705,6 +707,12 @@ def test_a_folder_replacement_interrupted_between_its_renames_puts_the_previous_
             (tmp / "stats.json").write_text("new")
     monkeypatch.setattr(io.os, "replace", real)
     assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+    # a SIGKILL there runs no `finally`: the previous version stays aside, and the next call puts it back first
+    os.replace(target, tmp_path / ".prepared.abcd1234.old")
+    with pytest.raises(RuntimeError):
+        with io.atomic_dir(target):
+            raise RuntimeError("this write fails too")
+    assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
 
 
 def test_new_content_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):
@@ -777,21 +785,28 @@ def test_runs_without_other_inputs_keep_their_resume_hash(data, tmp_path):
     assert rec["resume_hash"] != scaffold.resume_hash(expected, IDRecRunConfig.EXECUTION_KEYS)
 
 
-def test_replacing_stale_results_removes_their_model_and_ranks(data, tmp_path, monkeypatch):
+def test_replacing_stale_results_sets_aside_their_model_and_ranks(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    train_idrec(cfg(data, seed=0), run)
-    # killed between the removals: the stale record stays (removed again next time), never its model or ranks alone
-    real_unlink, calls = Path.unlink, []
-    monkeypatch.setattr(Path, "unlink", lambda self, *a, **k: (calls.append(self.name), real_unlink(self, *a, **k))[1]
-                        if len(calls) < 1 else (_ for _ in ()).throw(KeyboardInterrupt()))
+    first = train_idrec(cfg(data, seed=0), run)
+    # killed between the moves: the stale record stays (set aside next time), never its model or ranks alone
+    real_replace, calls = os.replace, []
+
+    def dies_second(src, dst):
+        calls.append(Path(src).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(scaffold.os, "replace", dies_second)
     with pytest.raises(KeyboardInterrupt):
         scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True).finished()
-    monkeypatch.setattr(Path, "unlink", real_unlink)
-    assert calls == ["model.pt"] and (run / "metrics.json").exists()
+    monkeypatch.setattr(scaffold.os, "replace", real_replace)
+    assert calls == ["model.pt", "ranks.npz"] and (run / "metrics.json").exists() and (run / "ranks.npz").exists()
     folder = scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True)
     assert folder.finished() is None  # another config: stale
-    assert not (run / "metrics.json").exists() and not (run / "model.pt").exists()
-    assert not (run / "ranks.npz").exists()
+    assert not any((run / name).exists() for name in ("metrics.json", "model.pt", "ranks.npz"))
+    aside = run / "stale" / first["resume_hash"][:16]
+    assert sorted(p.name for p in aside.iterdir()) == ["metrics.json", "model.pt", "ranks.npz"]
 
 
 def test_input_fingerprints_of_files_runs_and_data_sets(data, tmp_path):

@@ -377,4 +377,4 @@ def test_slurm_profile_sizes_each_training_rule_and_grows_memory_on_retries(work
     for rule in ("train_small", "train_small_gpu", "train_large", "kar_knowledge", "prepare_dataset"):
         mem = [Resource.cli_evaluator("mem_mb", str(profile[rule]["mem_mb"]), wildcards=None, input=None,
                                        attempt=attempt, async_run=None) for attempt in (1, 2, 3)]
-        assert str(mem[0]) == res.get(rule, {"mem_mb": str(mem[0])})["mem_mb"] and mem[0] < mem[1] < mem[2], (rule, mem)
+        assert str(mem[0]) == res.get(rule, {"mem_mb": str(mem[0])})["mem_mb"] and mem[0] < mem[1] <= mem[2], (rule, mem)

@@ -516,6 +516,6 @@ def test_killed_training_job_resumes_from_its_checkpoint(tmp_path):
                              capture_output=True, text=True, timeout=600)
     assert changed.returncode == 0, changed.stderr[-3000:]
     job_log = workdir / "results/default/logs/train_small/synthetic/bert4rec/main/seed~0.log"
-    assert ("checkpoint of a different run config (seed 0, it had max_epochs: 3 (now 2)); removing it and starting "
-            "over") in job_log.read_text()
+    assert ("checkpoint of a different run config (seed 0, it had max_epochs: 3 (now 2)); setting it aside in "
+            "stale/") in job_log.read_text()
     assert json.loads((workdir / dependency).read_text())["config"]["max_epochs"] == 2

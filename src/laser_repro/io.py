@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -119,6 +120,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not (path.exists() or path.is_symlink()):  # killed between the two renames of an earlier call (SIGKILL: no
+        left = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.old"), key=lambda p: p.lstat().st_mtime_ns)
+        if left:  # finally ran): its previous version goes back before anything else
+            os.replace(left[-1], path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = None
     try:

@@ -73,6 +73,7 @@ for LLM, RULE in ((True, "kar_knowledge"), (False, "kar_template")):
         params:
             data=lambda wildcards, input: str(Path(input.data).parent),
             generator=lambda wildcards: EXP.knowledge_generator(wildcards.generator),
+            prompts=registry.KNOWLEDGE_PROMPT_VERSION,
         threads: job_threads if LLM else 1
         log:
             log_file(RULE, "{dataset}/{generator}"),

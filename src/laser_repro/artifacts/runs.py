@@ -87,7 +87,25 @@ def load_run(path: Path, seed: int) -> Run:
         except Exception as err:  # a damaged npz raises zipfile, pickle or key errors
             raise ValueError(f"{ranks_path}: unreadable per-user ranks ({type(err).__name__}: {err}); "
                              "rerun the run to rewrite it") from None
+        check_ranks_match(record, ranks, ranks_path)
     return Run(path, seed, record, ranks)
+
+
+def check_ranks_match(record: dict, ranks: dict, where: Path) -> None:
+    """Tables take means from metrics.json and paired tests from ranks.npz: refuse the pair unless each split's
+    ranks give the record's user count and metrics (a partial copy, or a retest caught between its writes)."""
+    for split, res in ranks.items():
+        mine = record.get(split)
+        if not isinstance(mine, dict):
+            continue
+        differ = [k for k, v in res.metrics.items() if type(mine.get(k)) in (int, float)  # a bad value: refused later
+                  and abs(mine[k] - v) > 1e-7 * max(1.0, abs(v))]
+        if differ or mine.get("n", len(res.ranks)) != len(res.ranks):
+            k = differ[0] if differ else "n"
+            raise ValueError(f"{where}: its {split} ranks ({len(res.ranks)} users, {k} "
+                             f"{res.metrics.get(k, len(res.ranks))}) do not match metrics.json ({mine.get('n')} users, "
+                             f"{k} {mine.get(k)}): the two files come from different runs (a partial copy?); rerun "
+                             "the run to rewrite both")
 
 
 @dataclass(frozen=True)

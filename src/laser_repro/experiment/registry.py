@@ -167,6 +167,9 @@ def get_method(name: str, where: str = "method") -> Method:
 
 
 KNOWLEDGE_WITHOUT_LLM = ("template",)  # KAR knowledge generators that run no language model (kar.knowledge)
+# KAR's prompts (kar.knowledge); v2 (2026-12-07): the user prompt's closing sentence, as in KAR's code. A rule
+# parameter of the knowledge rules, so a new version regenerates the files (their texts are keyed by it)
+KNOWLEDGE_PROMPT_VERSION = "kar-product-v2"
 COMPUTE = ("small", "small_gpu", "large")  # Method.compute's values: the training rules train_{compute}
 
 

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from laser_repro.data.dataset import SeqDataset
-from laser_repro.experiment.registry import KNOWLEDGE_WITHOUT_LLM
+from laser_repro.experiment.registry import KNOWLEDGE_PROMPT_VERSION, KNOWLEDGE_WITHOUT_LLM
 from laser_repro.io import read_json, write_json
 
 log = logging.getLogger("laser_repro.kar")
 ENCODER_MAX_TOKENS = 512  # the official lm_encoding.py: BERT max_length 512 (user texts end with the answer)
-PROMPT_VERSION = "kar-product-v2"  # v2 (2026-12-07): the user prompt's closing sentence, as in KAR's code
+PROMPT_VERSION = KNOWLEDGE_PROMPT_VERSION  # part of every text's key (rule kar_knowledge's params: regenerated)
 FACTORS = "genre, functionality, quality, price, design, reputation"
 
 

@@ -16,7 +16,7 @@ column (``needs_users``); this model strips it.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ class KARConfig(SASRecConfig):
     specific_experts: int = 5  # P per tower (run scripts: 5; argparse default 6)
     expert_hidden: int = 128
     expert_out: int = 32
+    # training rows: "after_window" the targets after the user's knowledge window (KAR's code); "every_prefix" every
+    # training prefix (this suite's protocol for the other models; KAR here until 2026-12-07)
+    train_targets: Literal["after_window", "every_prefix"] = "after_window"
 
 
 def mix(gate_logits: torch.Tensor, expert_outputs: torch.Tensor) -> torch.Tensor:
@@ -92,6 +95,8 @@ class KAR(SeqRecModel):
         would read the answer from the user tower; KAR's code trains only after its history window too."""
         from laser_repro.kar.knowledge import history_window
 
+        if self.config.train_targets == "every_prefix":
+            return self.host.make_instances(sequences)
         rows, targets = [], []
         for s in sequences:
             tokens, target = self.host.make_instances([s])  # t = 1 .. n-1, in order

@@ -8,7 +8,8 @@ is reported on test. Nothing is ever selected on test.
 
 A kill at any point loses at most the current epoch: running the same command again
 restores the last epoch's checkpoint (weights, optimiser, item tables, RNG states) and ends
-with identical metrics on the same machine and settings (run folder and resume contract:
+with identical metrics on the same machine and settings (on a CPU; CUDA's kernels are not deterministic, so on
+a GPU a resumed run, like any rerun, may differ in the last digits) (run folder and resume contract:
 :mod:`laser_repro.train.scaffold`; other backbone numerics are refused, and under bf16 the
 execution keys ``eval_batch_size``, ``item_batch_size`` and ``num_threads`` may move last bits).
 """

@@ -49,6 +49,9 @@ class LlamaRecRunConfig:
     max_valid_users: int | None = None
     max_eval_users: int | None = None
     mask_history: bool = False  # the retriever masks history items (LlamaRec: yes; the suite's protocol: no)
+    # training negatives: "as_candidates" avoid the history only when the retriever masks it (the test's candidates
+    # hold history items otherwise); "outside_history" always (LlamaRec's code; this suite until 2026-12-07)
+    negatives: Literal["as_candidates", "outside_history"] = "as_candidates"
     seed: int = 0
     ties: Literal["pessimistic", "optimistic"] = "pessimistic"
     device: str = "auto"

@@ -107,6 +107,8 @@ def resolve_device(name: str) -> torch.device:
                              "use device: auto or cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"device: {name!r}, but only {torch.cuda.device_count()} CUDA device(s) exist")
+        if device.index is not None:
+            torch.cuda.set_device(device)  # the run's GPU is the current one: its generator is what checkpoints hold
     return device
 
 
@@ -195,8 +197,8 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """The generators' states; on CUDA only the current device's (a run uses one GPU, and a resume on a node that
-    shows another number of GPUs must still fit)."""
+    """The generators' states; on CUDA only the current device's, the run's (:func:`resolve_device` makes it
+    current): a run uses one GPU, and a resume on a node that shows another number of GPUs must still fit."""
     out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state()
@@ -313,7 +315,8 @@ class RunFolder:
     def finished(self) -> dict | None:
         """The metrics.json record when this run (same resume hash) is already complete.
 
-        A metrics.json of another config or data is refused (or removed with ``replace_stale``).
+        A metrics.json of another config or data is refused (or set aside with ``replace_stale``, and this
+        config's results, set aside before, taken back with their checkpoint).
         """
         path = self.path / METRICS_FILE
         if path.exists():
@@ -321,11 +324,24 @@ class RunFolder:
             why = self.stale_reason(record)
             if why is None:
                 return record
-            self._stale(path, why, ours=is_ours(record), tag=record.get("resume_hash"))
-        if self._restore((MODEL_FILE, RANKS_FILE, METRICS_FILE)):  # this config's results, set aside before
-            record = read_json(path)
-            return record if self.stale_reason(record) is None else None
+            self._stale(path, why, ours=is_ours(record), tag=record.get("resume_hash") if is_ours(record) else None)
+        if self.replace_stale and (self.path / STALE_DIR / self.resume_hash[:16] / METRICS_FILE).exists():
+            self._set_aside_checkpoint()  # another config's: its results and checkpoint stay together
+            if self._restore((CHECKPOINT, MODEL_FILE, RANKS_FILE, METRICS_FILE)):
+                record = read_json(path)
+                return record if self.stale_reason(record) is None else None
         return None
+
+    def _set_aside_checkpoint(self) -> None:
+        """Set the run folder's checkpoint aside when it is another config's (:meth:`_stale`)."""
+        if not self.checkpoint_path.exists():
+            return
+        blob = load_torch(self.checkpoint_path, "a checkpoint")
+        if not is_ours(blob):
+            self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
+                        ours=False)
+        if blob.get("resume_hash") != self.resume_hash:
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"))
 
     def stale_reason(self, record: Any) -> str | None:
         """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
@@ -394,7 +410,7 @@ class RunFolder:
     def _stale(self, path: Path, why: str, ours: bool = True, tag: Any = None) -> None:
         """Refuse the stale ``path``, or with ``replace_stale`` set it aside (metrics.json with its model and
         ranks) in ``stale/<its resume hash>/``, from where :meth:`_restore` takes it back if that config returns:
-        a config tried and reverted keeps its training. Only the newest set and the current config's are kept."""
+        a config tried and reverted keeps its training. Only the set it makes and the current config's are kept."""
         if not ours:  # never removed, whatever --replace-stale says: the suite did not write it
             raise StaleRun(f"{path}: {why}; move it away or use another --out folder")
         if not self.replace_stale:
@@ -415,9 +431,8 @@ class RunFolder:
         for name in names:
             if (self.path / name).exists():
                 os.replace(self.path / name, aside / name)
-        sets = sorted((d for d in (self.path / STALE_DIR).iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime_ns)
-        for old in sets[:-1]:
-            if old.name != self.resume_hash[:16]:
+        for old in (self.path / STALE_DIR).iterdir():  # keep the set just made and the current config's
+            if old.is_dir() and old.name not in (aside.name, self.resume_hash[:16]):
                 shutil.rmtree(old)
 
     def _restore(self, names: Sequence[str]) -> bool:
@@ -427,7 +442,7 @@ class RunFolder:
         if not (aside / names[-1]).exists() or (self.path / names[-1]).exists():
             return False
         for name in names:
-            if (aside / name).exists():
+            if (aside / name).exists() and not (self.path / name).exists():
                 os.replace(aside / name, self.path / name)
         with contextlib.suppress(OSError):
             aside.rmdir()
@@ -763,7 +778,7 @@ def run_session(out_dir: str | Path, own_files: tuple[str, ...] = ()) -> Iterato
         try:
             yield out_dir
         except BaseException as exc:  # the job's own log is replaced when Snakemake retries it; train.log stays
-            log.error("%s: session ended by %s: %s", out_dir, type(exc).__name__, exc, exc_info=True)
+            log_end(out_dir / LOG_FILE, exc)
             raise
 
 
@@ -776,6 +791,17 @@ def check_run_folder(out_dir: Path) -> None:
         raise ValueError(f"--out {out_dir}: a file; expected a run folder (made if missing)")
     if (out_dir / MARKER).exists() or (out_dir / "interactions.npz").exists():
         raise ValueError(f"--out {out_dir}: a prepared data set's folder; give the run a folder of its own")
+
+
+def log_end(path: Path, exc: BaseException) -> None:
+    """Append how a session ended, with its traceback, to ``path`` (train.log) alone: the console shows the
+    error once, as the command's message, without the traceback."""
+    import traceback
+
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{stamp} ERROR laser_repro.train: {path.parent}: session ended by {type(exc).__name__}: {exc}\n"
+                + "".join(traceback.format_exception(exc)))
 
 
 def session_origin() -> str:
