@@ -324,6 +324,19 @@ def test_a_config_tried_and_reverted_takes_its_results_back(data, tmp_path):
     assert sorted(p.name for p in (out / "stale").iterdir()) == [h2]
 
 
+def test_results_taken_back_replace_a_model_another_config_stranded(data, tmp_path):
+    """A session killed in its final writes (model.pt and ranks.npz written, metrics.json not) left them beside the
+    results another config took back: its metrics.json was served with the stranded model.pt."""
+    out = tmp_path / "run"
+    b = train_idrec(cfg(data, lr=0.02), out)
+    b_model = (out / "model.pt").read_bytes()
+    train_idrec(cfg(data, lr=0.01), out, replace_stale=True)  # B's set aside
+    (out / "metrics.json").unlink()  # as if A was killed before its metrics.json: its model and ranks stay
+    assert (out / "model.pt").read_bytes() != b_model
+    assert train_idrec(cfg(data, lr=0.02), out, replace_stale=True) == b
+    assert (out / "model.pt").read_bytes() == b_model
+
+
 def test_train_log_keeps_every_attempt_and_how_each_ended(tmp_path, monkeypatch):
     """Snakemake removes a job's log before a retry runs it, so the killed attempt's traceback was lost: the run
     folder's train.log (never removed) names each session's origin and how it ended, SIGTERM (a SLURM time limit,
@@ -802,6 +815,11 @@ def test_replacing_stale_results_sets_aside_their_model_and_ranks(data, tmp_path
         scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True).finished()
     monkeypatch.setattr(scaffold.os, "replace", real_replace)
     assert calls == ["model.pt", "ranks.npz"] and (run / "metrics.json").exists() and (run / "ranks.npz").exists()
+    # the same config next: its record stands, and the model moved before the kill comes back (it read as finished
+    # with no model.pt)
+    model = first["resume_hash"][:16]
+    assert (run / "stale" / model / "model.pt").exists() and not (run / "model.pt").exists()
+    assert train_idrec(cfg(data, seed=0), run) == first and (run / "model.pt").exists()
     folder = scaffold.RunFolder(run, {"seed": 5}, (), data_fingerprint(data), replace_stale=True)
     assert folder.finished() is None  # another config: stale
     assert not any((run / name).exists() for name in ("metrics.json", "model.pt", "ranks.npz"))

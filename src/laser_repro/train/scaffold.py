@@ -323,9 +323,11 @@ class RunFolder:
             record = read_json(path)
             why = self.stale_reason(record)
             if why is None:
+                self._restore((MODEL_FILE, RANKS_FILE), whole=False)  # a set-aside killed after moving them
                 return record
             self._stale(path, why, ours=is_ours(record), tag=record.get("resume_hash") if is_ours(record) else None)
-        if self.replace_stale and (self.path / STALE_DIR / self.resume_hash[:16] / METRICS_FILE).exists():
+        aside = self.path / STALE_DIR / self.resume_hash[:16]
+        if self.replace_stale and all((aside / n).exists() for n in (MODEL_FILE, RANKS_FILE, METRICS_FILE)):
             self._set_aside_checkpoint()  # another config's: its results and checkpoint stay together
             if self._restore((CHECKPOINT, MODEL_FILE, RANKS_FILE, METRICS_FILE)):
                 record = read_json(path)
@@ -435,18 +437,24 @@ class RunFolder:
             if old.is_dir() and old.name not in (aside.name, self.resume_hash[:16]):
                 shutil.rmtree(old)
 
-    def _restore(self, names: Sequence[str]) -> bool:
-        """Move this config's files set aside by :meth:`_stale` back (the last of ``names`` marks them complete),
-        unless the run folder holds that file already. Whether they came back."""
+    def _restore(self, names: Sequence[str], whole: bool = True) -> bool:
+        """Move this config's files set aside by :meth:`_stale` back. ``whole``: only when the last of ``names``
+        (which marks them complete) is there and the run folder lacks it; a model or ranks file in the folder is then
+        replaced (another config's, stranded by a killed session), a checkpoint kept (the caller has set another
+        config's aside). Otherwise only the files the folder lacks come back. Whether anything came back."""
         aside = self.path / STALE_DIR / self.resume_hash[:16]
-        if not (aside / names[-1]).exists() or (self.path / names[-1]).exists():
+        if whole and (not (aside / names[-1]).exists() or (self.path / names[-1]).exists()):
             return False
-        for name in names:
-            if (aside / name).exists() and not (self.path / name).exists():
-                os.replace(aside / name, self.path / name)
+        moved = [name for name in names if (aside / name).exists()
+                 and ((whole and name in (MODEL_FILE, RANKS_FILE)) or not (self.path / name).exists())]
+        for name in moved:
+            os.replace(aside / name, self.path / name)
+        if not moved:
+            return False
         with contextlib.suppress(OSError):
             aside.rmdir()
-        log.info("%s: took back %s, set aside when this run's config last changed", self.path, names[-1])
+        log.info("%s: took back %s, set aside when this run's config last changed", self.path,
+                 names[-1] if whole else ", ".join(moved))
         return True
 
     def load_checkpoint(self) -> dict | None:
@@ -799,7 +807,7 @@ def log_end(path: Path, exc: BaseException) -> None:
     import traceback
 
     stamp = datetime.datetime.now().strftime("%H:%M:%S")
-    with open(path, "a", encoding="utf-8") as f:
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:  # never hides the session's error
         f.write(f"{stamp} ERROR laser_repro.train: {path.parent}: session ended by {type(exc).__name__}: {exc}\n"
                 + "".join(traceback.format_exception(exc)))
 
