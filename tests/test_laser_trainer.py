@@ -496,3 +496,20 @@ def test_a_checkpoint_an_earlier_trainer_wrote_is_refused_by_file(data, cache, t
             trainer.train_laser(cfg, tmp_path / "run")
     torch.save(blob, path)
     assert len(trainer.train_laser(cfg, tmp_path / "run")["history"]) == 3  # its own checkpoint resumes
+
+
+def test_a_training_set_aside_under_another_test_cap_is_found_again(data, cache, tmp_path):
+    """Set-aside folders are named by the resume hash, which covers the test cap: back to cap 7 after cap 9 and
+    another lr, the same training (set aside under cap 9) was not found, and the run trained again. A folder records
+    its checkpoint's training hash, so the run retests that training instead."""
+    base = tiny_config(data, cache, phases=PhaseConfig(phase1_max_epochs=1, phase2_epochs=1), max_valid_users=20)
+    cap7, cap9 = dataclasses.replace(base, max_eval_users=7), dataclasses.replace(base, max_eval_users=9)
+    other = dataclasses.replace(cap9, optim=dataclasses.replace(base.optim, lr=base.optim.lr * 2))
+    run = tmp_path / "run"
+    first = trainer.train_laser(cap7, run)
+    assert trainer.train_laser(cap9, run, replace_stale=True)["test"]["n"] == 9  # a retest of the same training
+    trainer.train_laser(other, run, replace_stale=True)  # cap 9's set aside, with its training hash
+    back = trainer.train_laser(cap7, run, replace_stale=True)
+    assert back["test"] == pytest.approx(first["test"]) and back["history"] == first["history"]
+    log = (run / "train.log").read_text()
+    assert log.count("phase 1 epoch 0:") == 2  # the first training and the other lr's, no third

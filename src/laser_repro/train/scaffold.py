@@ -70,6 +70,7 @@ log = logging.getLogger("laser_repro.train")
 
 CHECKPOINT, LOG_FILE, METRICS_FILE, RANKS_FILE = "checkpoint.pt", "train.log", "metrics.json", "ranks.npz"
 STALE_DIR = "stale"  # a run folder's results of an earlier config, set aside (RunFolder._stale)
+TRAINING_HASH_FILE = "training_hash"  # in a set-aside folder: its checkpoint's training hash (RunFolder._aside_of_training)
 WRITER_FILES = (CHECKPOINT, MODEL_FILE, METRICS_FILE, RANKS_FILE)  # written only by the session holding the lock
 
 
@@ -343,7 +344,8 @@ class RunFolder:
             self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
                         ours=False)
         if blob.get("resume_hash") != self.resume_hash:
-            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"))
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"),
+                        training=blob.get("training_hash"))
 
     def stale_reason(self, record: Any) -> str | None:
         """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
@@ -409,7 +411,7 @@ class RunFolder:
             detail += [f"it had {'; '.join(changes)}"] if changes else []
         return f"{what} of a different run config" + (f" ({', '.join(detail)})" if detail else "")
 
-    def _stale(self, path: Path, why: str, ours: bool = True, tag: Any = None) -> None:
+    def _stale(self, path: Path, why: str, ours: bool = True, tag: Any = None, training: Any = None) -> None:
         """Refuse the stale ``path``, or with ``replace_stale`` set it aside (metrics.json with its model and
         ranks) in ``stale/<its resume hash>/``, from where :meth:`_restore` takes it back if that config returns:
         a config tried and reverted keeps its training. Only the set it makes and the current config's are kept."""
@@ -430,19 +432,32 @@ class RunFolder:
         log.warning("%s: %s; setting it aside in %s (taken back if this config returns) and starting over", path,
                     why, aside.relative_to(self.path))
         aside.mkdir(parents=True, exist_ok=True)
+        if isinstance(training, str):  # the training apart from test keys: another test cap finds it (_aside_of)
+            (aside / TRAINING_HASH_FILE).write_text(training)
         for name in names:
             if (self.path / name).exists():
                 os.replace(self.path / name, aside / name)
-        for old in (self.path / STALE_DIR).iterdir():  # keep the set just made and the current config's
-            if old.is_dir() and old.name not in (aside.name, self.resume_hash[:16]):
+        keep = {aside, self.path / STALE_DIR / self.resume_hash[:16], self._aside_of_training()}
+        for old in (self.path / STALE_DIR).iterdir():  # the set just made, the current config's, its training's
+            if old.is_dir() and old not in keep:
                 shutil.rmtree(old)
 
-    def _restore(self, names: Sequence[str], whole: bool = True) -> bool:
+    def _aside_of_training(self) -> Path | None:
+        """A set-aside folder holding a checkpoint of this very training under other test keys (None: none)."""
+        if self.training_hash is None or not (self.path / STALE_DIR).is_dir():
+            return None
+        for folder in sorted((self.path / STALE_DIR).iterdir()):
+            marker = folder / TRAINING_HASH_FILE
+            if (folder / CHECKPOINT).exists() and marker.exists() and marker.read_text() == self.training_hash:
+                return folder
+        return None
+
+    def _restore(self, names: Sequence[str], whole: bool = True, aside: Path | None = None) -> bool:
         """Move this config's files set aside by :meth:`_stale` back. ``whole``: only when the last of ``names``
         (which marks them complete) is there and the run folder lacks it; a model or ranks file in the folder is then
         replaced (another config's, stranded by a killed session), a checkpoint kept (the caller has set another
         config's aside). Otherwise only the files the folder lacks come back. Whether anything came back."""
-        aside = self.path / STALE_DIR / self.resume_hash[:16]
+        aside = aside or self.path / STALE_DIR / self.resume_hash[:16]
         if whole and (not (aside / names[-1]).exists() or (self.path / names[-1]).exists()):
             return False
         moved = [name for name in names if (aside / name).exists()
@@ -451,8 +466,8 @@ class RunFolder:
             os.replace(aside / name, self.path / name)
         if not moved:
             return False
-        with contextlib.suppress(OSError):
-            aside.rmdir()
+        if not any(p.name != TRAINING_HASH_FILE for p in aside.iterdir()):
+            shutil.rmtree(aside)
         log.info("%s: took back %s, set aside when this run's config last changed", self.path,
                  names[-1] if whole else ", ".join(moved))
         return True
@@ -463,7 +478,8 @@ class RunFolder:
         The trainer rebuilds its model first, then calls :func:`set_rng_state` with ``blob["rng"]``
         (building a model draws random numbers that the uninterrupted run drew before the checkpoint).
         """
-        if not self.checkpoint_path.exists() and not self._restore((CHECKPOINT,)):
+        if not self.checkpoint_path.exists() and not self._restore((CHECKPOINT,)) and not (
+                (other := self._aside_of_training()) and self._restore((CHECKPOINT,), aside=other)):
             return None
         blob = load_torch(self.checkpoint_path, "a checkpoint")
         if not is_ours(blob):
@@ -478,8 +494,11 @@ class RunFolder:
                 self.trained_with = blob.get("trained_with", self.trained_with)
                 self.sessions = self._sessions_of(blob)
                 return blob
-            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"))
-            return self.load_checkpoint() if self._restore((CHECKPOINT,)) else None
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"),
+                        training=blob.get("training_hash"))
+            other = self._aside_of_training()
+            restored = self._restore((CHECKPOINT,)) or (other is not None and self._restore((CHECKPOINT,), aside=other))
+            return self.load_checkpoint() if restored else None
         self.trained_with = blob.get("trained_with", self.trained_with)
         self.sessions = self._sessions_of(blob)
         return blob
