@@ -414,7 +414,8 @@ class RunFolder:
     def _stale(self, path: Path, why: str, ours: bool = True, tag: Any = None, training: Any = None) -> None:
         """Refuse the stale ``path``, or with ``replace_stale`` set it aside (metrics.json with its model and
         ranks) in ``stale/<its resume hash>/``, from where :meth:`_restore` takes it back if that config returns:
-        a config tried and reverted keeps its training. Only the set it makes and the current config's are kept."""
+        a config tried and reverted keeps its training. Kept: the set it makes, the current config's, and one
+        holding this very training under other test keys (:meth:`_aside_of_training`); the rest is removed."""
         if not ours:  # never removed, whatever --replace-stale says: the suite did not write it
             raise StaleRun(f"{path}: {why}; move it away or use another --out folder")
         if not self.replace_stale:
@@ -432,7 +433,7 @@ class RunFolder:
         log.warning("%s: %s; setting it aside in %s (taken back if this config returns) and starting over", path,
                     why, aside.relative_to(self.path))
         aside.mkdir(parents=True, exist_ok=True)
-        if isinstance(training, str):  # the training apart from test keys: another test cap finds it (_aside_of)
+        if isinstance(training, str):  # the training apart from test keys: another test cap finds it
             (aside / TRAINING_HASH_FILE).write_text(training)
         for name in names:
             if (self.path / name).exists():
