@@ -12,6 +12,7 @@ import logging
 import sys
 
 from laser_repro.io import InputError
+from laser_repro.runinfo import LOG_DATE_FORMAT, LOG_FORMAT
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+        format=LOG_FORMAT,
+        datefmt=LOG_DATE_FORMAT,
     )
     if args.command is None:
         parser.print_help()

@@ -112,6 +112,15 @@ def write_metrics(out_dir: str | Path, record: dict) -> Path:
     return path
 
 
+LOG_FORMAT, LOG_DATE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"  # console and train.log
+
+
+def log_formatter():
+    import logging
+
+    return logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT)
+
+
 @contextlib.contextmanager
 def run_log(out_dir: str | Path, filename: str = "train.log") -> Iterator[Path]:
     """Also send the ``laser_repro`` logs (INFO and up) to ``out_dir/filename`` while inside.
@@ -123,7 +132,7 @@ def run_log(out_dir: str | Path, filename: str = "train.log") -> Iterator[Path]:
     path = Path(out_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(log_formatter())
     root = logging.getLogger("laser_repro")
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:

@@ -61,11 +61,11 @@ def training_rows(ds: SeqDataset, users: np.ndarray, cfg: LlamaRecRunConfig, rng
     ``negatives: outside_history`` asks: unmasked, the test's candidates hold history items, and a training set
     whose history items were all answers would teach the ranker "a history item is the answer"."""
     rows = []
+    avoid = cfg.mask_history or cfg.negatives == "outside_history"
     for u in users:
         seq = ds.train_sequence(int(u))
         for t in range(1, seq.shape[0]):
             hist = seq[:t][-cfg.max_history:]
-            avoid = cfg.mask_history or cfg.negatives == "outside_history"
             seen = (set(seq[:t].tolist()) if avoid else set()) | {int(seq[t])}
             if ds.n_items - len(seen) < cfg.n_candidates - 1:  # a history over nearly every item (tiny data sets):
                 seen = {int(seq[t])}  # negatives may then come from it (else the draw never ended)

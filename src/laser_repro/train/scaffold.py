@@ -62,8 +62,8 @@ from laser_repro.config import from_dict, to_dict
 from laser_repro.data.dataset import DataChanged, SeqDataset, data_fingerprint, load_dataset
 from laser_repro.eval.evaluator import EvalResult, save_ranks
 from laser_repro.io import atomic_path, read_json, stale_temporaries
-from laser_repro.runinfo import (config_hash, device_description, git_commit, is_ours, provenance, run_log,
-                                 write_metrics)
+from laser_repro.runinfo import (config_hash, device_description, git_commit, is_ours, log_formatter, provenance,
+                                 run_log, write_metrics)
 from laser_repro.train.inputs import INPUT_KINDS, MODEL_FILE, declared_inputs
 
 log = logging.getLogger("laser_repro.train")
@@ -339,13 +339,18 @@ class RunFolder:
         """Set the run folder's checkpoint aside when it is another config's (:meth:`_stale`)."""
         if not self.checkpoint_path.exists():
             return
+        blob = self._own_checkpoint()
+        if blob.get("resume_hash") != self.resume_hash:
+            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"),
+                        training=blob.get("training_hash"))
+
+    def _own_checkpoint(self) -> dict:
+        """The run folder's checkpoint, refused (never set aside) when this suite did not write it."""
         blob = load_torch(self.checkpoint_path, "a checkpoint")
         if not is_ours(blob):
             self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
                         ours=False)
-        if blob.get("resume_hash") != self.resume_hash:
-            self._stale(self.checkpoint_path, self._why(blob, "checkpoint"), tag=blob.get("resume_hash"),
-                        training=blob.get("training_hash"))
+        return blob
 
     def stale_reason(self, record: Any) -> str | None:
         """Why a metrics.json ``record`` does not answer this run (other config, data or inputs); None if it does."""
@@ -482,10 +487,7 @@ class RunFolder:
         if not self.checkpoint_path.exists() and not self._restore((CHECKPOINT,)) and not (
                 (other := self._aside_of_training()) and self._restore((CHECKPOINT,), aside=other)):
             return None
-        blob = load_torch(self.checkpoint_path, "a checkpoint")
-        if not is_ours(blob):
-            self._stale(self.checkpoint_path, "not a checkpoint this suite wrote (expected a dict with a resume_hash)",
-                        ours=False)
+        blob = self._own_checkpoint()
         if blob.get("resume_hash") != self.resume_hash:
             if self.training_hash is not None and blob.get("training_hash") == self.training_hash:
                 # the workflow removed the finished run's outputs before rerunning it with other test keys: the
@@ -824,12 +826,10 @@ def check_run_folder(out_dir: Path) -> None:
 def log_end(path: Path, exc: BaseException) -> None:
     """Append how a session ended, with its traceback, to ``path`` (train.log) alone: the console shows the
     error once, as the command's message, without the traceback."""
-    import traceback
-
-    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s: session ended by %s: %s",
+                            (path.parent, type(exc).__name__, exc), (type(exc), exc, exc.__traceback__))
     with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:  # never hides the session's error
-        f.write(f"{stamp} ERROR laser_repro.train: {path.parent}: session ended by {type(exc).__name__}: {exc}\n"
-                + "".join(traceback.format_exception(exc)))
+        f.write(log_formatter().format(record) + "\n")
 
 
 def session_origin() -> str:

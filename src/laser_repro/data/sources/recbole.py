@@ -194,7 +194,8 @@ def _presplit(folder: Path, stem: str, text: dict) -> tuple[list[str], list[list
         if not _extends(hist, vhist, vtarget):
             raise ValueError(f"{tpath}:{tline}: user {u!r}: the test history must end with the validation item "
                              f"of {vpath.name}:{vline} ({vtarget!r}) and continue that row's history")
-        # the validation row keeps only the last 50 items (UniSRec's maximum length); the train rows hold the whole training part
+        # the validation row keeps only the last 50 items (UniSRec's maximum length); the train rows hold the whole
+        # training part
         seq = _rebuilt(train[u], train_path, u) if u in train else list(vhist)
         if len(seq) < len(vhist) or (vhist and seq[-len(vhist):] != vhist):
             raise ValueError(f"{vpath}:{vline}: user {u!r}: the validation history does not end the user's training "
