@@ -672,6 +672,23 @@ def test_a_missing_input_is_named_and_the_finished_run_it_fed_is_kept(data, tmp_
                                                     r"of a finished run\); nothing in the run folder"):
             train_idrec(cfg(data, init_from=str(upstream)), downstream, replace_stale=replace)
     assert {name: (downstream / name).read_bytes() for name in before} == before
+    # the upstream run, asked again, tests its final checkpoint to write the lost model.pt (nothing trained again)
+    record = json.loads((upstream / "metrics.json").read_text())
+    again = train_idrec(cfg(data), upstream)
+    assert again["test"] == record["test"] and again["best_epoch"] == record["best_epoch"]
+    assert (upstream / "model.pt").is_file() and len(again["sessions"]) == len(record["sessions"]) + 1
+    model = (upstream / "model.pt").read_bytes()
+    (upstream / "model.pt").unlink()
+    (upstream / "checkpoint.pt").unlink()  # nothing left to write it from: the record stands, nothing is retrained
+    assert train_idrec(cfg(data), upstream) == again and not (upstream / "model.pt").exists()
+    (upstream / "model.pt").write_bytes(model)
+    # a model.pt without the metrics.json its trainer writes last (a session killed between the two writes, a
+    # copied-in file) is not a finished run either
+    (upstream / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"init_from: \S+/up has a model\.pt but no metrics\.json a trainer "
+                                                r"wrote \(expected the model\.pt of a finished run: a run killed"):
+        train_idrec(cfg(data, init_from=str(upstream)), downstream, replace_stale=True)
+    assert {name: (downstream / name).read_bytes() for name in before} == before
     prepared = cfg(data, model="zesrec", pretrain_datasets=[str(tmp_path / "nowhere")], pretrain_epochs=1)
     with pytest.raises(FileNotFoundError, match=r"pretrain_datasets\[0\]: \S+nowhere/stats\.json is missing \(expected a "
                                                 r"prepared data set"):
@@ -685,7 +702,7 @@ def test_a_damaged_or_foreign_torch_file_is_named_with_what_was_expected(data, t
     to be, and nothing is removed."""
     run = tmp_path / "run"
     train_idrec(cfg(data, max_epochs=1), run)
-    blob = (run / "checkpoint.pt").read_bytes()
+    blob, record = (run / "checkpoint.pt").read_bytes(), (run / "metrics.json").read_bytes()
     (run / "checkpoint.pt").write_bytes(blob[: len(blob) // 2])
     (run / "metrics.json").unlink()
     with pytest.raises(ValueError, match=r"run/checkpoint\.pt: cannot be read as a checkpoint \(\w+Error: .*partial copy"):
@@ -694,6 +711,7 @@ def test_a_damaged_or_foreign_torch_file_is_named_with_what_was_expected(data, t
     with pytest.raises(ValueError, match=r"run/model\.pt: not a train-laser run's model\.pt \(it has no 'trainable'\)"):
         scaffold.load_torch(run / "model.pt", "a train-laser run's model.pt", keys=("trainable",))
     (run / "model.pt").write_bytes(b"")
+    (run / "metrics.json").write_bytes(record)
     with pytest.raises(ValueError, match=r"run/model\.pt: cannot be read as a train-idrec run's model\.pt"):
         train_idrec(cfg(data, init_from=str(run)), tmp_path / "down")
 

@@ -325,7 +325,7 @@ class RunFolder:
             why = self.stale_reason(record)
             if why is None:
                 self._restore((MODEL_FILE, RANKS_FILE), whole=False)  # a set-aside killed after moving them
-                return record
+                return None if self._rewrite_lost_outputs() else record
             self._stale(path, why, ours=is_ours(record), tag=record.get("resume_hash") if is_ours(record) else None)
         aside = self.path / STALE_DIR / self.resume_hash[:16]
         if self.replace_stale and all((aside / n).exists() for n in (MODEL_FILE, RANKS_FILE, METRICS_FILE)):
@@ -334,6 +334,21 @@ class RunFolder:
                 record = read_json(path)
                 return record if self.stale_reason(record) is None else None
         return None
+
+    def _rewrite_lost_outputs(self) -> bool:
+        """Whether a finished run's model.pt or ranks.npz is gone (removed by hand) while its final checkpoint is
+        here: the run then tests that checkpoint again, which writes them (the record is rewritten with the same
+        metrics). Without the checkpoint the record stands, with a warning: nothing is trained again unasked."""
+        lost = [n for n in (MODEL_FILE, RANKS_FILE) if not (self.path / n).exists()]
+        if not lost:
+            return False
+        if self.checkpoint_path.exists() and self._own_checkpoint().get("resume_hash") == self.resume_hash:
+            log.warning("%s: finished, but its %s is gone; testing the final checkpoint again to write it", self.path,
+                        " and ".join(lost))
+            return True
+        log.warning("%s: finished, but its %s is gone and no checkpoint of this run is left to write it from; the "
+                    "record stands (remove its metrics.json to train the run again)", self.path, " and ".join(lost))
+        return False
 
     def _set_aside_checkpoint(self) -> None:
         """Set the run folder's checkpoint aside when it is another config's (:meth:`_stale`)."""
@@ -679,8 +694,20 @@ def check_inputs(cfg) -> None:
     missing = [f"{key}: {path} is missing (expected {INPUT_KINDS[kind]}"
                + ("" if path.is_absolute() else f"; a relative path is read from {Path.cwd()}") + ")"
                for key, path, kind in named if not path.is_file()]
+    missing += [f"{key}: {path.parent} has a {path.name} but no metrics.json a trainer wrote (expected "
+                f"{INPUT_KINDS[kind]}: a run killed between its two writes, or a model.pt copied in; run its "
+                "trainer on that folder to finish it)"
+                for key, path, kind in named if kind == "run" and path.is_file() and not _finished(path.parent)]
     if missing:
         raise FileNotFoundError("; ".join(missing) + "; nothing in the run folder was read or changed")
+
+
+def _finished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a metrics.json one of the suite's trainers wrote (its last write: a finished run)."""
+    try:
+        return is_ours(read_json(run_dir / METRICS_FILE))
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
