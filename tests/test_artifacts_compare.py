@@ -38,7 +38,11 @@ def test_ablation_claim_holds_and_template_margin_fails(tmp_path):
     for v, k in (("main", 40), ("no-prefix", 30), ("no-lb", 38)):
         write_run(tmp_path, "sci", "laser-c", v, 0, hits(k))
     claim = C.ablations_lower_everything(compute_ablation(variant_spec(tmp_path, "table3", T3, [0])), "scientific", "T3")
-    assert claim.verdict == "holds (partial: 6 of 24 parts run)"
+    assert claim.verdict == "holds (partial: 6 of 24 parts run)" and "untested" not in claim.ours
+    (tmp_path / "sci" / "laser-c" / "no-lb" / "seed~0" / "ranks.npz").unlink()  # its three cells cannot be tested
+    claim = C.ablations_lower_everything(compute_ablation(variant_spec(tmp_path, "table3", T3, [0])), "scientific", "T3")
+    assert claim.ours.startswith("6 of 6 (variant, metric) cells below the full model (3 significant, 3 untested (no "
+                                 "per-user ranks))")
     write_run(tmp_path, "sci", "laser-c", "no-mformer", 0, hits(41))  # a variant above the full model
     claim = C.ablations_lower_everything(compute_ablation(variant_spec(tmp_path, "table3", T3, [0])), "scientific", "T3")
     assert claim.verdict.startswith("fails") and "w/o M-Former R@10" in claim.ours
@@ -177,3 +181,25 @@ def test_grid_optimum_claim_needs_every_grid_point(tmp_path):
     write_run(tmp_path, "sci", "laser-c", "K~16", 0, hits(10), valid_ranks=hits(35))
     claim = C.grid_optimum(compute_fig4(spec), {"K": "8"})
     assert claim.verdict == "fails" and "K: best 16 (paper 8)" in claim.ours
+
+
+def test_compare_says_what_each_verdict_rests_on(tmp_path):
+    """Four things compare.md left unsaid: a best baseline that is not a row of the paper (GRU4Rec) under the
+    paper's Improv. margin, a claim resting on fewer seeds than requested, columns whose paired test could not run
+    (no per-user ranks; they read "0 significant"), and a stand-in row in the figures' number tables."""
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(runs, "scientific", "gru4rec", "main", seed, hits(15))
+        write_run(runs, "scientific", "sasrec", "main", seed, hits(13))
+    laser = write_run(runs, "scientific", "laser-c", "main", 0, hits(20), backbone="minilm")  # seed 1 not run
+    (laser / "ranks.npz").unlink()  # means from metrics.json; no paired test can run
+    exp = paper_experiment(tmp_path, seeds=[0, 1], table2={"datasets": ["scientific"]},
+                           fig2={"datasets": ["scientific"]})
+    text = build_compare(exp.spec("compare"))
+    improv = next(line for line in text.splitlines() if line.startswith("| scientific | R@10 | 7.24 |"))
+    assert improv.endswith("Laser ahead in both; caveat: best baseline GRU4Rec is not a row of the paper's Table 2 |")
+    claim = next(line for line in text.splitlines() if line.startswith("| §5.2, Table 2 |"))
+    assert "(0 significant at p < 0.05, 3 untested (no per-user ranks))" in claim
+    assert "partial: fewer seeds than requested in its artifact: scientific/laser-c/main 1 of 2)**" in claim
+    figures = text[text.index("### Figure 2"):text.index("### Figure 3")]
+    assert "| scientific | Laser-C † |" in figures and "| scientific | BERT4Rec |" in figures  # per row, only there

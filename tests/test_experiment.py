@@ -340,6 +340,15 @@ def test_fig4_points_equal_to_the_main_config_read_the_main_run(tmp_path):
     exp = paper_experiment(tmp_path, fig4={"grid": {"K": {"key": "mformer.n_experts", "values": [2, 4],
                                                           "at": {2: {"mformer.top_k": 2}}}}})
     assert exp.resolved("scientific", "laser-c", "K~2", 0).mformer.top_k == 2
+    # an `at` on the main value: that point reads the main run, so overrides it lacks were ignored (K = 8 with
+    # top-k 2 plotted the main run's top-k 3); the same values as the main run are harmless
+    grid = {"K": {"key": "mformer.n_experts", "values": [4, 8], "at": {"8": {"mformer.top_k": 2}}}}
+    with pytest.raises(WorkflowConfigError, match=r"fig4\.grid\.K\.at\.8: mformer\.n_experts = 8 is the main run's "
+                                                  r"value, so this point reads the main run, which does not have "
+                                                  r"\{'mformer\.top_k': 2\}"):
+        paper_experiment(tmp_path, fig4={"grid": grid})
+    grid["K"]["at"] = {"8": {"mformer.top_k": 3}}
+    assert paper_experiment(tmp_path, fig4={"grid": grid}).spec("fig4").cells()[("K", 8)].variant == "main"
 
 
 def test_paper_config_counts(tmp_path):

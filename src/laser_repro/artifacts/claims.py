@@ -8,7 +8,7 @@ on the checked part and says how much was missing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 from .ablation import AblationResult
@@ -44,12 +44,27 @@ def _verdict(results: list[bool], n_parts: int) -> str:
     return v
 
 
+def with_seed_gaps(claim: Claim, groups) -> Claim:
+    """``claim`` with its verdict marked partial when the artifact it was checked on averaged some cells over fewer
+    seeds than requested (a missing or stale seed leaves a mean of the others, which the verdict must not hide)."""
+    short = sorted(f"{g.label} {len(g.runs)} of {len(g.seeds)}" for g in groups if 0 < len(g.runs) < len(g.seeds))
+    if not short or claim.verdict.startswith(NOT_RUN):
+        return claim
+    return replace(claim, verdict=f"{claim.verdict} (partial: fewer seeds than requested in its artifact: "
+                                  f"{', '.join(short)})")
+
+
 def _role(dataset: str, paper: str) -> str:
     return dataset if dataset == paper else f"{dataset} (in {paper.capitalize()}'s role)"
 
 
 def _m(s) -> float:
     return s.mean if s.n else math.nan
+
+
+def untested_note(n: int) -> str:
+    """", k untested (no per-user ranks)" for cells whose paired test could not run, else ""."""
+    return f", {n} untested (no per-user ranks)" if n else ""
 
 
 def subset_note(t2: Table2Result, methods) -> str:
@@ -61,7 +76,7 @@ def subset_note(t2: Table2Result, methods) -> str:
 
 
 def laser_beats_every_baseline(t2: Table2Result) -> Claim:
-    parts, ahead, sig, missing = [], 0, 0, []
+    parts, ahead, sig, untested, missing = [], 0, 0, 0, []
     for (d, m), col in t2.columns.items():
         if not (col.best_laser and col.best_baseline):
             missing.append(f"{d} {METRIC_LABELS[m]}")
@@ -70,8 +85,10 @@ def laser_beats_every_baseline(t2: Table2Result) -> Claim:
         parts.append(lo > hi)
         ahead += lo > hi
         sig += col.star
+        untested += col.test is None  # no per-user ranks on a side: no test ran (not "not significant")
     ours = (f"best Laser ahead of the best run baseline in {ahead} of {len(parts)} columns "
-            f"({sig} significant at p < {ALPHA})") if parts else "no column with both Laser and baseline runs"
+            f"({sig} significant at p < {ALPHA}{untested_note(untested)})") if parts else \
+        "no column with both Laser and baseline runs"
     if missing:
         ours += f"; not run: {', '.join(missing)}"
     ours += subset_note(t2, {m for col in t2.columns.values() for m in (col.best_laser, col.best_baseline) if m})
@@ -134,7 +151,7 @@ def llm_baselines_same_backbone(t2: Table2Result) -> Claim:
 def ablations_lower_everything(res: AblationResult, paper_dataset: str, where: str) -> Claim:
     text = f"removing any module lowers all three metrics on {_role(res.dataset, paper_dataset)}"
     paper = "every ablation row below Laser-C in every metric"
-    parts, worse, sig = [], [], 0
+    parts, worse, sig, untested = [], [], 0, 0
     full = {m: res.summaries[("main", m)] for m in METRICS}
     if not all(s.n for s in full.values()):
         return Claim(f"{res.table}-lower", where, text, paper, "full model not run", NOT_RUN)
@@ -148,7 +165,9 @@ def ablations_lower_everything(res: AblationResult, paper_dataset: str, where: s
             if s.mean >= full[m].mean:
                 worse.append(f"{res.labels[v]} {METRIC_LABELS[m]}")
             sig += res.starred(v, m)  # as Tables 3-5 star it: the paired test and the seeds' means agree
-    ours = f"{sum(parts)} of {len(parts)} (variant, metric) cells below the full model ({sig} significant)"
+            untested += (v, m) not in res.tests
+    ours = (f"{sum(parts)} of {len(parts)} (variant, metric) cells below the full model "
+            f"({sig} significant{untested_note(untested)})")
     if worse:
         ours += f"; not lower: {', '.join(worse)}"
     return Claim(f"{res.table}-lower", where, text, paper, ours, _verdict(parts, n_parts))

@@ -133,6 +133,8 @@ def section_table2(t2: Table2Result, reported: Reported, tolerance: float) -> st
                     verdict = f"stand-in ({', '.join(used)}), not comparable; {verdict}"
                 caveats = [f"{label(k)}: {c}" for k in (col.best_laser, col.best_baseline)
                            if (c := protocol_caveats(t2.groups[(k, d)], full_n.get(d, 0)))]
+                if not registry.METHODS[col.best_baseline].in_paper:  # the paper's margin is over its own rows
+                    caveats.append(f"best baseline {label(col.best_baseline)} is not a row of the paper's Table 2")
                 if caveats:  # a side ran without its pre-training or on a subset of the test users
                     verdict += f"; caveat: {'; '.join(caveats)}"
                 improv.append([d, METRIC_LABELS[m], paper.text, f"{ours:.2f}", f"{ours - paper.value:+.2f} pp", verdict])
@@ -237,24 +239,30 @@ def _ms(s: SeedSummary) -> str:
     return f"{s.mean * 100:.2f}" + (f" ± {s.std * 100:.2f}" if s.n > 1 else "") + f" (n={s.n})"
 
 
+def _dagger(*groups: RunGroup) -> str:
+    """" †" when any of ``groups`` ran on a stand-in backbone (each row of a table says so, not only its notes)."""
+    return " †" if any(g.stand_in() for g in groups) else ""
+
+
 def section_figures(f2, f3, f4, f5) -> str:
     """The numbers behind Figures 2-5 (x100, mean ± std over seeds), so every bar is traceable."""
-    text = "## The numbers behind the figures (x100, mean ± std over seeds, n)\n"
+    text = "## The numbers behind the figures (x100, mean ± std over seeds, n; † stand-in backbone)\n"
     for note in run_notes(g for f in (f2, f3, f4, f5) for g in f.groups.values()):
         text += f"\n{note}.\n"
-    body = [[d, label(m), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS], str(f2.n_cold_users.get((d, m), "—"))]
-            for d in f2.datasets for m in f2.methods]
+    body = [[d, label(m) + _dagger(f2.groups[(d, m)]), *[_ms(f2.summaries[(d, m, k)]) for k in METRICS],
+             str(f2.n_cold_users.get((d, m), "—"))] for d in f2.datasets for m in f2.methods]
     text += "\n### Figure 2: cold items (test)\n\n" + md_table(
         ["Data set", "Method", *[METRIC_LABELS[k] for k in METRICS], "cold test users"], body) + "\n"
-    body = [[layout.fmt_value(f), f3.series_label(m), *[_ms(f3.summary(m, f, k)) for k in METRICS]]
+    body = [[layout.fmt_value(f), f3.series_label(m) + _dagger(f3.groups[(m, f)]), *[_ms(f3.summary(m, f, k)) for k in METRICS]]
             for f in f3.fractions for m in f3.methods + f3.baselines]
     text += f"\n### Figure 3: transfer to {f3.dataset} (test)\n\n" + md_table(
         ["Fraction", "Method", *[METRIC_LABELS[k] for k in METRICS]], body) + "\n"
-    body = [[a.name, layout.fmt_value(v), f4.groups[(a.name, v)].variant,
+    body = [[a.name, layout.fmt_value(v), f4.groups[(a.name, v)].variant + _dagger(f4.groups[(a.name, v)]),
              *[_ms(f4.summary(a.name, v, m)) for m in ("recall@10", "ndcg@10")]] for a in f4.axes for v in a.values]
     text += f"\n### Figure 4: {label(f4.method)} on {f4.dataset} (validation)\n\n" + (md_table(
         ["Axis", "Value", "Variant", "R@10", "N@10"], body) if body else "No grid requested.") + "\n"
-    body = [[d, label(x), *[_ms(f5.summary(d, kind, x, m)) for kind in ("alone", "fed") for m in METRICS]]
+    body = [[d, label(x) + _dagger(f5.groups[(d, "fed", x)]),
+             *[_ms(f5.summary(d, kind, x, m)) for kind in ("alone", "fed") for m in METRICS]]
             for d in f5.datasets for x in f5.idrecs]
     name = label(f5.method)
     text += f"\n### Figure 5: ID recommenders alone and inside {name} (test)\n\n" + md_table(
@@ -286,14 +294,15 @@ def build_compare(spec: CompareSpec, reported: Reported | None = None) -> str:
     abl = {t: compute_ablation(getattr(spec, t)) for t in ("table3", "table4", "table5")}
     f2, f3 = compute_fig2(spec.fig2), compute_fig3(spec.fig3)
     f4, f5 = compute_fig4(spec.fig4), compute_fig5(spec.fig5)
-    claims = [C.laser_beats_every_baseline(t2), C.backbone_order(t2, spec.table4.dataset), C.llm_baselines_same_backbone(t2),
-              C.ablations_lower_everything(abl["table3"], "scientific", "§5.5, Table 3"),
-              C.ablations_lower_everything(abl["table4"], "pet", "App. C, Table 4")]
-    claims += C.template_margin(abl["table5"], template_thresholds(reported))
-    claims.append(C.cold_start(f2))
-    claims += C.transfer(f3)
-    claims.append(C.grid_optimum(f4, reported.raw["hyperparameters"]["figure4_optimum"]))
-    claims.append(C.tracks_idrec(f5))
+    by_source = [
+        (t2, [C.laser_beats_every_baseline(t2), C.backbone_order(t2, spec.table4.dataset),
+              C.llm_baselines_same_backbone(t2)]),
+        (abl["table3"], [C.ablations_lower_everything(abl["table3"], "scientific", "§5.5, Table 3")]),
+        (abl["table4"], [C.ablations_lower_everything(abl["table4"], "pet", "App. C, Table 4")]),
+        (abl["table5"], C.template_margin(abl["table5"], template_thresholds(reported))),
+        (f2, [C.cold_start(f2)]), (f3, C.transfer(f3)),
+        (f4, [C.grid_optimum(f4, reported.raw["hyperparameters"]["figure4_optimum"])]), (f5, [C.tracks_idrec(f5)])]
+    claims = [C.with_seed_gaps(c, res.groups.values()) for res, cs in by_source for c in cs]
     missing = {"Table 2": t2.missing(), **{k.capitalize(): v.missing() for k, v in abl.items()},
                "Figure 2": f2.missing(), "Figure 3": f3.missing(), "Figure 4": f4.missing(), "Figure 5": f5.missing()}
 

@@ -8,7 +8,7 @@ recomputed on that subset of its per-user ranks (``EvalResult.subset``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,12 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
                     why = "another seed of its cell has no per-user ranks, and the figure averages complete cells only"
                 data.unusable.append(Gap(r.path / "metrics.json", why, kind="unusable"))
                 log.warning("Figure 2 cannot use %s: %s", r.path, why)
+            if usable:  # a seed whose (capped) test users have no cold target has no value: left out, by name
+                for r in [r for r in g.runs if not cold[r.split_ranks(SPLIT).targets].any()]:
+                    data.unusable.append(Gap(r.path / "metrics.json", "none of its test users' targets is a cold "
+                                             "item (a seeded subset of the test users?)", kind="unusable"))
+                g = replace(g, runs=[r for r in g.runs if cold[r.split_ranks(SPLIT).targets].any()])
+                usable = bool(g.runs)
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])
                                                   if usable else SeedSummary(0, np.nan, np.nan, np.nan, np.nan))

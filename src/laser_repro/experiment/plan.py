@@ -174,6 +174,25 @@ class Experiment:
         """Resolve every run's config now: a bad key or value fails before any job is built."""
         for key in self.all_runs():
             self.resolved(*dataclasses.astuple(key))
+        self._check_grid_main_overrides()
+
+    def _check_grid_main_overrides(self) -> None:
+        """Refuse an ``at`` entry on the grid value that equals the main run's: that point reads the main run, so
+        overrides the main run does not have were ignored without a word (Figure 4 plotted another config)."""
+        t = self.config["fig4"]
+        for axis, spec in self.grid.items():
+            main = self.main_value(t["method"], t["dataset"], spec["key"])
+            value = next((v for v in spec["values"] if layout.same_value(v, main)), None)
+            if value is None:
+                continue
+            at = {str(k): o for k, o in (spec.get("at") or {}).items()}.get(layout.fmt_value(value)) or {}
+            differ = {k: v for k, v in flatten(at).items()
+                      if not layout.same_value(self.main_value(t["method"], t["dataset"], k), v)}
+            if differ:
+                raise self.error(f"fig4.grid.{axis}.at.{layout.fmt_value(value)}",
+                                 f"{spec['key']} = {layout.fmt_value(value)} is the main run's value, so this point "
+                                 f"reads the main run, which does not have {differ}; set them in the main config "
+                                 "(or drop them)")
 
     def table2_methods(self) -> list[str]:
         methods = self.config["table2"]["methods"]
