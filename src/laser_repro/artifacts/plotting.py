@@ -164,7 +164,8 @@ def save_figure(fig, out: str | Path, legend_ax=None, legend_title: str | None =
         for i, text in enumerate(reversed(lines)):
             fig.text(0.01, 0.005 + i * line, text, ha="left", va="bottom", fontsize=6, color="#7f7f7f")
         fig.tight_layout(rect=(0, 0.005 + len(lines) * line, 1, top))
-        # both written before either replaces its old file: a failed PDF leaves the old PNG and PDF, never a mix
+        # both written before either replaces its old file: a failed save leaves the old PNG and PDF (only a
+        # failed rename of the PNG, just after the PDF's, would leave a new PDF beside the old PNG)
         with atomic_path(out, suffix=".png") as png_tmp, atomic_path(pdf, suffix=".pdf") as pdf_tmp:
             fig.savefig(png_tmp, dpi=200, format="png", metadata=FIGURE_METADATA["png"])
             fig.savefig(pdf_tmp, format="pdf", metadata=FIGURE_METADATA["pdf"])
