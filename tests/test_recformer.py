@@ -447,7 +447,7 @@ def test_a_downloaded_longformer_brings_its_pretrained_mlm_head(tmp_path, tokeni
     from laser_repro.recformer.model import build, longformer_config
 
     torch.manual_seed(0)
-    saved = LongformerForMaskedLM(longformer_config(tokenizer.vocab_size, 32, 1, 2, 64, 80, 8))
+    saved = LongformerForMaskedLM(longformer_config(tokenizer.vocab_size, 32, 1, 2, 64, 80, 16))  # saved: window 16
     with torch.no_grad():
         for p in saved.lm_head.parameters():
             p.add_(torch.randn_like(p))  # a head unlike any fresh initialisation
@@ -458,5 +458,7 @@ def test_a_downloaded_longformer_brings_its_pretrained_mlm_head(tmp_path, tokeni
     assert torch.equal(model.mlm_transform[2].weight, saved.lm_head.layer_norm.weight)
     assert torch.equal(model.mlm_bias, saved.lm_head.bias)
     assert torch.equal(model.word_embeddings.weight, saved.longformer.embeddings.word_embeddings.weight)
+    # the run's attention_window, not the saved one (longformer-base-4096 saves 512; the official code runs 64)
+    assert model.longformer.encoder.layer[0].attention.self.one_sided_attn_window_size == 4
     fresh = build("tiny", 50, 64, 8).model.mlm_transform[0]  # no pre-trained head: N(0, 0.02) as HF, zero bias
     assert abs(float(fresh.weight.std()) - 0.02) < 0.004 and not fresh.bias.any()

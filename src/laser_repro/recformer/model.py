@@ -167,7 +167,9 @@ def build(encoder: str, max_items: int, max_tokens: int, window: int, checkpoint
         path = encoder[len("local:"):] if encoder.startswith("local:") else encoder
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            masked_lm = LongformerForMaskedLM.from_pretrained(path)  # the encoder and its pre-trained MLM head
+            # the encoder and its pre-trained MLM head, at the official window (longformer-base-4096 saves 512; a
+            # layer fixes its window when built, so it must be given here: the official code sets [64] * 12)
+            masked_lm = LongformerForMaskedLM.from_pretrained(path, attention_window=window)
         except OSError as err:
             raise ValueError(f"encoder: cannot load {encoder!r} ({err}); offline, use 'minilm' or 'local:PATH' "
                              "to a downloaded Longformer folder") from None
