@@ -95,6 +95,15 @@ def test_download_never_replaces_a_file_it_did_not_download(server, tmp_path):
                                               r"`laser-repro data download`.*data prepare --input"):
         download_category("pet", tmp_path, base=server, progress=False)
     assert mine.read_bytes() == b"my own copy" and RangeHandler.requests == []
+    # nor one put over a file it downloaded and recorded (a size that is not the recorded one: not its download)
+    mine.unlink()
+    download_category("pet", tmp_path, base=server, progress=False)
+    mine.write_bytes(b"my own copy")
+    n = len(RangeHandler.requests)
+    with pytest.raises(FileExistsError, match=r"Pet_Supplies_5.json.gz: 11 bytes, not the 1024000 bytes `laser-repro "
+                                              r"data download` recorded \(sha256 \w{12}\): changed or replaced since"):
+        download_category("pet", tmp_path, base=server, progress=False)
+    assert mine.read_bytes() == b"my own copy" and len(RangeHandler.requests) == n
 
 
 def test_a_removed_record_does_not_download_again(server, tmp_path):

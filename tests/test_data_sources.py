@@ -116,6 +116,16 @@ def test_amazon2018_rules(tmp_path, gz):
     assert ds.train_len.tolist() == [2, 1]
     assert ds.history_and_target(0, "test")[1] == ds.sequence(0)[3]
     assert ds.eval_users("test").tolist() == [0]
+    # what the rules dropped is counted in the data set's notes (stats.json), not dropped silently
+    assert ds.notes == (f"Toy_5{suffix} + meta_Toy{suffix}: dropped 1 metadata records without a title",
+                        f"Toy_5{suffix} + meta_Toy{suffix}: dropped 2 reviews of items without titled metadata")
+    # a paper name for the category (`category: pet`, as `data download` and the config check take it) finds the
+    # files: prepare looked for pet_5.json and failed after the download had worked
+    pet = tmp_path / "pet"
+    pet.mkdir()
+    for name in ("Pet_Supplies_5.json.gz", "meta_Pet_Supplies.json.gz", "Toy_5.json.gz"):
+        (pet / name).write_bytes(b"")
+    assert amazon2018.find_files(pet, "pet") == (pet / "Pet_Supplies_5.json.gz", pet / "meta_Pet_Supplies.json.gz")
 
 
 def test_amazon2018_malformed_line_names_file_and_line(tmp_path):

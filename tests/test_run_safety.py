@@ -740,10 +740,13 @@ def test_a_folder_replacement_interrupted_between_its_renames_puts_the_previous_
     assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
     # a SIGKILL there runs no `finally`: the previous version stays aside, and the next call puts it back first
     os.replace(target, tmp_path / ".prepared.abcd1234.old")
+    other = tmp_path / ".prepared.v2.abcd1234.old"  # the set-aside version of a data set named prepared.v2
+    other.mkdir()
     with pytest.raises(RuntimeError):
         with io.atomic_dir(target):
             raise RuntimeError("this write fails too")
-    assert (target / "stats.json").read_text() == "previous" and sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]
+    assert (target / "stats.json").read_text() == "previous" and other.is_dir()  # another data set's is not taken
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".prepared.v2.abcd1234.old", "prepared"]
 
 
 def test_new_content_reaches_the_disk_before_its_rename(tmp_path, monkeypatch):

@@ -308,13 +308,14 @@ def test_a_changed_raw_file_prepares_its_data_set_again(tmp_path):
     from laser_repro.data.dataset import MARKER
 
     wf = copy_workflow(tmp_path / "wf")
-    raw = tmp_path / "raw"
+    raw = tmp_path / "raw files"  # a space in the path: the prepare command must keep it one argument
     (raw / "sub").mkdir(parents=True)
     (raw / "train.json").write_text("{}")
     (raw / "sub" / "meta.json").write_text("{}")
-    (wf / "ov.yaml").write_text(f"datasets: {{mine: {{source: recformer, input: {raw}}}}}\n")
+    (wf / "ov.yaml").write_text(f"datasets: {{mine: {{source: recformer, input: '{raw}'}}}}\n")
     target = ["results/default/data/mine/stats.json", "--configfile", "workflow/default.yaml", "ov.yaml"]
-    assert f"input: {raw}/sub/meta.json, {raw}/train.json" in snakemake(wf, "-n", *target).stdout
+    dry = snakemake(wf, "-n", "-p", *target).stdout
+    assert f"input: {raw}/sub/meta.json, {raw}/train.json" in dry and f"--input '{raw}' --name mine" in dry
     for name in (MARKER, "stats.json", "items.json", "users.json", "interactions.npz"):  # prepared after the edit
         out = wf / "results/default/data/mine" / name
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not (path.exists() or path.is_symlink()):  # killed between the two renames of an earlier call (SIGKILL: no
-        left = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.old"), key=lambda p: p.lstat().st_mtime_ns)
+        mine = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.old")  # mkdtemp's 8 characters: not .pet.v2.*
+        left = sorted((p for p in path.parent.glob(f".{glob.escape(path.name)}.*.old") if mine.fullmatch(p.name)),
+                      key=lambda p: p.lstat().st_mtime_ns)
         if left:  # finally ran): its previous version goes back before anything else
             os.replace(left[-1], path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

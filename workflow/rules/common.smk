@@ -10,6 +10,7 @@ Which runs exist, what each trains and what each artifact reads are decided in t
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -122,7 +123,7 @@ def prepare_args(wildcards) -> str:
         for key in ("seed", "users", "items", "categories"):
             if key in spec:
                 args += [f"--{key}", str(spec[key])]
-    return " ".join(args)
+    return " ".join(map(shlex.quote, args))  # an input path with a space stays one argument
 
 
 def download_category(wildcards) -> str:

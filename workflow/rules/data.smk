@@ -12,7 +12,7 @@ rule download_raw:
     conda:
         "../envs/laser-repro.yaml"
     shell:
-        "laser-repro data download --category {params.category} --out {params.out} > {log} 2>&1"
+        "laser-repro data download --category {params.category:q} --out {params.out:q} > {log} 2>&1"
 
 
 rule prepare_dataset:
@@ -31,4 +31,4 @@ rule prepare_dataset:
     conda:
         "../envs/laser-repro.yaml"
     shell:
-        "laser-repro data prepare {params.args} --name {wildcards.dataset} --out {params.out} > {log} 2>&1"
+        "laser-repro data prepare {params.args} --name {wildcards.dataset:q} --out {params.out:q} > {log} 2>&1"

@@ -154,8 +154,12 @@ def download_category(category: str, out_dir: str | Path, base: str | None = Non
                     f"{dest}: already there, and not downloaded by `laser-repro data download` (no {mark.name} or "
                     f"entry in {record_path.name}); prepare from it with `laser-repro data prepare --input {out}`, "
                     "or move it away to download it")
-            log.warning("%s: %d bytes, not the %s downloaded; downloading it again", dest, dest.stat().st_size,
-                        known.get("size", "size not yet recorded"))
+            if "size" in known:  # the download completed and was recorded: a file of another size is not it
+                raise FileExistsError(
+                    f"{dest}: {dest.stat().st_size} bytes, not the {known['size']} bytes `laser-repro data download` "
+                    f"recorded (sha256 {str(known.get('sha256'))[:12]}): changed or replaced since; move it away "
+                    "to download it again (nothing was replaced)")
+            log.warning("%s: its download was killed before it was recorded; downloading it again", dest)
         write_json(mark, {"url": url})  # ours from here on, even if killed before its size and sha256 are recorded
         fetch(url, dest, progress=progress)
         record[dest.name] = {"url": url, "size": dest.stat().st_size, "sha256": sha256_of(dest)}

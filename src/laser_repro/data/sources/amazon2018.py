@@ -9,6 +9,7 @@ items get dense indices in sorted order of their original ids.
 from __future__ import annotations
 
 import gzip
+from collections import Counter
 import json
 import math
 import zlib
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from laser_repro.data.dataset import SeqDataset, from_sequences
+from laser_repro.data.download import CATEGORIES
 from laser_repro.data.sources.text import clean_field
 
 
@@ -63,6 +65,7 @@ def find_files(folder: Path, category: str | None = None) -> tuple[Path, Path]:
         raise FileNotFoundError(f"{folder}: expected a folder with {{Category}}_5.json(.gz) and meta_{{Category}}.json(.gz)")
     reviews = sorted(p for p in folder.iterdir() if p.name.endswith(("_5.json", "_5.json.gz")))
     if category is not None:
+        category = CATEGORIES.get(category, category)  # a paper name (pet), as `data download` and the config take
         reviews = [p for p in reviews if p.name.split("_5.json")[0] == category]
     if len(reviews) != 1:
         found = [p.name for p in reviews] or "none"
@@ -78,17 +81,21 @@ def find_files(folder: Path, category: str | None = None) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{folder}: missing meta_{cat}.json(.gz) for {reviews[0].name}")
 
 
-def read_meta(path: Path, unescape_html: bool = True) -> dict[str, dict]:
-    """``{asin: {title, brand, category}}`` for items with a non-empty title (first entry wins)."""
+def read_meta(path: Path, unescape_html: bool = True, dropped: Counter | None = None) -> dict[str, dict]:
+    """``{asin: {title, brand, category}}`` for items with a non-empty title (first entry wins); ``dropped`` counts
+    the records left out (``duplicate records``, ``items without a title``)."""
+    dropped = Counter() if dropped is None else dropped
     meta: dict[str, dict] = {}
     for lineno, rec in iter_json_lines(path):
         asin = rec.get("asin")
         if not asin or not isinstance(asin, str):
             raise ValueError(f"{path}:{lineno}: 'asin' is {asin!r}; expected a non-empty string")
         if asin in meta:
+            dropped["duplicate metadata records (the first kept)"] += 1
             continue
         title = clean_field(rec.get("title"), unescape_html, f"{path}:{lineno}: title")
         if not title:
+            dropped["metadata records without a title"] += 1
             continue
         meta[asin] = {
             "id": asin,
@@ -99,9 +106,12 @@ def read_meta(path: Path, unescape_html: bool = True) -> dict[str, dict]:
     return meta
 
 
-def read_reviews(path: Path, keep: dict) -> dict[str, list[tuple[int, str]]]:
-    """``{reviewerID: [(unixReviewTime, asin), ...]}`` in file order, for items in ``keep``."""
+def read_reviews(path: Path, keep: dict, dropped: Counter | None = None) -> dict[str, list[tuple[int, str]]]:
+    """``{reviewerID: [(unixReviewTime, asin), ...]}`` in file order, for items in ``keep``; ``dropped`` counts the
+    reviews of other items."""
+    dropped = Counter() if dropped is None else dropped
     users: dict[str, list[tuple[int, str]]] = {}
+    gone: set[str] = set()  # users with a dropped review
     for lineno, rec in iter_json_lines(path):
         try:
             user, asin, raw = rec["reviewerID"], rec["asin"], rec["unixReviewTime"]
@@ -116,6 +126,10 @@ def read_reviews(path: Path, keep: dict) -> dict[str, list[tuple[int, str]]]:
             raise ValueError(f"{path}:{lineno}: reviewerID {user!r} and asin {asin!r}: expected strings")
         if asin in keep:
             users.setdefault(user, []).append((time, asin))
+        else:
+            dropped["reviews of items without titled metadata"] += 1
+            gone.add(user)
+    dropped["users left without a review"] += len(gone - users.keys())
     return users
 
 
@@ -124,8 +138,9 @@ def prepare(
 ) -> SeqDataset:
     """Parse raw Amazon 2018 files in ``input_path`` into a :class:`SeqDataset`."""
     reviews_path, meta_path = find_files(Path(input_path), category)
-    meta = read_meta(meta_path, unescape_html)
-    users = read_reviews(reviews_path, meta)
+    dropped: Counter = Counter()
+    meta = read_meta(meta_path, unescape_html, dropped)
+    users = read_reviews(reviews_path, meta, dropped)
     if not users:
         raise ValueError(f"{reviews_path}: no interaction left after dropping items without a title in {meta_path}")
     used = sorted({asin for events in users.values() for _, asin in events})
@@ -135,4 +150,6 @@ def prepare(
     for u in user_ids:
         events = sorted(users[u], key=lambda e: e[0])  # stable: file order breaks ties
         sequences.append([index[asin] for _, asin in events])
-    return from_sequences(name, "amazon2018", [meta[a] for a in used], user_ids, sequences)
+    notes = [f"{reviews_path.name} + {meta_path.name}: dropped {n:,} {what}" for what, n in dropped.items() if n]
+    ds = from_sequences(name, "amazon2018", [meta[a] for a in used], user_ids, sequences)
+    return ds.with_notes(notes) if notes else ds
