@@ -576,6 +576,16 @@ def test_a_data_folder_edited_by_hand_is_refused_and_its_results_are_gaps(data, 
         data_fingerprint(tmp_path / "laptop")
     (data / "interactions.npz").write_bytes(original)  # put back: the same data, the finished run answers again
     assert data_fingerprint(data) == record["data_fingerprint"]
+    # stats.json's counts edited by hand (Table 1 prints them, artifacts read eval_users): its fingerprint still
+    # matched the data, so the edit passed
+    stats = (data / "stats.json").read_text()
+    users = json.loads(stats)["users"]
+    (data / "stats.json").write_text(stats.replace(f'"users": {users}', f'"users": {users + 1}'))
+    with pytest.raises(DataChanged, match=rf"its stats\.json says users {users + 1} \(its data: {users}\): edited by "
+                                          r"hand since `laser-repro data prepare`; prepare it again"):
+        data_fingerprint(data)
+    (data / "stats.json").write_text(stats)
+    assert data_fingerprint(data) == record["data_fingerprint"]
     assert train_idrec(cfg(data), run)["wall_time_s"] == record["wall_time_s"]
     assert len(load_group(runs, Cell("ring", "sasrec"), [0]).runs) == 1
 

@@ -288,9 +288,15 @@ def data_fingerprint(path: str | Path) -> str:
 def _content_fingerprint(path: str, versions: tuple) -> tuple[str, str]:
     """(fingerprint of the folder's content, '') or ('', why it cannot be read), per version of its files."""
     try:
-        return load_dataset(path).fingerprint(), ""
+        now, recorded = load_dataset(path).stats(), read_stats(path)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
         return "", f"cannot be read as a prepared data set ({type(err).__name__}: {err})"
+    # the counts Table 1 and the artifacts read from stats.json must be its data's
+    edited = [f"{k} {recorded[k]!r} (its data: {now[k]!r})" for k in (*TABLE1_STATS, "eval_users")
+              if k in recorded and recorded[k] != now[k]]
+    if edited:
+        return "", f"its stats.json says {', '.join(edited)}: edited by hand since `laser-repro data prepare`"
+    return now["fingerprint"], ""
 
 
 def load_dataset(path: str | Path) -> SeqDataset:
