@@ -10,9 +10,11 @@ Two layouts, told apart by the files in the folder:
 * **UniSRec's pre-split files** ``NAME.{train,valid,test}.inter`` (``user_id:token
   item_id_list:token_seq item_id:token``) with ``NAME.text``. A test row is (history, test item)
   and the history's last item is the validation item, so a user's sequence is the test row's list
-  followed by its item, and the validation row must agree with it (checked). Lists at the maximum
-  length (UniSRec keeps the last 50 items) lost their oldest items: such users are counted and
-  reported. Users found only in ``NAME.train.inter`` are training-only, with their longest row.
+  followed by its item, and the validation row must agree with it (checked). The valid and test lists
+  are cut to UniSRec's last 50 items, so a user's training items are rebuilt from the train rows (one
+  per training target, the first with the first item as its history): nothing is lost to the cut. A
+  user without train rows (a single training item) is read from its validation row. Users found only
+  in ``NAME.train.inter`` are training-only, with their longest row.
   ``NAME.item2index`` / ``NAME.user2index`` (original id -> index), when present, give the
   original ids.
 """
