@@ -75,6 +75,7 @@ def test_fig2_cold_subset_numbers_and_image(tmp_path):
     data = fig2.compute_fig2(spec)
     s = data.summaries[("pet", "bert4rec", "recall@10")]
     assert (s.n, s.mean) == (1, 0.0) and data.n_cold_users[("pet", "bert4rec")] == 8
+    assert len(data.groups[("pet", "bert4rec")].runs) == 1  # the seeds behind the bar: a claim on it is partial
     gap = next(g for g in data.missing() if "pet/bert4rec/main/seed~1" in g.markdown)
     assert gap.markdown.endswith("unusable, none of its test users' targets is a cold item (a seeded subset of the "
                                  "test users?)")

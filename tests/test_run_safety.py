@@ -689,6 +689,10 @@ def test_a_missing_input_is_named_and_the_finished_run_it_fed_is_kept(data, tmp_
     assert (upstream / "model.pt").is_file() and len(again["sessions"]) == len(record["sessions"]) + 1
     model = (upstream / "model.pt").read_bytes()
     (upstream / "model.pt").unlink()
+    blob = torch.load(upstream / "checkpoint.pt", weights_only=False)
+    blob["model"] = {k.replace("item_emb", "old_item_emb"): v for k, v in blob["model"].items()}  # an earlier version
+    torch.save(blob, upstream / "checkpoint.pt")  # the trainer refuses to resume it: the record stands (it raised)
+    assert train_idrec(cfg(data), upstream) == again and not (upstream / "model.pt").exists()
     (upstream / "checkpoint.pt").unlink()  # nothing left to write it from: the record stands, nothing is retrained
     assert train_idrec(cfg(data), upstream) == again and not (upstream / "model.pt").exists()
     (upstream / "model.pt").write_bytes(model)

@@ -47,7 +47,7 @@ def _verdict(results: list[bool], n_parts: int) -> str:
 def with_seed_gaps(claim: Claim, groups) -> Claim:
     """``claim`` with its verdict marked partial when the artifact it was checked on averaged some cells over fewer
     seeds than requested (a missing or stale seed leaves a mean of the others, which the verdict must not hide)."""
-    short = sorted(f"{g.label} {len(g.runs)} of {len(g.seeds)}" for g in groups if 0 < len(g.runs) < len(g.seeds))
+    short = sorted({f"{g.label} {len(g.runs)} of {len(g.seeds)}" for g in groups if 0 < len(g.runs) < len(g.seeds)})
     if not short or claim.verdict.startswith(NOT_RUN):
         return claim
     return replace(claim, verdict=f"{claim.verdict} (partial: fewer seeds than requested in its artifact: "

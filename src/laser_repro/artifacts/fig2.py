@@ -70,7 +70,7 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
                     data.unusable.append(Gap(r.path / "metrics.json", "none of its test users' targets is a cold "
                                              "item (a seeded subset of the test users?)", kind="unusable"))
                 g = replace(g, runs=[r for r in g.runs if cold[r.split_ranks(SPLIT).targets].any()])
-                usable = bool(g.runs)
+                data.groups[(d, method)], usable = g, bool(g.runs)  # the seeds the bar averages (claims count them)
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])
                                                   if usable else SeedSummary(0, np.nan, np.nan, np.nan, np.nan))

@@ -12,7 +12,8 @@ One convention for every method:
   its RNG states are restored once the model is rebuilt, so a resumed run ends with the metrics
   of an uninterrupted one.
 * **Done**: a run is finished when its ``metrics.json`` records the same resume hash; running
-  it again changes nothing.
+  it again changes nothing (unless its model.pt or ranks.npz was removed: its final checkpoint is then
+  tested again to write them, :meth:`RunFolder._rewrite_lost_outputs`).
 * **Data**: the prepared data set's fingerprint (``stats.json``) is part of the resume hash and of
   ``metrics.json``; a run config written for other data (its ``data_fingerprint``), or a checkpoint
   of other data, is refused with the reason. So are the fingerprints of the runs and files a run
@@ -308,6 +309,7 @@ class RunFolder:
         # the test keys' values the training ran under (carried in its checkpoints; see training_config)
         self.trained_with = {k: self.config.get(k) for k in self.test_keys}
         self.sessions: list[dict] = []  # where and with which code each session of this run ran (begin_session)
+        self.rewriting: dict | None = None  # the record of a finished run whose lost outputs are being rewritten
 
     @property
     def checkpoint_path(self) -> Path:
@@ -337,14 +339,22 @@ class RunFolder:
 
     def _rewrite_lost_outputs(self) -> bool:
         """Whether a finished run's model.pt or ranks.npz is gone (removed by hand) while its final checkpoint is
-        here: the run then tests that checkpoint again, which writes them (the record is rewritten with the same
-        metrics). Without the checkpoint the record stands, with a warning: nothing is trained again unasked."""
+        here: the run then tests that checkpoint again, which writes them and the record (the same metrics on the
+        machine and settings it ran on; a trainer that refuses the checkpoint leaves the record: ``rewriting``,
+        :func:`run_trainer`). Without the checkpoint the record stands, with a warning: nothing is trained again
+        unasked."""
         lost = [n for n in (MODEL_FILE, RANKS_FILE) if not (self.path / n).exists()]
         if not lost:
             return False
-        if self.checkpoint_path.exists() and self._own_checkpoint().get("resume_hash") == self.resume_hash:
+        try:
+            ours = self.checkpoint_path.exists() and load_torch(self.checkpoint_path, "a checkpoint").get(
+                "resume_hash") == self.resume_hash
+        except ValueError:  # damaged or not the suite's: never read further here
+            ours = False
+        if ours:
             log.warning("%s: finished, but its %s is gone; testing the final checkpoint again to write it", self.path,
                         " and ".join(lost))
+            self.rewriting = read_json(self.path / METRICS_FILE)
             return True
         log.warning("%s: finished, but its %s is gone and no checkpoint of this run is left to write it from; the "
                     "record stands (remove its metrics.json to train the run again)", self.path, " and ".join(lost))
@@ -742,7 +752,16 @@ def run_trainer(cfg, out_dir: str | Path, replace_stale: bool, body: Callable[[A
     check_inputs(cfg)
     with run_session(out_dir, own_files) as out:
         opened = open_run(cfg, out, replace_stale, None if config_of is None else config_of(cfg))
-        return opened.done if opened.done is not None else body(cfg, opened)
+        if opened.done is not None:
+            return opened.done
+        try:
+            return body(cfg, opened)
+        except ValueError as err:  # a trainer that refuses the checkpoint (an earlier schedule, other numerics)
+            if opened.run.rewriting is None:
+                raise
+            log.warning("%s: its lost files cannot be written from its checkpoint (%s); the record stands (remove its "
+                        "metrics.json to train the run again)", out, str(err).splitlines()[0])
+            return opened.run.rewriting
 
 
 def run_folder(cfg, out_dir: str | Path, replace_stale: bool = False, config: dict | None = None) -> RunFolder:

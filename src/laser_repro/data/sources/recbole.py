@@ -14,7 +14,7 @@ Two layouts, told apart by the files in the folder:
   are cut to UniSRec's last 50 items, so a user's training items are rebuilt from the train rows (one
   per training target, the first with the first item as its history): nothing is lost to the cut. A
   user without train rows (a single training item) is read from its validation row. Users found only
-  in ``NAME.train.inter`` are training-only, with their longest row.
+  in ``NAME.train.inter`` are training-only, rebuilt from their train rows likewise.
   ``NAME.item2index`` / ``NAME.user2index`` (original id -> index), when present, give the
   original ids.
 """
