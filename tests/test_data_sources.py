@@ -234,6 +234,29 @@ def test_synthetic_overwrites_only_its_own_raw_files(tmp_path):
     assert (tmp_path / "other" / "Synthetic_5.json").read_text() == "a user's own file\n"
 
 
+def test_synthetic_raw_files_stay_its_own_after_a_kill_between_them(tmp_path, monkeypatch):
+    """Killed after writing the first raw file and before its record, the next run (another seed) refused the
+    suite's own file as a user's."""
+    import laser_repro.io as io
+
+    write_raw(tmp_path, SyntheticConfig(seed=3))
+    io_write, written = io.write_text, []
+
+    def killed_after_one(path, text):
+        if Path(path).name == "meta_Synthetic.json":
+            raise KeyboardInterrupt("killed between the two raw files")
+        written.append(Path(path).name)
+        return io_write(path, text)
+
+    monkeypatch.setattr(io, "write_text", killed_after_one)  # write_raw imports it when called
+    with pytest.raises(KeyboardInterrupt):
+        write_raw(tmp_path, SyntheticConfig(seed=4))
+    monkeypatch.setattr(io, "write_text", io_write)
+    assert "Synthetic_5.json" in written  # seed 4's reviews beside seed 3's metadata
+    b = write_raw(tmp_path, SyntheticConfig(seed=5))  # both are its own: replaced
+    assert [p.read_bytes() for p in b] == [p.read_bytes() for p in write_raw(tmp_path / "c", SyntheticConfig(seed=5))]
+
+
 def test_synthetic_structure_is_learnable(tmp_path):
     """Popularity and item-to-item transitions beat random ranking by a wide margin."""
     ds = SOURCES["synthetic"](tmp_path / "raw", "synthetic", seed=0)

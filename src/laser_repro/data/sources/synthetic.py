@@ -138,11 +138,15 @@ def write_raw(out_dir: str | Path, cfg: SyntheticConfig) -> tuple[Path, Path]:
         raise ValueError(f"{out / RAW_MARKER}: expected a JSON object of file digests, got {type(ours).__name__}")
     digest = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
     new = {path.name: digest(text.encode()) for path, text in zip(paths, texts)}
+    # a name's recorded digests: one, or (while a write was under way) the old and the new version
+    known = {n: {*(v if isinstance(v, list) else [v])} - {None} for n, v in ours.items()}
     for path in paths:
-        if path.exists() and digest(path.read_bytes()) not in (ours.get(path.name), new[path.name]):
+        if path.exists() and digest(path.read_bytes()) not in known.get(path.name, set()) | {new[path.name]}:
             raise FileExistsError(f"{path}: not a file `--source synthetic` wrote (or changed since, or written before "
                                   f"2026-12-07, when {RAW_MARKER} did not record it); it would be overwritten: move it "
                                   "(or delete it if this suite wrote it), or give --input a folder of its own")
+    # both versions recorded first: a session killed between the files leaves only files the record names
+    write_json(out / RAW_MARKER, {n: sorted(known.get(n, set()) | {d}) for n, d in new.items()})
     for path, text in zip(paths, texts):
         write_text(path, text)
     write_json(out / RAW_MARKER, new)
