@@ -102,11 +102,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+TEMP_RANDOM = r"\.[a-z0-9_]{8}"  # the 8 random characters tempfile puts in the names atomic_path and atomic_dir make
+
+
 def stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
     """The temporary files :func:`atomic_path` left in ``folder`` for ``names`` (a process killed mid-write
     leaves one: ``.{name}.{8 random characters}{suffix}.tmp``). Only the caller knows whether their writer
     is gone; a trainer holding its run's lock does."""
-    pattern = re.compile(r"^\.(" + "|".join(re.escape(n) for n in names) + r")\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp$")
+    pattern = re.compile(r"^\.(" + "|".join(re.escape(n) for n in names) + ")" + TEMP_RANDOM + r"(\.[A-Za-z0-9]+)?\.tmp$")
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file()) if folder.is_dir() else []
 
@@ -121,7 +124,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not (path.exists() or path.is_symlink()):  # killed between the two renames of an earlier call (SIGKILL: no
-        mine = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.old")  # mkdtemp's 8 characters: not .pet.v2.*
+        mine = re.compile(rf"\.{re.escape(path.name)}{TEMP_RANDOM}\.old")  # its own, not .pet.v2.*.old for pet
         left = sorted((p for p in path.parent.glob(f".{glob.escape(path.name)}.*.old") if mine.fullmatch(p.name)),
                       key=lambda p: p.lstat().st_mtime_ns)
         if left:  # finally ran): its previous version goes back before anything else

@@ -66,10 +66,12 @@ def compute_fig2(spec: Fig2Spec) -> Fig2Data:
                 data.unusable.append(Gap(r.path / "metrics.json", why, kind="unusable"))
                 log.warning("Figure 2 cannot use %s: %s", r.path, why)
             if usable:  # a seed whose (capped) test users have no cold target has no value: left out, by name
-                for r in [r for r in g.runs if not cold[r.split_ranks(SPLIT).targets].any()]:
-                    data.unusable.append(Gap(r.path / "metrics.json", "none of its test users' targets is a cold "
-                                             "item (a seeded subset of the test users?)", kind="unusable"))
-                g = replace(g, runs=[r for r in g.runs if cold[r.split_ranks(SPLIT).targets].any()])
+                kept, empty = [], []
+                for r in g.runs:
+                    (kept if cold[r.split_ranks(SPLIT).targets].any() else empty).append(r)
+                data.unusable += [Gap(r.path / "metrics.json", "none of its test users' targets is a cold item (a "
+                                      "seeded subset of the test users?)", kind="unusable") for r in empty]
+                g = replace(g, runs=kept)
                 data.groups[(d, method)], usable = g, bool(g.runs)  # the seeds the bar averages (claims count them)
             for m in METRICS:
                 data.summaries[(d, method, m)] = (g.summary(SPLIT, m, lambda res: cold[res.targets])

@@ -347,10 +347,10 @@ class RunFolder:
         if not lost:
             return False
         try:
-            ours = self.checkpoint_path.exists() and load_torch(self.checkpoint_path, "a checkpoint").get(
-                "resume_hash") == self.resume_hash
-        except ValueError:  # damaged or not the suite's: never read further here
-            ours = False
+            blob = load_torch(self.checkpoint_path, "a checkpoint") if self.checkpoint_path.exists() else None
+        except ValueError:  # damaged: never read further here
+            blob = None
+        ours = is_ours(blob) and blob.get("resume_hash") == self.resume_hash  # not a foreign or another config's
         if ours:
             log.warning("%s: finished, but its %s is gone; testing the final checkpoint again to write it", self.path,
                         " and ".join(lost))
